@@ -1,0 +1,3 @@
+from gradfaith_tui.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""The target layer for Grad-CAM, found per architecture (or named by the user), and the ViT token reshape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from gradfaith_tui.errors import GradfaithError
+
+
+@dataclass(frozen=True)
+class TargetLayer:
+    name: str  # dotted path inside the timm net
+    module: nn.Module
+    reshape: Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def vit_reshape(num_prefix_tokens: int, grid: tuple[int, int]):
+    """Tokens (B, N, C) -> (B, C, h, w), dropping the class/register tokens timm puts first."""
+
+    def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        x = tokens[:, num_prefix_tokens:, :]
+        return x.reshape(x.shape[0], grid[0], grid[1], x.shape[-1]).permute(0, 3, 1, 2)
+
+    return reshape
+
+
+def default_layer_name(net: nn.Module) -> str:
+    """ResNet layer4[-1], DenseNet features.norm5, EfficientNet bn2, ViT blocks[-1].norm1; else timm's last feature stage."""
+    if hasattr(net, "blocks") and hasattr(net, "patch_embed"):
+        return f"blocks.{len(net.blocks) - 1}.norm1"
+    if hasattr(net, "layer4"):
+        return f"layer4.{len(net.layer4) - 1}"
+    if hasattr(net, "features") and hasattr(net.features, "norm5"):
+        return "features.norm5"
+    if hasattr(net, "bn2") and hasattr(net, "conv_head"):
+        return "bn2"
+    info = getattr(net, "feature_info", None)
+    if info:
+        return info[-1]["module"]
+    raise GradfaithError(f"no default CAM target layer for {type(net).__name__}; pass --target-layer")
+
+
+def find(net: nn.Module, name: str | None = None) -> TargetLayer:
+    name = name or default_layer_name(net)
+    try:
+        module = net.get_submodule(name)
+    except AttributeError:
+        raise GradfaithError(f"--target-layer: '{name}' is not a module of {type(net).__name__}") from None
+    reshape = None
+    if hasattr(net, "patch_embed") and name.startswith("blocks"):
+        reshape = vit_reshape(getattr(net, "num_prefix_tokens", 1), tuple(net.patch_embed.grid_size))
+    return TargetLayer(name, module, reshape)

@@ -1,0 +1,45 @@
+"""Seeded, stratified 60/20/20 splits; whole patients stay in one split when patient ids exist."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import numpy as np
+
+from gradfaith_tui.data.dataset import Sample
+
+SPLITS = ("train", "val", "test")
+RATIOS = (0.6, 0.2, 0.2)
+
+
+def split_samples(samples: list[Sample], seed: int = 0) -> dict[str, str]:
+    """case_id -> 'train' | 'val' | 'test'. Groups are patients, or single slices without ids."""
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[s.patient or f"slice:{s.case_id}"].append(s)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for gid, members in groups.items():
+        # A patient's class is its most severe slice label, so stratification follows the diagnosis.
+        by_class[max(m.label or 0 for m in members)].append(gid)
+    out: dict[str, str] = {}
+    rng = np.random.default_rng(seed)
+    for label in sorted(by_class):
+        gids = sorted(by_class[label])
+        rng.shuffle(gids)
+        n = len(gids)
+        n_train = int(round(n * RATIOS[0]))
+        n_val = int(round(n * RATIOS[1]))
+        if n >= 3:  # every split gets at least one group of every class that can spare it
+            n_train = min(max(n_train, 1), n - 2)
+            n_val = min(max(n_val, 1), n - n_train - 1)
+        for i, gid in enumerate(gids):
+            split = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+            for m in groups[gid]:
+                out[m.case_id] = split
+    return out
+
+
+def split_hash(assignment: dict[str, str]) -> str:
+    h = hashlib.sha1("".join(f"{k}\0{v}\n" for k, v in sorted(assignment.items())).encode())
+    return h.hexdigest()[:16]

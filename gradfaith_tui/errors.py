@@ -1,0 +1,19 @@
+"""Errors a user can cause and fix. The CLI prints them as one line, never a traceback."""
+
+
+class GradfaithError(Exception):
+    """A known, user-fixable problem; the message names the file or option at fault."""
+
+    exit_code = 2
+
+
+class DataError(GradfaithError):
+    """The dataset is missing, unreadable or inconsistent."""
+
+
+class CheckpointError(GradfaithError):
+    """A checkpoint is missing, does not fit its architecture, or belongs to other data."""
+
+
+class CacheError(GradfaithError):
+    """A cache is missing, empty, of another schema version, or stale."""

@@ -1,0 +1,16 @@
+"""Explanation consistency across training seeds (paper eq. 6)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradfaith_tui.metrics.localization import binarise, iou
+
+
+def consist(maps_by_seed: list[np.ndarray], tau: float = 0.5, ref: int = 0) -> np.ndarray:
+    """Per case: mean IoU of each other seed's binarised map with the reference seed's. Needs >= 2 seeds."""
+    if len(maps_by_seed) < 2:
+        raise ValueError("Consist needs maps from at least two seeds")
+    ref_b = binarise(maps_by_seed[ref], tau)
+    others = [binarise(m, tau) for r, m in enumerate(maps_by_seed) if r != ref]
+    return np.mean([iou(o, ref_b) for o in others], axis=0)

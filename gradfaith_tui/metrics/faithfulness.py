@@ -1,0 +1,28 @@
+"""Perturbation faithfulness (paper eq. 5): how much the target class's score drops when the CAM region is removed."""
+
+from __future__ import annotations
+
+import torch
+
+BASELINES = ("black", "mean")
+
+
+def remove(x: torch.Tensor, maps: torch.Tensor, baseline: str = "black") -> torch.Tensor:
+    """x ⊙ (1 - L) + b ⊙ L, with L the [0, 1] map at input size and b the baseline image."""
+    L = maps[:, None] if maps.dim() == 3 else maps
+    if baseline == "black":
+        return x * (1 - L)
+    if baseline == "mean":
+        return x * (1 - L) + x.mean(dim=(-2, -1), keepdim=True) * L
+    raise ValueError(f"unknown baseline '{baseline}' (choose from {', '.join(BASELINES)})")
+
+
+@torch.no_grad()
+def faith(model, x: torch.Tensor, logits: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+          baseline: str = "black") -> tuple[torch.Tensor, torch.Tensor]:
+    """(probability drop, logit drop) of the target class; logits are the model's on the clean x."""
+    masked = model(remove(x, maps, baseline)).float()
+    t = targets.long()[:, None]
+    p0 = torch.softmax(logits.float(), 1).gather(1, t)[:, 0]
+    p1 = torch.softmax(masked, 1).gather(1, t)[:, 0]
+    return p0 - p1, logits.float().gather(1, t)[:, 0] - masked.gather(1, t)[:, 0]

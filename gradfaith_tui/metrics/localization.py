@@ -1,0 +1,39 @@
+"""Localisation metrics on maps and masks (NumPy, batch-first). Maps are at mask resolution."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalise(maps: np.ndarray) -> np.ndarray:
+    """Min-max per map to [0, 1]; a constant map becomes all zeros."""
+    m = np.asarray(maps, dtype=np.float32)
+    lo = m.min(axis=(-2, -1), keepdims=True)
+    span = m.max(axis=(-2, -1), keepdims=True) - lo
+    return np.where(span > 0, (m - lo) / np.where(span > 0, span, 1), 0.0).astype(np.float32)
+
+
+def binarise(maps: np.ndarray, tau: float = 0.5) -> np.ndarray:
+    return normalise(maps) >= tau
+
+
+def loc_acc(maps: np.ndarray, masks: np.ndarray, tau: float = 0.5) -> np.ndarray:
+    """Paper eq. 4 per case: |binarised CAM ∩ M| / |M|. NaN where the mask is empty."""
+    b, m = binarise(maps, tau), np.asarray(masks, bool)
+    inter = (b & m).sum(axis=(-2, -1)).astype(np.float64)
+    area = m.sum(axis=(-2, -1))
+    return np.where(area > 0, inter / np.maximum(area, 1), np.nan)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of boolean masks per case; 1.0 where both are empty."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    inter = (a & b).sum(axis=(-2, -1))
+    union = (a | b).sum(axis=(-2, -1))
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def mask_iou(maps: np.ndarray, masks: np.ndarray, tau: float = 0.5) -> np.ndarray:
+    """IoU of the binarised CAM with the lesion mask; NaN where the mask is empty."""
+    m = np.asarray(masks, bool)
+    return np.where(m.any(axis=(-2, -1)), iou(binarise(maps, tau), m), np.nan)

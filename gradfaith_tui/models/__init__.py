@@ -1,0 +1,1 @@
+"""Stage 2: build timm models, train them, evaluate them (Table I, confusion matrices)."""

@@ -1,0 +1,90 @@
+"""Classification evaluation: the paper's Table I metrics, confusion matrices and inference timing."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.models.train import to_tensor
+
+TABLE1 = ("sensitivity", "specificity", "precision", "recall", "f1", "accuracy")
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    cm = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return cm
+
+
+def _div(a: float, b: float) -> float:
+    return float(a / b) if b else 0.0
+
+
+def table1(cm: np.ndarray) -> dict:
+    """Per-class one-vs-rest metrics and their macro means; accuracy over all cases."""
+    total = cm.sum()
+    per_class = {}
+    for k, name in enumerate(CLASS_NAMES[: cm.shape[0]]):
+        tp = cm[k, k]
+        fn = cm[k].sum() - tp
+        fp = cm[:, k].sum() - tp
+        tn = total - tp - fn - fp
+        sens = _div(tp, tp + fn)
+        prec = _div(tp, tp + fp)
+        per_class[name] = {"sensitivity": sens, "specificity": _div(tn, tn + fp), "precision": prec,
+                           "recall": sens, "f1": _div(2 * prec * sens, prec + sens), "support": int(cm[k].sum())}
+    macro = {m: float(np.mean([v[m] for v in per_class.values()])) for m in TABLE1 if m != "accuracy"}
+    macro["accuracy"] = _div(np.trace(cm), total)
+    return {"macro": macro, "per_class": per_class, "confusion": cm.tolist()}
+
+
+@torch.no_grad()
+def predict(model, images: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """Softmax probabilities (N, n_classes)."""
+    model.eval()
+    out = [torch.softmax(model(to_tensor(images[i:i + batch_size], device)).float(), 1).cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def timing(model, img_size: int, device: str = "cpu", repeats: int = 20, batch: int = 32) -> dict:
+    """Per-image latency at batch 1 (median after warm-up) and batched throughput, with the device named."""
+    model.eval()
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    x1 = torch.rand(1, 1, img_size, img_size, device=dev)
+    xb = torch.rand(batch, 1, img_size, img_size, device=dev)
+    for _ in range(3):
+        model(x1)
+    sync()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model(x1)
+        sync()
+        times.append(time.perf_counter() - t)
+    model(xb)
+    sync()
+    t = time.perf_counter()
+    n_b = max(1, repeats // 10)
+    for _ in range(n_b):
+        model(xb)
+    sync()
+    thr = batch * n_b / (time.perf_counter() - t)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    return {"latency_ms": float(np.median(times) * 1000), "throughput_ips": float(thr), "device": name}
+
+
+def evaluate(model, images: np.ndarray, labels: np.ndarray, img_size: int, device: str = "cpu",
+             with_timing: bool = True) -> tuple[np.ndarray, dict]:
+    probs = predict(model, images, device=device)
+    body = table1(confusion(labels, probs.argmax(1)))
+    body["n"] = int(len(labels))
+    if with_timing:
+        body["timing"] = timing(model, img_size, device)
+    return probs, body

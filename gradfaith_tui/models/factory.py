@@ -1,0 +1,141 @@
+"""timm models by name, wrapped to take grey [0, 1] slices; checkpoints as safetensors plus a JSON card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gradfaith_tui.config import CLASS_NAMES, ModelSpec, family_of
+from gradfaith_tui.errors import CheckpointError, GradfaithError
+
+CARD_NAME = "card.json"
+WEIGHTS_NAME = "model.safetensors"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Classifier(nn.Module):
+    """Takes (B, 1, H, W) grey slices in [0, 1]; normalises and repeats them to RGB for the timm net.
+
+    Keeping normalisation inside the model means masking for Faith and CAMs both live in image space.
+    """
+
+    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return self.net((x - self.mean) / self.std)
+
+
+def _is_vit_like(arch: str) -> bool:
+    return any(arch.startswith(p) for p in ("vit", "deit", "eva", "beit"))
+
+
+def check_arch(arch: str) -> None:
+    import timm
+
+    if not timm.is_model(arch):
+        raise GradfaithError(f"--models: unknown model '{arch}' (not a timm architecture; try `timm.list_models()`)")
+
+
+def build(spec: ModelSpec, img_size: int, pretrained_file: Path | None = None) -> Classifier:
+    """Create the timm net for spec; ImageNet weights only from a local file, never from a hub."""
+    import timm
+
+    check_arch(spec.arch)
+    kwargs = dict(spec.kwargs)
+    if _is_vit_like(spec.arch):
+        kwargs["img_size"] = img_size  # ViTs size their position embeddings to the input
+    if pretrained_file is not None:
+        if not Path(pretrained_file).is_file():
+            raise CheckpointError(f"--pretrained-file: not found: {pretrained_file}")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_file)))
+    net = timm.create_model(spec.arch, num_classes=len(CLASS_NAMES), **kwargs)
+    return Classifier(net)
+
+
+def checkpoint_dir(root: Path, spec: ModelSpec, seed: int) -> Path:
+    return Path(root) / spec.name / f"seed{seed}"
+
+
+def versions() -> dict[str, str]:
+    import timm
+
+    return {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()}
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def save_checkpoint(model: Classifier, directory: Path, card: dict, name: str = WEIGHTS_NAME) -> None:
+    """Weights then card, each written to a temporary file and renamed: a crash never leaves half a checkpoint."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (name + ".tmp")
+    save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(tmp))
+    tmp.replace(directory / name)
+    if name == WEIGHTS_NAME:
+        card = {**card, "weights_sha1": file_hash(directory / name),
+                "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        tmpc = directory / (CARD_NAME + ".tmp")
+        tmpc.write_text(json.dumps(card, indent=2, sort_keys=True))
+        tmpc.replace(directory / CARD_NAME)
+
+
+def read_card(directory: Path) -> dict:
+    path = Path(directory) / CARD_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no checkpoint (missing {CARD_NAME}); run `gradfaith-tui train` first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint card ({exc})") from None
+
+
+def load_weights(model: Classifier, path: Path) -> None:
+    """Load safetensors weights; a mismatch names the layers that do not fit."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: unreadable weights ({exc})") from None
+    own = model.net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+        raise CheckpointError(f"{path}: weights do not fit {type(model.net).__name__} ({'; '.join(parts)})")
+    model.net.load_state_dict(state)
+
+
+def load_checkpoint(directory: Path, fingerprint: str | None = None, force: bool = False) -> tuple[Classifier, dict]:
+    """Model and card from a checkpoint folder; refuses one trained on other data unless forced."""
+    card = read_card(directory)
+    if fingerprint is not None and card.get("data_fingerprint") != fingerprint and not force:
+        raise CheckpointError(f"{directory}: trained on other data (fingerprint {card.get('data_fingerprint')}, "
+                              f"data now {fingerprint}); retrain, or pass --force")
+    model = build(spec_from_card(card), card["img_size"])
+    load_weights(model, Path(directory) / WEIGHTS_NAME)
+    model.eval()
+    return model, card
+
+
+def spec_from_card(card: dict) -> ModelSpec:
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in card.get("kwargs", {}).items()}
+    return ModelSpec(card["name"], card["arch"], card.get("family", family_of(card["arch"])), kwargs)

@@ -1,0 +1,347 @@
+"""Writer (atomic, resumable) and reader (sorted pages, lazy maps) of an audit cache directory.
+
+Layout: audit.sqlite (WAL) holds every row; images.npy/masks.npy hold the test slices after the
+resize policy; maps/<expl_id>.npy holds one float16 array (n_cases, h, w) per explanation. A map row
+is flushed to disk before the transaction that records its metrics commits, so a reader (or a
+resumed run) only ever trusts rows whose maps are complete.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from gradfaith_tui.errors import CacheError
+from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        con = sqlite3.connect(path, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+    con.row_factory = sqlite3.Row
+    return con
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    case_id: str
+    label: int | None
+    patient: str | None
+    has_mask: bool
+    shortcut: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_id: str
+    name: str
+    arch: str
+    family: str
+    describe: str
+    seed: int
+    is_ref: bool
+    img_size: int
+
+
+@dataclass(frozen=True)
+class Column:
+    """One model shown in the explorer: the reference seed of a name, with its explanation."""
+
+    model: ModelInfo
+    expl_id: int | None
+    method: str
+
+
+@dataclass
+class ModelResult:
+    pred: int | None = None
+    confidence: float | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class CaseRow:
+    idx: int
+    case_id: str
+    label: int | None
+    patient: str | None
+    has_mask: bool
+    shortcut: int | None
+    results: dict[str, ModelResult]  # by model name
+
+    def worst(self, metric: str) -> float | None:
+        vals = [r.metrics.get(metric) for r in self.results.values()]
+        vals = [v for v in vals if v is not None]
+        return min(vals) if vals else None
+
+    def n_wrong(self) -> int:
+        return sum(r.pred is not None and self.label is not None and r.pred != self.label for r in self.results.values())
+
+
+class CacheWriter:
+    """Creates or reopens a cache for one dataset and test split; refuses one made from other data."""
+
+    def __init__(self, root: Path, fingerprint: str, split_hash: str, config: dict,
+                 cases: list[CaseInfo], images: np.ndarray, masks: np.ndarray):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / MAPS_DIR).mkdir(exist_ok=True)
+        self.con = _connect(self.root / DB_NAME, readonly=False)
+        self.con.executescript(DDL)
+        meta = {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
+        if meta:
+            if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
+                raise CacheError(f"{self.root}: cache schema v{meta.get('schema_version')} but this tool writes v{SCHEMA_VERSION}; "
+                                 "use a new --cache folder")
+            if meta.get("fingerprint") != fingerprint or meta.get("split_hash") != split_hash:
+                raise CacheError(f"{self.root}: cache was built from other data or another split "
+                                 f"(fingerprint {meta.get('fingerprint')}, now {fingerprint}); use a new --cache folder")
+        else:
+            self._create(fingerprint, split_hash, cases, images, masks)
+        with self.con:
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (json.dumps(config, sort_keys=True),))
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (_now(),))
+        self._maps: dict[int, np.memmap] = {}
+
+    def _create(self, fingerprint, split_hash, cases, images, masks) -> None:
+        # Arrays first, rows second: a cache with rows always has its images.
+        for name, arr in ((IMAGES_NAME, images.astype(np.uint8)), (MASKS_NAME, masks.astype(np.uint8))):
+            tmp = self.root / (name + ".tmp.npy")
+            np.save(tmp, arr)
+            tmp.replace(self.root / name)
+        with self.con:
+            self.con.executemany("INSERT INTO cases VALUES (?,?,?,?,?,?)",
+                                 [(i, c.case_id, c.label, c.patient, int(c.has_mask), c.shortcut) for i, c in enumerate(cases)])
+            self.con.executemany("INSERT INTO meta VALUES (?,?)", [
+                ("schema_version", str(SCHEMA_VERSION)), ("fingerprint", fingerprint),
+                ("split_hash", split_hash), ("created", _now())])
+
+    def add_model(self, info: ModelInfo, checkpoint_hash: str, card: dict) -> None:
+        """Register a model; if its checkpoint changed, everything computed from the old one is dropped."""
+        row = self.con.execute("SELECT checkpoint_hash FROM models WHERE model_id=?", (info.model_id,)).fetchone()
+        with self.con:
+            if row is not None and row["checkpoint_hash"] != checkpoint_hash:
+                self._drop_model_results(info.model_id)
+            self.con.execute("INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)", (
+                info.model_id, info.name, info.arch, info.family, info.describe, info.seed, int(info.is_ref),
+                info.img_size, checkpoint_hash, json.dumps(card, sort_keys=True)))
+
+    def _drop_model_results(self, model_id: str) -> None:
+        for r in self.con.execute("SELECT expl_id, map_file FROM explanations WHERE model_id=?", (model_id,)).fetchall():
+            self.con.execute("DELETE FROM metrics WHERE expl_id=?", (r["expl_id"],))
+            (self.root / r["map_file"]).unlink(missing_ok=True)
+        self.con.execute("DELETE FROM explanations WHERE model_id=?", (model_id,))
+        self.con.execute("DELETE FROM predictions WHERE model_id=?", (model_id,))
+        self.con.execute("DELETE FROM evaluation WHERE model_id=?", (model_id,))
+
+    def explanation(self, model_id: str, method: str, layer: str, key: str, shape: tuple[int, int], settings: dict) -> int:
+        """The id of the explanation with this key, created (with its map array) if new."""
+        row = self.con.execute("SELECT expl_id FROM explanations WHERE key=?", (key,)).fetchone()
+        if row is not None:
+            return int(row["expl_id"])
+        with self.con:
+            # Same model and method with other settings is stale: replace it rather than show it.
+            for old in self.con.execute("SELECT expl_id, map_file FROM explanations WHERE model_id=? AND method=?",
+                                        (model_id, method)).fetchall():
+                self.con.execute("DELETE FROM metrics WHERE expl_id=?", (old["expl_id"],))
+                self.con.execute("DELETE FROM explanations WHERE expl_id=?", (old["expl_id"],))
+                (self.root / old["map_file"]).unlink(missing_ok=True)
+            cur = self.con.execute(
+                "INSERT INTO explanations (model_id, method, layer, key, map_file, map_h, map_w, settings) VALUES (?,?,?,?,?,?,?,?)",
+                (model_id, method, layer, key, "", shape[0], shape[1], json.dumps(settings, sort_keys=True)))
+            expl_id = int(cur.lastrowid)
+            map_file = f"{MAPS_DIR}/{expl_id}.npy"
+            n = self.n_cases
+            arr = np.lib.format.open_memmap(self.root / map_file, mode="w+", dtype=np.float16, shape=(n, *shape))
+            arr[:] = np.nan
+            arr.flush()
+            del arr
+            self.con.execute("UPDATE explanations SET map_file=? WHERE expl_id=?", (map_file, expl_id))
+        return expl_id
+
+    @property
+    def n_cases(self) -> int:
+        return int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
+
+    def done(self, expl_id: int, metric: str = "faith") -> set[int]:
+        """Cases whose map and metrics for this explanation are already stored."""
+        return {r[0] for r in self.con.execute("SELECT idx FROM metrics WHERE expl_id=? AND name=?", (expl_id, metric))}
+
+    def _map(self, expl_id: int) -> np.memmap:
+        if expl_id not in self._maps:
+            f = self.con.execute("SELECT map_file FROM explanations WHERE expl_id=?", (expl_id,)).fetchone()["map_file"]
+            self._maps[expl_id] = np.load(self.root / f, mmap_mode="r+")
+        return self._maps[expl_id]
+
+    def write_batch(self, expl_id: int, model_id: str, idxs: np.ndarray, maps: np.ndarray,
+                    preds: np.ndarray, probs: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
+        """One batch: maps flushed to disk, then predictions and metrics in one transaction."""
+        arr = self._map(expl_id)
+        arr[idxs] = maps.astype(np.float16)
+        arr.flush()
+        with self.con:
+            self.con.executemany("INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?)", [
+                (model_id, int(i), int(p), float(pr[p]), *map(float, pr[:3])) for i, p, pr in zip(idxs, preds, probs)])
+            self._put_metrics(expl_id, idxs, metrics)
+
+    def set_metrics(self, expl_id: int, idxs: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
+        with self.con:
+            self._put_metrics(expl_id, idxs, metrics)
+
+    def _put_metrics(self, expl_id, idxs, metrics) -> None:
+        rows = []
+        for name, values in metrics.items():
+            for i, v in zip(idxs, values):
+                rows.append((expl_id, int(i), name, None if v is None or not np.isfinite(v) else float(v)))
+        self.con.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)", rows)
+
+    def read_maps(self, expl_id: int) -> np.ndarray:
+        return np.asarray(self._map(expl_id), dtype=np.float32)
+
+    def write_evaluation(self, model_id: str, body: dict) -> None:
+        with self.con:
+            self.con.execute("INSERT OR REPLACE INTO evaluation VALUES (?,?)", (model_id, json.dumps(body, sort_keys=True)))
+
+    def close(self) -> None:
+        for arr in self._maps.values():
+            arr.flush()
+        self._maps.clear()
+        self.con.close()
+
+
+SORT_KEYS = ("case", "faith", "locacc", "consist", "iou", "wrong")
+
+
+class CacheReader:
+    """Read-only view for the explorer and the report: rows on demand, maps from memory-mapped arrays."""
+
+    def __init__(self, root: Path, method: str = "gradcam"):
+        self.root = Path(root)
+        db = self.root / DB_NAME
+        if not db.is_file():
+            raise CacheError(f"--cache: no audit cache at {self.root} (run `gradfaith-tui precompute` or `gradfaith-tui demo`)")
+        try:
+            self.con = _connect(db, readonly=True)
+            meta = {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"{db}: not a readable audit cache ({exc})") from None
+        if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
+            raise CacheError(f"{db}: cache schema v{meta.get('schema_version')}, this tool reads v{SCHEMA_VERSION}")
+        self.meta = meta
+        self.method = method
+        self.n_cases = int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
+        self.models = [ModelInfo(r["model_id"], r["name"], r["arch"], r["family"], r["describe"], r["seed"],
+                                 bool(r["is_ref"]), r["img_size"])
+                       for r in self.con.execute("SELECT * FROM models ORDER BY rowid")]
+        if self.n_cases == 0 or not self.models:
+            raise CacheError(f"{self.root}: the cache is empty (no cases or no models); run `gradfaith-tui precompute`")
+        expl = {r["model_id"]: r["expl_id"] for r in self.con.execute(
+            "SELECT model_id, expl_id FROM explanations WHERE method=?", (method,))}
+        self.columns = [Column(m, expl.get(m.model_id), method) for m in self.models if m.is_ref]
+        self._images = None
+        self._masks = None
+        self._maps: dict[int, np.ndarray] = {}
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self.meta.get("config", "{}"))
+
+    def _expl_ids(self) -> list[int]:
+        return [c.expl_id for c in self.columns if c.expl_id is not None]
+
+    def order(self, key: str = "case", model: str | None = None, descending: bool = False) -> np.ndarray:
+        """Case indices sorted by key for one model name, or by the worst value across models; missing last."""
+        if key == "case":
+            rows = self.con.execute(f"SELECT idx FROM cases ORDER BY case_id {'DESC' if descending else 'ASC'}")
+            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        direction = "DESC" if descending else "ASC"
+        if key == "wrong":
+            ids = [c.model.model_id for c in self.columns]
+            q = (f"SELECT c.idx FROM cases c LEFT JOIN (SELECT p.idx, SUM(p.pred != c2.label) v FROM predictions p "
+                 f"JOIN cases c2 ON c2.idx = p.idx WHERE p.model_id IN ({','.join('?' * len(ids))}) GROUP BY p.idx) w "
+                 f"ON w.idx = c.idx ORDER BY w.v IS NULL, w.v {'ASC' if descending else 'DESC'}, c.case_id")
+            return np.fromiter((r[0] for r in self.con.execute(q, ids)), dtype=np.int64)
+        if model is not None:
+            col = next((c for c in self.columns if c.model.name == model), None)
+            if col is None:
+                raise CacheError(f"--model: '{model}' is not in this cache ({', '.join(c.model.name for c in self.columns)})")
+            ids = [col.expl_id or -1]
+        else:
+            ids = self._expl_ids() or [-1]
+        agg = "MIN" if not descending else "MAX"
+        q = (f"SELECT c.idx FROM cases c LEFT JOIN (SELECT idx, {agg}(value) v FROM metrics WHERE name=? AND "
+             f"expl_id IN ({','.join('?' * len(ids))}) GROUP BY idx) w ON w.idx = c.idx "
+             f"ORDER BY w.v IS NULL, w.v {direction}, c.case_id")
+        return np.fromiter((r[0] for r in self.con.execute(q, (key, *ids))), dtype=np.int64)
+
+    def rows(self, idxs) -> list[CaseRow]:
+        idxs = [int(i) for i in idxs]
+        if not idxs:
+            return []
+        ph = ",".join("?" * len(idxs))
+        rows = {r["idx"]: CaseRow(r["idx"], r["case_id"], r["label"], r["patient"], bool(r["has_mask"]), r["shortcut"],
+                                  {c.model.name: ModelResult() for c in self.columns})
+                for r in self.con.execute(f"SELECT * FROM cases WHERE idx IN ({ph})", idxs)}
+        by_model = {c.model.model_id: c.model.name for c in self.columns}
+        for r in self.con.execute(f"SELECT model_id, idx, pred, confidence FROM predictions WHERE idx IN ({ph}) "
+                                  f"AND model_id IN ({','.join('?' * len(by_model))})", (*idxs, *by_model)):
+            res = rows[r["idx"]].results[by_model[r["model_id"]]]
+            res.pred, res.confidence = r["pred"], r["confidence"]
+        by_expl = {c.expl_id: c.model.name for c in self.columns if c.expl_id is not None}
+        if by_expl:
+            for r in self.con.execute(f"SELECT expl_id, idx, name, value FROM metrics WHERE idx IN ({ph}) "
+                                      f"AND expl_id IN ({','.join('?' * len(by_expl))})", (*idxs, *by_expl)):
+                rows[r["idx"]].results[by_expl[r["expl_id"]]].metrics[r["name"]] = r["value"]
+        return [rows[i] for i in idxs if i in rows]
+
+    def image(self, idx: int) -> np.ndarray:
+        if self._images is None:
+            self._images = np.load(self.root / IMAGES_NAME, mmap_mode="r")
+        return np.asarray(self._images[idx])
+
+    def mask(self, idx: int) -> np.ndarray:
+        if self._masks is None:
+            self._masks = np.load(self.root / MASKS_NAME, mmap_mode="r")
+        return np.asarray(self._masks[idx]).astype(bool)
+
+    def heatmap(self, expl_id: int, idx: int) -> np.ndarray | None:
+        """One stored map as float32, or None where it is not computed yet."""
+        if expl_id not in self._maps:
+            f = self.con.execute("SELECT map_file FROM explanations WHERE expl_id=?", (expl_id,)).fetchone()
+            if f is None:
+                return None
+            self._maps[expl_id] = np.load(self.root / f["map_file"], mmap_mode="r")
+        m = np.asarray(self._maps[expl_id][idx], dtype=np.float32)
+        return None if np.isnan(m).all() else m
+
+    def evaluation(self) -> dict[str, dict]:
+        return {r["model_id"]: json.loads(r["body"]) for r in self.con.execute("SELECT model_id, body FROM evaluation")}
+
+    def summary(self) -> list[dict]:
+        """Per model (all seeds): accuracy and mean metrics over the cases where they exist."""
+        out = []
+        for m in self.models:
+            acc = self.con.execute("SELECT AVG(p.pred = c.label), COUNT(*) FROM predictions p JOIN cases c ON c.idx=p.idx "
+                                   "WHERE p.model_id=?", (m.model_id,)).fetchone()
+            means = {r["name"]: r["v"] for r in self.con.execute(
+                "SELECT name, AVG(value) v FROM metrics JOIN explanations e USING (expl_id) "
+                "WHERE e.model_id=? AND e.method=? GROUP BY name", (m.model_id, self.method))}
+            out.append({"model": m.model_id, "describe": m.describe, "family": m.family, "n": acc[1],
+                        "accuracy": acc[0], **{k: means.get(k) for k in ("locacc", "faith", "consist")}})
+        return out
+
+    def close(self) -> None:
+        self.con.close()
