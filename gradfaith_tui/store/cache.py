@@ -254,6 +254,7 @@ class CacheReader:
         self._images = None
         self._masks = None
         self._maps: dict[int, np.ndarray] = {}
+        self._names: list[str] | None = None
 
     @property
     def config(self) -> dict:
@@ -301,11 +302,27 @@ class CacheReader:
             res = rows[r["idx"]].results[by_model[r["model_id"]]]
             res.pred, res.confidence = r["pred"], r["confidence"]
         by_expl = {c.expl_id: c.model.name for c in self.columns if c.expl_id is not None}
-        if by_expl:
+        names = self._metric_names()
+        if by_expl and names:
+            # Naming the metrics lets SQLite seek the (expl_id, name, idx) key instead of scanning every row.
             for r in self.con.execute(f"SELECT expl_id, idx, name, value FROM metrics WHERE idx IN ({ph}) "
-                                      f"AND expl_id IN ({','.join('?' * len(by_expl))})", (*idxs, *by_expl)):
+                                      f"AND expl_id IN ({','.join('?' * len(by_expl))}) "
+                                      f"AND name IN ({','.join('?' * len(names))})", (*idxs, *by_expl, *names)):
                 rows[r["idx"]].results[by_expl[r["expl_id"]]].metrics[r["name"]] = r["value"]
         return [rows[i] for i in idxs if i in rows]
+
+    def _metric_names(self) -> list[str]:
+        """Distinct metric names of the shown explanations, by index seeks (a DISTINCT would scan every row)."""
+        if self._names is None:
+            names: set[str] = set()
+            for e in self._expl_ids():
+                last = ""
+                while (row := self.con.execute("SELECT MIN(name) FROM metrics WHERE expl_id=? AND name>?",
+                                               (e, last)).fetchone()) and row[0] is not None:
+                    last = row[0]
+                    names.add(last)
+            self._names = sorted(names)
+        return self._names
 
     def image(self, idx: int) -> np.ndarray:
         if self._images is None:
