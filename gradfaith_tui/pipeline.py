@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -16,39 +16,9 @@ from gradfaith_tui.config import CamSettings
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError
-from gradfaith_tui.models.factory import CARD_NAME, load_checkpoint, read_card
+from gradfaith_tui.models.factory import load_checkpoint
+from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    directory: Path
-    card: dict
-
-    @property
-    def model_id(self) -> str:
-        return f"{self.card['name']}/seed{self.card['seed']}"
-
-
-def find_checkpoints(root: Path, names: list[str] | None = None, seeds: list[int] | None = None) -> list[Checkpoint]:
-    """Every <root>/<name>/seed<k>/card.json, filtered by names and seeds, in a stable order."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CheckpointError(f"--checkpoints: folder not found: {root}")
-    found = [Checkpoint(p.parent, read_card(p.parent)) for p in sorted(root.glob(f"*/seed*/{CARD_NAME}"))]
-    if names:
-        known = {c.card["name"] for c in found}
-        missing = [n for n in names if n not in known]
-        if missing:
-            raise CheckpointError(f"--models: no checkpoint for {', '.join(missing)} under {root} "
-                                  f"(found: {', '.join(sorted(known)) or 'none'}); run `gradfaith-tui train`")
-        order = {n: i for i, n in enumerate(names)}
-        found = sorted((c for c in found if c.card["name"] in order), key=lambda c: (order[c.card["name"]], c.card["seed"]))
-    if seeds is not None:
-        found = [c for c in found if c.card["seed"] in seeds]
-    if not found:
-        raise CheckpointError(f"--checkpoints: no trained models under {root}; run `gradfaith-tui train` first")
-    return found
 
 
 def explanation_key(card: dict, fingerprint: str, method: str, layer: str, cam: CamSettings, target: str) -> str:

@@ -1,0 +1,48 @@
+"""The `gradfaith-tui` command: one Typer sub-app per area; known errors become one line and exit code 2.
+
+Heavy imports (torch, timm) happen inside the commands, so `explore` and `--help` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from gradfaith_tui import __version__
+from gradfaith_tui.cli import audit, data, demo, models
+from gradfaith_tui.errors import GradfaithError
+
+app = typer.Typer(help="Audit whether Grad-CAM heatmaps of lung-CT classifiers can be trusted.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(data.app, name="data")
+app.command()(models.train)
+app.command()(models.evaluate)
+app.command()(audit.precompute)
+app.command()(audit.explore)
+app.command()(audit.report)
+app.command()(demo.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gradfaith-tui {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Audit whether Grad-CAM heatmaps of lung-CT classifiers can be trusted."""
+
+
+def main() -> None:
+    try:
+        app()
+    except GradfaithError as exc:
+        print(f"gradfaith-tui: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("gradfaith-tui: interrupted; finished epochs and computed maps are saved, rerun to resume", file=sys.stderr)
+        sys.exit(130)

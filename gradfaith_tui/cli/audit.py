@@ -1,0 +1,79 @@
+"""`gradfaith-tui precompute`, `explore` and `report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, ForceOpt, ModelsOpt,
+                                       SeedsOpt, StrictOpt, check_device, names, seeds)
+
+
+def precompute(
+    data: DataOpt = DEFAULTS["data"],
+    checkpoints: CheckpointsOpt = DEFAULTS["checkpoints"],
+    cache: CacheOpt = DEFAULTS["cache"],
+    models: ModelsOpt = None,
+    seeds_: SeedsOpt = None,
+    device: DeviceOpt = DEFAULTS["device"],
+    method: Annotated[str, typer.Option(help="CAM method from pytorch-grad-cam: gradcam, gradcam++, hirescam, ...")] = "gradcam",
+    tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Binarisation threshold for LocAcc, IoU, Consist.")] = 0.5,
+    baseline: Annotated[str, typer.Option(help="What replaces removed pixels in Faith: black or mean.")] = "black",
+    target: Annotated[str, typer.Option(help="Class each map explains: pred (predicted) or true.")] = "pred",
+    target_layer: Annotated[Optional[str], typer.Option(help="Dotted module path inside the timm net (default: per architecture).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Cases per CAM batch.")] = 32,
+    force: ForceOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Heatmaps, predictions, LocAcc/Faith/Consist and Table I into the cache (computes only what is missing)."""
+    from gradfaith_tui.cam.methods import METHOD_NAMES
+    from gradfaith_tui.cli.progress import bars, precompute_progress, warn
+    from gradfaith_tui.config import CamSettings
+    from gradfaith_tui.errors import GradfaithError
+    from gradfaith_tui.metrics.faithfulness import BASELINES
+    from gradfaith_tui.pipeline import precompute as run
+
+    if method not in METHOD_NAMES:
+        raise GradfaithError(f"--method: unknown CAM method '{method}' (choose from {', '.join(METHOD_NAMES)})")
+    if baseline not in BASELINES:
+        raise GradfaithError(f"--baseline: '{baseline}' (choose from {', '.join(BASELINES)})")
+    cam = CamSettings(method=method, tau=tau, baseline=baseline, batch_size=batch_size)
+    with bars() as p:
+        run(data, checkpoints, cache, names(models), seeds(seeds_), cam, target, target_layer, check_device(device),
+            strict, force, warn=warn, progress=precompute_progress(p))
+    typer.echo(f"cache ready: {cache}")
+
+
+def explore(cache: CacheOpt = DEFAULTS["cache"]) -> None:
+    """Open the explorer on a cache (reads only the cache; never loads a model)."""
+    from gradfaith_tui.tui.app import run_explorer
+
+    run_explorer(cache)
+
+
+def report(
+    cache: CacheOpt = DEFAULTS["cache"],
+    out: Annotated[Path, typer.Option(help="Folder for the report files.")] = Path("reports/latest"),
+    terminal: Annotated[bool, typer.Option("--terminal", help="Also print the tables here.")] = False,
+) -> None:
+    """Write a Markdown audit report (Table I, confusion matrices, faithfulness) from a cache."""
+    from gradfaith_tui.report.markdown import write
+    from gradfaith_tui.store.cache import CacheReader
+
+    reader = CacheReader(cache)
+    path = write(reader, out)
+    if terminal:
+        print_summary(reader)
+    typer.echo(f"report written: {path}")
+
+
+def print_summary(reader) -> None:
+    from rich.console import Console
+
+    from gradfaith_tui.report.tables import summary_rich, table1_rich
+
+    con = Console()
+    con.print(table1_rich(reader.evaluation()))
+    con.print(summary_rich(reader.summary()))

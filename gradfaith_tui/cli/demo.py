@@ -1,0 +1,60 @@
+"""`gradfaith-tui demo`: phantoms -> demo models -> cache -> explorer, each step skipped when already done."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from gradfaith_tui.cli.options import DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt
+
+# Balanced classes and a planted shortcut (a burned-in marker on half the Malignant slices),
+# so the demo audit has something real to find.
+DEMO_PHANTOMS = dict(n_patients=80, slices_per_patient=4, size=128, balance=(0.34, 0.33, 0.33), seed=0,
+                     shortcut_class=2, shortcut_rate=0.5)
+
+
+def demo(
+    data: DataOpt = DEFAULTS["data"],
+    checkpoints: CheckpointsOpt = DEFAULTS["checkpoints"],
+    cache: CacheOpt = DEFAULTS["cache"],
+    device: DeviceOpt = DEFAULTS["device"],
+    summary: Annotated[bool, typer.Option("--summary", help="Print the summary instead of opening the explorer.")] = False,
+) -> None:
+    """Build the demo end to end and open the explorer (a summary instead when stdout is not a terminal)."""
+    from gradfaith_tui.cli.progress import console
+
+    t0 = time.perf_counter()
+    if not (data / "manifest.csv").is_file():
+        from gradfaith_tui.data.phantom import PhantomConfig, write_dataset
+
+        n = write_dataset(PhantomConfig(**DEMO_PHANTOMS), data)
+        console.print(f"phantoms: {n} slices written to {data}")
+    else:
+        console.print(f"phantoms: reusing {data}")
+    from gradfaith_tui.cli.audit import precompute
+    from gradfaith_tui.cli.models import train
+    from gradfaith_tui.config import PROFILES
+
+    prof = PROFILES["demo"]
+    seeds = ",".join(map(str, prof.seeds))
+    names = ",".join(s.name for s in prof.specs)
+    train(data=data, checkpoints=checkpoints, models=names, seeds_=seeds, device=device, profile="demo",
+          epochs=None, img_size=None, batch_size=None, lr=None, weighted_loss=False, pretrained_file=None,
+          split_seed=0, strict=False)
+    precompute(data=data, checkpoints=checkpoints, cache=cache, models=names, seeds_=seeds, device=device,
+               method="gradcam", tau=0.5, baseline="black", target="pred", target_layer=None, batch_size=32,
+               force=False, strict=False)
+    console.print(f"demo ready in {time.perf_counter() - t0:.0f} s")
+    if summary or not sys.stdout.isatty():
+        from gradfaith_tui.cli.audit import print_summary
+        from gradfaith_tui.store.cache import CacheReader
+
+        print_summary(CacheReader(cache))
+        typer.echo(f"cache: {cache}  (open it with: gradfaith-tui explore --cache {cache})")
+        return
+    from gradfaith_tui.tui.app import run_explorer
+
+    run_explorer(cache)

@@ -1,0 +1,70 @@
+"""`gradfaith-tui train` and `gradfaith-tui evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, ForceOpt, ModelsOpt,
+                                       SeedsOpt, StrictOpt, check_device, names, seeds)
+
+
+def train(
+    data: DataOpt = DEFAULTS["data"],
+    checkpoints: CheckpointsOpt = DEFAULTS["checkpoints"],
+    models: ModelsOpt = None,
+    seeds_: SeedsOpt = None,
+    device: DeviceOpt = DEFAULTS["device"],
+    profile: Annotated[str, typer.Option(help="Defaults to start from: demo (small, CPU) or paper (224 px, 50 epochs).")] = "demo",
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (overrides the profile).")] = None,
+    img_size: Annotated[Optional[int], typer.Option(min=16, help="Input size in pixels (overrides the profile).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size (overrides the profile).")] = None,
+    lr: Annotated[Optional[float], typer.Option(min=0.0, help="Peak learning rate (overrides the profile).")] = None,
+    weighted_loss: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = False,
+    pretrained_file: Annotated[Optional[Path], typer.Option(help="Local ImageNet weights for timm (never downloaded).")] = None,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
+    strict: StrictOpt = False,
+) -> None:
+    """Train models (resumable; finished checkpoints are skipped)."""
+    from gradfaith_tui.cli.progress import bars, fit_events
+    from gradfaith_tui.config import profile as get_profile, spec_for
+    from gradfaith_tui.models.fit import fit_all
+    from gradfaith_tui.models.train import TrainConfig
+
+    prof = get_profile(profile, epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr)
+    specs = [spec_for(n) for n in names(models)] if models else list(prof.specs)
+    cfg = TrainConfig(epochs=prof.epochs, batch_size=prof.batch_size, lr=prof.lr, img_size=prof.img_size,
+                      weighted_loss=weighted_loss, device=check_device(device),
+                      pretrained_file=str(pretrained_file) if pretrained_file else None)
+    with bars() as p:
+        outs = fit_all(data, checkpoints, specs, seeds(seeds_) or list(prof.seeds), cfg, split_seed, strict, fit_events(p))
+    typer.echo(f"{len(outs)} checkpoints under {checkpoints}")
+
+
+def evaluate(
+    data: DataOpt = DEFAULTS["data"],
+    checkpoints: CheckpointsOpt = DEFAULTS["checkpoints"],
+    cache: CacheOpt = DEFAULTS["cache"],
+    models: ModelsOpt = None,
+    seeds_: SeedsOpt = None,
+    device: DeviceOpt = DEFAULTS["device"],
+    force: ForceOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Table I and confusion matrices on the test split; JSON and CSV written into the cache folder."""
+    from rich.console import Console
+
+    from gradfaith_tui.cli.progress import warn
+    from gradfaith_tui.models.evaluate_all import evaluate_all
+    from gradfaith_tui.report.tables import confusion_rich, table1_rich
+    from gradfaith_tui.store.exports import write_evaluation_files
+
+    bodies = evaluate_all(data, checkpoints, names(models), seeds(seeds_), check_device(device), force, strict, warn)
+    con = Console()
+    con.print(table1_rich(bodies))
+    for model, body in bodies.items():
+        con.print(confusion_rich(model, body))
+    paths = write_evaluation_files(cache, bodies)
+    con.print(f"written: {', '.join(str(p) for p in paths)}")

@@ -1,0 +1,55 @@
+"""Options shared across commands, with the same names and meaning everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gradfaith_tui.config import DEFAULT_CACHE, DEFAULT_CHECKPOINTS, DEFAULT_DATA
+from gradfaith_tui.errors import GradfaithError
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (IQ-OTH/NCCD layout or manifest.csv).")]
+CheckpointsOpt = Annotated[Path, typer.Option("--checkpoints", help="Where trained models live: <name>/seed<k>/.")]
+CacheOpt = Annotated[Path, typer.Option("--cache", help="Audit cache folder (audit.sqlite + arrays).")]
+ModelsOpt = Annotated[Optional[str], typer.Option("--models", help="Comma-separated model names (timm names or demo names).")]
+SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated training seeds, e.g. 0,1.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1, ...")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable file instead of skipping it.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Use checkpoints trained on other data anyway.")]
+
+DEFAULTS = {"data": DEFAULT_DATA, "checkpoints": DEFAULT_CHECKPOINTS, "cache": DEFAULT_CACHE, "device": "cpu"}
+
+
+def names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    out = [v.strip() for v in value.split(",") if v.strip()]
+    if not out:
+        raise GradfaithError("--models: give at least one model name")
+    return out
+
+
+def seeds(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise GradfaithError(f"--seeds: expected comma-separated integers, got '{value}'") from None
+    if not out:
+        raise GradfaithError("--seeds: give at least one seed")
+    return out
+
+
+def check_device(device: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise GradfaithError(f"--device: '{device}' is not a torch device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GradfaithError(f"--device: '{device}' asked for, but no CUDA GPU is available here")
+    return device

@@ -1,0 +1,52 @@
+"""Rich progress bars for training and precompute, fed by the library's callbacks."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+
+
+def warn(msg: str) -> None:
+    console.print(f"[yellow]warning:[/] {msg}", highlight=False)
+
+
+@contextmanager
+def bars():
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=console, transient=False) as p:
+        yield p
+
+
+def fit_events(progress: Progress):
+    from gradfaith_tui.models.fit import FitEvents
+
+    tasks: dict[str, int] = {}
+
+    def start(model_id, epochs, batches):
+        tasks[model_id] = progress.add_task(f"train {model_id}", total=epochs * batches, info="")
+
+    def batch(model_id, epoch, b, n, loss):
+        progress.update(tasks[model_id], completed=epoch * n + b, info=f"epoch {epoch + 1} loss {loss:.3f}")
+
+    def epoch(model_id, e, row):
+        progress.update(tasks[model_id], info=f"epoch {e} val acc {row['val_acc']:.2f}")
+
+    def skip(model_id):
+        progress.console.print(f"[dim]train {model_id}: already trained, skipped[/]")
+
+    return FitEvents(warn=warn, start=start, batch=batch, epoch=epoch, skip=skip)
+
+
+def precompute_progress(progress: Progress):
+    tasks: dict[str, int] = {}
+
+    def update(model_id, done, total):
+        if model_id not in tasks:
+            tasks[model_id] = progress.add_task(f"explain {model_id}", total=total, info="")
+        progress.update(tasks[model_id], completed=done)
+
+    return update

@@ -1,0 +1,32 @@
+"""Evaluate every checkpoint on the test split of the data it was trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from gradfaith_tui.data.dataset import discover
+from gradfaith_tui.data.prepared import load_split, prepare
+from gradfaith_tui.models.evaluate import evaluate
+from gradfaith_tui.models.factory import load_checkpoint
+from gradfaith_tui.models.registry import find_checkpoints
+
+
+def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: list[int] | None, device: str = "cpu",
+                 force: bool = False, strict: bool = False, warn: Callable[[str], None] = print) -> dict[str, dict]:
+    ds = discover(data)
+    ckpts = find_checkpoints(checkpoints, names, seeds)
+    bodies, arrays, preps = {}, {}, {}
+    for c in ckpts:
+        split_seed = c.card.get("split_seed", 0)
+        if split_seed not in preps:
+            preps[split_seed] = prepare(ds, split_seed)
+        prep = preps[split_seed]
+        model, card = load_checkpoint(c.directory, prep.fingerprint, force)
+        key = (split_seed, card["img_size"])
+        if key not in arrays:
+            arrays[key] = load_split(sorted(prep.samples(ds, "test"), key=lambda s: s.case_id), card["img_size"], strict, warn)
+        arr = arrays[key]
+        _, body = evaluate(model.to(device), arr.images, arr.labels, card["img_size"], device)
+        bodies[c.model_id] = body
+    return bodies

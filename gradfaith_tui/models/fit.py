@@ -1,0 +1,52 @@
+"""Train every requested (architecture, seed) on one dataset and split, skipping finished checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gradfaith_tui.config import ModelSpec
+from gradfaith_tui.data.dataset import discover
+from gradfaith_tui.data.prepared import load_split, prepare
+from gradfaith_tui.models.factory import check_arch, checkpoint_dir
+from gradfaith_tui.models.train import TrainConfig, is_complete, train
+
+
+@dataclass
+class FitEvents:
+    """Callbacks the CLI turns into progress bars; all optional."""
+
+    warn: Callable[[str], None] = lambda msg: None
+    start: Callable[[str, int, int], None] = lambda model_id, epochs, batches: None
+    batch: Callable[[str, int, int, int, float], None] = lambda model_id, epoch, b, n, loss: None
+    epoch: Callable[[str, int, dict], None] = lambda model_id, epoch, row: None
+    skip: Callable[[str], None] = lambda model_id: None
+
+
+def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[int], cfg: TrainConfig,
+            split_seed: int = 0, strict: bool = False, events: FitEvents = FitEvents()) -> list[Path]:
+    for spec in specs:  # fail on a bad name before spending any time
+        check_arch(spec.arch)
+    ds = discover(data)
+    for w in ds.warnings:
+        events.warn(w)
+    prep = prepare(ds, split_seed)
+    train_arr = load_split(prep.samples(ds, "train"), cfg.img_size, strict, events.warn)
+    val_arr = load_split(prep.samples(ds, "val"), cfg.img_size, strict, events.warn)
+    provenance = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": split_seed,
+                  "data": str(data), "n_train": len(train_arr), "n_val": len(val_arr)}
+    done = []
+    for spec in specs:
+        for seed in seeds:
+            out = checkpoint_dir(checkpoints, spec, seed)
+            model_id = f"{spec.name}/seed{seed}"
+            if is_complete(out, cfg.epochs, prep.fingerprint):
+                events.skip(model_id)
+            else:
+                events.start(model_id, cfg.epochs, -(-len(train_arr) // cfg.batch_size))
+                train(spec, seed, train_arr, val_arr, cfg, out, provenance,
+                      on_batch=lambda e, b, n, loss, m=model_id: events.batch(m, e, b, n, loss),
+                      on_epoch=lambda e, row, m=model_id: events.epoch(m, e, row))
+            done.append(out)
+    return done

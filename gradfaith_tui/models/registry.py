@@ -1,0 +1,42 @@
+"""Finding trained checkpoints on disk: <root>/<name>/seed<k>/card.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gradfaith_tui.errors import CheckpointError
+from gradfaith_tui.models.factory import CARD_NAME, read_card
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    directory: Path
+    card: dict
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.card['name']}/seed{self.card['seed']}"
+
+
+def find_checkpoints(root: Path, names: list[str] | None = None, seeds: list[int] | None = None) -> list[Checkpoint]:
+    """Every <root>/<name>/seed<k>/card.json, filtered by names and seeds, in a stable order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CheckpointError(f"--checkpoints: folder not found: {root}")
+    found = [Checkpoint(p.parent, read_card(p.parent)) for p in sorted(root.glob(f"*/seed*/{CARD_NAME}"))]
+    if names:
+        known = {c.card["name"] for c in found}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise CheckpointError(f"--models: no checkpoint for {', '.join(missing)} under {root} "
+                                  f"(found: {', '.join(sorted(known)) or 'none'}); run `gradfaith-tui train`")
+        order = {n: i for i, n in enumerate(names)}
+        found = sorted((c for c in found if c.card["name"] in order), key=lambda c: (order[c.card["name"]], c.card["seed"]))
+    if seeds is not None:
+        found = [c for c in found if c.card["seed"] in seeds]
+    if not found:
+        raise CheckpointError(f"--checkpoints: no trained models under {root}; run `gradfaith-tui train` first")
+    return found
+
+

@@ -1,0 +1,66 @@
+"""Table I, confusion matrices and the faithfulness summary as rich tables (terminal) and Markdown."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
+from gradfaith_tui.store.exports import TABLE1_COLUMNS
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def table1_rows(evals: dict[str, dict]) -> list[list[str]]:
+    rows = []
+    for model, body in evals.items():
+        t = body.get("timing", {})
+        rows.append([model, *(_fmt(body["macro"][k]) for k in TABLE1_COLUMNS),
+                     _fmt(t.get("latency_ms"), 2), t.get("device", "–")])
+    return rows
+
+
+TABLE1_HEADER = ["Model", "Sensitivity", "Specificity", "Precision", "Recall", "F1", "Accuracy", "ms/image", "Device"]
+
+
+def table1_rich(evals: dict[str, dict], title: str = "Table I (macro over classes, test split)") -> Table:
+    t = Table(title=title)
+    for h in TABLE1_HEADER:
+        t.add_column(h, justify="left" if h in ("Model", "Device") else "right")
+    for row in table1_rows(evals):
+        t.add_row(*row)
+    return t
+
+
+def confusion_rich(model: str, body: dict) -> Table:
+    t = Table(title=f"{model}: rows true, columns predicted")
+    t.add_column("")
+    for c in CLASS_NAMES:
+        t.add_column(c, justify="right")
+    for name, row in zip(CLASS_NAMES, body["confusion"]):
+        t.add_row(name, *map(str, row))
+    return t
+
+
+SUMMARY_HEADER = ["Model", "Stands for", "n", "Accuracy", "LocAcc", "Faith", "Consist"]
+
+
+def summary_rows(summary: list[dict]) -> list[list[str]]:
+    return [[s["model"], PAPER_LABELS.get(s["family"], s["family"]), str(s["n"]), _fmt(s["accuracy"]),
+             _fmt(s["locacc"]), _fmt(s["faith"]), _fmt(s["consist"])] for s in summary]
+
+
+def summary_rich(summary: list[dict]) -> Table:
+    t = Table(title="Faithfulness audit (means over test cases; LocAcc only where a mask exists)")
+    for h in SUMMARY_HEADER:
+        t.add_column(h, justify="left" if h in ("Model", "Stands for") else "right")
+    for row in summary_rows(summary):
+        t.add_row(*row)
+    return t
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
