@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,6 +22,9 @@ def demo(
     cache: CacheOpt = DEFAULTS["cache"],
     device: DeviceOpt = DEFAULTS["device"],
     summary: Annotated[bool, typer.Option("--summary", help="Print the summary instead of opening the explorer.")] = False,
+    patients: Annotated[int, typer.Option(min=3, help="Phantom patients to generate (4 slices each).")] = DEMO_PHANTOMS["n_patients"],
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the demo profile's).")] = None,
+    img_size: Annotated[Optional[int], typer.Option(min=16, help="Input size (default: the demo profile's).")] = None,
 ) -> None:
     """Build the demo end to end and open the explorer (a summary instead when stdout is not a terminal)."""
     from gradfaith_tui.cli.progress import console
@@ -30,7 +33,7 @@ def demo(
     if not (data / "manifest.csv").is_file():
         from gradfaith_tui.data.phantom import PhantomConfig, write_dataset
 
-        n = write_dataset(PhantomConfig(**DEMO_PHANTOMS), data)
+        n = write_dataset(PhantomConfig(**{**DEMO_PHANTOMS, "n_patients": patients}), data)
         console.print(f"phantoms: {n} slices written to {data}")
     else:
         console.print(f"phantoms: reusing {data}")
@@ -42,7 +45,7 @@ def demo(
     seeds = ",".join(map(str, prof.seeds))
     names = ",".join(s.name for s in prof.specs)
     train(data=data, checkpoints=checkpoints, models=names, seeds_=seeds, device=device, profile="demo",
-          epochs=None, img_size=None, batch_size=None, lr=None, weighted_loss=False, pretrained_file=None,
+          epochs=epochs, img_size=img_size, batch_size=None, lr=None, weighted_loss=False, pretrained_file=None,
           split_seed=0, strict=False)
     precompute(data=data, checkpoints=checkpoints, cache=cache, models=names, seeds_=seeds, device=device,
                method="gradcam", tau=0.5, baseline="black", target="pred", target_layer=None, batch_size=32,

@@ -1,0 +1,92 @@
+"""The command line as a user meets it: real subprocesses, one-line errors, exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gradfaith_tui import __version__
+
+
+def run(*args, cwd=None, timeout=300):
+    env = {**os.environ, "COLUMNS": "120"}
+    return subprocess.run([sys.executable, "-m", "gradfaith_tui", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def assert_one_line_error(res, *needles):
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradfaith-tui: error: "), res.stderr
+    for n in needles:
+        assert n in lines[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_version():
+    res = run("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"gradfaith-tui {__version__}"
+
+
+def test_missing_data_folder(tmp_path):
+    assert_one_line_error(run("train", "--data", tmp_path / "nope", "--checkpoints", tmp_path / "ck"),
+                          "--data", "folder not found")
+
+
+def test_missing_and_empty_cache(tmp_path):
+    assert_one_line_error(run("explore", "--cache", tmp_path / "nope"), "--cache", "no audit cache")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "audit.sqlite").write_bytes(b"")
+    assert_one_line_error(run("report", "--cache", tmp_path / "c"))
+
+
+def test_unknown_model_name(phantoms, trained, tmp_path):
+    assert_one_line_error(run("train", "--data", phantoms, "--checkpoints", tmp_path, "--models", "resnet9000"),
+                          "unknown model 'resnet9000'")
+    assert_one_line_error(run("precompute", "--data", phantoms, "--checkpoints", trained, "--cache", tmp_path / "c",
+                              "--models", "densenet-s"), "no checkpoint for densenet-s")
+
+
+def test_bad_option_values(tmp_path):
+    assert_one_line_error(run("data", "synth", tmp_path, "--shortcut", "purple"), "--shortcut")
+    assert_one_line_error(run("train", "--seeds", "a,b", "--data", tmp_path), "--seeds")
+
+
+def test_synth_then_check_json(tmp_path):
+    res = run("data", "synth", tmp_path / "ph", "--patients", "9", "--slices", "2", "--size", "48", "--balance", "1,1,1")
+    assert res.returncode == 0, res.stderr
+    res = run("data", "check", tmp_path / "ph", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["n_images"] == 18 and report["usable"] and report["patients"] == 9
+    assert {k: v["total"] for k, v in report["classes"].items()} == {"Normal": 6, "Benign": 6, "Malignant": 6}
+    assert report["classes"]["Benign"]["masks"] == 6
+
+
+def test_evaluate_and_report(phantoms, trained, cache, tmp_path):
+    res = run("evaluate", "--data", phantoms, "--checkpoints", trained, "--cache", tmp_path / "ev")
+    assert res.returncode == 0, res.stderr
+    assert "Table I" in res.stdout and "resnet10t/seed0" in res.stdout
+    body = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert set(body) == {"resnet10t/seed0", "resnet10t/seed1", "vit-tiny-p8/seed0", "vit-tiny-p8/seed1"}
+    res = run("report", "--cache", cache, "--out", tmp_path / "rep")
+    assert res.returncode == 0, res.stderr
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "Table I" in text and "resnet10t/seed0" in text and "Consist" in text
+
+
+def test_demo_end_to_end_prints_a_summary_when_not_a_terminal(tmp_path):
+    args = ["demo", "--data", tmp_path / "ph", "--checkpoints", tmp_path / "ck", "--cache", tmp_path / "cache",
+            "--patients", "6", "--epochs", "1", "--img-size", "32"]
+    res = run(*args, timeout=600)
+    assert res.returncode == 0, res.stderr
+    for name in ("resnet10t", "resnet14t", "densenet-s", "tinynet_e", "vit-tiny-p8"):
+        assert f"{name}/seed0" in res.stdout and f"{name}/seed1" in res.stdout
+    assert "Consist" in res.stdout and str(tmp_path / "cache") in res.stdout
+    t = time.perf_counter()
+    again = run(*args)
+    assert again.returncode == 0 and "already trained, skipped" in again.stderr
+    assert time.perf_counter() - t < 30
