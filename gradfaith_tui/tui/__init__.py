@@ -1,0 +1,1 @@
+"""The terminal explorer. Kept import-free: `gradfaith_tui.tui.app` pulls in Textual only when run."""

@@ -1,0 +1,122 @@
+"""Pure rendering helpers: text formats for cells and labels, tile layout, and heatmap tile images.
+
+No Textual here, so this is testable and callable from worker threads. The colormap is a small
+numpy jet (no matplotlib import: it costs start-up time); jet's hue steps stay distinct after
+Rich downsamples to 256 colours, where a perceptual map's subtle shading would flatten.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
+
+MISSING = "–"
+OVERLAY_ALPHA = 0.5
+MASK_RGB = (0, 255, 0)
+MIN_TILE, MAX_TILE = 8, 48  # tile side in pixels (= terminal columns; rows are half)
+
+
+def fmt_metric(value: float | None, width: int = 5) -> str:
+    """Two decimals, or a dash where the metric does not apply (never a misleading 0)."""
+    return (MISSING if value is None else f"{value:.2f}").rjust(width)
+
+
+def class_name(label: int | None, short: bool = False) -> str:
+    if label is None or not 0 <= label < len(CLASS_NAMES):
+        return "?"
+    name = CLASS_NAMES[label]
+    return name[:5] + "." if short and len(name) > 6 else name
+
+
+def short_case_id(case_id: str, width: int) -> str:
+    """The file name, cut in the middle when too long so the case number at its end survives."""
+    name = case_id.replace("\\", "/").rsplit("/", 1)[-1]
+    if len(name) <= width:
+        return name
+    name = name.rsplit(".", 1)[0]  # the extension is the first thing to go
+    if len(name) <= width:
+        return name
+    keep = width - 1
+    head = keep // 3
+    return name[:head] + "…" + name[len(name) - (keep - head):]
+
+
+def paper_label(family: str) -> str:
+    return PAPER_LABELS.get(family, family)
+
+
+def label_lines(px: int) -> int:
+    """How many text lines a tile's label takes at this width (narrow tiles put metrics one a line)."""
+    return 3 if px >= 20 else 4 if px >= 13 else 5
+
+
+def tile_layout(width: int, height: int, n_tiles: int, gap: int = 1) -> tuple[int, int]:
+    """(tile side in px, tiles per row) that best fill width x height cells; more rows when narrow."""
+    best = (MIN_TILE, max(1, min(n_tiles, (width + gap) // (MIN_TILE + gap))))
+    for cols in range(1, n_tiles + 1):
+        rows = math.ceil(n_tiles / cols)
+        px = min(MAX_TILE, (width - (cols - 1) * gap) // cols)
+        px -= px % 2
+        while px >= MIN_TILE and rows * (px // 2 + label_lines(px)) > height:
+            px -= 2
+        if px > best[0] or (px == best[0] and cols > best[1]):  # ties: fewer rows
+            best = (px, cols)
+    return best
+
+
+def jet(x: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] to uint8 RGB (..., 3) with the classic jet map."""
+    x = np.clip(x, 0, 1)[..., None]
+    rgb = np.clip(1.5 - np.abs(4 * x - np.array([3.0, 2.0, 1.0])), 0, 1)
+    return (rgb * 255).astype(np.uint8)
+
+
+def _grey(image: np.ndarray, px: int) -> np.ndarray:
+    img = Image.fromarray(np.ascontiguousarray(image)).resize((px, px), Image.BILINEAR)
+    return np.asarray(img.convert("RGB"), dtype=np.float32)
+
+
+def _outline(mask: np.ndarray, px: int) -> np.ndarray:
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((px, px), Image.NEAREST)) > 127
+    inner = m.copy()
+    inner[1:, :] &= m[:-1, :]
+    inner[:-1, :] &= m[1:, :]
+    inner[:, 1:] &= m[:, :-1]
+    inner[:, :-1] &= m[:, 1:]
+    return m & ~inner
+
+
+def input_tile(image: np.ndarray, mask: np.ndarray | None, px: int) -> Image.Image:
+    """The slice at px x px, with the lesion outline drawn in green when there is a mask."""
+    rgb = _grey(image, px)
+    if mask is not None and mask.any():
+        rgb[_outline(mask, px)] = MASK_RGB
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def heatmap_tile(image: np.ndarray, heatmap: np.ndarray | None, px: int) -> Image.Image:
+    """The CAM upsampled smoothly to px, min-max normalised, coloured and blended over the slice."""
+    grey = _grey(image, px)
+    if heatmap is None:
+        return Image.fromarray((grey * 0.4).astype(np.uint8))  # dimmed: no map stored yet
+    up = np.asarray(Image.fromarray(np.nan_to_num(heatmap).astype(np.float32), mode="F")
+                    .resize((px, px), Image.BICUBIC), dtype=np.float32)
+    lo, hi = float(up.min()), float(up.max())
+    norm = (up - lo) / (hi - lo) if hi > lo else np.zeros_like(up)
+    rgb = (1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * jet(norm).astype(np.float32)
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+def metric_lines(values: dict[str, float | None], px: int) -> list[str]:
+    """Faith, LocAcc and Consist of one tile, packed into the label's last lines."""
+    parts = [f"{k} {fmt_metric(values.get(m), 0)}" for k, m in (("F", "faith"), ("L", "locacc"), ("C", "consist"))]
+    n = label_lines(px)
+    if n == 3:
+        return [" ".join(parts)]
+    if n == 4:
+        return [" ".join(parts[:2]), parts[2]]
+    return parts

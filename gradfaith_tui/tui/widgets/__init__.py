@@ -1,0 +1,1 @@
+"""Explorer widgets: the virtual case table and the heatmap panel."""

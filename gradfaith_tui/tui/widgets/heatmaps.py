@@ -1,0 +1,160 @@
+"""The selected case's slice and every model's heatmap, as half-block pixel tiles in a wrapping grid.
+
+Tiles are built in a thread worker (exclusive, so holding a key down only renders where it stops)
+and cached per (case, column, size); the grid reflows and tiles are re-rendered on resize.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from rich_pixels import Pixels
+from textual import events, work
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.geometry import Size
+from textual.reactive import reactive
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from gradfaith_tui.tui.render import (class_name, heatmap_tile, input_tile, label_lines, metric_lines, tile_layout)
+from gradfaith_tui.tui.source import CaseMaps, CaseSource
+
+
+def _label(lines: list[tuple[str, str]], px: int) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for i, (line, style) in enumerate(lines[:label_lines(px)] + [("", "")] * (label_lines(px) - len(lines))):
+        text.append(("\n" if i else "") + line, style)
+    return text
+
+
+class TileGrid(Widget):
+    """Shows lines pre-rendered in the worker, so the UI thread never lays out pixel tables."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.strips: list[Strip] = []
+
+    def set_strips(self, strips: list[Strip]) -> None:
+        resized = len(strips) != len(self.strips)
+        self.strips = strips
+        self.refresh(layout=resized)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self.strips)
+
+    def render_line(self, y: int) -> Strip:
+        return self.strips[y] if y < len(self.strips) else Strip.blank(self.size.width)
+
+
+class HeatmapPanel(Vertical):
+    """Title line plus the tile grid for `case_idx`."""
+
+    case_idx: reactive[int | None] = reactive(None, repaint=False)  # the worker repaints
+    MAX_TILES = 512
+
+    @dataclass
+    class Rendered(Message):
+        """Tiles for a case are on screen (tests and benchmarks wait for this)."""
+
+        idx: int
+
+    def __init__(self, source: CaseSource, **kwargs):
+        super().__init__(**kwargs)
+        self.source = source
+        self._tiles: OrderedDict[tuple, Pixels] = OrderedDict()
+        self._tiles_lock = threading.Lock()  # a cancelled worker may still be finishing
+        self._rendered_for = (0, 0)
+
+    def compose(self):
+        yield Static("", id="case-title")
+        with VerticalScroll(id="tiles-scroll"):
+            yield TileGrid(id="tiles")
+
+    def watch_case_idx(self, idx: int | None) -> None:
+        if idx is not None:
+            self.render_case(idx, *self._grid_size())
+
+    def on_resize(self, event: events.Resize) -> None:
+        size = self._grid_size()
+        if size != self._rendered_for and self.case_idx is not None:
+            self.render_case(self.case_idx, *size)
+
+    def _grid_size(self) -> tuple[int, int]:
+        region = self.query_one("#tiles-scroll").scrollable_content_region
+        return region.width, region.height
+
+    @work(thread=True, exclusive=True, group="heatmaps")
+    def render_case(self, idx: int, width: int, height: int) -> None:
+        if width <= 0 or height <= 0:
+            return
+        time.sleep(0.02)  # while a key is held, only the case the cursor stops on gets rendered
+        if get_current_worker().is_cancelled:
+            return
+        data = self.source.case_maps(idx)
+        n_tiles = 1 + len(self.source.columns)
+        px, cols = tile_layout(width, height, n_tiles)
+        tiles = [self._tile(data, i, px) for i in range(n_tiles)]
+        if get_current_worker().is_cancelled:
+            return
+        grid = Table.grid(padding=(0, 1, 0, 0))
+        for _ in range(cols):
+            grid.add_column(width=px, no_wrap=True)
+        for start in range(0, n_tiles, cols):
+            chunk = tiles[start:start + cols]
+            grid.add_row(*chunk, *([""] * (cols - len(chunk))))
+        console = Console(width=width, color_system="truecolor", force_terminal=True, legacy_windows=False)
+        strips = [Strip(line) for line in console.render_lines(grid, console.options.update_width(width), pad=False)]
+        self.app.call_from_thread(self._show, idx, data, strips, (width, height))
+
+    def _tile(self, data: CaseMaps, i: int, px: int) -> RenderableType:
+        key = (data.row.idx, i, px)
+        with self._tiles_lock:
+            pixels = self._tiles.get(key)
+        if pixels is None:
+            img = input_tile(data.image, data.mask, px) if i == 0 else heatmap_tile(data.image, data.heatmaps[i - 1], px)
+            pixels = Pixels.from_image(img)
+            with self._tiles_lock:
+                self._tiles[key] = pixels
+                while len(self._tiles) > self.MAX_TILES:
+                    self._tiles.popitem(last=False)
+        return Group(pixels, _label(self._label_lines(data, i, px), px))
+
+    def _label_lines(self, data: CaseMaps, i: int, px: int) -> list[tuple[str, str]]:
+        row = data.row
+        if i == 0:
+            mask = "mask: green" if data.mask is not None else "no mask"
+            return [("input slice", "bold"), (f"true {class_name(row.label, short=px < 15)}", ""),
+                    (mask, "green" if data.mask is not None else "dim")]
+        col = self.source.columns[i - 1]
+        res = row.results.get(col.model.name)
+        lines = [(f"M{i} {col.model.name}", "bold")]
+        if res is None or res.pred is None:
+            return lines + [("no prediction", "dim")]
+        ok = row.label is not None and res.pred == row.label
+        conf = f"{res.confidence:.0%}" if res.confidence is not None else "?"
+        pred = class_name(res.pred, short=True) if px >= 14 else class_name(res.pred)[0]
+        lines.append((f"{pred} {'✓' if ok else '✗'} {conf}", "green" if ok else "bold red"))
+        if data.heatmaps[i - 1] is None:
+            lines.append(("no map yet", "dim"))
+        return lines + [(m, "") for m in metric_lines(res.metrics, px)]
+
+    def _show(self, idx: int, data: CaseMaps, strips: list[Strip], size: tuple[int, int]) -> None:
+        if idx != self.case_idx:
+            return  # the cursor moved on while this rendered
+        self._rendered_for = size
+        row = data.row
+        mask = "mask ✓" if row.has_mask else "no mask"
+        self.query_one("#case-title", Static).update(Text.assemble(
+            (row.case_id, "bold cyan"), f" · true {class_name(row.label)} · {mask} · {row.patient or '?'}",
+            no_wrap=True, overflow="ellipsis"), layout=False)  # one line: no relayout per case
+        self.query_one(TileGrid).set_strips(strips)
+        self.post_message(self.Rendered(idx))
