@@ -127,7 +127,7 @@ class CaseTable(ScrollView, can_focus=True):
     # --- drawing --------------------------------------------------------------------------------
     def _widths(self, width: int) -> tuple[int, int]:
         """(case id width, fixed width of the rest)."""
-        fixed = 8 + 3 * len(self.source.columns) + 23  # class, marks, Faith, LocAcc, Consist with spaces
+        fixed = 9 + 3 * len(self.source.columns) + 23  # cursor mark, class, marks, Faith, LocAcc, Consist
         return max(8, min(28, width - fixed)), fixed
 
     def _header(self, width: int) -> list[Segment]:
@@ -135,13 +135,14 @@ class CaseTable(ScrollView, can_focus=True):
         arrow = "↓" if self.descending else "↑"
         mark = {c: (arrow if c == self.sort_column else " ") for c in ("case", "models", "faith", "locacc", "consist")}
         models = "".join(f"M{i + 1:<2}" for i in range(len(self.source.columns)))
-        text = (f"{'Case' + mark['case']:<{id_w}} {'True':<6} {models[:-1]}{mark['models']}"
+        text = (f" {'Case' + mark['case']:<{id_w}} {'True':<6} {models[:-1]}{mark['models']}"
                 f" {'Faith' + mark['faith']:>6} {'LocAcc' + mark['locacc']:>7} {'Consist' + mark['consist']:>8}")
         return [Segment(text)]
 
-    def _row(self, row: CaseRow, width: int) -> list[Segment]:
+    def _row(self, row: CaseRow, width: int, selected: bool) -> list[Segment]:
         id_w, _ = self._widths(width)
-        segs = [Segment(f"{short_case_id(row.case_id, id_w):<{id_w}} {class_name(row.label, short=True):<6} ")]
+        mark = "▶" if selected else " "  # visible without colour too (captures, monochrome terminals)
+        segs = [Segment(f"{mark}{short_case_id(row.case_id, id_w):<{id_w}} {class_name(row.label, short=True):<6} ")]
         for col in self.source.columns:
             res = row.results.get(col.model.name)
             if res is None or res.pred is None:
@@ -162,5 +163,5 @@ class CaseTable(ScrollView, can_focus=True):
         pos = int(self.scroll_y) + y - 1
         if pos >= self.n_rows:
             return Strip.blank(width, base)
-        strip = Strip(self._row(self.source.row_at(pos), width)).adjust_cell_length(width)
+        strip = Strip(self._row(self.source.row_at(pos), width, pos == self.cursor)).adjust_cell_length(width)
         return strip.apply_style(cursor if pos == self.cursor else base)
