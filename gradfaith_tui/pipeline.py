@@ -19,6 +19,7 @@ from gradfaith_tui.errors import CheckpointError, GradfaithError
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
+from gradfaith_tui.store.exports import write_evaluation_files
 
 
 def explanation_key(card: dict, fingerprint: str, method: str, layer: str, cam: CamSettings, target: str) -> str:
@@ -104,6 +105,8 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
                     "faith": f_prob.cpu().numpy(), "faith_logit": f_logit.cpu().numpy(),
                     "locacc": loc_acc(up_np, arr.masks[idx], cam.tau), "iou": mask_iou(up_np, arr.masks[idx], cam.tau)})
                 progress(c.model_id, len(cases) - len(todo) + start + len(idx), len(cases))
+            if not len(todo) and writer.has_evaluation(c.model_id):
+                continue  # nothing new for this model: keep its stored Table I and timing
             preds = writer.con.execute("SELECT idx, pred FROM predictions WHERE model_id=? ORDER BY idx",
                                        (c.model_id,)).fetchall()
             body = table1(confusion(arr.labels[[r[0] for r in preds]], np.array([r[1] for r in preds])))
@@ -112,6 +115,8 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
                 body["timing"] = timing(model, size, device)
             writer.write_evaluation(c.model_id, body)
         _write_consist(writer, ckpts, refs, expl_of, display, cam.tau, upsample, consist)
+        bodies = {r[0]: json.loads(r[1]) for r in writer.con.execute("SELECT model_id, body FROM evaluation ORDER BY model_id")}
+        write_evaluation_files(cache, bodies)  # the same numbers as `evaluate` writes, for scripts
     finally:
         writer.close()
     return Path(cache)

@@ -28,6 +28,8 @@ def demo(
 ) -> None:
     """Build the demo end to end and open the explorer (a summary instead when stdout is not a terminal)."""
     from gradfaith_tui.cli.progress import console
+    from gradfaith_tui.config import PROFILES
+    from gradfaith_tui.freshness import cache_is_current
 
     t0 = time.perf_counter()
     if not (data / "manifest.csv").is_file():
@@ -37,20 +39,13 @@ def demo(
         console.print(f"phantoms: {n} slices written to {data}")
     else:
         console.print(f"phantoms: reusing {data}")
-    from gradfaith_tui.cli.audit import precompute
-    from gradfaith_tui.cli.models import train
-    from gradfaith_tui.config import PROFILES
-
     prof = PROFILES["demo"]
-    seeds = ",".join(map(str, prof.seeds))
-    names = ",".join(s.name for s in prof.specs)
-    train(data=data, checkpoints=checkpoints, models=names, seeds_=seeds, device=device, profile="demo",
-          epochs=epochs, img_size=img_size, batch_size=None, lr=None, weighted_loss=False, pretrained_file=None,
-          split_seed=0, strict=False)
-    precompute(data=data, checkpoints=checkpoints, cache=cache, models=names, seeds_=seeds, device=device,
-               method="gradcam", tau=0.5, baseline="black", target="pred", target_layer=None, batch_size=32,
-               force=False, strict=False)
-    console.print(f"demo ready in {time.perf_counter() - t0:.0f} s")
+    names = [s.name for s in prof.specs]
+    if cache_is_current(data, checkpoints, cache, names, list(prof.seeds), epochs or prof.epochs):
+        console.print(f"cache: {cache} is current, reusing it")
+    else:
+        _build(data, checkpoints, cache, ",".join(names), ",".join(map(str, prof.seeds)), device, epochs, img_size)
+    console.print(f"demo ready in {time.perf_counter() - t0:.1f} s")
     if summary or not sys.stdout.isatty():
         from gradfaith_tui.cli.audit import print_summary
         from gradfaith_tui.store.cache import CacheReader
@@ -61,3 +56,15 @@ def demo(
     from gradfaith_tui.tui.app import run_explorer
 
     run_explorer(cache)
+
+
+def _build(data, checkpoints, cache, names: str, seeds: str, device: str, epochs, img_size) -> None:
+    from gradfaith_tui.cli.audit import precompute
+    from gradfaith_tui.cli.models import train
+
+    train(data=data, checkpoints=checkpoints, models=names, seeds_=seeds, device=device, profile="demo",
+          epochs=epochs, img_size=img_size, batch_size=None, lr=None, weighted_loss=False, pretrained_file=None,
+          split_seed=0, strict=False)
+    precompute(data=data, checkpoints=checkpoints, cache=cache, models=names, seeds_=seeds, device=device,
+               method="gradcam", tau=0.5, baseline="black", target="pred", target_layer=None, batch_size=32,
+               force=False, strict=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from datetime import datetime, timezone
@@ -13,9 +12,8 @@ from torch import nn
 
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec, family_of
 from gradfaith_tui.errors import CheckpointError, GradfaithError
+from gradfaith_tui.models.card import CARD_NAME, WEIGHTS_NAME, file_hash, read_card
 
-CARD_NAME = "card.json"
-WEIGHTS_NAME = "model.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -75,10 +73,6 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()}
 
 
-def file_hash(path: Path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def save_checkpoint(model: Classifier, directory: Path, card: dict, name: str = WEIGHTS_NAME) -> None:
     """Weights then card, each written to a temporary file and renamed: a crash never leaves half a checkpoint."""
     from safetensors.torch import save_file
@@ -93,16 +87,6 @@ def save_checkpoint(model: Classifier, directory: Path, card: dict, name: str = 
         tmpc = directory / (CARD_NAME + ".tmp")
         tmpc.write_text(json.dumps(card, indent=2, sort_keys=True))
         tmpc.replace(directory / CARD_NAME)
-
-
-def read_card(directory: Path) -> dict:
-    path = Path(directory) / CARD_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{directory}: no checkpoint (missing {CARD_NAME}); run `gradfaith-tui train` first")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: unreadable checkpoint card ({exc})") from None
 
 
 def load_weights(model: Classifier, path: Path) -> None:

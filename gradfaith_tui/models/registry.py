@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradfaith_tui.errors import CheckpointError
-from gradfaith_tui.models.factory import CARD_NAME, read_card
+from gradfaith_tui.models.card import CARD_NAME, read_card
 
 
 @dataclass(frozen=True)

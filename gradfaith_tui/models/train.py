@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.prepared import SplitArrays
-from gradfaith_tui.models.factory import (CARD_NAME, IMAGENET_MEAN, IMAGENET_STD, build, load_weights, read_card,
-                                          save_checkpoint, versions)
+from gradfaith_tui.models.card import CARD_NAME, read_card
+from gradfaith_tui.models.factory import IMAGENET_MEAN, IMAGENET_STD, build, load_weights, save_checkpoint, versions
 
 STATE_NAME = "train_state.json"
 LAST_NAME = "last.safetensors"

@@ -211,6 +211,9 @@ class CacheWriter:
     def read_maps(self, expl_id: int) -> np.ndarray:
         return np.asarray(self._map(expl_id), dtype=np.float32)
 
+    def has_evaluation(self, model_id: str) -> bool:
+        return self.con.execute("SELECT 1 FROM evaluation WHERE model_id=?", (model_id,)).fetchone() is not None
+
     def write_evaluation(self, model_id: str, body: dict) -> None:
         with self.con:
             self.con.execute("INSERT OR REPLACE INTO evaluation VALUES (?,?)", (model_id, json.dumps(body, sort_keys=True)))
