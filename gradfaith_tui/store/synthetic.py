@@ -9,6 +9,7 @@ seconds rather than minutes. Torch-free, like the rest of store/.
 
 from __future__ import annotations
 
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ import numpy as np
 from gradfaith_tui.config import DEMO_SPECS, WRITE_FOLDERS, WRITE_STEMS, ModelSpec
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
 
-_BATCH = 25_000
 _CLASS_P = (0.38, 0.11, 0.51)  # like IQ-OTH/NCCD
 
 
@@ -68,6 +68,19 @@ def _maps(rng, centres: np.ndarray, grid: int) -> np.ndarray:
     return ((m - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
 
 
+def _values(v: np.ndarray) -> list:
+    """Floats with NaN as None (SQL NULL), built in bulk rather than one np.isfinite per value."""
+    out = np.asarray(v, dtype=np.float64).astype(object)
+    out[~np.isfinite(np.asarray(v, dtype=np.float64))] = None
+    return out.tolist()
+
+
+def _put(con, expl_id: int, idx: list[int], metrics: dict[str, np.ndarray]) -> None:
+    for name, v in metrics.items():
+        con.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)",
+                        zip(repeat(expl_id), idx, repeat(name), _values(v)))
+
+
 def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int = 2, size: int = 64,
                           grid: int = 8, seed: int = 0) -> Path:
     """Write a cache of n_cases fake slices and `models` x `seeds` fake models; returns root.
@@ -92,7 +105,9 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
     writer = CacheWriter(root, f"synthetic-{seed}-{n}", f"synthetic-split-{seed}", config, cases, images, masks)
     writer.con.execute("PRAGMA synchronous=OFF")  # a throwaway cache: speed over crash safety
     writer.con.execute("PRAGMA cache_size=-262144")  # 256 MiB: the value index takes random inserts
-    idx_all = np.arange(n, dtype=np.int64)
+    con = writer.con
+    con.execute("DROP INDEX IF EXISTS metrics_by_value")  # built once at the end: far faster than per insert
+    idx_list = list(range(n))
     try:
         for spec in _specs(models):
             skill = rng.uniform(0.55, 0.9)  # how often this architecture looks at the lesion
@@ -122,16 +137,22 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
                 faith = np.clip(np.where(look_at_lesion | ~has_mask, 0.35, 0.03) + rng.normal(0, 0.12, n), -0.6, 0.99)
                 metrics_all = {"faith": faith, "faith_logit": faith * 3 + rng.normal(0, 0.3, n),
                                "locacc": locacc, "iou": locacc * rng.uniform(0.3, 0.8, n)}
-                for s in range(0, n, _BATCH):
-                    sl = slice(s, s + _BATCH)
-                    writer.write_batch(expl_id, info.model_id, idx_all[sl], maps[sl], preds[sl], probs[sl],
-                                       {k2: v[sl] for k2, v in metrics_all.items()})
+                arr = writer._map(expl_id)
+                arr[:] = maps.astype(np.float16)
+                arr.flush()
+                with con:
+                    con.executemany("INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?)", zip(
+                        repeat(info.model_id), idx_list, preds.tolist(), conf.tolist(),
+                        *(probs[:, j].tolist() for j in range(3))))
+                    _put(con, expl_id, idx_list, metrics_all)
             if seeds >= 2:  # Consist: how far each seed's blob drifted from the reference seed's
                 drift = np.mean([np.sqrt(((c - seed_centres[0]) ** 2).sum(1)) for c in seed_centres[1:]], axis=0)
                 consist = np.clip(np.exp(-drift ** 2 / 0.4) + rng.normal(0, 0.05, n), 0, 1)
-                for expl_id in expl_ids:
-                    for s in range(0, n, _BATCH):
-                        writer.set_metrics(expl_id, idx_all[s:s + _BATCH], {"consist": consist[s:s + _BATCH]})
+                with con:
+                    for expl_id in expl_ids:
+                        _put(con, expl_id, idx_list, {"consist": consist})
+        with con:
+            con.execute("CREATE INDEX IF NOT EXISTS metrics_by_value ON metrics (expl_id, name, value)")
     finally:
         writer.close()
     return Path(root)
