@@ -56,17 +56,25 @@ def explore(cache: CacheOpt = DEFAULTS["cache"]) -> None:
 def report(
     cache: CacheOpt = DEFAULTS["cache"],
     out: Annotated[Path, typer.Option(help="Folder for the report files.")] = Path("reports/latest"),
-    terminal: Annotated[bool, typer.Option("--terminal", help="Also print the tables here.")] = False,
+    format_: Annotated[str, typer.Option("--format", help="md, html or all (Markdown with PNG figures, one self-contained HTML file).")] = "all",
+    terminal: Annotated[bool, typer.Option("--terminal", help="Also print the main tables here.")] = False,
 ) -> None:
-    """Write a Markdown audit report (Table I, confusion matrices, faithfulness) from a cache."""
-    from gradfaith_tui.report.markdown import write
+    """Write the audit report: the paper's Table I and Figs. 1-4 from this cache, faithfulness with CIs, flags, provenance."""
+    from gradfaith_tui.errors import GradfaithError
+    from gradfaith_tui.report.write import FORMATS, write_report
     from gradfaith_tui.store.cache import CacheReader
 
+    if format_ not in FORMATS:
+        raise GradfaithError(f"--format: '{format_}' (choose from {', '.join(FORMATS)})")
     reader = CacheReader(cache)
-    path = write(reader, out)
+    built, paths = write_report(reader, out, format_)
     if terminal:
-        print_summary(reader)
-    typer.echo(f"report written: {path}")
+        from gradfaith_tui.report.terminal import print_report
+
+        print_report(built)
+    for path in paths:
+        if path.suffix in (".md", ".html"):
+            typer.echo(f"report written: {path}")
 
 
 def print_summary(reader) -> None:

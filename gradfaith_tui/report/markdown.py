@@ -1,41 +1,154 @@
-"""A Markdown audit report from a cache: Table I, confusion matrices, the faithfulness summary, provenance."""
+"""The report as Markdown, rendered from the Report structure (the HTML file renders this same text)."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
-from gradfaith_tui import __version__
-from gradfaith_tui.config import CLASS_NAMES
-from gradfaith_tui.report.tables import (SUMMARY_HEADER, TABLE1_HEADER, markdown_table, summary_rows,
-                                         table1_rows)
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.metrics.catalog import METRICS
+from gradfaith_tui.report.build import Figure, Report
+from gradfaith_tui.report.paper import PAPER_TABLE1_SOURCE
+from gradfaith_tui.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PAIRED_TEST_NAME
+from gradfaith_tui.report.tables import markdown_table
+
+T1_KEYS = ("sensitivity", "specificity", "precision", "recall", "f1", "accuracy")
+T1_HEADER = ["Model", "Stands for", "Sensitivity", "Specificity", "Precision", "Recall", "F1", "Accuracy", "n",
+             "ms/image", "Device"]
 
 
-def render(reader: CacheReader) -> str:
-    evals = reader.evaluation()
-    parts = [f"# Grad-CAM faithfulness audit\n\nCache: `{reader.root}` · {reader.n_cases} test cases · "
-             f"method {reader.method} · gradfaith-tui {__version__}\n"]
-    parts.append("## Table I: classification on the test split\n")
-    parts.append(markdown_table(TABLE1_HEADER, table1_rows(evals)) + "\n")
-    parts.append("## Confusion matrices (rows true, columns predicted)\n")
-    for model, body in evals.items():
-        rows = [[name, *map(str, row)] for name, row in zip(CLASS_NAMES, body["confusion"])]
-        parts.append(f"**{model}**\n\n" + markdown_table(["", *CLASS_NAMES], rows) + "\n")
-    parts.append("## Faithfulness\n")
-    parts.append(markdown_table(SUMMARY_HEADER, summary_rows(reader.summary())) + "\n")
-    parts.append("LocAcc: share of the lesion mask inside the CAM binarised at tau (eq. 4). Faith: drop in the target "
-                 "class probability when the input is multiplied by (1 - CAM) (eq. 5). Consist: mean IoU of binarised "
-                 "maps across seeds against the reference seed (eq. 6). Higher is better for all three.\n")
-    parts.append("## Run\n")
-    meta = {k: v for k, v in reader.meta.items() if k != "config"}
-    parts.append("```json\n" + json.dumps({"meta": meta, "config": reader.config}, indent=2, sort_keys=True) + "\n```\n")
+def fmt(v, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    return "–" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def escape(text) -> str:
+    """User or cache text inside Markdown: no markup, links or images, and no broken table cells."""
+    # Brackets, bangs and angle brackets are what links, images and autolinks need; | would split a cell.
+    return re.sub(r"([\\`*_\[\]<>!|])", r"\\\1", " ".join(str(text).split())) or "–"
+
+
+def _figure(f: Figure, src: Callable[[Figure], str]) -> str:
+    if not f.written:
+        return f"*{f.title}: nothing to draw from this cache.*\n"
+    return f"![{f.title}]({src(f)})\n\n*{f.title}.* {f.caption}\n"
+
+
+def _table1(r: Report, src) -> list[str]:
+    rows = [[t["model"], t["stands_for"], *(fmt(t[k]) for k in T1_KEYS), str(t["n"] or "–"),
+             fmt(t["latency_ms"], 2), escape(t["device"] or "–")] for t in r.table1]
+    out = ["## Table I: classification on the test split\n",
+           "Macro averages over the three classes (one-vs-rest); inference time is the median latency of one image.\n",
+           markdown_table(T1_HEADER, rows) + "\n" if rows else "*No Table I in this cache (run `gradfaith-tui evaluate` "
+           "or `precompute`).*\n"]
+    if r.table1_missing:
+        out.append(f"No Table I stored for: {', '.join(r.table1_missing)}.\n")
+    paper = [[p["model"], p["family"], *(fmt(p[k], 2) for k in T1_KEYS), str(p["time_ms"])] for p in r.paper_table1]
+    out += ["### For reference: the paper's published Table I\n",
+            f"These are **the paper's values on its own data**, not results of this audit ({PAPER_TABLE1_SOURCE}). "
+            "Compare a model above with the paper row its *Stands for* names only with that in mind.\n",
+            markdown_table(["Paper's model", "Family", *T1_HEADER[2:8], "Time (ms)"], paper) + "\n",
+            _figure(r.figure("fig1"), src)]
+    return out
+
+
+def _confusion(r: Report, src) -> list[str]:
+    out = ["## Fig. 4: confusion matrices\n", _figure(r.figure("fig4"), src)]
+    for model, cm in r.confusion.items():
+        rows = [[name, *map(str, row)] for name, row in zip(r.classes, cm)]
+        out.append(f"**{model}** (rows true, columns predicted)\n\n" + markdown_table(["", *r.classes], rows) + "\n")
+    return out
+
+
+def _faithfulness(r: Report) -> list[str]:
+    out = ["## Faithfulness\n",
+           f"Every metric stored for the shown models (reference seed of each), over the test cases where it exists. "
+           f"95% CI: percentile bootstrap of the mean, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED} "
+           "(marked *normal* where the sample is large enough that the normal approximation is used).\n"]
+    rows = [[escape(s.label), s.model, str(s.n), fmt(s.mean), fmt(s.sd), fmt(s.median),
+             "–" if s.ci is None else f"[{fmt(s.ci.lo)}, {fmt(s.ci.hi)}]" + (" normal" if s.ci.method == "normal" else "")]
+            for s in r.metric_stats]
+    out.append(markdown_table(["Metric", "Model", "n", "Mean", "SD", "Median", "95% CI"], rows) + "\n"
+               if rows else "*No metrics in this cache yet.*\n")
+    seen = list(dict.fromkeys(s.metric for s in r.metric_stats))
+    defs = [f"- **{METRICS[m].label}** ({'higher' if METRICS[m].higher_is_better else 'lower'} is better): "
+            f"{METRICS[m].meaning}" for m in seen if m in METRICS]
+    defs += [f"- **{escape(m)}**: not in the metric catalogue." for m in seen if m not in METRICS]
+    out.append("\n".join(defs) + "\n")
+    out.append("### Paired tests between models\n")
+    out.append(f"Test: {PAIRED_TEST_NAME}, on the cases both models have a value; p-values Holm-Bonferroni adjusted "
+               "within each metric. Mean difference is the first model minus the second.\n")
+    rows = [[escape(p.label), p.a, p.b, str(p.result.n), fmt(p.result.mean_diff), fmt(p.result.statistic, 1),
+             fmt_p(p.result.p), fmt_p(p.p_holm)] for p in r.paired]
+    out.append(markdown_table(["Metric", "Model A", "Model B", "Shared cases", "Mean A−B", "W", "p", "p (Holm)"], rows)
+               + "\n" if rows else "*Fewer than two models with metrics: no paired tests.*\n")
+    out.append("### Every checkpoint (all seeds)\n")
+    rows = [[s["model"], str(s["n"]), fmt(s["accuracy"]), fmt(s["locacc"]), fmt(s["faith"]), fmt(s["consist"])]
+            for s in r.per_checkpoint]
+    out.append(markdown_table(["Model", "n", "Accuracy", "LocAcc", "Faith", "Consist"], rows) + "\n")
+    return out
+
+
+def _optional(r: Report) -> list[str]:
+    out = []
+    for kind, title in (("sanity", "Sanity check per architecture"), ("suspects", "Suspect cases")):
+        res = r.optional[kind]
+        out.append(f"## {title}\n")
+        if res.table is None:
+            out.append(f"**Not in this cache yet**: it has no `{kind}` results, so this report shows none.\n")
+            continue
+        if res.reason_counts:
+            out.append("Counts by reason:\n\n" + markdown_table(
+                ["Model", "Reason", "Count"], [[escape(a or "–"), escape(b), str(c)] for a, b, c in res.reason_counts]) + "\n")
+        shown = f" (first {len(res.rows)})" if res.total > len(res.rows) else ""
+        out.append(f"{res.total} rows in `{res.table}`{shown}:\n\n"
+                   + markdown_table(res.columns, [[escape(v) for v in row] for row in res.rows]) + "\n")
+    return out
+
+
+def _flags(r: Report, src) -> list[str]:
+    out = ["## Flagged cases\n"]
+    if not r.flags:
+        return out + ["None: no case is flagged in this cache.\n"]
+    rows = [[escape(f["case_id"]), f["label"], escape(f["category"]), escape(f["note"]), escape(f["created"])]
+            for f in r.flags]
+    return out + [markdown_table(["Case", "True class", "Category", "Note", "Flagged"], rows) + "\n",
+                  _figure(r.figure("flagged"), src)]
+
+
+def _provenance(r: Report) -> list[str]:
+    p = r.provenance
+    ident = [[k, escape(v)] for k, v in p["meta"].items()] + [["cache", escape(p["cache"])],
+                                                              ["test cases", str(p["n_cases"])], ["method", p["method"]]]
+    models = [[m["model_id"], escape(m["arch"]), m["family"], str(m["seed"]), "yes" if m["reference"] else "",
+               str(m["img_size"]), m["checkpoint"], escape(m["layer"]), m["map"], escape(m["settings"]),
+               escape(m["trained_with"])] for m in p["models"]]
+    env = [[k, v] for k, v in p["environment"].items()]
+    return ["## Provenance: enough to reproduce this audit\n",
+            markdown_table(["Key", "Value"], ident) + "\n",
+            markdown_table(["Model", "Architecture", "Family", "Seed", "Reference", "Input px", "Checkpoint",
+                            "CAM layer", "Map", "CAM settings", "Trained with"], models) + "\n",
+            "Report written with:\n\n" + markdown_table(["Package", "Version"], env) + "\n",
+            "Configuration:\n\n```json\n" + json.dumps(p["config"], indent=2, sort_keys=True) + "\n```\n"]
+
+
+def render(r: Report, image_src: Callable[[Figure], str] = lambda f: f.file) -> str:
+    shown = ", ".join(f"{c['name']} ({c['stands_for']})" for c in r.columns)
+    parts = [f"# {r.title}\n",
+             f"Cache `{escape(r.cache)}` · {r.n_cases} test cases · method {r.method} · gradfaith-tui {r.version}. "
+             f"Models shown: {shown}.\n"]
+    parts += _table1(r, image_src) + _confusion(r, image_src) + _faithfulness(r)
+    parts += ["## Figs. 2 and 3: heatmaps of chosen cases\n", _figure(r.figure("fig2"), image_src),
+              _figure(r.figure("fig3"), image_src)]
+    parts += _optional(r) + _flags(r, image_src) + _provenance(r)
     return "\n".join(parts)
 
 
-def write(reader: CacheReader, out: Path) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "report.md"
-    path.write_text(render(reader))
+def write(r: Report, out: Path) -> Path:
+    path = Path(out) / "report.md"
+    path.write_text(render(r))
     return path

@@ -1,0 +1,108 @@
+"""Everything a report shows, collected from a cache into one plain structure that every renderer reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradfaith_tui import __version__
+from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
+from gradfaith_tui.report import cache_extras, faithfulness, samples
+from gradfaith_tui.report.paper import paper_rows
+from gradfaith_tui.report.provenance import provenance
+from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.exports import TABLE1_COLUMNS
+
+FIGURES_DIR = "figures"
+
+
+@dataclass
+class Figure:
+    key: str
+    file: str  # relative to the report folder
+    title: str
+    caption: str
+    idxs: list[int] = field(default_factory=list)  # the cases of a case grid
+    written: bool = False  # set by figures.draw_all; a figure with nothing to draw is not written
+
+
+@dataclass
+class Report:
+    title: str
+    cache: str
+    n_cases: int
+    method: str
+    version: str
+    classes: tuple[str, ...]
+    columns: list[dict]  # the shown models: name, model_id, family label, describe, expl_id
+    table1: list[dict]  # per model_id: stands_for, the TABLE1_COLUMNS values, latency_ms, device, n
+    table1_missing: list[str]  # model ids with no Table I in the cache
+    confusion: dict[str, list[list[int]]]
+    paper_table1: list[dict]
+    per_checkpoint: list[dict]  # reader.summary(): every seed's accuracy and paper-metric means
+    metric_stats: list[faithfulness.MetricStat]
+    paired: list[faithfulness.PairedRow]
+    optional: dict[str, cache_extras.ResultTable]
+    flags: list[dict]
+    figures: list[Figure]
+    provenance: dict
+
+    def figure(self, key: str) -> Figure:
+        return next(f for f in self.figures if f.key == key)
+
+
+def _stands_for(family: str) -> str:
+    return PAPER_LABELS.get(family, family)
+
+
+def _table1(reader: CacheReader) -> tuple[list[dict], list[str], dict]:
+    evals = reader.evaluation()
+    fam = {m.model_id: m.family for m in reader.models}
+    order = [m.model_id for m in reader.models] + sorted(set(evals) - set(fam))
+    rows, missing, confusion = [], [], {}
+    for model_id in order:
+        body = evals.get(model_id)
+        if body is None:
+            missing.append(model_id)
+            continue
+        timing = body.get("timing") or {}
+        rows.append({"model": model_id, "stands_for": _stands_for(fam.get(model_id, "?")),
+                     **{k: body["macro"].get(k) for k in TABLE1_COLUMNS},
+                     "latency_ms": timing.get("latency_ms"), "device": timing.get("device"), "n": body.get("n")})
+        confusion[model_id] = body["confusion"]
+    return rows, missing, confusion
+
+
+def _figures(reader: CacheReader, arrays: dict[str, dict[str, np.ndarray]], flag_rows: list[dict]) -> list[Figure]:
+    worst = samples.worst_faith(reader, arrays)
+    rand = samples.random_cases(reader, worst.idxs)
+    flagged = list(dict.fromkeys(f["idx"] for f in flag_rows))[:12]
+    cols = "the input (lesion mask outlined, where there is one) first, then each shown model's heatmap"
+    return [
+        Figure("fig1", f"{FIGURES_DIR}/fig1_sens_spec_f1.png", "Fig. 1: Sensitivity, Specificity and F1 per model",
+               "Macro averages over the three classes on this cache's test split (Table I)."),
+        Figure("fig2", f"{FIGURES_DIR}/fig2_worst_faith.png", "Fig. 2: the least faithful cases",
+               f"Rows: {worst.rule}. Columns: {cols}. Under each map: the predicted class and Faith.", worst.idxs),
+        Figure("fig3", f"{FIGURES_DIR}/fig3_random_cases.png", "Fig. 3: a random sample of cases",
+               f"Rows: {rand.rule}. Columns: {cols}.", rand.idxs),
+        Figure("fig4", f"{FIGURES_DIR}/fig4_confusion.png", "Fig. 4: confusion matrices",
+               "Rows are true classes, columns predicted classes, one matrix per model and seed."),
+        Figure("flagged", f"{FIGURES_DIR}/flagged_cases.png", "Flagged cases",
+               f"Rows: the first {len(flagged)} flagged cases, oldest flag first. Columns: {cols}.", flagged),
+    ]
+
+
+def build(reader: CacheReader) -> Report:
+    arrays = faithfulness.metric_arrays(reader)
+    table1, missing, confusion = _table1(reader)
+    flag_rows = cache_extras.flags(reader)
+    columns = [{"name": c.model.name, "model_id": c.model.model_id, "stands_for": _stands_for(c.model.family),
+                "describe": c.model.describe, "expl_id": c.expl_id} for c in reader.columns]
+    return Report(
+        title="Grad-CAM faithfulness audit", cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
+        version=__version__, classes=CLASS_NAMES, columns=columns, table1=table1, table1_missing=missing,
+        confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
+        metric_stats=faithfulness.summarise(arrays), paired=faithfulness.paired(arrays),
+        optional=cache_extras.optional_results(reader), flags=flag_rows,
+        figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))

@@ -1,0 +1,83 @@
+"""The faithfulness table: every metric stored for each shown model, with spread, CI and paired tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from gradfaith_tui.metrics.catalog import METRICS
+from gradfaith_tui.report.stats import Interval, PairedResult, bootstrap_ci, holm, paired_test
+from gradfaith_tui.store.cache import CacheReader
+
+
+@dataclass(frozen=True)
+class MetricStat:
+    metric: str
+    label: str
+    model: str
+    n: int
+    mean: float | None
+    sd: float | None
+    median: float | None
+    ci: Interval | None
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    metric: str
+    label: str
+    a: str
+    b: str
+    result: PairedResult
+    p_holm: float | None
+
+
+def metric_arrays(reader: CacheReader) -> dict[str, dict[str, np.ndarray]]:
+    """model name -> metric name -> values over all cases (NaN where absent), for the shown (reference) models."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for col in reader.columns:
+        arrays: dict[str, np.ndarray] = {}
+        if col.expl_id is not None:
+            for r in reader.con.execute("SELECT idx, name, value FROM metrics WHERE expl_id=?", (col.expl_id,)):
+                arr = arrays.setdefault(r["name"], np.full(reader.n_cases, np.nan))
+                arr[r["idx"]] = np.nan if r["value"] is None else r["value"]
+        out[col.model.name] = arrays
+    return out
+
+
+def metric_order(arrays: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Catalogue order first (the paper's metrics lead), then any metric the catalogue does not know, by name."""
+    present = {m for per_model in arrays.values() for m in per_model}
+    known = [m for m in METRICS if m in present]
+    return known + sorted(present - set(known))
+
+
+def label(metric: str) -> str:
+    info = METRICS.get(metric)
+    return info.label if info else metric
+
+
+def summarise(arrays: dict[str, dict[str, np.ndarray]]) -> list[MetricStat]:
+    rows = []
+    for metric in metric_order(arrays):
+        for model, per_model in arrays.items():
+            x = per_model.get(metric)
+            x = x[np.isfinite(x)] if x is not None else np.empty(0)
+            n = len(x)
+            rows.append(MetricStat(metric, label(metric), model, n,
+                                   float(x.mean()) if n else None, float(x.std(ddof=1)) if n > 1 else None,
+                                   float(np.median(x)) if n else None, bootstrap_ci(x)))
+    return rows
+
+
+def paired(arrays: dict[str, dict[str, np.ndarray]]) -> list[PairedRow]:
+    """Every pair of models on every metric, over the cases both have; Holm-adjusted within each metric."""
+    rows = []
+    for metric in metric_order(arrays):
+        pairs = [(a, b) for a, b in combinations(arrays, 2) if metric in arrays[a] and metric in arrays[b]]
+        results = [paired_test(arrays[a][metric], arrays[b][metric]) for a, b in pairs]
+        adjusted = holm([r.p for r in results])
+        rows += [PairedRow(metric, label(metric), a, b, r, p) for (a, b), r, p in zip(pairs, results, adjusted)]
+    return rows

@@ -1,0 +1,208 @@
+"""The audit report: its tables equal the cache's numbers, its figures are written, its files are reproducible."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradfaith_tui.report import markdown
+from gradfaith_tui.report.build import build
+from gradfaith_tui.report.stats import bootstrap_ci, holm, paired_test
+from gradfaith_tui.report.write import write_report
+from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.exports import TABLE1_COLUMNS
+from gradfaith_tui.store.synthetic import build_synthetic_cache
+
+N_CASES = 60
+NOTE = "heat on the border | see ![x](http://example.com/a.png)"  # markup a note must not turn into
+
+
+def _add_evaluation_and_extra_metrics(root: Path) -> None:
+    """Synthetic caches hold no Table I: store made-up bodies, plus a new and an unknown metric for one model."""
+    rng = np.random.default_rng(7)
+    con = sqlite3.connect(root / "audit.sqlite")
+    for (model_id,) in con.execute("SELECT model_id FROM models ORDER BY rowid").fetchall():
+        body = {"macro": {k: float(rng.uniform(0.5, 1)) for k in TABLE1_COLUMNS}, "per_class": {},
+                "confusion": rng.integers(0, 30, (3, 3)).tolist(), "n": N_CASES,
+                "timing": {"latency_ms": float(rng.uniform(1, 20)), "throughput_ips": 100.0, "device": "cpu (2 threads)"}}
+        con.execute("INSERT INTO evaluation VALUES (?, ?)", (model_id, json.dumps(body)))
+    expl = con.execute("SELECT expl_id FROM explanations ORDER BY expl_id LIMIT 1").fetchone()[0]
+    con.executemany("INSERT INTO flags (idx, category, note, created, undone) VALUES (?,?,?,?,?)", [
+        (5, "shortcut", NOTE, "2025-01-01T00:00:00+00:00", 0), (6, "wrong-label", "withdrawn", "2025-01-02T00:00:00+00:00", 1)])
+    for name in ("deletion_auc", "mystery_metric"):
+        con.executemany("INSERT INTO metrics VALUES (?,?,?,?)",
+                        [(expl, i, name, float(v)) for i, v in enumerate(rng.random(N_CASES))])
+    con.commit()
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    root = build_synthetic_cache(tmp_path_factory.mktemp("cache"), N_CASES, models=3, seeds=2, size=32, grid=4)
+    _add_evaluation_and_extra_metrics(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def made(cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    report, paths = write_report(CacheReader(cache), out, "all")
+    return out, report, paths
+
+
+def md_table(text: str, heading: str) -> list[dict[str, str]]:
+    """The first Markdown table after a heading, as dicts keyed by its header."""
+    lines = text.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+    header, body = rows[0], rows[2:]
+    return [dict(zip(header, r)) for r in body]
+
+
+def test_table1_equals_the_cache_evaluation(made, cache):
+    out, _, _ = made
+    rows = md_table((out / "report.md").read_text(), "## Table I")
+    evals = CacheReader(cache).evaluation()
+    assert {r["Model"] for r in rows} == set(evals)
+    names = {"Sensitivity": "sensitivity", "Specificity": "specificity", "Precision": "precision",
+             "Recall": "recall", "F1": "f1", "Accuracy": "accuracy"}
+    for r in rows:
+        body = evals[r["Model"]]
+        for col, key in names.items():
+            assert float(r[col]) == pytest.approx(body["macro"][key], abs=5e-4)
+        assert float(r["ms/image"]) == pytest.approx(body["timing"]["latency_ms"], abs=5e-3)
+    paper = md_table((out / "report.md").read_text(), "the paper's published Table I")
+    assert paper[0]["Paper's model"] == "ResNet50" and paper[0]["F1"] == "0.79" and paper[-1]["Time (ms)"] == "25"
+
+
+def test_faithfulness_means_equal_the_case_rows_and_the_ci_brackets_them(made, cache):
+    out, _, _ = made
+    reader = CacheReader(cache)
+    cases = reader.rows(range(reader.n_cases))
+    rows = md_table((out / "report.md").read_text(), "## Faithfulness")
+    labels = {"Faith": "faith", "LocAcc": "locacc", "IoU": "iou", "Consist": "consist", "Deletion AUC": "deletion_auc",
+              "mystery\\_metric": "mystery_metric"}
+    assert labels.keys() <= {r["Metric"] for r in rows}  # every stored metric shows, known to the catalogue or not
+    checked = 0
+    for r in rows:
+        if r["Metric"] not in labels:
+            continue
+        vals = [c.results[r["Model"]].metrics.get(labels[r["Metric"]]) for c in cases]
+        vals = np.array([v for v in vals if v is not None], dtype=float)
+        if not len(vals):
+            assert r["Mean"] == "–"
+            continue
+        assert int(r["n"]) == len(vals)
+        assert float(r["Mean"]) == pytest.approx(vals.mean(), abs=5e-4)
+        lo, hi = map(float, re.findall(r"-?\d+\.\d+", r["95% CI"]))
+        assert lo <= float(r["Mean"]) <= hi
+        checked += 1
+    assert checked >= 13  # 4 paper metrics x 3 models + the added ones
+    paired = md_table((out / "report.md").read_text(), "### Paired tests")
+    assert {(p["Model A"], p["Model B"]) for p in paired if p["Metric"] == "Faith"} == {
+        ("resnet10t", "resnet14t"), ("resnet10t", "densenet-s"), ("resnet14t", "densenet-s")}
+    assert "Wilcoxon signed-rank" in (out / "report.md").read_text()
+
+
+def test_every_figure_is_written_and_referenced(made):
+    out, report, paths = made
+    text = (out / "report.md").read_text()
+    for key in ("fig1", "fig2", "fig3", "fig4"):
+        f = report.figure(key)
+        assert f.written and (out / f.file).stat().st_size > 1000 and f"]({f.file})" in text
+    assert report.figure("flagged").written and report.figure("flagged").idxs == [5]
+    assert "lowest Faith" in report.figure("fig2").caption and "seed 0" in report.figure("fig3").caption
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
+
+
+def test_html_is_self_contained(made):
+    out, _, _ = made
+    html = (out / "report.html").read_text()
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html)
+    assert len(refs) == 5 and all(r.startswith("data:image/png;base64,") for r in refs)
+    assert "<table>" in html and "<script" not in html
+
+
+def test_same_cache_gives_identical_files(made, cache, tmp_path):
+    out, _, _ = made
+    write_report(CacheReader(cache), tmp_path, "all")
+    for name in ("report.md", "report.html", "figures/fig1_sens_spec_f1.png", "figures/fig2_worst_faith.png",
+                 "figures/fig3_random_cases.png", "figures/fig4_confusion.png"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_missing_results_are_said_plainly_and_present_ones_are_counted(made, cache, tmp_path):
+    out, _, _ = made
+    text = (out / "report.md").read_text()
+    assert text.count("**Not in this cache yet**") == 2
+    copy = Path(shutil.copytree(cache, tmp_path / "c"))
+    con = sqlite3.connect(copy / "audit.sqlite")
+    con.execute("CREATE TABLE suspects (model TEXT, idx INTEGER, reason TEXT)")
+    con.executemany("INSERT INTO suspects VALUES (?,?,?)",
+                    [("resnet10t", 1, "border heat"), ("resnet10t", 2, "border heat"), ("densenet-s", 3, "low Faith")])
+    con.commit()
+    con.close()
+    report = build(CacheReader(copy))
+    assert report.optional["suspects"].reason_counts == [("densenet-s", "low Faith", 1), ("resnet10t", "border heat", 2)]
+    assert report.optional["sanity"].table is None
+
+
+def test_flagged_cases_appear_with_notes_and_undone_ones_do_not(made, cache, tmp_path):
+    out, _, _ = made
+    rows = md_table((out / "report.md").read_text(), "## Flagged cases")
+    case_id = CacheReader(cache).rows([5])[0].case_id
+    assert len(rows) == 1 and rows[0]["Category"] == "shortcut" and rows[0]["Case"] == case_id
+    assert rows[0]["Note"] == "heat on the border \\| see \\!\\[x\\](http://example.com/a.png)"
+    page = (out / "report.html").read_text()
+    assert NOTE in page and "withdrawn" not in page and "<img src=\"http" not in page
+    copy = Path(shutil.copytree(cache, tmp_path / "c"))
+    con = sqlite3.connect(copy / "audit.sqlite")
+    con.execute("DELETE FROM flags")
+    con.commit()
+    con.close()
+    assert "None: no case is flagged" in markdown.render(build(CacheReader(copy)))
+
+
+def test_stats_are_seeded_and_sound():
+    x = np.random.default_rng(1).normal(0.3, 0.1, 200)
+    a, b = bootstrap_ci(x), bootstrap_ci(x)
+    assert a == b and a.method == "bootstrap" and a.lo < x.mean() < a.hi
+    assert bootstrap_ci(np.array([1.0])) is None
+    assert bootstrap_ci(np.random.default_rng(2).random(20_000)).method == "normal"
+    assert holm([0.01, None, 0.04, 0.03]) == [pytest.approx(0.03), None, pytest.approx(0.06), pytest.approx(0.06)]
+    res = paired_test(x, x - 0.05 + np.random.default_rng(3).normal(0, 0.01, 200))
+    assert res.n == 200 and res.p < 1e-6 and res.mean_diff == pytest.approx(0.05, abs=0.01)
+    assert paired_test(x, x).p is None  # all differences zero: no test, not a fake p
+
+
+def test_cli_formats_and_the_terminal_view(cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from gradfaith_tui.cli import app
+
+    res = CliRunner().invoke(app, ["report", "--cache", str(cache), "--out", str(tmp_path / "md"), "--format", "md",
+                                   "--terminal"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "md" / "report.md").is_file() and not (tmp_path / "md" / "report.html").exists()
+    assert "Table I" in res.output and "not in this cache yet" in res.output
+    res = CliRunner().invoke(app, ["report", "--cache", str(cache), "--out", str(tmp_path / "x"), "--format", "pdf"])
+    assert res.exit_code != 0
+
+
+def test_report_never_imports_torch_and_loads_matplotlib_lazily():
+    code = ("import sys, gradfaith_tui.report.write, gradfaith_tui.report.terminal; "
+            "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
