@@ -85,3 +85,52 @@ def test_weights_that_do_not_fit_name_the_layers(trained, tmp_path):
     save_file({"fc.weight": torch.zeros(5, 5)}, str(bad / "model.safetensors"))
     with pytest.raises(CheckpointError, match="weights do not fit.*missing.*wrong shape: fc.weight"):
         load_checkpoint(bad)
+
+
+def test_import_checks_fit_reorders_the_head_and_writes_a_card(phantoms, tmp_path):
+    import timm
+
+    from gradfaith_tui.models.importer import import_model
+
+    net = timm.create_model("resnet10t", num_classes=3)
+    torch.save({"state_dict": {"module." + k: v for k, v in net.state_dict().items()}}, tmp_path / "w.pth")
+    spec = ModelSpec("mine", "resnet10t", "resnet50")
+    out = import_model(tmp_path / "w.pth", spec, 32, ["Malignant", "Normal", "Bengin"], phantoms, tmp_path / "ck")
+    model, card = load_checkpoint(out, discover(phantoms).fingerprint())
+    assert torch.equal(model.net.fc.weight[2], net.fc.weight[0])  # Malignant row moved to our index 2
+    assert torch.equal(model.net.fc.weight[1], net.fc.weight[2])  # Bengin -> Benign
+    assert card["class_names"] == ["Normal", "Benign", "Malignant"] and card["imported_from"].endswith("w.pth")
+    with pytest.raises(CheckpointError, match="weights do not fit.*wrong shape"):
+        import_model(tmp_path / "w.pth", ModelSpec("x", "resnet18", "resnet50"), 32,
+                     ["Normal", "Benign", "Malignant"], phantoms, tmp_path / "ck2")
+    with pytest.raises(CheckpointError, match="--classes"):
+        import_model(tmp_path / "w.pth", spec, 32, ["Normal", "Cyst", "Malignant"], phantoms, tmp_path / "ck3")
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    from gradfaith_tui.models.factory import read_state
+
+    import fractions
+
+    torch.save({"x": fractions.Fraction(1, 3)}, tmp_path / "evil.pt")  # any non-tensor object needs unpickling
+    with pytest.raises(CheckpointError, match="unreadable weights"):
+        read_state(tmp_path / "evil.pt")
+
+
+def test_two_process_ddp_training_with_gloo(phantoms, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                          "-m", "gradfaith_tui", "train", "--data", str(phantoms), "--checkpoints", str(tmp_path),
+                          "--models", "resnet10t", "--seeds", "0", "--epochs", "1", "--img-size", "32", "--batch-size", "8"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    card = read_card(tmp_path / "resnet10t" / "seed0")
+    assert card["world_size"] == 2 and card["epochs_done"] == 1
+    model, _ = load_checkpoint(tmp_path / "resnet10t" / "seed0")
+    assert all(torch.isfinite(p).all() for p in model.parameters())

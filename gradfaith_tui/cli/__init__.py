@@ -19,6 +19,7 @@ app = typer.Typer(help="Audit whether Grad-CAM heatmaps of lung-CT classifiers c
 app.add_typer(data.app, name="data")
 app.command()(models.train)
 app.command()(models.evaluate)
+app.command("import")(models.import_model)
 app.command()(audit.precompute)
 app.command()(audit.explore)
 app.command()(audit.report)

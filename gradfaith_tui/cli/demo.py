@@ -64,7 +64,7 @@ def _build(data, checkpoints, cache, names: str, seeds: str, device: str, epochs
 
     train(data=data, checkpoints=checkpoints, models=names, seeds_=seeds, device=device, profile="demo",
           epochs=epochs, img_size=img_size, batch_size=None, lr=None, weighted_loss=False, pretrained_file=None,
-          split_seed=0, strict=False)
+          compile_=False, split_seed=0, strict=False)
     precompute(data=data, checkpoints=checkpoints, cache=cache, models=names, seeds_=seeds, device=device,
                method="gradcam", tau=0.5, baseline="black", target="pred", target_layer=None, batch_size=32,
                force=False, strict=False)

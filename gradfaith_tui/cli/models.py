@@ -24,23 +24,30 @@ def train(
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Peak learning rate (overrides the profile).")] = None,
     weighted_loss: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = False,
     pretrained_file: Annotated[Optional[Path], typer.Option(help="Local ImageNet weights for timm (never downloaded).")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the training forward (GPU runs).")] = False,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
     strict: StrictOpt = False,
 ) -> None:
-    """Train models (resumable; finished checkpoints are skipped)."""
+    """Train models (resumable; finished checkpoints are skipped). Under torchrun: DistributedDataParallel."""
+    import contextlib
+    import os
+
     from gradfaith_tui.cli.progress import bars, fit_events
     from gradfaith_tui.config import profile as get_profile, spec_for
-    from gradfaith_tui.models.fit import fit_all
+    from gradfaith_tui.models.fit import FitEvents, fit_all
     from gradfaith_tui.models.train import TrainConfig
 
     prof = get_profile(profile, epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr)
     specs = [spec_for(n) for n in names(models)] if models else list(prof.specs)
     cfg = TrainConfig(epochs=prof.epochs, batch_size=prof.batch_size, lr=prof.lr, img_size=prof.img_size,
                       weighted_loss=weighted_loss, device=check_device(device),
-                      pretrained_file=str(pretrained_file) if pretrained_file else None)
-    with bars() as p:
-        outs = fit_all(data, checkpoints, specs, seeds(seeds_) or list(prof.seeds), cfg, split_seed, strict, fit_events(p))
-    typer.echo(f"{len(outs)} checkpoints under {checkpoints}")
+                      pretrained_file=str(pretrained_file) if pretrained_file else None, compile=compile_)
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    with (bars() if main_rank else contextlib.nullcontext()) as p:
+        events = fit_events(p) if main_rank else FitEvents()
+        outs = fit_all(data, checkpoints, specs, seeds(seeds_) or list(prof.seeds), cfg, split_seed, strict, events)
+    if main_rank:
+        typer.echo(f"{len(outs)} checkpoints under {checkpoints}")
 
 
 def evaluate(
@@ -68,3 +75,23 @@ def evaluate(
         con.print(confusion_rich(model, body))
     paths = write_evaluation_files(cache, bodies)
     con.print(f"written: {', '.join(str(p) for p in paths)}")
+
+
+def import_model(
+    weights: Annotated[Path, typer.Argument(help="Weights file: .safetensors, or a PyTorch state dict (read with weights_only=True).")],
+    arch: Annotated[str, typer.Option(help="timm architecture the weights belong to, e.g. resnet50.")],
+    name: Annotated[Optional[str], typer.Option(help="Name for --models (default: the architecture).")] = None,
+    img_size: Annotated[int, typer.Option(min=16, help="Input size the model was trained at.")] = 224,
+    classes: Annotated[str, typer.Option(help="Class names in the order of the weights' output units.")] = "Normal,Benign,Malignant",
+    data: DataOpt = DEFAULTS["data"],
+    checkpoints: CheckpointsOpt = DEFAULTS["checkpoints"],
+    seed: Annotated[int, typer.Option(help="Seed label for this instance (Consist compares seeds).")] = 0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split to evaluate on.")] = 0,
+) -> None:
+    """Register a model trained elsewhere: checks the weights fit, writes the same checkpoint card as `train`."""
+    from gradfaith_tui.config import ModelSpec, family_of
+    from gradfaith_tui.models.importer import import_model as run
+
+    spec = ModelSpec(name or arch, arch, family_of(arch))
+    out = run(weights, spec, img_size, [c for c in classes.split(",") if c.strip()], data, checkpoints, seed, split_seed)
+    typer.echo(f"imported {weights} as {spec.name}/seed{seed}: {out}")

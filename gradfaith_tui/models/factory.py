@@ -89,14 +89,33 @@ def save_checkpoint(model: Classifier, directory: Path, card: dict, name: str = 
         tmpc.replace(directory / CARD_NAME)
 
 
-def load_weights(model: Classifier, path: Path) -> None:
-    """Load safetensors weights; a mismatch names the layers that do not fit."""
-    from safetensors.torch import load_file
-
+def read_state(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from safetensors, or from a PyTorch file read with weights_only=True (never unpickles objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
     try:
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{path}: unreadable weights ({exc})") from None
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # both libraries raise their own error types
+        raise CheckpointError(f"{path}: unreadable weights ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+    for key in ("state_dict", "model", "model_state_dict"):  # common training-script wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: not a state dict of tensors")
+    for prefix in ("module.", "net.", "model."):  # DDP and wrapper prefixes
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_weights(model: Classifier, path: Path, state: dict | None = None) -> None:
+    """Load weights into the timm net; a mismatch names the layers that do not fit."""
+    state = read_state(path) if state is None else state
     own = model.net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -32,6 +32,7 @@ class TrainConfig:
     weighted_loss: bool = False
     device: str = "cpu"
     pretrained_file: str | None = None
+    compile: bool = False  # torch.compile the training forward (pays off on long GPU runs)
 
 
 def to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -90,11 +91,20 @@ def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
 def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitArrays, cfg: TrainConfig,
           out: Path, provenance: dict, on_batch: Callable[[int, int, int, float], None] = lambda *a: None,
           on_epoch: Callable[[int, dict], None] = lambda *a: None) -> dict:
-    """Train, saving after every epoch; a rerun resumes from the last finished epoch. Returns the card."""
-    device = torch.device(cfg.device)
+    """Train, saving after every epoch; a rerun resumes from the last finished epoch. Returns the card.
+
+    Under torchrun each rank trains on its share of every batch (DistributedDataParallel); rank 0 saves.
+    """
+    from gradfaith_tui.models.distributed import from_env
+
+    dist = from_env(cfg.device)
+    device = torch.device(dist.device(cfg.device))
+    cuda = device.type == "cuda"
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = build(spec, cfg.img_size, Path(cfg.pretrained_file) if cfg.pretrained_file else None).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * -(-len(train_data) // cfg.batch_size)),
                                                 pct_start=0.15)
@@ -110,12 +120,19 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
         else:  # other data or settings: start over rather than mix runs
             state = {"epoch": 0, "best": None, "history": []}
     weights = class_weights(train_data.labels).to(device) if cfg.weighted_loss else None
+    step_model = model
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_model = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    if cfg.compile:
+        step_model = torch.compile(step_model)
     gen = torch.Generator().manual_seed(seed)
     card = {
         "name": spec.name, "arch": spec.arch, "family": spec.family, "kwargs": spec.kwargs, "describe": spec.describe(),
         "seed": seed, "img_size": cfg.img_size, "class_names": list(CLASS_NAMES),
         "input": "grey [0,1], repeated to RGB", "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-        "epochs": cfg.epochs, "train_config": asdict(cfg), "versions": versions(), **provenance,
+        "epochs": cfg.epochs, "train_config": asdict(cfg), "world_size": dist.world, "versions": versions(), **provenance,
     }
     for epoch in range(state["epoch"], cfg.epochs):
         gen.manual_seed(seed * 1000 + epoch)  # the same order on resume as without the interrupt
@@ -124,13 +141,18 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
         n_batches = -(-len(perm) // cfg.batch_size)
         t0, tot, correct, seen = time.perf_counter(), 0.0, 0, 0
         for b in range(n_batches):
-            idx = np.sort(perm[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+            batch = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            flip = torch.rand(len(batch), generator=gen) < 0.5  # left/right flips: lesions occur in either lung
+            if len(batch) < dist.world:  # every rank must take part in every step
+                continue
+            mine = slice(dist.rank, None, dist.world)
+            idx, flip = batch[mine], flip[mine]
             x = to_tensor(train_data.images[idx], device)
-            flip = torch.rand(len(idx), generator=gen) < 0.5  # left/right flips: lesions occur in either lung
             x[flip.to(device)] = x[flip.to(device)].flip(-1)
             y = torch.from_numpy(train_data.labels[idx]).to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, weight=weights)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                logits = step_model(x)
+            loss = F.cross_entropy(logits.float(), y, weight=weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -138,8 +160,10 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
             tot += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(idx)
-            on_batch(epoch, b + 1, n_batches, loss.item())
-        recalibrate_bn(model, train_data, max(cfg.batch_size, 32), device)
+            if dist.main:
+                on_batch(epoch, b + 1, n_batches, loss.item())
+        tot, correct, seen = dist.sum([tot, correct, seen])
+        recalibrate_bn(model, train_data, max(cfg.batch_size, 32), device)  # same data and weights on every rank
         row = {"epoch": epoch + 1, "train_loss": tot / seen, "train_acc": correct / seen,
                **_validate(model, val_data, cfg.batch_size, device), "seconds": time.perf_counter() - t0}
         state["history"].append(row)
@@ -148,6 +172,9 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
         if improved:
             state["best"] = row
         state["epoch"] = epoch + 1
+        if not dist.main:
+            dist.barrier()  # wait for rank 0's files, so every rank could resume from them
+            continue
         # Order matters for resume: last weights and optimiser first, then the state that points at them.
         save_checkpoint(model, out, {}, LAST_NAME)
         torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, out / (OPTIM_NAME + ".tmp"))
@@ -164,7 +191,9 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
                                                               "config": asdict(cfg)}, indent=1))
         (out / (STATE_NAME + ".tmp")).replace(out / STATE_NAME)
         _write_history(out / "history.csv", state["history"])
+        dist.barrier()
         on_epoch(epoch + 1, row)
+    dist.barrier()
     return read_card(out)
 
 
