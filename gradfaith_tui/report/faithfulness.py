@@ -39,10 +39,14 @@ def metric_arrays(reader: CacheReader) -> dict[str, dict[str, np.ndarray]]:
     out: dict[str, dict[str, np.ndarray]] = {}
     for col in reader.columns:
         arrays: dict[str, np.ndarray] = {}
-        if col.expl_id is not None:
-            for r in reader.con.execute("SELECT idx, name, value FROM metrics WHERE expl_id=?", (col.expl_id,)):
-                arr = arrays.setdefault(r["name"], np.full(reader.n_cases, np.nan))
-                arr[r["idx"]] = np.nan if r["value"] is None else r["value"]
+        names = [r[0] for r in reader.con.execute("SELECT DISTINCT name FROM metrics WHERE expl_id=?", (col.expl_id,))]
+        for name in names if col.expl_id is not None else []:
+            rows = reader.con.execute("SELECT idx, value FROM metrics WHERE expl_id=? AND name=?",
+                                      (col.expl_id, name)).fetchall()
+            arr = np.full(reader.n_cases, np.nan)
+            if rows:  # numpy turns the NULLs (no mask) into NaN
+                arr[np.array([r[0] for r in rows])] = np.array([r[1] for r in rows], dtype=np.float64)
+            arrays[name] = arr
         out[col.model.name] = arrays
     return out
 

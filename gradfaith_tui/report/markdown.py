@@ -27,9 +27,9 @@ def fmt_p(p: float | None) -> str:
 
 
 def escape(text) -> str:
-    """User or cache text inside Markdown: no markup, links or images, and no broken table cells."""
+    """Text from the cache or the user inside Markdown: no links, images or HTML, and no broken table cells."""
     # Brackets, bangs and angle brackets are what links, images and autolinks need; | would split a cell.
-    return re.sub(r"([\\`*_\[\]<>!|])", r"\\\1", " ".join(str(text).split())) or "–"
+    return re.sub(r"([\\\[\]<>!|])", r"\\\1", " ".join(str(text).split())) or "–"
 
 
 def _figure(f: Figure, src: Callable[[Figure], str]) -> str:
