@@ -50,14 +50,16 @@ def synth(
 
 @app.command()
 def check(
-    data: Annotated[Path, typer.Argument(help="Dataset folder to check.")],
+    data: Annotated[Path, typer.Argument(help="Dataset folder (or CSV manifest) to check.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
+    window: Annotated[Optional[str], typer.Option(help="DICOM window: lung (default), mediastinal, or W,L.")] = None,
 ) -> None:
-    """Count classes and splits, find unreadable files; exit 0 when usable."""
+    """Count classes and splits, sizes, unreadable files, duplicates, masks; exit 0 when usable (even with warnings)."""
     from gradfaith_tui.data.check import check_dataset
+    from gradfaith_tui.data.imageio import parse_window
 
-    report = check_dataset(data, split_seed)
+    report = check_dataset(data, split_seed, parse_window(window) if window else None)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -66,20 +68,62 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+def split(
+    data: Annotated[Path, typer.Argument(help="Dataset folder (or CSV manifest).")],
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Re-split even if a saved split exists (retrain after).")] = False,
+) -> None:
+    """Save the stratified 60/20/20 split next to the data (train, evaluate and precompute reuse it)."""
+    from gradfaith_tui.data.dataset import discover
+    from gradfaith_tui.data.prepared import prepare
+    from gradfaith_tui.data.splitfile import find_saved
+
+    ds = discover(data)
+    existed = find_saved(ds, split_seed) is not None and not force
+    prep = prepare(ds, split_seed, warn=lambda m: typer.echo(f"warning: {m}", err=True), force=force)
+    counts = {sp: sum(v == sp for v in prep.assignment.values()) for sp in ("train", "val", "test")}
+    verb = "kept (matches the data)" if existed else "saved"
+    typer.echo(f"split seed {split_seed} {verb}: {prep.split_file} "
+               f"(train {counts['train']}, val {counts['val']}, test {counts['test']}; hash {prep.split_hash})")
+
+
+def _bar(n: int, most: int, width: int = 30) -> str:
+    return "#" * max(1, round(n / most * width)) if most else ""
+
+
 def _print_check(r: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    con = Console()
-    con.print(f"[bold]{r['root']}[/] · layout {r['layout']} · {r['n_images']} labelled images · fingerprint {r['fingerprint']}")
+    con = Console(soft_wrap=True)  # long file names stay on one line for grep
+    con.print(f"[bold]{escape(r['root'])}[/] · layout {r['layout']} · {r['n_images']} labelled images "
+              f"({r['n_readable']} readable) · fingerprint {r['fingerprint']}")
     t = Table("class", "train", "val", "test", "total", "with mask")
     for name in CLASS_NAMES:
         c = r["classes"][name]
         t.add_row(name, *(str(c[k]) for k in ("train", "val", "test", "total", "masks")))
     con.print(t)
-    con.print("sizes: " + ", ".join(f"{k} x{v}" for k, v in r["sizes"].items()))
+    con.print(f"split: seed {r['split']['seed']}, {escape(r['split']['note'])}")
+    con.print("sizes (width x height):")
+    most = max(r["sizes"].values(), default=0)
+    for k, v in r["sizes"].items():
+        con.print(f"  {k:>10} {v:>6} {_bar(v, most)}")
     con.print(f"patients: {r['patients'] if r['patients'] is not None else 'no patient ids (slice-level split)'}")
+    m = r["masks"]
+    con.print(f"masks: {m['with_mask']} images ({m['abnormal']} Benign/Malignant); LocAcc is absent, not zero, elsewhere")
+    if r["dicom"]["files"]:
+        w, lv = r["dicom"]["default_window"]
+        con.print(f"DICOM: {r['dicom']['files']} files, default window W{w:g}/L{lv:g} (a CSV 'window' column overrides)")
+    d = r["duplicates"]
+    con.print(f"duplicates: {d['exact_groups']} groups of identical files ({d['exact_across_splits']} across splits), "
+              f"{d['near_pairs_across_splits']} near-duplicate pairs across splits")
+    for g in d["exact"][:10]:
+        con.print("  identical: " + escape(" = ".join(g)))
+    for a, b, dist in d["near"][:10]:
+        con.print(f"  near ({dist} bits): {escape(a)} ~ {escape(b)}")
     for w in r["warnings"]:
-        con.print(f"[yellow]warning:[/] {w}")
+        con.print(f"[yellow]warning:[/] {escape(w)}")
     for e in r["errors"]:
-        con.print(f"[red]unreadable:[/] {e}")
+        con.print(f"[red]error:[/] {escape(e)}")
     con.print("[green]usable[/]" if r["usable"] else "[red]not usable[/]")

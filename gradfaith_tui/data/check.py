@@ -2,44 +2,99 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from pathlib import Path
 
 from PIL import Image
 
 from gradfaith_tui.config import CLASS_NAMES
-from gradfaith_tui.data.dataset import discover
+from gradfaith_tui.data.dataset import Sample, discover
+from gradfaith_tui.data.duplicates import exact_groups, near_pairs, phash_bits
+from gradfaith_tui.data.imageio import LUNG_WINDOW, is_dicom
+from gradfaith_tui.data.prepared import read_sample
+from gradfaith_tui.data.splitfile import find_saved, read_split, verify
 from gradfaith_tui.data.splits import SPLITS, split_samples
+from gradfaith_tui.errors import DataError
+
+MAX_LISTED = 50  # duplicates listed in the report; the counts are always complete
 
 
-def check_dataset(root: Path, split_seed: int = 0) -> dict:
-    ds = discover(root)
-    errors, sizes = [], Counter()
-    readable = []
+def _scan(s: Sample) -> tuple[str, tuple[int, int], object]:
+    """sha1, (width, height) and perceptual hash of one slice; DataError naming it when unreadable."""
+    try:
+        data = s.path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{s.path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    sha = hashlib.sha1(data).hexdigest()
+    if is_dicom(s.path) or s.mask_path is not None or s.boxes:
+        grey, _ = read_sample(s)  # full read: also checks the mask's size and the boxes
+        im = Image.fromarray(grey)
+        return sha, im.size, phash_bits(im)
+    try:
+        with Image.open(s.path) as im:
+            size = im.size
+            im.draft("L", (128, 128))  # JPEG decodes at reduced scale: fast, enough for the hash
+            im.load()
+            return sha, size, phash_bits(im.convert("L"))
+    except Exception as exc:  # any decoder failure makes the file unusable
+        if not data:
+            raise DataError(f"{s.path}: empty file") from None
+        raise DataError(f"{s.path}: not a readable image ({exc.__class__.__name__})") from None
+
+
+def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] | None = None) -> dict:
+    ds = discover(root, window)
+    errors = list(ds.problems)
+    sizes, sha, hashes, readable = Counter(), {}, {}, []
     for s in ds.samples:
         try:
-            with Image.open(s.path) as im:
-                im.verify()
-            with Image.open(s.path) as im:
-                sizes[f"{im.size[0]}x{im.size[1]}"] += 1
-            readable.append(s)
-        except Exception as exc:  # any decoder failure makes the file unusable
-            errors.append(f"{s.path}: {exc.__class__.__name__}")
-    assignment = split_samples(readable, split_seed)
+            sha[s.case_id], (w, h), hashes[s.case_id] = _scan(s)
+        except DataError as exc:
+            errors.append(str(exc))
+            continue
+        sizes[f"{w}x{h}"] += 1
+        readable.append(s)
+    warnings = list(ds.warnings)
+    saved = find_saved(ds, split_seed)
+    split_note = f"saved in {saved}" if saved else "not saved yet (the first train saves it)"
+    try:
+        assignment = verify(ds, saved, read_split(saved)) if saved else split_samples(ds.samples, split_seed)
+    except DataError as exc:
+        errors.append(str(exc))
+        assignment, split_note = split_samples(ds.samples, split_seed), "saved split does not match the data"
     classes = {}
     for k, name in enumerate(CLASS_NAMES):
         members = [s for s in readable if s.label == k]
-        counts = Counter(assignment[s.case_id] for s in members)
+        counts = Counter(assignment.get(s.case_id) for s in members)
         classes[name] = {**{sp: counts.get(sp, 0) for sp in SPLITS}, "total": len(members),
-                         "masks": sum(s.mask_path is not None for s in members)}
-    warnings = list(ds.warnings)
+                         "masks": sum(s.mask_path is not None or bool(s.boxes) for s in members)}
     empty = [n for n, c in classes.items() if c["total"] == 0]
-    for n in empty:
-        warnings.append(f"class {n} has no images")
+    warnings += [f"class {n} has no readable images" for n in empty]
     patients = {s.patient for s in readable if s.patient}
     if not patients:
-        warnings.append("no patient ids: the split is by slice, so slices of one patient can fall in train and test")
-    usable = len(readable) > 0 and len(empty) < len(CLASS_NAMES) - 1
-    return {"root": str(root), "layout": ds.layout, "n_images": len(ds.samples), "fingerprint": ds.fingerprint(),
-            "classes": classes, "sizes": dict(sizes.most_common()), "patients": len(patients) or None,
+        warnings.append("no patient ids: the split is by slice, so slices of one patient can fall in train and test "
+                        "(see the near-duplicates below)")
+    exact = exact_groups(sha)
+    cross_exact = [g for g in exact if len({assignment.get(c) for c in g}) > 1]
+    near = near_pairs(hashes, assignment)
+    if cross_exact:
+        warnings.append(f"{len(cross_exact)} groups of identical files span train/val/test: test scores are inflated")
+    if near:
+        warnings.append(f"{len(near)} near-duplicate pairs across splits (pHash distance <= 12 of 256 bits)")
+    abnormal = [s for s in readable if s.label]
+    with_mask = sum(s.mask_path is not None or bool(s.boxes) for s in readable)
+    if abnormal and with_mask == 0:
+        warnings.append("no lesion masks: LocAcc and IoU will be shown as absent")
+    n_dicom = sum(is_dicom(s.path) for s in readable)
+    usable = len(readable) > 0 and len(empty) < len(CLASS_NAMES) - 1 and split_note != "saved split does not match the data"
+    return {"root": str(root), "layout": ds.layout, "n_images": len(ds.samples), "n_readable": len(readable),
+            "fingerprint": ds.fingerprint(), "classes": classes, "sizes": dict(sizes.most_common()),
+            "patients": len(patients) or None, "split": {"seed": split_seed, "file": str(saved) if saved else None,
+                                                          "note": split_note},
+            "masks": {"with_mask": with_mask, "abnormal": len(abnormal)},
+            "dicom": {"files": n_dicom, "default_window": list(window or LUNG_WINDOW)},
+            "duplicates": {"exact_groups": len(exact), "exact_across_splits": len(cross_exact),
+                           "near_pairs_across_splits": len(near), "exact": exact[:MAX_LISTED],
+                           "near": [list(p) for p in near[:MAX_LISTED]]},
             "warnings": warnings, "errors": errors, "usable": usable}

@@ -3,6 +3,9 @@
 Policy: pad the slice to a square with black (centred), then resize to size x size
 (bilinear with antialiasing; masks the same, then thresholded at half). Because every stage calls
 `to_square`, a heatmap drawn at input size lines up with the image and its mask.
+
+DICOM slices are converted to Hounsfield units with their modality LUT (RescaleSlope/Intercept)
+and windowed to 8 bit; the lung window is the default.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from gradfaith_tui.errors import DataError
 
 LUNG_WINDOW = (1500.0, -600.0)  # (width, level) in HU
 MEDIASTINAL_WINDOW = (350.0, 50.0)
+WINDOW_PRESETS = {"lung": LUNG_WINDOW, "mediastinal": MEDIASTINAL_WINDOW}
+DICOM_EXTS = {".dcm", ".dicom"}
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in original pixels; x1/y1 exclusive
 
 
 def window(hu: np.ndarray, width: float, level: float) -> np.ndarray:
@@ -24,14 +30,64 @@ def window(hu: np.ndarray, width: float, level: float) -> np.ndarray:
     return (np.clip((hu - lo) / width, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def read_grey(path: Path) -> np.ndarray:
-    """A slice as a 2-D uint8 array; RGB files of grey content are converted to luminance."""
+def parse_window(text: str, where: str = "--window") -> tuple[float, float]:
+    """'lung', 'mediastinal', or a custom 'W,L' / 'W/L' (e.g. 400,40) -> (width, level)."""
+    t = text.strip().lower()
+    if t in WINDOW_PRESETS:
+        return WINDOW_PRESETS[t]
+    parts = t.replace("/", ",").replace("w", "").replace("l", "").split(",")
+    try:
+        width, level = (float(p) for p in parts)
+    except ValueError:
+        raise DataError(f"{where}: window '{text}' is not lung, mediastinal or W,L (e.g. 1500,-600)") from None
+    if width <= 0:
+        raise DataError(f"{where}: window width must be positive, got '{text}'")
+    return width, level
+
+
+def is_dicom(path: Path) -> bool:
+    """By extension, or by the 'DICM' magic for the extension-less files scanners export."""
+    if path.suffix.lower() in DICOM_EXTS:
+        return True
+    if path.suffix:
+        return False
+    try:
+        with path.open("rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def read_dicom_hu(path: Path) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        ds = pydicom.dcmread(path)
+        hu = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    except Exception as exc:  # pydicom raises many types for broken or compressed files
+        raise DataError(f"{path}: not a readable DICOM slice ({exc.__class__.__name__}: {exc})") from None
+    if hu.ndim != 2:
+        raise DataError(f"{path}: DICOM has {hu.ndim} dimensions; export single greyscale slices")
+    return hu
+
+
+def read_grey(path: Path, win: tuple[float, float] | None = None) -> np.ndarray:
+    """A slice as a 2-D uint8 array; RGB files of grey content are converted to luminance,
+    DICOM is windowed (default lung)."""
+    try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: empty file")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    if is_dicom(path):
+        return window(read_dicom_hu(path), *(win or LUNG_WINDOW))
     try:
         with Image.open(path) as im:
             im.load()
             return np.asarray(im.convert("L"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
 
@@ -41,6 +97,17 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     mask = read_grey(path) > 0
     if mask.shape != shape:
         raise DataError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    return mask
+
+
+def boxes_mask(boxes: tuple[Box, ...], shape: tuple[int, int], where: str) -> np.ndarray:
+    """Boxes in original pixel coordinates as a mask; a box outside the image names its file."""
+    h, w = shape
+    mask = np.zeros(shape, bool)
+    for x0, y0, x1, y1 in boxes:
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise DataError(f"{where}: box {x0},{y0},{x1},{y1} does not fit its {w}x{h} image")
+        mask[y0:y1, x0:x1] = True
     return mask
 
 

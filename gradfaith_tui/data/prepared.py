@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from gradfaith_tui.data.dataset import Dataset, Sample
-from gradfaith_tui.data.imageio import read_grey, read_mask, to_square
+from gradfaith_tui.data.imageio import boxes_mask, read_grey, read_mask, to_square
+from gradfaith_tui.data.splitfile import find_saved, read_split, verify, write_split
 from gradfaith_tui.data.splits import split_hash, split_samples
 from gradfaith_tui.errors import DataError
 
@@ -25,14 +27,23 @@ class SplitArrays:
         return len(self.samples)
 
 
+def read_sample(s: Sample) -> tuple[np.ndarray, np.ndarray | None]:
+    """The slice at its original size and its lesion mask (file and/or CSV boxes), or None without one."""
+    grey = read_grey(s.path, s.window)
+    mask = read_mask(s.mask_path, grey.shape) if s.mask_path is not None else None
+    if s.boxes:
+        box = boxes_mask(s.boxes, grey.shape, str(s.path))
+        mask = box if mask is None else mask | box
+    return grey, mask
+
+
 def load_split(samples: list[Sample], size: int, strict: bool = False,
                warn: Callable[[str], None] = lambda msg: None) -> SplitArrays:
     """Read and resize every sample; a bad file is skipped with a warning naming it, or raised if strict."""
     kept, imgs, masks, has = [], [], [], []
     for s in samples:
         try:
-            grey = read_grey(s.path)
-            mask = read_mask(s.mask_path, grey.shape) if s.mask_path is not None else None
+            grey, mask = read_sample(s)
         except DataError as exc:
             if strict:
                 raise
@@ -54,11 +65,19 @@ class Prepared:
     split_seed: int
     split_hash: str
     assignment: dict[str, str]
+    split_file: Path | None = None
 
     def samples(self, ds: Dataset, split: str) -> list[Sample]:
         return [s for s in ds.samples if self.assignment.get(s.case_id) == split]
 
 
-def prepare(ds: Dataset, split_seed: int = 0) -> Prepared:
-    assignment = split_samples(ds.samples, split_seed)
-    return Prepared(ds.fingerprint(), split_seed, split_hash(assignment), assignment)
+def prepare(ds: Dataset, split_seed: int = 0, warn: Callable[[str], None] = lambda msg: None,
+            force: bool = False) -> Prepared:
+    """The saved split for this seed, checked against the data; made and saved on first use (or with force)."""
+    saved = None if force else find_saved(ds, split_seed)
+    if saved is not None:
+        assignment = verify(ds, saved, read_split(saved))
+    else:
+        assignment = split_samples(ds.samples, split_seed)
+        saved = write_split(ds, split_seed, assignment, warn)
+    return Prepared(ds.fingerprint(), split_seed, split_hash(assignment), assignment, saved)

@@ -1,0 +1,132 @@
+"""The two on-disk layouts: class folders (IQ-OTH/NCCD as published, or generic names) and CSV manifests."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from gradfaith_tui.config import CLASS_FOLDERS
+from gradfaith_tui.data.dataset import Dataset, Sample, parse_label
+from gradfaith_tui.data.imageio import DICOM_EXTS, is_dicom, parse_window
+from gradfaith_tui.errors import DataError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_EXTS
+UNLABELLED_FOLDERS = {"test cases"}  # IQ-OTH/NCCD ships unlabelled slices there
+# IQ-OTH/NCCD names plus generic ones; matched case-insensitively. Class order stays Normal, Benign, Malignant.
+CLASS_OF_FOLDER = {**CLASS_FOLDERS, "normal": 0, "benign": 1, "bengin": 1, "malignant": 2}
+NOT_DATA = {"masks", "splits"}  # our own side folders, which mirror the class folders
+BOX_COLUMNS = ("x0", "y0", "x1", "y1")
+
+
+def is_image(p: Path) -> bool:
+    return p.is_file() and (p.suffix.lower() in IMAGE_EXTS or (not p.suffix and is_dicom(p)))
+
+
+def find_mask(base: Path, folder: str, stem: str) -> Path | None:
+    """masks/<class folder>/<stem>.png, or flat masks/<stem>.png."""
+    for cand in (base / "masks" / folder / f"{stem}.png", base / "masks" / f"{stem}.png"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _find_class_parent(root: Path, warnings: list[str]) -> Path:
+    """The folder holding the class folders, however deeply a copy nests it."""
+    parents = set()
+    onerror = lambda exc: warnings.append(f"{exc.filename}: cannot read folder ({exc.strerror})")  # noqa: E731
+    for dirpath, dirnames, _ in os.walk(root, onerror=onerror):
+        if len(Path(dirpath).relative_to(root).parts) > 3:
+            dirnames[:] = []
+            continue
+        dirnames[:] = [d for d in dirnames if d.lower() not in NOT_DATA]
+        if any(d.lower() in CLASS_OF_FOLDER for d in dirnames):
+            parents.add(Path(dirpath))
+    if not parents:
+        extra = f" ({warnings[0]})" if warnings else ""
+        raise DataError(f"{root}: no class folders found (expected 'Normal cases', 'Bengin cases', "
+                        f"'Malignant cases', or normal/benign/malignant, or a manifest.csv){extra}")
+    if len(parents) > 1:
+        raise DataError(f"{root}: several datasets found ({', '.join(sorted(str(p) for p in parents))}); pass one with --data")
+    return parents.pop()
+
+
+def from_class_folders(root: Path, window: tuple[float, float] | None) -> Dataset:
+    warnings: list[str] = []
+    problems: list[str] = []
+    parent = _find_class_parent(root, warnings)
+    samples = []
+    for folder in sorted(parent.iterdir()):
+        key = folder.name.lower()
+        if not folder.is_dir() or key not in CLASS_OF_FOLDER:
+            if folder.is_dir() and key in UNLABELLED_FOLDERS:
+                warnings.append(f"{folder}: unlabelled slices, not used for training or evaluation")
+            continue
+        try:
+            files = sorted(p for p in folder.iterdir() if is_image(p))
+        except OSError as exc:
+            problems.append(f"{folder}: cannot read folder ({exc.strerror or exc.__class__.__name__})")
+            continue
+        if not files:
+            warnings.append(f"{folder}: empty class folder")
+        for p in files:
+            win = window if is_dicom(p) else None
+            samples.append(Sample(p.relative_to(root).as_posix(), p, CLASS_OF_FOLDER[key], None,
+                                  find_mask(parent, folder.name, p.stem), window=win))
+    return Dataset(root, samples, "class-folders", warnings, problems)
+
+
+def _int(row: dict, col: str, where: str) -> int:
+    try:
+        return int(float(row[col]))
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: column {col} must be a number, got '{row[col]}'") from None
+
+
+def from_manifest(root: Path, manifest: Path, window: tuple[float, float] | None) -> Dataset:
+    """Rows path,label[,patient][,mask][,window][,x0,y0,x1,y1][,shortcut]; a path repeated adds boxes."""
+    warnings: list[str] = []
+    problems: list[str] = []
+    by_path: dict[str, Sample] = {}
+    try:
+        text = manifest.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{manifest}: cannot read the manifest ({exc.__class__.__name__})") from None
+    reader = csv.DictReader(text.splitlines())
+    cols = set(reader.fieldnames or ())
+    if not {"path", "label"} <= cols:
+        raise DataError(f"{manifest}: needs the columns path,label (optional: patient, mask, window, x0,y0,x1,y1)")
+    has_boxes = set(BOX_COLUMNS) <= cols
+    for line, row in enumerate(reader, start=2):
+        where = f"{manifest}:{line}"
+        rel = (row.get("path") or "").strip()
+        try:
+            path = root / rel
+            if not rel or not path.is_file():
+                raise DataError(f"{where}: image not found: {rel or '(empty path)'}")
+            label = parse_label(row["label"] or "", where)
+            win_text = (row.get("window") or "").strip()
+            win = parse_window(win_text, where) if win_text else window
+            box = tuple(_int(row, c, where) for c in BOX_COLUMNS) if has_boxes and (row.get("x0") or "").strip() else None
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        case_id = Path(rel).as_posix()
+        if case_id in by_path:  # another box for an image already listed
+            prev = by_path[case_id]
+            if prev.label != label:
+                problems.append(f"{where}: {rel} listed again with another label")
+            elif box:
+                by_path[case_id] = replace(prev, boxes=prev.boxes + (box,))
+            continue
+        mask_rel = (row.get("mask") or "").strip()
+        mask = root / mask_rel if mask_rel else find_mask(root, Path(rel).parent.name, Path(rel).stem)
+        if mask_rel and not mask.is_file():
+            warnings.append(f"{where}: mask not found: {mask_rel} (image kept without a mask)")
+            mask = None
+        shortcut = (row.get("shortcut") or "").strip()
+        by_path[case_id] = Sample(case_id, path, label, (row.get("patient") or "").strip() or None, mask,
+                                  int(shortcut) if shortcut.isdigit() else None,
+                                  win if is_dicom(path) else None, (box,) if box else ())
+    return Dataset(root, list(by_path.values()), "manifest", warnings, problems, manifest)

@@ -1,0 +1,96 @@
+"""The saved split manifest: written once next to the data, reused by train, evaluate and precompute.
+
+`<data>/splits/split-seed<k>.csv` (for a CSV given as --data: `splits/<csv name>-split-seed<k>.csv`
+beside it) with the columns case_id,label,patient,split. If the data folder is read-only, the file goes
+to `$XDG_CACHE_HOME/gradfaith-tui/splits/<hash of the data path>/` (default `~/.cache/...`).
+When the data no longer matches a saved split, that is an error, never a silent re-split:
+re-split with `gradfaith-tui data split DATA --force` (or delete the file) and retrain.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+from gradfaith_tui.data.dataset import Dataset
+from gradfaith_tui.errors import DataError
+
+COLUMNS = ("case_id", "label", "patient", "split")
+
+
+def _name(ds: Dataset, seed: int) -> str:
+    custom = ds.manifest is not None and ds.manifest.name != "manifest.csv"
+    return f"{ds.manifest.stem}-split-seed{seed}.csv" if custom else f"split-seed{seed}.csv"
+
+
+def fallback_dir(ds: Dataset) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha1(str(ds.root.resolve()).encode()).hexdigest()[:12]
+    return base / "gradfaith-tui" / "splits" / key
+
+
+def candidates(ds: Dataset, seed: int) -> list[Path]:
+    """Where a saved split may be, preferred first."""
+    return [ds.root / "splits" / _name(ds, seed), fallback_dir(ds) / _name(ds, seed)]
+
+
+def find_saved(ds: Dataset, seed: int) -> Path | None:
+    return next((p for p in candidates(ds, seed) if p.is_file()), None)
+
+
+def read_split(path: Path) -> list[dict]:
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the saved split ({exc.__class__.__name__})") from None
+    if rows and not set(COLUMNS) <= set(rows[0]):
+        raise DataError(f"{path}: not a split manifest (needs the columns {','.join(COLUMNS)})")
+    return rows
+
+
+def verify(ds: Dataset, path: Path, rows: list[dict]) -> dict[str, str]:
+    """The saved assignment, if it still describes exactly this data; otherwise a DataError saying what changed."""
+    saved = {r["case_id"]: r for r in rows}
+    now = {s.case_id: s for s in ds.samples}
+    added = sorted(now.keys() - saved.keys())
+    removed = sorted(saved.keys() - now.keys())
+    relabelled = sorted(k for k in now.keys() & saved.keys()
+                        if saved[k]["label"] != str(now[k].label) or saved[k]["patient"] != (now[k].patient or ""))
+    if added or removed or relabelled:
+        parts = [f"{len(v)} {what} (e.g. {v[0]})" for v, what in
+                 ((added, "added"), (removed, "removed"), (relabelled, "with another label or patient")) if v]
+        raise DataError(f"{path}: the data no longer matches this saved split: {'; '.join(parts)}; "
+                        f"re-split with `gradfaith-tui data split {ds.manifest or ds.root} --force` "
+                        "(or delete the file) and retrain")
+    bad = sorted({r["split"] for r in rows} - {"train", "val", "test"})
+    if bad:
+        raise DataError(f"{path}: unknown split name '{bad[0]}' (use train, val, test)")
+    return {k: r["split"] for k, r in saved.items()}
+
+
+def write_split(ds: Dataset, seed: int, assignment: dict[str, str], warn: Callable[[str], None]) -> Path:
+    """Write atomically next to the data, or in the fallback place when that is read-only (and say so)."""
+    by_id = {s.case_id: s for s in ds.samples}
+    first, fallback = candidates(ds, seed)
+    for i, target in enumerate((first, fallback)):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            with tmp.open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(COLUMNS)
+                for cid in sorted(assignment):
+                    w.writerow((cid, by_id[cid].label, by_id[cid].patient or "", assignment[cid]))
+            tmp.replace(target)
+        except OSError as exc:
+            if i == 1:
+                raise DataError(f"{target}: cannot save the split ({exc.strerror or exc})") from None
+            continue
+        if i == 1:
+            warn(f"{first.parent}: not writable; split saved to {target}")
+        return target
+    raise AssertionError("unreachable")
