@@ -75,7 +75,7 @@ def confusion(report: Report, path: Path) -> bool:
             for j, v in enumerate(row):
                 ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
         ax.set_title(model)
-        ax.set_xticks(range(len(short)), short)
+        ax.set_xticks(range(len(short)), short, rotation=30, ha="right")
         ax.set_yticks(range(len(short)), short)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
