@@ -96,8 +96,10 @@ def test_sort_cursor_heatmaps_reverse(synthetic, all_rows):
             before = table.source.order.copy()
             await pilot.press("r")
             await settle(pilot)
-            assert np.array_equal(table.source.order, before[::-1])
-            assert "reversed" in str(app.query_one("#status").content)
+            order = [all_rows[int(i)] for i in table.source.order]
+            assert [r.worst("locacc") for r in order[:n_mask]] == sorted(with_mask, reverse=True)
+            assert not any(r.has_mask for r in order[n_mask:])  # missing values stay last when descending
+            assert "↓" in str(app.query_one("#status").content)
 
             await pilot.press("G")
             await settle(pilot)

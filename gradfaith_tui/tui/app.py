@@ -1,82 +1,85 @@
-"""The explorer: a virtual case table beside the selected case's heatmaps, sortable by the audit metrics.
+"""The explorer: a virtual case table beside the selected case's heatmaps; sort, filter, flag, export.
 
 Start-up stays fast: nothing here (or below) imports torch, timm or matplotlib; the CacheReader is
-SQLite plus memory-mapped arrays.
+SQLite plus memory-mapped arrays. Sorting and filtering run in a worker over column arrays.
 """
 
 from __future__ import annotations
 
-import textwrap
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Vertical, VerticalScroll
-from textual.reactive import reactive
-from textual.screen import ModalScreen
+from textual.containers import Container, Vertical
 from textual.widgets import Footer, Static
 
-from gradfaith_tui.metrics.catalog import METRICS
+from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.store.arrays import WORST, Filter
 from gradfaith_tui.store.cache import CacheReader
-from gradfaith_tui.tui.render import paper_label
-from gradfaith_tui.tui.source import SORTS, CaseSource
+from gradfaith_tui.store.flags import CATEGORIES, export_flags
+from gradfaith_tui.tui.actions import TriageActions
+from gradfaith_tui.tui.commands import ExplorerCommands
+from gradfaith_tui.tui.render import Overlay, paper_label
+from gradfaith_tui.tui.screens.help import HelpScreen, help_text
+from gradfaith_tui.tui.source import SORTS, CaseSource, ViewSpec
 from gradfaith_tui.tui.widgets.case_table import CaseTable
 from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
 
 NARROW_BELOW = 100  # columns: stack the heatmaps under the table
 
-KEYS = (
-    ("up/k, down/j", "move the cursor one case"),
-    ("pgup/ctrl+u, pgdn/ctrl+d", "move one page"),
-    ("home/g, end/G", "first / last case"),
-    ("f", "sort by lowest Faith (worst of the models)"),
-    ("l", "sort by lowest LocAcc (worst of the models; cases without a mask last)"),
-    ("c", "sort by lowest Consist (worst of the models)"),
-    ("w", "sort by most models wrong"),
-    ("n", "sort by case id"),
-    ("r", "reverse the current order"),
-    ("?", "this help (escape closes it)"),
-    ("q", "quit"),
-)
 
-
-class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,question_mark", "dismiss", "Close help")]
-
-    def __init__(self, text: Text):
-        super().__init__()
-        self.text = text
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help"):
-            yield Static(self.text, id="help-text")
-
-
-class ExplorerApp(App[None]):
+class ExplorerApp(TriageActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "gradfaith-tui explorer"
-    ENABLE_COMMAND_PALETTE = False  # its footer entry would push "q Quit" off an 80-column screen
+    COMMANDS = App.COMMANDS | {ExplorerCommands}
     BINDINGS = [
-        Binding("f", "sort('faith')", "Faith"),
-        Binding("l", "sort('locacc')", "LocAcc"),
-        Binding("c", "sort('consist')", "Consist"),
-        Binding("w", "sort('wrong')", "Wrong"),
-        Binding("n", "sort('case')", "Case"),
-        Binding("r", "reverse", "Reverse"),
+        Binding("f", "sort('faith')", "Faith", show=False),
+        Binding("l", "sort('locacc')", "LocAcc", show=False),
+        Binding("c", "sort('consist')", "Consist", show=False),
+        Binding("i", "sort('iou')", "IoU", show=False),
+        Binding("w", "sort('wrong')", "Wrong", show=False),
+        Binding("n", "sort('case')", "Case", show=False),
+        Binding("r", "reverse", "Reverse", show=False),
+        Binding("m", "cycle_model", "Model", show=False),
+        Binding("t", "cycle_filter('true')", "True class", show=False),
+        Binding("p", "cycle_filter('pred')", "Predicted", show=False),
+        Binding("v", "cycle_filter('correct')", "Right/wrong", show=False),
+        Binding("s", "cycle_filter('suspect')", "Suspects", show=False),
+        Binding("u", "cycle_filter('flagged')", "Flags", show=False),
+        Binding("slash", "search", "Search"),
+        Binding("escape", "clear_filters", "Clear filters", show=False),
+        *(Binding(str(k + 1), f"flag('{c}')", c.capitalize(), show=False) for k, c in enumerate(CATEGORIES)),
+        Binding("0", "unflag", "Unflag", show=False),
+        Binding("e", "note", "Note"),
+        Binding("z,ctrl+z", "undo", "Undo"),
+        Binding("x", "export", "Export", show=False),
+        Binding("enter", "zoom", "Zoom"),
+        Binding("M", "models", "Models"),
+        Binding("C", "cycle_colormap", "Colormap", show=False),
+        Binding("left_square_bracket", "opacity(-0.1)", "Less heat", show=False),
+        Binding("right_square_bracket", "opacity(0.1)", "More heat", show=False),
+        Binding("o", "toggle_outline", "Outline", show=False),
+        Binding("b", "toggle_alone", "Heat alone", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
 
-    sort_key: reactive[str] = reactive("case", init=False)
-    narrow: reactive[bool] = reactive(False, init=False)
-
-    def __init__(self, reader: CacheReader):
+    def __init__(self, reader: CacheReader, name: str | None = None, export_dir: Path | None = None,
+                 graphics: str = "halfblock"):
         super().__init__()
         self.reader = reader
         self.source = CaseSource(reader)
-        self.sub_title = str(reader.root)
+        self.cache_name = name or str(reader.root)
+        self.export_dir = Path(export_dir) if export_dir else reader.root / "exports"
+        self.graphics = graphics
+        self.view = ViewSpec()
+        self.overlay = Overlay()
+        self.last_view_s = 0.0  # how long the last sort/filter took (benchmarks read it)
+        self.sub_title = self.cache_name
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -86,26 +89,46 @@ class ExplorerApp(App[None]):
             with Vertical(id="table-pane"):
                 yield CaseTable(self.source, id="cases")
                 yield Static("loading…", id="status")
-            yield HeatmapPanel(self.source, id="heatmaps")
-        yield Footer()
+            yield self._panel()
+        yield Footer(show_command_palette=False)
+
+    def _panel(self):
+        if self.graphics != "halfblock":
+            from gradfaith_tui.tui.widgets.pixels import PixelPanel  # imports textual-image only when asked
+
+            return PixelPanel(self.source, self.graphics, id="heatmaps")
+        return HeatmapPanel(self.source, id="heatmaps")
 
     def on_mount(self) -> None:
         self.query_one(CaseTable).focus()
-        self.narrow = self.size.width < NARROW_BELOW
-        self.query_one("#models", Static).update(self._legend(full=not self.narrow, width=self.size.width))
-        self.load_order("case")
+        self._layout_for(self.size.width)
+        self.apply_view(self.view)
+        self.warm_arrays()
+
+    @work(thread=True, group="warm")
+    def warm_arrays(self) -> None:
+        """Read the common sort columns in the background after the first paint."""
+        time.sleep(0.05)
+        self.source.warm()
+        self.call_from_thread(self._arrays_ready)
+
+    def _arrays_ready(self) -> None:
+        self.query_one(CaseTable).refresh()  # suspect marks
+        if self.source.has_suspects():
+            self.query_one("#heatmaps").rerender()  # tiles get a suspect line
 
     def on_resize(self, event: events.Resize) -> None:
-        self.narrow = event.size.width < NARROW_BELOW
-        self.query_one("#models", Static).update(self._legend(full=not self.narrow, width=event.size.width))
+        self._layout_for(event.size.width)
 
-    def watch_narrow(self, narrow: bool) -> None:
+    def _layout_for(self, width: int) -> None:
+        narrow = width < NARROW_BELOW
         self.query_one("#main").set_class(narrow, "narrow")
+        self.query_one("#models", Static).update(self._legend(full=not narrow, width=width))
 
     def _title(self) -> Text:
         r = self.reader
-        return Text.assemble(("gradfaith-tui", "bold"), f" · cache {r.root} · {r.n_cases:,} test cases · ",
-                             f"{r.method} · {len(r.columns)} models (reference seeds)")
+        return Text.assemble(("gradfaith-tui", "bold"), f" · cache {self.cache_name} · {r.n_cases:,} test cases · ",
+                             f"{r.method} · {len(r.columns)} models (reference seeds)", no_wrap=True, overflow="ellipsis")
 
     def _legend(self, full: bool, width: int = 0) -> Text:
         """Which model each column is and the paper architecture it stands for, packed into lines."""
@@ -125,79 +148,129 @@ class ExplorerApp(App[None]):
             used += len(e)
         return text
 
-    # --- sorting --------------------------------------------------------------------------------
+    # --- views: sort, model, filters ---------------------------------------------------------------
+    def apply_view(self, view: ViewSpec, keep_case: bool = False) -> None:
+        """Sort or filter in a worker; a new sort starts at the top, a filter keeps the case when it can."""
+        self.view = view
+        self.query_one("#status", Static).update("sorting…", layout=False)
+        table = self.query_one(CaseTable)
+        keep = self.source.idx_at(table.cursor) if keep_case and table.n_rows else None
+        self.load_view(view, keep)
+
+    @work(thread=True, exclusive=True, group="view")
+    def load_view(self, view: ViewSpec, keep_idx: int | None) -> None:
+        t0 = time.perf_counter()
+        order = self.source.compute(view)
+        self.call_from_thread(self._apply_view, view, order, keep_idx, time.perf_counter() - t0)
+
+    def _apply_view(self, view: ViewSpec, order, keep_idx: int | None, took: float) -> None:
+        if view != self.view:
+            return
+        self.last_view_s = took
+        table = self.query_one(CaseTable)
+        table.set_order(order, SORTS[view.key].column, view.descending, view.model, keep_idx)
+        if not len(order):
+            self._update_status(-1)
+
     def action_sort(self, key: str) -> None:
-        self.sort_key = key
-        self.query_one("#status", Static).update(f"sorting by {SORTS[key].label}…", layout=False)
-        self.load_order(key)
-
-    @work(thread=True, exclusive=True, group="sort")
-    def load_order(self, key: str) -> None:
-        order = self.source.sorted_order(key)
-        self.call_from_thread(self._apply_order, key, order)
-
-    def _apply_order(self, key: str, order) -> None:
-        if key == self.sort_key:
-            self.query_one(CaseTable).set_order(order, SORTS[key].column)
+        self.apply_view(replace(self.view, key=key, descending=False))
 
     def action_reverse(self) -> None:
-        table = self.query_one(CaseTable)
-        table.set_order(self.source.order[::-1].copy(), table.sort_column, not table.descending)
+        self.apply_view(replace(self.view, descending=not self.view.descending))
 
-    # --- selection ------------------------------------------------------------------------------
+    def action_cycle_model(self) -> None:
+        model = self.view.model + 1
+        self.apply_view(replace(self.view, model=WORST if model >= len(self.source.columns) else model))
+
+    def action_set_model(self, model: int) -> None:
+        self.apply_view(replace(self.view, model=model))
+
+    def action_cycle_filter(self, what: str) -> None:
+        f = self.view.filter
+        if what in ("true", "pred"):
+            field = "true_class" if what == "true" else "pred_class"
+            cur = getattr(f, field)
+            nxt = 0 if cur is None else (cur + 1 if cur + 1 < len(CLASS_NAMES) else None)
+            f = replace(f, **{field: nxt})
+        elif what == "correct":
+            f = replace(f, correct={None: False, False: True, True: None}[f.correct])
+        elif what == "suspect":
+            if self.source.has_suspects() is False:
+                self.notify("no suspect data in this cache", severity="warning")
+            f = replace(f, suspect=None if f.suspect else True)
+        elif what == "flagged":
+            cycle = [None, "any", *CATEGORIES, "note"]
+            f = replace(f, flagged=cycle[(cycle.index(f.flagged) + 1) % len(cycle)])
+        self.apply_view(replace(self.view, filter=f), keep_case=True)
+
+    def action_set_filter(self, field: str, value) -> None:
+        self.apply_view(replace(self.view, filter=replace(self.view.filter, **{field: value})), keep_case=True)
+
+    def action_clear_filters(self) -> None:
+        if self.view.filter.active():
+            self.apply_view(replace(self.view, filter=Filter()), keep_case=True)
+
+    # --- selection and status ----------------------------------------------------------------------
     def on_case_table_highlighted(self, message: CaseTable.Highlighted) -> None:
-        self.query_one(HeatmapPanel).case_idx = message.idx
-        table = self.query_one(CaseTable)
-        how = SORTS[self.sort_key].label + (", reversed" if table.descending else "")
-        self.query_one("#status", Static).update(Text.assemble(
-            ("Sort: ", "bold"), how, f" · case {message.position + 1:,}/{table.n_rows:,}"), layout=False)  # fixed height
+        if message.idx >= 0:
+            self.query_one("#heatmaps").case_idx = message.idx
+        self._update_status(message.position)
 
-    # --- help -----------------------------------------------------------------------------------
+    def _update_status(self, position: int) -> None:
+        v, table = self.view, self.query_one(CaseTable)
+        who = self.source.model_name(v.model)
+        how = SORTS[v.key].label + ("" if v.key == "case" else f" ({who or 'worst model'})") + (" ↓" if v.descending else "")
+        text = Text.assemble(("Sort: ", "bold"), how, no_wrap=True, overflow="ellipsis")
+        if v.filter.active():
+            text.append(" · ")
+            text.append(f"{v.filter.describe(CLASS_NAMES, who)}", "bold yellow")
+        text.append(f" · case {position + 1:,}/{table.n_rows:,}" if table.n_rows else " · no case matches")
+        n_flags = len(self.source.flags.current) if self.source.flags else 0
+        if n_flags:
+            text.append(f" · {n_flags} flagged", "magenta")
+        self.query_one("#status", Static).update(text, layout=False)  # fixed height
+
+    # --- screens -----------------------------------------------------------------------------------
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self._help_text()))
+        self.push_screen(HelpScreen(help_text(self.size.width, self.reader.columns)))
 
-    def _help_text(self) -> Text:
-        """Keys, metric meanings and models, wrapped with a hanging indent to the help box's width."""
-        width = max(40, min(int(self.size.width * 0.9), 110) - 5)  # box: 90%, border, padding, scrollbar
-        text = Text()
+    def action_models(self) -> None:
+        from gradfaith_tui.tui.screens.models import ModelsScreen
 
-        def item(head: str, body: str, indent: int) -> None:
-            lines = textwrap.wrap(body, width - indent) or [""]
-            text.append(f"  {head:<{indent - 2}}", "bold cyan")
-            text.append(lines[0] + "\n" + "".join(" " * indent + ln + "\n" for ln in lines[1:]))
+        self.push_screen(ModelsScreen(self.source))
 
-        text.append("Keys\n", "bold underline")
-        for keys, what in KEYS:
-            item(keys, what, 28)
-        text.append("\nMetrics (the table shows the worst model's value)\n", "bold underline")
-        for m in METRICS.values():
-            item(m.label, f"({'higher' if m.higher_is_better else 'lower'} is better) {m.meaning}", 15)
-        text.append("\nMarks\n", "bold underline")
-        for head, body in (("M1..", "one table column per model: predicted class initial, ✓ right, ✗ wrong."),
-                           ("–", "the metric does not apply (no lesion mask) or is not computed; red: a low value."),
-                           ("tiles", "Grad-CAM upsampled (bicubic), min-max normalised, jet colours (blue low, red "
-                                     "high) over the slice at 50%; the green outline on the input is the lesion mask.")):
-            item(head, body, 15)
-        text.append("\nModels\n", "bold underline")
-        for i, c in enumerate(self.reader.columns):
-            item(f"M{i + 1}", f"{c.model.name}: {c.model.describe} for {paper_label(c.model.family)}", 15)
-        text.append("\nescape closes this help.", "dim")
-        return text
+    def action_zoom(self) -> None:
+        from gradfaith_tui.tui.screens.zoom import ZoomScreen
+
+        table = self.query_one(CaseTable)
+        if table.n_rows:
+            self.push_screen(ZoomScreen(self.source, table.cursor, max(0, self.view.model), self.overlay))
+
+    # --- overlay -----------------------------------------------------------------------------------
+    def set_overlay(self, overlay: Overlay) -> None:
+        self.overlay = overlay
+        self.query_one("#heatmaps").overlay = overlay
+        if hasattr(self.screen, "overlay"):
+            self.screen.overlay = overlay
+        self.notify(overlay.describe(), timeout=1.5)
 
     def on_unmount(self) -> None:
         self.source.close()
 
 
-def make_app(cache: Path | str | CacheReader) -> ExplorerApp:
+def make_app(cache: Path | str | CacheReader, **kwargs) -> ExplorerApp:
     """The explorer for a cache folder or an open reader (tests pass either)."""
     reader = cache if isinstance(cache, CacheReader) else CacheReader(Path(cache))
-    return ExplorerApp(reader)
+    return ExplorerApp(reader, **kwargs)
 
 
-def run_explorer(cache: Path) -> None:
+def run_explorer(cache: Path, graphics: str = "halfblock", export_dir: Path | None = None) -> None:
     """Open the cache (CacheError if missing or empty) and run the explorer until the user quits."""
     reader = CacheReader(Path(cache))
     try:
-        ExplorerApp(reader).run()
+        ExplorerApp(reader, name=str(cache), export_dir=export_dir, graphics=graphics).run()
     finally:
         reader.close()
+
+
+__all__ = ["ExplorerApp", "HelpScreen", "make_app", "run_explorer", "export_flags"]

@@ -8,6 +8,7 @@ Rich downsamples to 256 colours, where a perceptual map's subtle shading would f
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -54,14 +55,14 @@ def label_lines(px: int) -> int:
     return 3 if px >= 20 else 4 if px >= 13 else 5
 
 
-def tile_layout(width: int, height: int, n_tiles: int, gap: int = 1) -> tuple[int, int]:
+def tile_layout(width: int, height: int, n_tiles: int, gap: int = 1, extra: int = 0) -> tuple[int, int]:
     """(tile side in px, tiles per row) that best fill width x height cells; more rows when narrow."""
     best = (MIN_TILE, max(1, min(n_tiles, (width + gap) // (MIN_TILE + gap))))
     for cols in range(1, n_tiles + 1):
         rows = math.ceil(n_tiles / cols)
         px = min(MAX_TILE, (width - (cols - 1) * gap) // cols)
         px -= px % 2
-        while px >= MIN_TILE and rows * (px // 2 + label_lines(px)) > height:
+        while px >= MIN_TILE and rows * (px // 2 + label_lines(px) + extra) > height:
             px -= 2
         if px > best[0] or (px == best[0] and cols > best[1]):  # ties: fewer rows
             best = (px, cols)
@@ -73,6 +74,39 @@ def jet(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0, 1)[..., None]
     rgb = np.clip(1.5 - np.abs(4 * x - np.array([3.0, 2.0, 1.0])), 0, 1)
     return (rgb * 255).astype(np.uint8)
+
+
+def _anchored(points: list[tuple[int, int, int]]):
+    """A colormap interpolated between evenly spaced RGB anchors."""
+    anchors = np.array(points, dtype=np.float32)
+    xs = np.linspace(0, 1, len(points))
+
+    def cmap(x: np.ndarray) -> np.ndarray:
+        x = np.clip(x, 0, 1)
+        return np.stack([np.interp(x, xs, anchors[:, k]) for k in range(3)], -1).astype(np.uint8)
+    return cmap
+
+
+COLORMAPS = {
+    "jet": jet,
+    "hot": _anchored([(0, 0, 0), (230, 0, 0), (255, 210, 0), (255, 255, 255)]),
+    "viridis": _anchored([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]),
+    "grey": _anchored([(0, 0, 0), (255, 255, 255)]),
+}
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """How heatmap tiles are drawn: colormap, heat opacity, lesion outline, heatmap alone or over the slice."""
+
+    colormap: str = "jet"
+    opacity: float = OVERLAY_ALPHA
+    outline: bool = True
+    alone: bool = False
+
+    def describe(self) -> str:
+        what = "heatmap alone" if self.alone else f"over slice {self.opacity:.0%}"
+        return f"{self.colormap} · {what} · outline {'on' if self.outline else 'off'}"
 
 
 def _grey(image: np.ndarray, px: int) -> np.ndarray:
@@ -90,15 +124,16 @@ def _outline(mask: np.ndarray, px: int) -> np.ndarray:
     return m & ~inner
 
 
-def input_tile(image: np.ndarray, mask: np.ndarray | None, px: int) -> Image.Image:
+def input_tile(image: np.ndarray, mask: np.ndarray | None, px: int, outline: bool = True) -> Image.Image:
     """The slice at px x px, with the lesion outline drawn in green when there is a mask."""
     rgb = _grey(image, px)
-    if mask is not None and mask.any():
+    if outline and mask is not None and mask.any():
         rgb[_outline(mask, px)] = MASK_RGB
     return Image.fromarray(rgb.astype(np.uint8))
 
 
-def heatmap_tile(image: np.ndarray, heatmap: np.ndarray | None, px: int) -> Image.Image:
+def heatmap_tile(image: np.ndarray, heatmap: np.ndarray | None, px: int, overlay: Overlay = Overlay(),
+                 mask: np.ndarray | None = None) -> Image.Image:
     """The CAM upsampled smoothly to px, min-max normalised, coloured and blended over the slice."""
     grey = _grey(image, px)
     if heatmap is None:
@@ -107,7 +142,11 @@ def heatmap_tile(image: np.ndarray, heatmap: np.ndarray | None, px: int) -> Imag
                     .resize((px, px), Image.BICUBIC), dtype=np.float32)
     lo, hi = float(up.min()), float(up.max())
     norm = (up - lo) / (hi - lo) if hi > lo else np.zeros_like(up)
-    rgb = (1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * jet(norm).astype(np.float32)
+    heat = COLORMAPS.get(overlay.colormap, jet)(norm).astype(np.float32)
+    alpha = 1.0 if overlay.alone else overlay.opacity
+    rgb = (1 - alpha) * grey + alpha * heat
+    if overlay.outline and mask is not None and mask.any():
+        rgb[_outline(mask, px)] = MASK_RGB
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 

@@ -1,12 +1,14 @@
-"""The explorer's data layer: sort orders, a page cache of table rows, and case maps, over CacheReader.
+"""The explorer's data layer: sorted and filtered views, a page cache of table rows, case maps, flags.
 
 Widgets never touch SQLite themselves. Rows for the visible table lines are read on the UI thread
-(a page of 64 rows is a few milliseconds even at 100,000 cases); sorting and map loading run in
-worker threads on a second reader, behind a lock, so a slow sort never blocks a key press.
+(a page of 64 rows is a few milliseconds even at 100,000 cases). Sorting and filtering use column
+arrays (store/arrays.py) read once in a worker on their own read-only connection; case maps are read
+in workers on a second reader. Flags go through a separate read-write connection (store/flags.py).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,23 +16,38 @@ from pathlib import Path
 
 import numpy as np
 
+from gradfaith_tui.store.arrays import WORST, CaseArrays, Filter
 from gradfaith_tui.store.cache import CacheReader, CaseRow
+from gradfaith_tui.store.flags import FlagStore
+from gradfaith_tui.store.schema import DB_NAME
 
 
 @dataclass(frozen=True)
 class SortSpec:
-    key: str  # a CacheReader.order key
+    key: str  # a CaseArrays.order key
     label: str  # what the status line says
     column: str  # the table column that gets the arrow
 
 
 SORTS: dict[str, SortSpec] = {
     "case": SortSpec("case", "case id", "case"),
-    "faith": SortSpec("faith", "lowest Faith (worst model)", "faith"),
-    "locacc": SortSpec("locacc", "lowest LocAcc (worst model; no mask last)", "locacc"),
-    "consist": SortSpec("consist", "lowest Consist (worst model)", "consist"),
+    "faith": SortSpec("faith", "lowest Faith", "faith"),
+    "locacc": SortSpec("locacc", "lowest LocAcc (no mask last)", "locacc"),
+    "consist": SortSpec("consist", "lowest Consist", "consist"),
+    "iou": SortSpec("iou", "lowest IoU (no mask last)", "locacc"),
+    "confidence": SortSpec("confidence", "lowest confidence", "models"),
     "wrong": SortSpec("wrong", "most models wrong", "models"),
 }
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """What the table shows: a sort key, for which model, in which direction, through which filter."""
+
+    key: str = "case"
+    model: int = WORST
+    descending: bool = False
+    filter: Filter = Filter()
 
 
 @dataclass
@@ -53,20 +70,50 @@ class CaseSource:
         self.n_cases = reader.n_cases
         self._bg = CacheReader(reader.root, reader.method)  # for worker threads
         self._bg_lock = threading.Lock()
+        self._arrays_lock = threading.Lock()
+        self._arrays: CaseArrays | None = None
         self._rows: OrderedDict[int, CaseRow] = OrderedDict()
         self.order = np.arange(self.n_cases, dtype=np.int64)
+        self.view = ViewSpec()
+        self.flags: FlagStore | None
+        self.flags_error = ""
+        try:
+            self.flags = FlagStore(reader.root)
+        except sqlite3.Error as exc:  # a read-only cache folder: browse without flags
+            self.flags, self.flags_error = None, f"flags disabled: {exc}"
 
     @property
     def root(self) -> Path:
         return self.reader.root
 
-    def sorted_order(self, key: str) -> np.ndarray:
-        """Case idx in the order of a sort key (slow on big caches: call from a worker)."""
-        with self._bg_lock:
-            return self._bg.order(key)
+    @property
+    def arrays(self) -> CaseArrays:
+        """The column arrays, read on first use (call from a worker on big caches)."""
+        with self._arrays_lock:
+            if self._arrays is None:
+                con = sqlite3.connect(f"file:{self.root / DB_NAME}?mode=ro", uri=True, check_same_thread=False)
+                self._arrays = CaseArrays(con, self.columns, self.n_cases)
+            return self._arrays
+
+    def warm(self, metrics=("faith", "locacc", "consist")) -> None:
+        """Read the arrays the common sorts need (a worker calls this after the first paint)."""
+        for m in metrics:
+            self.arrays.metric(m)
+
+    def compute(self, view: ViewSpec) -> np.ndarray:
+        """The idx array for a view (call from a worker: may read arrays on first use)."""
+        flags = self.flags.current if self.flags else {}
+        return self.arrays.view(view.key, view.model, view.descending, view.filter, flags)
+
+    def model_name(self, model: int) -> str | None:
+        return None if model == WORST else self.columns[model].model.name
 
     def idx_at(self, pos: int) -> int:
         return int(self.order[pos])
+
+    def position_of(self, idx: int) -> int | None:
+        hits = np.flatnonzero(self.order == idx)
+        return int(hits[0]) if len(hits) else None
 
     def row_at(self, pos: int) -> CaseRow:
         """The row shown at a table position; fetches the page around it on a miss."""
@@ -84,6 +131,14 @@ class CaseSource:
             self._rows.move_to_end(idx)
         return row
 
+    def suspects(self, idx: int) -> list:
+        a = self._arrays
+        return a.suspects.get(idx, []) if a is not None else []
+
+    def has_suspects(self) -> bool | None:
+        """None until the arrays are read; then whether the cache has a suspects table."""
+        return None if self._arrays is None else self._arrays.has_suspects
+
     def case_maps(self, idx: int) -> CaseMaps:
         """Row, slice, mask and every column's map for one case (call from a worker)."""
         with self._bg_lock:
@@ -93,6 +148,29 @@ class CaseSource:
             maps = [self._bg.heatmap(c.expl_id, idx) if c.expl_id is not None else None for c in self.columns]
         return CaseMaps(row, image, mask, maps)
 
+    # --- zoom: every seed and method of a model ---------------------------------------------------
+    def variants(self, name: str) -> list[tuple[str, int, str, int]]:
+        """(model_id, seed, method, expl_id) of every explanation stored for a model name."""
+        with self._bg_lock:
+            rows = self._bg.con.execute(
+                "SELECT m.model_id, m.seed, e.method, e.expl_id FROM explanations e JOIN models m USING (model_id) "
+                "WHERE m.name=? ORDER BY m.seed, e.method", (name,)).fetchall()
+        return [tuple(r) for r in rows]
+
+    def variant_maps(self, idx: int, model_id: str, expl_id: int) -> tuple[np.ndarray | None, dict, tuple]:
+        """One explanation's map for a case, its metrics, and (pred, confidence) of that model."""
+        with self._bg_lock:
+            hm = self._bg.heatmap(expl_id, idx)
+            metrics = {r[0]: r[1] for r in self._bg.con.execute(
+                "SELECT name, value FROM metrics WHERE expl_id=? AND idx=?", (expl_id, idx))}
+            p = self._bg.con.execute("SELECT pred, confidence FROM predictions WHERE model_id=? AND idx=?",
+                                     (model_id, idx)).fetchone()
+        return hm, metrics, (tuple(p) if p else (None, None))
+
     def close(self) -> None:
         with self._bg_lock:
             self._bg.close()
+        if self.flags is not None:
+            self.flags.close()
+        if self._arrays is not None:
+            self._arrays.con.close()

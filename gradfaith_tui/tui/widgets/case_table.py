@@ -24,6 +24,8 @@ from gradfaith_tui.tui.render import class_name, fmt_metric, short_case_id
 from gradfaith_tui.tui.source import CaseSource
 
 GOOD, BAD, DIM = Style(color="green"), Style(color="red", bold=True), Style(dim=True)
+FLAG, SUSPECT = Style(color="magenta", bold=True), Style(color="yellow", bold=True)
+FLAG_MARKS = {"unfaithful": "U", "shortcut": "S", "mislocalised": "M", "fine": "F", "note": "N"}
 LOW = {"faith": 0.1, "locacc": 0.3, "consist": 0.3}  # below this a value is flagged red
 
 
@@ -49,6 +51,7 @@ class CaseTable(ScrollView, can_focus=True):
     cursor: reactive[int] = reactive(0, always_update=True, repaint=False)  # watch_cursor repaints
     sort_column: reactive[str] = reactive("case")
     descending: reactive[bool] = reactive(False)
+    model: reactive[int] = reactive(-1)  # -1: metric columns show the worst model; else that model's values
 
     @dataclass
     class Highlighted(Message):
@@ -75,13 +78,15 @@ class CaseTable(ScrollView, can_focus=True):
         return self._style_cache
 
     # --- data -----------------------------------------------------------------------------------
-    def set_order(self, order: np.ndarray, column: str, descending: bool = False) -> None:
-        """Show a new order with the cursor on its first row."""
+    def set_order(self, order: np.ndarray, column: str, descending: bool = False, model: int = -1,
+                  keep_idx: int | None = None) -> None:
+        """Show a new order with the cursor on keep_idx when it is still shown, else on the first row."""
         self.source.order = order
-        self.sort_column, self.descending = column, descending
+        self.sort_column, self.descending, self.model = column, descending, model
         self.virtual_size = Size(0, len(order) + 1)
-        self.scroll_to(y=0, animate=False)
-        self.cursor = 0
+        pos = self.source.position_of(keep_idx) if keep_idx is not None else None
+        self.scroll_to(y=max(0, (pos or 0) - 2), animate=False)
+        self.cursor = pos or 0
         self.refresh()
 
     @property
@@ -99,8 +104,7 @@ class CaseTable(ScrollView, can_focus=True):
             self.refresh_line(new + 1)
         else:
             self.refresh()
-        if self.n_rows:
-            self.post_message(self.Highlighted(self.source.idx_at(new), new))
+        self.post_message(self.Highlighted(self.source.idx_at(new) if self.n_rows else -1, new))
 
     def _scroll_to_cursor(self) -> None:
         visible = max(1, self.scrollable_content_region.height - 1)
@@ -127,7 +131,7 @@ class CaseTable(ScrollView, can_focus=True):
     # --- drawing --------------------------------------------------------------------------------
     def _widths(self, width: int) -> tuple[int, int]:
         """(case id width, fixed width of the rest)."""
-        fixed = 9 + 3 * len(self.source.columns) + 23  # cursor mark, class, marks, Faith, LocAcc, Consist
+        fixed = 9 + 3 * len(self.source.columns) + 23 + 3  # cursor mark, class, marks, metrics, flag + suspect
         return max(8, min(28, width - fixed)), fixed
 
     def _header(self, width: int) -> list[Segment]:
@@ -136,7 +140,7 @@ class CaseTable(ScrollView, can_focus=True):
         mark = {c: (arrow if c == self.sort_column else " ") for c in ("case", "models", "faith", "locacc", "consist")}
         models = "".join(f"M{i + 1:<2}" for i in range(len(self.source.columns)))
         text = (f" {'Case' + mark['case']:<{id_w}} {'True':<6} {models[:-1]}{mark['models']}"
-                f" {'Faith' + mark['faith']:>6} {'LocAcc' + mark['locacc']:>7} {'Consist' + mark['consist']:>8}")
+                f" {'Faith' + mark['faith']:>6} {'LocAcc' + mark['locacc']:>7} {'Consist' + mark['consist']:>8} Fl")
         return [Segment(text)]
 
     def _row(self, row: CaseRow, width: int, selected: bool) -> list[Segment]:
@@ -150,10 +154,19 @@ class CaseTable(ScrollView, can_focus=True):
                 continue
             ok = row.label is not None and res.pred == row.label
             segs += [Segment(class_name(res.pred)[0]), Segment("✓ " if ok else "✗ ", GOOD if ok else BAD)]
-        segs += [_metric_cell(row.worst("faith"), "faith", 6), Segment(" "),
-                 _metric_cell(row.worst("locacc"), "locacc", 7), Segment(" "),
-                 _metric_cell(row.worst("consist"), "consist", 8)]
+        segs += [_metric_cell(self._value(row, "faith"), "faith", 6), Segment(" "),
+                 _metric_cell(self._value(row, "locacc"), "locacc", 7), Segment(" "),
+                 _metric_cell(self._value(row, "consist"), "consist", 8), Segment(" ")]
+        flag = self.source.flags.get(row.idx) if self.source.flags else None
+        segs.append(Segment(FLAG_MARKS.get(flag.category, "?") if flag else " ", FLAG))
+        segs.append(Segment("⚠" if self.source.suspects(row.idx) else " ", SUSPECT))
         return segs
+
+    def _value(self, row: CaseRow, metric: str) -> float | None:
+        if self.model < 0:
+            return row.worst(metric)
+        res = row.results.get(self.source.columns[self.model].model.name)
+        return res.metrics.get(metric) if res else None
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width

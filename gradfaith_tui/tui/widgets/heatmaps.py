@@ -25,13 +25,14 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from gradfaith_tui.tui.render import (class_name, heatmap_tile, input_tile, label_lines, metric_lines, tile_layout)
+from gradfaith_tui.tui.render import (Overlay, class_name, heatmap_tile, input_tile, label_lines, metric_lines,
+                                     tile_layout)
 from gradfaith_tui.tui.source import CaseMaps, CaseSource
 
 
-def _label(lines: list[tuple[str, str]], px: int) -> Text:
+def _label(lines: list[tuple[str, str]], n: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
-    for i, (line, style) in enumerate(lines[:label_lines(px)] + [("", "")] * (label_lines(px) - len(lines))):
+    for i, (line, style) in enumerate(lines[:n] + [("", "")] * (n - len(lines))):
         text.append(("\n" if i else "") + line, style)
     return text
 
@@ -59,6 +60,7 @@ class HeatmapPanel(Vertical):
     """Title line plus the tile grid for `case_idx`."""
 
     case_idx: reactive[int | None] = reactive(None, repaint=False)  # the worker repaints
+    overlay: reactive[Overlay] = reactive(Overlay(), repaint=False)
     MAX_TILES = 512
 
     @dataclass
@@ -83,6 +85,15 @@ class HeatmapPanel(Vertical):
         if idx is not None:
             self.render_case(idx, *self._grid_size())
 
+    def watch_overlay(self) -> None:
+        if self.case_idx is not None:
+            self.render_case(self.case_idx, *self._grid_size())
+
+    def rerender(self) -> None:
+        """Draw the current case again (its flag or the suspect data changed)."""
+        if self.case_idx is not None:
+            self.render_case(self.case_idx, *self._grid_size())
+
     def on_resize(self, event: events.Resize) -> None:
         size = self._grid_size()
         if size != self._rendered_for and self.case_idx is not None:
@@ -101,8 +112,11 @@ class HeatmapPanel(Vertical):
             return
         data = self.source.case_maps(idx)
         n_tiles = 1 + len(self.source.columns)
-        px, cols = tile_layout(width, height, n_tiles)
-        tiles = [self._tile(data, i, px) for i in range(n_tiles)]
+        extra = 1 if self.source.has_suspects() else 0
+        px, cols = tile_layout(width, height, n_tiles, extra=extra)
+        overlay = self.overlay
+        suspects = self.source.suspects(idx)
+        tiles = [self._tile(data, i, px, overlay, suspects, extra) for i in range(n_tiles)]
         if get_current_worker().is_cancelled:
             return
         grid = Table.grid(padding=(0, 1, 0, 0))
@@ -115,18 +129,36 @@ class HeatmapPanel(Vertical):
         strips = [Strip(line) for line in console.render_lines(grid, console.options.update_width(width), pad=False)]
         self.app.call_from_thread(self._show, idx, data, strips, (width, height))
 
-    def _tile(self, data: CaseMaps, i: int, px: int) -> RenderableType:
-        key = (data.row.idx, i, px)
+    def _tile(self, data: CaseMaps, i: int, px: int, overlay: Overlay, suspects: list, extra: int) -> RenderableType:
+        key = (data.row.idx, i, px, overlay if i else overlay.outline)
         with self._tiles_lock:
             pixels = self._tiles.get(key)
         if pixels is None:
-            img = input_tile(data.image, data.mask, px) if i == 0 else heatmap_tile(data.image, data.heatmaps[i - 1], px)
+            img = (input_tile(data.image, data.mask, px, overlay.outline) if i == 0 else
+                   heatmap_tile(data.image, data.heatmaps[i - 1], px, overlay, data.mask))
             pixels = Pixels.from_image(img)
             with self._tiles_lock:
                 self._tiles[key] = pixels
                 while len(self._tiles) > self.MAX_TILES:
                     self._tiles.popitem(last=False)
-        return Group(pixels, _label(self._label_lines(data, i, px), px))
+        lines = self._label_lines(data, i, px)
+        n = label_lines(px)
+        if extra:
+            lines = lines[:n] + [("", "")] * (n - len(lines)) + [self._suspect_line(suspects, i)]
+        return Group(pixels, _label(lines, n + extra))
+
+    def _suspect_line(self, suspects: list, i: int) -> tuple[str, str]:
+        if i == 0:
+            mine = [s for s in suspects if s.model_id not in self._model_ids()]
+        else:
+            col = self.source.columns[i - 1].model
+            mine = [s for s in suspects if s.model_id in (col.model_id, col.name)]
+        if not mine:
+            return ("", "")
+        return ("⚠ " + "; ".join(s.reason for s in mine), "bold yellow")
+
+    def _model_ids(self) -> set[str]:
+        return {c.model.model_id for c in self.source.columns} | {c.model.name for c in self.source.columns}
 
     def _label_lines(self, data: CaseMaps, i: int, px: int) -> list[tuple[str, str]]:
         row = data.row
@@ -153,8 +185,11 @@ class HeatmapPanel(Vertical):
         self._rendered_for = size
         row = data.row
         mask = "mask ✓" if row.has_mask else "no mask"
-        self.query_one("#case-title", Static).update(Text.assemble(
-            (row.case_id, "bold cyan"), f" · true {class_name(row.label)} · {mask} · {row.patient or '?'}",
-            no_wrap=True, overflow="ellipsis"), layout=False)  # one line: no relayout per case
+        flag = self.source.flags.get(idx) if self.source.flags else None
+        title = Text.assemble((row.case_id, "bold cyan"), f" · true {class_name(row.label)} · {mask} · {row.patient or '?'}",
+                              no_wrap=True, overflow="ellipsis")
+        if flag is not None:
+            title.append(f" · ⚑ {flag.category}" + (f": {flag.note}" if flag.note else ""), "bold magenta")
+        self.query_one("#case-title", Static).update(title, layout=False)  # one line: no relayout per case
         self.query_one(TileGrid).set_strips(strips)
         self.post_message(self.Rendered(idx))

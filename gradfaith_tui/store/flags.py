@@ -1,0 +1,182 @@
+"""The user's flags and notes on cases: committed at once to the cache database, undoable, exportable.
+
+A separate read-write connection to the cache's WAL database (the explorer's reader stays read-only).
+Every change is its own committed transaction, so a crash loses nothing. The `flags` table is a log:
+a case's current flag is its one row with `undone = 0`. Setting a new flag or note supersedes the
+current row (`undone = 2`); undo marks the newest change `undone = 1` and revives what it superseded;
+clearing marks the current row `undone = 1`. Torch-free.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.store.schema import DB_NAME
+
+CATEGORIES: tuple[str, ...] = ("unfaithful", "shortcut", "mislocalised", "fine")
+NOTE_ONLY = "note"  # the category of a note written on a case without a flag
+ACTIVE, UNDONE, SUPERSEDED = 0, 1, 2
+
+_DDL = """CREATE TABLE IF NOT EXISTS flags (
+    flag_id INTEGER PRIMARY KEY, idx INTEGER NOT NULL, category TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0)"""
+
+
+@dataclass(frozen=True)
+class Flag:
+    flag_id: int
+    idx: int
+    category: str
+    note: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One undoable change: the row it added (or None) and the row it retired (or None)."""
+
+    added: int | None
+    retired: int | None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class FlagStore:
+    """Current flags by case idx, kept in memory and mirrored to the database on every change."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.con = sqlite3.connect(self.root / DB_NAME, check_same_thread=False, isolation_level=None)
+        self.con.execute("PRAGMA busy_timeout=5000")
+        self.con.execute(_DDL)
+        self.current: dict[int, Flag] = {}
+        for r in self.con.execute("SELECT flag_id, idx, category, note, created FROM flags WHERE undone=0 ORDER BY flag_id"):
+            self.current[r[1]] = Flag(*r)
+        self._undo: list[Change] = []
+
+    def get(self, idx: int) -> Flag | None:
+        return self.current.get(idx)
+
+    def _commit(self, idx: int, category: str | None, note: str) -> Change:
+        old = self.current.get(idx)
+        added = None
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            if old is not None:
+                self.con.execute("UPDATE flags SET undone=? WHERE flag_id=?",
+                                 (SUPERSEDED if category is not None else UNDONE, old.flag_id))
+            if category is not None:
+                created = _now()
+                added = int(self.con.execute("INSERT INTO flags (idx, category, note, created, undone) VALUES (?,?,?,?,0)",
+                                             (idx, category, note, created)).lastrowid)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        if category is not None:
+            self.current[idx] = Flag(added, idx, category, note, created)
+        else:
+            self.current.pop(idx, None)
+        change = Change(added, old.flag_id if old else None)
+        self._undo.append(change)
+        return change
+
+    def flag(self, idx: int, category: str) -> Flag:
+        """Flag a case (keeping its note); flagging it again with the same category clears the flag."""
+        old = self.current.get(idx)
+        if old is not None and old.category == category:
+            self.clear(idx)
+            return old
+        self._commit(idx, category, old.note if old else "")
+        return self.current[idx]
+
+    def note(self, idx: int, text: str) -> Flag | None:
+        """Write (or with an empty text, remove) the note of a case, keeping its category."""
+        old = self.current.get(idx)
+        category = old.category if old else NOTE_ONLY
+        if not text.strip() and category == NOTE_ONLY:
+            if old is not None:
+                self._commit(idx, None, "")
+            return None
+        self._commit(idx, category, text.strip())
+        return self.current[idx]
+
+    def clear(self, idx: int) -> None:
+        if idx in self.current:
+            self._commit(idx, None, "")
+
+    def undo(self) -> int | None:
+        """Undo the newest change of this session, or else the newest active flag in the database.
+
+        Returns the case idx it touched, or None when there is nothing to undo.
+        """
+        if self._undo:
+            change = self._undo.pop()
+        else:
+            row = self.con.execute("SELECT flag_id FROM flags WHERE undone=0 ORDER BY flag_id DESC LIMIT 1").fetchone()
+            if row is None:
+                return None
+            prev = self.con.execute("SELECT flag_id FROM flags WHERE undone=? AND idx=(SELECT idx FROM flags WHERE flag_id=?) "
+                                    "AND flag_id<? ORDER BY flag_id DESC LIMIT 1", (SUPERSEDED, row[0], row[0])).fetchone()
+            change = Change(row[0], prev[0] if prev else None)
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            if change.added is not None:
+                self.con.execute("UPDATE flags SET undone=? WHERE flag_id=?", (UNDONE, change.added))
+            if change.retired is not None:
+                self.con.execute("UPDATE flags SET undone=0 WHERE flag_id=?", (change.retired,))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        fid = change.added if change.added is not None else change.retired
+        idx = int(self.con.execute("SELECT idx FROM flags WHERE flag_id=?", (fid,)).fetchone()[0])
+        self.current.pop(idx, None)
+        if change.retired is not None:
+            self.current[idx] = Flag(*self.con.execute(
+                "SELECT flag_id, idx, category, note, created FROM flags WHERE flag_id=?", (change.retired,)).fetchone())
+        return idx
+
+    def close(self) -> None:
+        self.con.close()
+
+
+EXPORT_METRICS = ("faith", "faith_logit", "locacc", "iou", "consist")
+
+
+def export_flags(store: FlagStore, reader, out_dir: Path, stem: str = "flagged") -> tuple[Path, Path]:
+    """Write the flagged cases with every model's prediction, metrics and the note to CSV and JSON."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    flags = sorted(store.current.values(), key=lambda f: f.flag_id)
+    rows = {r.idx: r for r in reader.rows([f.idx for f in flags])}
+    records = []
+    for f in flags:
+        row = rows.get(f.idx)
+        rec = {"case_id": row.case_id if row else f"#{f.idx}", "idx": f.idx, "category": f.category, "note": f.note,
+               "flagged": f.created, "patient": row.patient if row else None,
+               "true": CLASS_NAMES[row.label] if row and row.label is not None else None, "models": {}}
+        for name, res in (row.results.items() if row else ()):
+            rec["models"][name] = {"pred": CLASS_NAMES[res.pred] if res.pred is not None else None,
+                                   "confidence": res.confidence,
+                                   **{m: res.metrics.get(m) for m in EXPORT_METRICS if m in res.metrics}}
+        records.append(rec)
+    json_path, csv_path = out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
+    json_path.write_text(json.dumps(records, indent=2))
+    with csv_path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["case_id", "idx", "category", "note", "flagged", "patient", "true", "model", "pred", "confidence",
+                    *EXPORT_METRICS])
+        for rec in records:
+            for name, m in rec["models"].items() or [("", {})]:
+                w.writerow([rec["case_id"], rec["idx"], rec["category"], rec["note"], rec["flagged"], rec["patient"],
+                            rec["true"], name, m.get("pred"), m.get("confidence"), *(m.get(k) for k in EXPORT_METRICS)])
+    return csv_path, json_path

@@ -1,0 +1,114 @@
+"""Triage and overlay actions of the explorer: flags, notes, undo, export, search, heatmap drawing.
+
+A mixin of ExplorerApp, kept apart so that each file stays readable. Every flag or note is committed
+to the cache database by the FlagStore before the screen changes, so a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gradfaith_tui.store.flags import export_flags
+from gradfaith_tui.tui.render import COLORMAPS
+from gradfaith_tui.tui.screens.ask import AskScreen
+from gradfaith_tui.tui.widgets.case_table import CaseTable
+
+
+class TriageActions:
+    """Needs self.source, self.reader, self.view, self.overlay, self.export_dir, apply_view, set_overlay."""
+
+    def _current_idx(self) -> int | None:
+        table = self.query_one(CaseTable)
+        return self.source.idx_at(table.cursor) if table.n_rows else None
+
+    def _flags_ok(self) -> bool:
+        if self.source.flags is None:
+            self.notify(self.source.flags_error or "flags are disabled", severity="error")
+            return False
+        return True
+
+    def _flag_changed(self, idx: int | None) -> None:
+        table = self.query_one(CaseTable)
+        table.refresh()
+        panel = self.query_one("#heatmaps")
+        if idx is not None and panel.case_idx == idx:
+            panel.rerender()
+        self._update_status(table.cursor)
+
+    def action_flag(self, category: str) -> None:
+        idx = self._current_idx()
+        if idx is None or not self._flags_ok():
+            return
+        before = self.source.flags.get(idx)
+        self.source.flags.flag(idx, category)
+        after = self.source.flags.get(idx)
+        self.notify(f"flagged {category}" if after else f"unflagged ({before.category})", timeout=1.5)
+        self._flag_changed(idx)
+
+    def action_unflag(self) -> None:
+        idx = self._current_idx()
+        if idx is None or not self._flags_ok() or self.source.flags.get(idx) is None:
+            return
+        self.source.flags.clear(idx)
+        self.notify("flag removed", timeout=1.5)
+        self._flag_changed(idx)
+
+    def action_note(self) -> None:
+        idx = self._current_idx()
+        if idx is None or not self._flags_ok():
+            return
+        old = self.source.flags.get(idx)
+        case_id = self.source.row_at(self.query_one(CaseTable).cursor).case_id
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            self.source.flags.note(idx, text)
+            self.notify("note saved" if text.strip() else "note removed", timeout=1.5)
+            self._flag_changed(idx)
+        self.push_screen(AskScreen(f"Note on {case_id}", old.note if old else "", "what is wrong with this map?"), done)
+
+    def action_undo(self) -> None:
+        if not self._flags_ok():
+            return
+        idx = self.source.flags.undo()
+        if idx is None:
+            self.notify("nothing to undo", timeout=1.5)
+            return
+        self.notify("undone", timeout=1.5)
+        self._flag_changed(idx)
+
+    def action_export(self) -> None:
+        if not self._flags_ok():
+            return
+        if not self.source.flags.current:
+            self.notify("no flagged cases to export", severity="warning")
+            return
+        csv_path, json_path = export_flags(self.source.flags, self.reader, self.export_dir)
+        self.last_export = (csv_path, json_path)
+        self.notify(f"{len(self.source.flags.current)} cases → {csv_path} and {json_path.name}", timeout=6)
+
+    def action_search(self) -> None:
+        def done(text: str | None) -> None:
+            if text is not None:
+                self.apply_view(replace(self.view, filter=replace(self.view.filter, search=text.strip())), keep_case=True)
+        self.push_screen(AskScreen("Search case ids (part of an id; empty clears)", self.view.filter.search,
+                                   "e.g. Malignant case (12"), done)
+
+    # --- overlay ---------------------------------------------------------------------------------------
+    def action_cycle_colormap(self) -> None:
+        names = list(COLORMAPS)
+        self.set_overlay(replace(self.overlay, colormap=names[(names.index(self.overlay.colormap) + 1) % len(names)]))
+
+    def action_opacity(self, delta: float) -> None:
+        self.set_overlay(replace(self.overlay, opacity=round(min(1.0, max(0.1, self.overlay.opacity + delta)), 2),
+                                 alone=False))
+
+    def action_toggle_outline(self) -> None:
+        self.set_overlay(replace(self.overlay, outline=not self.overlay.outline))
+
+    def action_toggle_alone(self) -> None:
+        self.set_overlay(replace(self.overlay, alone=not self.overlay.alone))
+
+
+__all__ = ["TriageActions", "export_flags"]

@@ -1,0 +1,1 @@
+"""Explorer screens other than the main case screen."""

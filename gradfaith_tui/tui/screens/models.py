@@ -1,0 +1,128 @@
+"""Models screen: the paper's Table I and confusion matrices from the cached predictions, per-model
+histograms of every metric, and the sanity-check and suspect summaries (or a line saying there are none)."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.metrics.catalog import METRICS
+from gradfaith_tui.tui.source import CaseSource
+
+BARS = " ▁▂▃▄▅▆▇█"
+HIST_METRICS = ("faith", "locacc", "consist", "iou")
+
+
+def table1(labels: np.ndarray, preds: np.ndarray) -> dict:
+    """Macro sensitivity, specificity, precision, F1 and accuracy, and the confusion matrix, of one model."""
+    k = len(CLASS_NAMES)
+    ok = (labels >= 0) & (preds >= 0)
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (labels[ok].astype(int), preds[ok].astype(int)), 1)
+    tp = np.diag(cm).astype(float)
+    with np.errstate(all="ignore"):
+        sens = np.nan_to_num(tp / cm.sum(1))
+        prec = np.nan_to_num(tp / cm.sum(0))
+        spec = np.nan_to_num((cm.sum() - cm.sum(0) - cm.sum(1) + tp) / (cm.sum() - cm.sum(1)))
+        f1 = np.nan_to_num(2 * prec * sens / (prec + sens))
+    return {"sensitivity": sens.mean(), "specificity": spec.mean(), "precision": prec.mean(), "f1": f1.mean(),
+            "accuracy": tp.sum() / max(1, cm.sum()), "confusion": cm, "n": int(ok.sum())}
+
+
+def sparkline(counts: np.ndarray) -> str:
+    top = max(1, int(counts.max()))
+    return "".join(BARS[int(np.ceil(c / top * (len(BARS) - 1)))] for c in counts)
+
+
+class ModelsScreen(Screen[None]):
+    BINDINGS = [Binding("escape,q,M", "app.pop_screen", "Back")]
+
+    def __init__(self, source: CaseSource):
+        super().__init__()
+        self.source = source
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="models-scroll"):
+            yield Static("Models: reading the cache…", id="models-body")
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#models-scroll").focus()
+        self.build()
+
+    @work(thread=True, exclusive=True, group="models")
+    def build(self) -> None:
+        a = self.source.arrays
+        cols = self.source.columns
+        parts: list = [Text("Table I (macro, from the cached test predictions)", style="bold underline")]
+        t1 = Table(box=None, padding=(0, 1), header_style="bold")
+        for h in ("model", "n", "Sens", "Spec", "Prec", "F1", "Acc"):
+            t1.add_column(h, justify="left" if h == "model" else "right", no_wrap=True)
+        results = [table1(a.labels, a.preds[i]) for i in range(len(cols))]
+        for i, (c, r) in enumerate(zip(cols, results)):
+            t1.add_row(f"M{i + 1} {c.model.name}", f"{r['n']:,}",
+                       *(f"{r[k]:.3f}" for k in ("sensitivity", "specificity", "precision", "f1", "accuracy")))
+        parts += [t1, Text("")]
+        parts.append(Text("Confusion matrices (rows: true N/B/M, columns: predicted)", style="bold underline"))
+        cms = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
+        for i, c in enumerate(cols):
+            cms.add_column(f"M{i + 1} {c.model.name}", no_wrap=True)
+        width = max(len(f"{int(r['confusion'].max()):,}") for r in results)
+        lines = ["\n".join(" ".join(f"{v:>{width},}" for v in row) for row in r["confusion"]) for r in results]
+        cms.add_row(*lines)
+        parts += [cms, Text("")]
+        parts.append(Text("Distributions (10 bins over [0, 1]; Faith clipped; – missing)", style="bold underline"))
+        hist = Table(box=None, padding=(0, 1), header_style="bold")
+        hist.add_column("model", no_wrap=True)
+        for m in HIST_METRICS:
+            hist.add_column(f"{METRICS[m].label} ↑", no_wrap=True)
+        for i, c in enumerate(cols):
+            cells = []
+            for m in HIST_METRICS:
+                counts, _, missing = a.histogram(m, i)
+                v = a.metric(m)[i]
+                mean = np.nanmean(v) if (~np.isnan(v)).any() else float("nan")
+                cells.append(f"{sparkline(counts)} {mean:5.2f}" + (f" –{missing:,}" if missing else ""))
+            hist.add_row(f"M{i + 1} {c.model.name}", *cells)
+        parts += [hist, Text("")]
+        parts += self._suspects(a) + [Text("")] + self._sanity()
+        self.app.call_from_thread(self.query_one("#models-body", Static).update, Group(*parts))
+
+    def _suspects(self, a) -> list:
+        head = Text("Suspects from the engine", style="bold underline")
+        if not a.has_suspects:
+            return [head, Text("no suspect data in this cache", style="dim")]
+        counts: dict[tuple[str, str], int] = {}
+        for items in a.suspects.values():
+            for s in items:
+                counts[(s.model_id, s.rule)] = counts.get((s.model_id, s.rule), 0) + 1
+        t = Table(box=None, padding=(0, 1), header_style="bold")
+        for h in ("model", "rule", "cases"):
+            t.add_column(h, no_wrap=True)
+        for (model, rule), n in sorted(counts.items()):
+            t.add_row(model, rule, f"{n:,}")
+        return [head, Text(f"{len(a.suspects):,} cases with at least one suspect"), t]
+
+    def _sanity(self) -> list:
+        head = Text("Sanity checks", style="bold underline")
+        con = self.source.arrays.con
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        name = next((t for t in ("sanity", "sanity_checks") if t in tables), None)
+        if name is None:
+            return [head, Text("no sanity-check data in this cache", style="dim")]
+        cur = con.execute(f'SELECT * FROM "{name}" LIMIT 50')
+        t = Table(box=None, padding=(0, 1), header_style="bold")
+        for d in cur.description:
+            t.add_column(d[0], no_wrap=True)
+        for r in cur.fetchall():
+            t.add_row(*("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in r))
+        return [head, t]

@@ -1,0 +1,132 @@
+"""Case zoom: one model's heatmap as large as the terminal allows, beside the input with the lesion outline.
+
+Left/right switch the model, up/down the case, s the training seed and m the CAM method (where the
+cache stores more than one). Tiles are rendered in a worker, like the main panel.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich_pixels import Pixels
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.strip import Strip
+from textual.widgets import Footer, Static
+
+from gradfaith_tui.tui.render import Overlay, class_name, fmt_metric, heatmap_tile, input_tile
+from gradfaith_tui.tui.source import CaseSource
+from gradfaith_tui.tui.widgets.heatmaps import TileGrid
+
+
+class ZoomScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape,enter,q", "app.pop_screen", "Back"),
+        Binding("left,h", "model(-1)", "Model"),
+        Binding("right,l", "model(1)", "Model", show=False),
+        Binding("up,k", "case(-1)", "Case"),
+        Binding("down,j", "case(1)", "Case", show=False),
+        Binding("s", "seed", "Seed"),
+        Binding("m", "method", "Method"),
+    ]
+    overlay: reactive[Overlay] = reactive(Overlay(), init=False)
+
+    def __init__(self, source: CaseSource, position: int, model: int, overlay: Overlay):
+        super().__init__()
+        self.source, self.position, self.model = source, position, model
+        self.seed_i, self.method_i = 0, 0
+        self.set_reactive(ZoomScreen.overlay, overlay)
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="zoom-title")
+        yield TileGrid(id="zoom-tiles")
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.refresh_zoom()
+
+    def on_resize(self) -> None:
+        self.refresh_zoom()
+
+    def watch_overlay(self) -> None:
+        self.refresh_zoom()
+
+    def _variants(self) -> tuple[list[int], list[str], tuple | None]:
+        """Seeds and methods stored for the model, and the chosen (model_id, seed, method, expl_id)."""
+        col = self.source.columns[self.model]
+        rows = self.source.variants(col.model.name)
+        seeds = sorted({r[1] for r in rows})
+        methods = sorted({r[2] for r in rows}, key=lambda m: (m != col.method, m))
+        if not rows:
+            return seeds, methods, None
+        seed, method = seeds[self.seed_i % len(seeds)], methods[self.method_i % len(methods)]
+        pick = next((r for r in rows if r[1] == seed and r[2] == method), None)
+        return seeds, methods, pick
+
+    def action_model(self, delta: int) -> None:
+        self.model = (self.model + delta) % len(self.source.columns)
+        self.seed_i = self.method_i = 0
+        self.refresh_zoom()
+
+    def action_case(self, delta: int) -> None:
+        self.position = max(0, min(len(self.source.order) - 1, self.position + delta))
+        self.refresh_zoom()
+
+    def action_seed(self) -> None:
+        self.seed_i += 1
+        self.refresh_zoom()
+
+    def action_method(self) -> None:
+        self.method_i += 1
+        self.refresh_zoom()
+
+    def refresh_zoom(self) -> None:
+        grid = self.query_one("#zoom-tiles", TileGrid)
+        width, height = self.size.width, max(4, self.size.height - 2)
+        if len(self.source.order):
+            self.render_zoom(self.source.idx_at(self.position), width, height)
+
+    @work(thread=True, exclusive=True, group="zoom")
+    def render_zoom(self, idx: int, width: int, height: int) -> None:
+        data = self.source.case_maps(idx)
+        col = self.source.columns[self.model]
+        seeds, methods, pick = self._variants()
+        hm, metrics, (pred, conf) = (self.source.variant_maps(idx, pick[0], pick[3]) if pick else (None, {}, (None, None)))
+        label_h = 4
+        px = max(8, min((width - 3) // 2, 2 * (height - label_h)))
+        px -= px % 2
+        left = input_tile(data.image, data.mask, px, self.overlay.outline)
+        right = heatmap_tile(data.image, hm, px, self.overlay, data.mask)
+        row = data.row
+        ok = pred is not None and row.label is not None and pred == row.label
+        seed_txt = f"seed {pick[1]} ({seeds.index(pick[1]) + 1}/{len(seeds)})" if pick else "no map"
+        method_txt = f"{pick[2]} ({methods.index(pick[2]) + 1}/{len(methods)})" if pick else ""
+        lab_l = Text.assemble(("input slice", "bold"), f" · true {class_name(row.label)}\n",
+                              ("lesion outline: green" if data.mask is not None else "no mask", "green"))
+        lab_r = Text.assemble((f"M{self.model + 1} {col.model.name}", "bold"), f" · {seed_txt} · {method_txt}\n",
+                              (f"{class_name(pred)} {'✓' if ok else '✗'} {conf:.0%}" if pred is not None else "no prediction",
+                               "green" if ok else "bold red"),
+                              f"  Faith {fmt_metric(metrics.get('faith'), 0)}  LocAcc {fmt_metric(metrics.get('locacc'), 0)}"
+                              f"  Consist {fmt_metric(metrics.get('consist'), 0)}\n")
+        for s in self.source.suspects(idx):
+            if s.model_id in (col.model.model_id, col.model.name):
+                lab_r.append(f"⚠ {s.reason}\n", "bold yellow")
+        grid = Table.grid(padding=(0, 1, 0, 0))
+        grid.add_column(width=px, no_wrap=True)
+        grid.add_column(width=px, no_wrap=True)
+        grid.add_row(Pixels.from_image(left), Pixels.from_image(right))
+        grid.add_row(lab_l, lab_r)
+        console = Console(width=width, color_system="truecolor", force_terminal=True, legacy_windows=False)
+        strips = [Strip(line) for line in console.render_lines(grid, console.options.update_width(width), pad=False)]
+        title = Text.assemble(("Zoom ", "bold"), (row.case_id, "bold cyan"),
+                              f" · case {self.position + 1:,}/{len(self.source.order):,} · {self.overlay.describe()}",
+                              no_wrap=True, overflow="ellipsis")
+        self.app.call_from_thread(self._show, title, strips)
+
+    def _show(self, title: Text, strips: list[Strip]) -> None:
+        self.query_one("#zoom-title", Static).update(title)
+        self.query_one("#zoom-tiles", TileGrid).set_strips(strips)
