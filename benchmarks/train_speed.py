@@ -1,0 +1,74 @@
+"""Training throughput (images/s) per architecture on the machine at hand, and what the paper protocol costs.
+
+    python benchmarks/train_speed.py                       # the paper's five at 224 px on the CPU (slow)
+    python benchmarks/train_speed.py --device cuda --compile
+    python benchmarks/train_speed.py --archs resnet10t,tinynet_e --img-size 64
+
+Prints figures, never asserts. The paper protocol is 50 epochs of about 714 training images (60% of 1,190).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from gradfaith_tui.config import PAPER_ARCHS, spec_for
+from gradfaith_tui.models.factory import build
+
+
+def measure(name: str, img_size: int, batch: int, steps: int, device: str, compile_: bool) -> float:
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    model = build(spec_for(name), img_size).to(dev).train()
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if compile_ else model
+    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    x = torch.rand(batch, 1, img_size, img_size, device=dev)
+    y = torch.randint(0, 3, (batch,), device=dev)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(step_model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3 if not compile_ else 6):  # warm-up (and compilation)
+        step()
+    sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return batch * steps / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--archs", default=",".join(PAPER_ARCHS))
+    ap.add_argument("--img-size", type=int, default=224)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--train-images", type=int, default=714)
+    ap.add_argument("--epochs", type=int, default=50)
+    a = ap.parse_args()
+    name = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
+    print(f"device: {name} · {a.img_size} px · batch {a.batch_size} · torch {torch.__version__}")
+    total = 0.0
+    for arch in a.archs.split(","):
+        ips = measure(arch, a.img_size, a.batch_size, a.steps, a.device, a.compile)
+        protocol = a.epochs * a.train_images / ips
+        total += protocol
+        print(f"{arch:24s} {ips:9.1f} img/s   {a.epochs} epochs x {a.train_images} images: {protocol / 60:7.1f} min")
+    print(f"{'all':24s} {'':9s}         paper protocol, 1 seed: {total / 60:7.1f} min (training steps only)")
+
+
+if __name__ == "__main__":
+    main()
