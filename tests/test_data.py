@@ -1,12 +1,16 @@
+"""Layouts as users really bring them, bad input, and the resize policy, on tiny generated fixtures."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.imageio import pad_square, read_grey, to_square, window
-from gradfaith_tui.data.prepared import load_split
+from gradfaith_tui.data.prepared import load_split, read_sample
 from gradfaith_tui.data.splits import split_hash, split_samples
 from gradfaith_tui.errors import DataError
+
+IQ = "The IQ-OTHNCCD lung cancer dataset"
 
 
 def _jpg(path, size=(40, 40), value=128):
@@ -14,11 +18,17 @@ def _jpg(path, size=(40, 40), value=128):
     Image.new("RGB", size, (value,) * 3).save(path)
 
 
-def test_finds_nested_iqothnccd_folders_and_ignores_strays(tmp_path):
-    base = tmp_path / "copy" / "The IQ-OTHNCCD lung cancer dataset" / "The IQ-OTHNCCD lung cancer dataset"
+def _png(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_finds_iqothnccd_folders_nested_0_1_2_levels_and_ignores_strays(tmp_path, depth):
+    base = tmp_path.joinpath(*[IQ] * depth)
+    _jpg(base / "Malignant cases" / "Malignant case (1).jpg", size=(40, 52))  # folder order must not matter
     _jpg(base / "Normal cases" / "Normal case (1).jpg")
     _jpg(base / "Bengin cases" / "Bengin case (1).jpg")
-    _jpg(base / "Malignant cases" / "Malignant case (1).jpg", size=(40, 52))
     _jpg(base / "Test cases" / "000.jpg")
     (base / "IQ-OTH-NCCD lung cancer dataset.txt").write_text("readme")
     ds = discover(tmp_path)
@@ -26,6 +36,85 @@ def test_finds_nested_iqothnccd_folders_and_ignores_strays(tmp_path):
     assert sorted((s.path.name, s.label) for s in ds.samples) == [
         ("Bengin case (1).jpg", 1), ("Malignant case (1).jpg", 2), ("Normal case (1).jpg", 0)]
     assert any("unlabelled" in w for w in ds.warnings)
+
+
+def test_odd_sizes_like_512x623_are_padded_to_square(tmp_path):
+    # 512x512, 512x623, 512x801, 404x511 scaled down by 8
+    sizes = [(64, 64), (64, 78), (64, 100), (50, 64)]
+    for i, size in enumerate(sizes):
+        _jpg(tmp_path / "Normal cases" / f"Normal case ({i + 1}).jpg", size=size, value=200)
+    arr = load_split(discover(tmp_path).samples, 32)
+    assert arr.images.shape == (4, 32, 32)
+    tall = arr.images[2]  # 64x100: black bars left and right, content in the middle
+    assert tall[:, 0].max() < 30 and tall[16, 16] > 150
+
+
+def test_generic_class_folders_any_case_keep_the_class_order(tmp_path):
+    _jpg(tmp_path / "data" / "MALIGNANT" / "a.png")
+    _jpg(tmp_path / "data" / "normal" / "b.jpg")
+    _jpg(tmp_path / "data" / "Benign" / "c.jpeg")
+    (tmp_path / "data" / "notes").mkdir()
+    ds = discover(tmp_path)
+    assert {s.path.name: s.label for s in ds.samples} == {"a.png": 2, "b.jpg": 0, "c.jpeg": 1}
+
+
+def test_masks_folder_mirrored_or_flat_and_aligned_with_the_image(tmp_path):
+    img = np.zeros((40, 30), np.uint8)
+    img[5:10, 5:10] = 255
+    _png(tmp_path / "Malignant cases" / "m1.png", img)
+    _png(tmp_path / "Malignant cases" / "m2.png", img)
+    _png(tmp_path / "masks" / "Malignant cases" / "m1.png", img)  # mirrored
+    _png(tmp_path / "masks" / "m2.png", img)  # flat
+    _jpg(tmp_path / "Normal cases" / "n1.jpg")
+    ds = discover(tmp_path)  # masks/ mirrors the class folders but is not a second dataset
+    masks = {s.path.name: s.mask_path for s in ds.samples}
+    assert masks["m1.png"].parent.name == "Malignant cases" and masks["m2.png"].parent.name == "masks"
+    assert masks["n1.jpg"] is None
+    arr = load_split(sorted(ds.samples, key=lambda s: s.case_id), 20)
+    assert arr.has_mask.tolist() == [True, True, False]
+    assert ((arr.images[0] > 127) == arr.masks[0]).mean() > 0.97
+
+
+def test_mask_of_another_size_is_an_error_naming_the_mask(tmp_path):
+    _jpg(tmp_path / "Benign cases" / "b1.jpg", size=(40, 40))
+    _png(tmp_path / "masks" / "Benign cases" / "b1.png", np.zeros((30, 40), np.uint8))
+    ds = discover(tmp_path)
+    with pytest.raises(DataError, match=r"masks/Benign cases/b1.png: mask is 40x30 but its image is 40x40"):
+        read_sample(ds.samples[0])
+    warnings = []
+    _jpg(tmp_path / "Benign cases" / "b2.jpg")
+    with pytest.raises(DataError, match="no readable images"):
+        load_split([ds.samples[0]], 16, warn=warnings.append)
+    assert "b1.png" in warnings[0]
+
+
+def test_csv_with_boxes_patients_and_a_row_pointing_nowhere(tmp_path):
+    _jpg(tmp_path / "img" / "a.jpg", size=(60, 40))
+    _jpg(tmp_path / "img" / "b.jpg")
+    (tmp_path / "list.csv").write_text(
+        "path,label,patient,x0,y0,x1,y1\n"
+        "img/a.jpg,Malignant,P1,10,5,20,15\n"
+        "img/a.jpg,Malignant,P1,40,20,50,30\n"  # a second box for the same slice
+        "img/b.jpg,normal,P2,,,,\n"
+        "img/gone.jpg,Benign,P3,,,,\n")
+    ds = discover(tmp_path / "list.csv")  # any CSV can be given as --data
+    assert ds.layout == "manifest" and ds.manifest.name == "list.csv"
+    assert any("list.csv:5: image not found: img/gone.jpg" in p for p in ds.problems)
+    a = next(s for s in ds.samples if s.case_id == "img/a.jpg")
+    assert a.boxes == ((10, 5, 20, 15), (40, 20, 50, 30)) and a.patient == "P1"
+    grey, mask = read_sample(a)
+    assert mask.shape == grey.shape == (40, 60) and mask.sum() == 200 and mask[5, 10] and not mask[4, 10]
+    sq = to_square(mask, 30, is_mask=True)  # boxes follow the image through the resize policy
+    assert sq[5:10, 5:10].any() and not sq[:5].any()
+    with pytest.raises(DataError, match="list.csv:5"):
+        discover(tmp_path / "list.csv", strict=True)
+
+
+def test_box_outside_its_image_names_the_file(tmp_path):
+    _jpg(tmp_path / "a.jpg", size=(20, 20))
+    (tmp_path / "manifest.csv").write_text("path,label,x0,y0,x1,y1\na.jpg,2,5,5,30,10\n")
+    with pytest.raises(DataError, match=r"a.jpg: box 5,5,30,10 does not fit its 20x20 image"):
+        read_sample(discover(tmp_path).samples[0])
 
 
 def test_missing_folder_and_no_classes_are_clear_errors(tmp_path):
@@ -41,16 +130,37 @@ def test_manifest_row_pointing_nowhere_names_the_line(tmp_path):
         discover(tmp_path)
 
 
-def test_corrupt_image_is_skipped_with_a_warning_or_fatal_when_strict(tmp_path):
+def test_corrupt_or_empty_image_is_skipped_with_a_warning_or_fatal_when_strict(tmp_path):
     _jpg(tmp_path / "Normal cases" / "Normal case (1).jpg")
-    bad = tmp_path / "Normal cases" / "Normal case (2).jpg"
-    bad.write_bytes(b"not a jpeg")
+    (tmp_path / "Normal cases" / "Normal case (2).jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "Normal cases" / "Normal case (3).jpg").write_bytes(b"")
     ds = discover(tmp_path)
     warnings = []
     arr = load_split(ds.samples, 16, warn=warnings.append)
     assert len(arr) == 1 and "Normal case (2).jpg" in warnings[0]
+    assert "Normal case (3).jpg: empty file" in warnings[1]
     with pytest.raises(DataError, match=r"Normal case \(2\)\.jpg"):
         load_split(ds.samples, 16, strict=True)
+
+
+def test_unreadable_and_empty_class_folders_are_named(tmp_path, monkeypatch):
+    _jpg(tmp_path / "Normal cases" / "n.jpg")
+    (tmp_path / "Bengin cases").mkdir()
+    locked = tmp_path / "Malignant cases"
+    locked.mkdir()
+    real_iterdir = type(locked).iterdir
+
+    def iterdir(self):  # tests run as root, where chmod does not lock anyone out
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(type(locked), "iterdir", iterdir)
+    ds = discover(tmp_path)
+    assert any("Bengin cases: empty class folder" in w for w in ds.warnings)
+    assert ds.problems == [f"{locked}: cannot read folder (Permission denied)"]
+    with pytest.raises(DataError, match="Malignant cases: cannot read folder"):
+        discover(tmp_path, strict=True)
 
 
 def test_resize_policy_keeps_mask_and_image_aligned():
@@ -65,6 +175,25 @@ def test_resize_policy_keeps_mask_and_image_aligned():
     assert (bright == sq_mask).mean() > 0.97
     assert np.argwhere(sq_mask).min(0).tolist() == [5, 7]
     assert pad_square(img).shape == (60, 60)
+
+
+def test_lesion_mask_and_cam_coordinates_line_up_through_the_resize_policy():
+    from gradfaith_tui.cam.methods import upsample
+
+    img = np.full((90, 60), 40, np.uint8)  # non-square slice, lesion off-centre
+    img[55:75, 38:54] = 250
+    mask = img > 200
+    size = 64
+    sq_img, sq_mask = to_square(img, size), to_square(mask, size, is_mask=True)
+    # a "CAM" at a model's native 8x8 grid: mean brightness per cell of the model input, then upsampled
+    native = sq_img.reshape(8, 8, 8, 8).mean(axis=(1, 3)).astype(np.float32)
+    cam = upsample(native[None], size)[0].numpy()
+    cam = (cam - cam.min()) / (cam.max() - cam.min())
+    hot = cam >= 0.5
+    assert (hot & sq_mask).sum() / sq_mask.sum() > 0.8  # the CAM covers the lesion ...
+    cy, cx = np.argwhere(hot).mean(0)
+    my, mx = np.argwhere(sq_mask).mean(0)
+    assert abs(cy - my) < 3 and abs(cx - mx) < 3  # ... at the same place
 
 
 def test_hu_window():

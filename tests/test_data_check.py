@@ -1,0 +1,87 @@
+"""`data check`: counts, sizes, unreadable files, duplicates and leakage, exit codes."""
+
+import json
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from gradfaith_tui.cli.data import app
+from gradfaith_tui.data.check import check_dataset
+from gradfaith_tui.data.dataset import discover
+from gradfaith_tui.data.prepared import prepare
+
+
+def _noise_dataset(root, n=10, seed=0):
+    """Distinct random slices, no patient ids (like IQ-OTH/NCCD), some of odd size."""
+    rng = np.random.default_rng(seed)
+    for k, folder in enumerate(("Normal cases", "Bengin cases", "Malignant cases")):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            shape = (48, 40) if i == 0 else (40, 40)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / folder / f"{k}-{i}.png")
+    return root
+
+
+def test_exact_and_near_duplicates_across_splits_are_reported(tmp_path):
+    root = _noise_dataset(tmp_path)
+    src = np.asarray(Image.open(root / "Normal cases" / "0-3.png"))
+    (root / "Malignant cases" / "copy.png").write_bytes((root / "Normal cases" / "0-3.png").read_bytes())
+    Image.fromarray(np.clip(src.astype(int) + 6, 0, 255).astype(np.uint8)).save(root / "Bengin cases" / "near.png")
+    r = check_dataset(root)
+    assert r["usable"] and r["patients"] is None
+    assert any("no patient ids" in w for w in r["warnings"])
+    assert r["sizes"] == {"40x40": 29, "40x48": 3}
+    d = r["duplicates"]
+    assert d["exact_groups"] == 1 and d["exact"][0] == ["Malignant cases/copy.png", "Normal cases/0-3.png"]
+    split_of = prepare(discover(root), 0).assignment
+    trio = ["Normal cases/0-3.png", "Malignant cases/copy.png", "Bengin cases/near.png"]
+    crossing = {tuple(sorted((a, b))) for a, b, _ in d["near"]}
+    expected = {tuple(sorted((a, b))) for i, a in enumerate(trio) for b in trio[i + 1:] if split_of[a] != split_of[b]}
+    assert expected and crossing == expected  # only these three look alike, and only pairs across splits count
+    assert d["exact_across_splits"] == int(split_of[trio[0]] != split_of[trio[1]])
+
+
+def test_unreadable_files_empty_class_and_mask_problems_are_named_but_usable(tmp_path):
+    root = _noise_dataset(tmp_path, n=6)
+    (root / "Normal cases" / "bad.png").write_bytes(b"garbage")
+    (root / "Normal cases" / "empty.png").write_bytes(b"")
+    (root / "masks" / "Malignant cases").mkdir(parents=True)
+    Image.new("L", (10, 10)).save(root / "masks" / "Malignant cases" / "2-1.png")
+    r = check_dataset(root)
+    errors = "\n".join(r["errors"])
+    assert "bad.png: not a readable image" in errors and "empty.png: empty file" in errors
+    assert "masks/Malignant cases/2-1.png: mask is 10x10 but its image is 40x40" in errors
+    assert r["usable"] and r["n_readable"] == 17
+    for p in (root / "Bengin cases").iterdir():
+        p.unlink()
+    r = check_dataset(root)
+    assert r["usable"] and any("class Benign has no readable images" in w for w in r["warnings"])
+
+
+def test_cli_exit_codes_json_and_text(tmp_path):
+    root = _noise_dataset(tmp_path, n=5)
+    runner = CliRunner()
+    res = runner.invoke(app, ["check", str(root), "--json"])
+    assert res.exit_code == 0
+    assert json.loads(res.output)["classes"]["Normal"]["total"] == 5
+    res = runner.invoke(app, ["check", str(root)])
+    assert res.exit_code == 0
+    assert "sizes (width x height):" in res.output and "40x48" in res.output and "duplicates:" in res.output
+    assert "usable" in res.output and "no patient ids" in res.output
+    prepare(discover(root), 0)  # a saved split, then the data changes under it: not usable
+    Image.new("L", (40, 40), 3).save(root / "Normal cases" / "late.png")
+    res = runner.invoke(app, ["check", str(root)])
+    assert res.exit_code == 1 and "no longer matches" in res.output and "not usable" in res.output
+    for folder in ("Bengin cases", "Malignant cases"):  # a single class cannot train a classifier
+        for p in (root / folder).iterdir():
+            p.unlink()
+    (root / "splits" / "split-seed0.csv").unlink()
+    assert runner.invoke(app, ["check", str(root)]).exit_code == 1
+
+
+def test_check_on_phantoms_uses_patients_and_counts_masks(phantoms):
+    r = check_dataset(phantoms)
+    assert r["usable"] and r["patients"] == 15 and not r["errors"]
+    assert r["masks"]["with_mask"] == r["masks"]["abnormal"] == 30
+    assert r["duplicates"]["near_pairs_across_splits"] == 0  # whole patients per split: nothing leaks

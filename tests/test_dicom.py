@@ -1,0 +1,72 @@
+"""DICOM slices: modality LUT to HU, then a window; in class folders and CSV manifests alike."""
+
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut
+
+from gradfaith_tui.data.dataset import discover
+from gradfaith_tui.data.imageio import (LUNG_WINDOW, MEDIASTINAL_WINDOW, is_dicom, parse_window, read_grey,
+                                        window)
+from gradfaith_tui.data.prepared import load_split
+from gradfaith_tui.errors import DataError
+
+CT = get_testdata_file("CT_small.dcm")  # bundled with pydicom: no download
+
+
+def _hu():
+    ds = pydicom.dcmread(CT)
+    return apply_modality_lut(ds.pixel_array, ds)
+
+
+def test_dicom_is_converted_to_hu_then_windowed(tmp_path):
+    path = tmp_path / "slice.dcm"
+    shutil.copy(CT, path)
+    lung, media = read_grey(path), read_grey(path, MEDIASTINAL_WINDOW)
+    assert lung.shape == (128, 128) and lung.dtype == np.uint8
+    assert np.array_equal(lung, window(_hu(), *LUNG_WINDOW))
+    assert np.array_equal(media, window(_hu(), *MEDIASTINAL_WINDOW))
+    assert not np.array_equal(lung, media)
+
+
+def test_window_presets_and_custom_values():
+    assert parse_window("lung") == (1500.0, -600.0) and parse_window("Mediastinal") == (350.0, 50.0)
+    assert parse_window("400,40") == parse_window("W400/L40") == (400.0, 40.0)
+    with pytest.raises(DataError, match="--window: window 'bone' is not lung"):
+        parse_window("bone")
+    with pytest.raises(DataError, match="width must be positive"):
+        parse_window("0,40")
+
+
+def test_dicom_in_class_folders_with_or_without_extension(tmp_path):
+    for folder in ("malignant", "normal"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(CT, tmp_path / "malignant" / "a.dcm")
+    shutil.copy(CT, tmp_path / "normal" / "IM0001")  # scanners often export without an extension
+    (tmp_path / "normal" / "README").write_text("not an image")
+    ds = discover(tmp_path, window=MEDIASTINAL_WINDOW)
+    assert sorted((s.path.name, s.label) for s in ds.samples) == [("IM0001", 0), ("a.dcm", 2)]
+    assert is_dicom(tmp_path / "normal" / "IM0001") and all(s.window == MEDIASTINAL_WINDOW for s in ds.samples)
+    arr = load_split(ds.samples, 64)
+    assert arr.images.shape == (2, 64, 64)
+
+
+def test_dicom_window_per_row_in_a_csv(tmp_path):
+    shutil.copy(CT, tmp_path / "a.dcm")
+    shutil.copy(CT, tmp_path / "b.dcm")
+    (tmp_path / "manifest.csv").write_text('path,label,window\na.dcm,2,mediastinal\nb.dcm,0,"400,40"\n')
+    ds = discover(tmp_path)
+    assert {s.case_id: s.window for s in ds.samples} == {"a.dcm": MEDIASTINAL_WINDOW, "b.dcm": (400.0, 40.0)}
+    (tmp_path / "manifest.csv").write_text("path,label,window\na.dcm,2,soft\n")
+    with pytest.raises(DataError, match="manifest.csv:2: window 'soft'"):
+        discover(tmp_path, strict=True)
+
+
+def test_broken_dicom_names_the_file(tmp_path):
+    bad = tmp_path / "broken.dcm"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"\x01" * 10)
+    with pytest.raises(DataError, match="broken.dcm: not a readable DICOM slice"):
+        read_grey(bad)
