@@ -78,6 +78,7 @@ class HeatmapPanel(Vertical):
 
     def compose(self):
         yield Static("", id="case-title")
+        yield Static("", id="case-suspects")
         with VerticalScroll(id="tiles-scroll"):
             yield TileGrid(id="tiles")
 
@@ -147,6 +148,18 @@ class HeatmapPanel(Vertical):
             lines = lines[:n] + [("", "")] * (n - len(lines)) + [self._suspect_line(suspects, i)]
         return Group(pixels, _label(lines, n + extra))
 
+    def _show_suspects(self, idx: int) -> None:
+        """Every suspect reason of the case in words, one line each, above the tiles (hidden when none)."""
+        names = {c.model.model_id: f"M{i + 1} {c.model.name}" for i, c in enumerate(self.source.columns)}
+        names.update({c.model.name: f"M{i + 1} {c.model.name}" for i, c in enumerate(self.source.columns)})
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for k, s in enumerate(self.source.suspects(idx)):
+            text.append(("\n" if k else "") + f"⚠ {names.get(s.model_id, s.model_id)}: {s.reason}", "bold yellow")
+        widget = self.query_one("#case-suspects", Static)
+        if text.plain or widget.display:
+            widget.display = bool(text.plain)
+            widget.update(text)
+
     def _suspect_line(self, suspects: list, i: int) -> tuple[str, str]:
         if i == 0:
             mine = [s for s in suspects if s.model_id not in self._model_ids()]
@@ -191,5 +204,6 @@ class HeatmapPanel(Vertical):
         if flag is not None:
             title.append(f" · ⚑ {flag.category}" + (f": {flag.note}" if flag.note else ""), "bold magenta")
         self.query_one("#case-title", Static).update(title, layout=False)  # one line: no relayout per case
+        self._show_suspects(idx)
         self.query_one(TileGrid).set_strips(strips)
         self.post_message(self.Rendered(idx))

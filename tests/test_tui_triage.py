@@ -1,0 +1,307 @@
+"""The explorer's triage: filters, per-model and descending sorts, flags and notes in the database, undo,
+export files, zoom and models screens, overlay controls and the command palette, driven by Pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradfaith_tui.store.arrays import CaseArrays, Filter
+from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.flags import FlagStore
+from gradfaith_tui.store.synthetic import build_synthetic_cache
+from gradfaith_tui.tui.app import make_app
+from gradfaith_tui.tui.screens.ask import AskScreen
+from gradfaith_tui.tui.screens.models import ModelsScreen
+from gradfaith_tui.tui.screens.zoom import ZoomScreen
+from gradfaith_tui.tui.widgets.case_table import CaseTable
+from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
+
+
+@pytest.fixture()
+def cache(tmp_path_factory) -> Path:
+    """A fresh small cache per test: flags written by one test never leak into another."""
+    return build_synthetic_cache(tmp_path_factory.mktemp("triage"), 40)
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    root = build_synthetic_cache(tmp_path_factory.mktemp("rows"), 40)
+    reader = CacheReader(root)
+    out = {r.idx: r for r in reader.rows(range(reader.n_cases))}
+    reader.close()
+    return out
+
+
+async def settle(pilot) -> None:
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def db_flags(root: Path) -> list[tuple]:
+    con = sqlite3.connect(root / "audit.sqlite")
+    out = con.execute("SELECT idx, category, note, undone FROM flags ORDER BY flag_id").fetchall()
+    con.close()
+    return out
+
+
+def order_of(app) -> list[int]:
+    return [int(i) for i in app.query_one(CaseTable).source.order]
+
+
+def run(coro_fn, cache, size=(120, 40), **kwargs):
+    async def main():
+        app = make_app(cache, **kwargs)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await coro_fn(app, pilot)
+        return app
+    return asyncio.run(main())
+
+
+def test_flags_notes_undo_persist_and_export(cache, tmp_path):
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        first = table.source.idx_at(0)
+        await pilot.press("1")  # unfaithful
+        await settle(pilot)
+        assert db_flags(cache) == [(first, "unfaithful", "", 0)]  # committed at once
+        assert "U" in "".join(s.text for s in table.render_line(1))
+        assert "unfaithful" in str(app.query_one("#case-title").content)
+
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, AskScreen)
+        await pilot.press(*"heat on ribs", "enter")
+        await settle(pilot)
+        assert db_flags(cache)[-1] == (first, "unfaithful", "heat on ribs", 0)
+
+        await pilot.press("j", "2")  # shortcut on the second case
+        await settle(pilot)
+        second = table.source.idx_at(1)
+        assert app.source.flags.get(second).category == "shortcut"
+
+        await pilot.press("z")  # undo the shortcut flag
+        await settle(pilot)
+        assert app.source.flags.get(second) is None
+        active = [r for r in db_flags(cache) if r[3] == 0]
+        assert active == [(first, "unfaithful", "heat on ribs", 0)]
+
+        await pilot.press("4", "k", "0")  # flag the second fine, then unflag the first
+        await settle(pilot)
+        assert {r[0]: r[1] for r in db_flags(cache) if r[3] == 0} == {second: "fine"}
+        await pilot.press("z")  # the first comes back, note and all
+        await settle(pilot)
+        assert app.source.flags.get(first).note == "heat on ribs"
+
+        await pilot.press("x")
+        await settle(pilot)
+        csv_path, json_path = app.last_export
+        records = json.loads(json_path.read_text())
+        assert {r["case_id"]: r["category"] for r in records} == {
+            app.source.row_at(0).case_id: "unfaithful", app.source.row_at(1).case_id: "fine"}
+        rec = next(r for r in records if r["category"] == "unfaithful")
+        assert rec["note"] == "heat on ribs" and len(rec["models"]) == 5
+        assert all("faith" in m and "pred" in m for m in rec["models"].values())
+        with csv_path.open() as fh:
+            lines = list(csv.DictReader(fh))
+        assert len(lines) == 2 * 5 and {ln["category"] for ln in lines} == {"unfaithful", "fine"}
+        assert all(ln["faith"] != "" for ln in lines)
+
+    run(body, cache, export_dir=tmp_path / "out")
+    # A new session (after a crash, say) sees the flags, and can undo the newest one.
+    store = FlagStore(cache)
+    assert {f.category for f in store.current.values()} == {"unfaithful", "fine"}
+    store.close()
+
+    async def reopen(app, pilot):
+        assert len(app.source.flags.current) == 2
+        await pilot.press("z")
+        await settle(pilot)
+        assert len(app.source.flags.current) == 1
+    run(reopen, cache)
+
+
+def test_filters_and_search(cache, rows):
+    async def body(app, pilot):
+        n = len(order_of(app))
+        await pilot.press("t")  # true Normal
+        await settle(pilot)
+        assert order_of(app) and all(rows[i].label == 0 for i in order_of(app))
+        assert "true Normal" in str(app.query_one("#status").content)
+        await pilot.press("t", "t")  # Malignant
+        await settle(pilot)
+        assert all(rows[i].label == 2 for i in order_of(app))
+        await pilot.press("v")  # any model wrong
+        await settle(pilot)
+        assert order_of(app) and all(rows[i].n_wrong() > 0 for i in order_of(app))
+        await pilot.press("escape")
+        await settle(pilot)
+        assert len(order_of(app)) == n
+
+        await pilot.press("p")  # any model predicts Normal
+        await settle(pilot)
+        assert all(any(r.pred == 0 for r in rows[i].results.values()) for i in order_of(app))
+        await pilot.press("m")  # the filter now uses M1 alone
+        await settle(pilot)
+        m1 = app.source.columns[0].model.name
+        assert order_of(app) and all(rows[i].results[m1].pred == 0 for i in order_of(app))
+        await pilot.press("escape", "v", "v")  # right (by M1)
+        await settle(pilot)
+        assert all(rows[i].results[m1].pred == rows[i].label for i in order_of(app))
+        await pilot.press("escape")
+        await settle(pilot)
+
+        await pilot.press("1", "u")  # flag the current case, then show flagged cases only
+        await settle(pilot)
+        assert order_of(app) == list(app.source.flags.current)
+
+        await pilot.press("escape", "slash")
+        await settle(pilot)
+        await pilot.press(*"case (1", "enter")
+        await settle(pilot)
+        ids = [rows[i].case_id for i in order_of(app)]
+        assert ids and all("case (1" in c for c in ids)
+        assert len(ids) == sum("case (1" in r.case_id for r in rows.values())
+
+        await pilot.press("s")  # no suspects table in this cache: says so, shows none
+        await settle(pilot)
+        assert order_of(app) == []
+        assert "no case matches" in str(app.query_one("#status").content)
+
+    run(body, cache)
+
+
+def test_per_model_and_descending_sorts(cache, rows):
+    async def body(app, pilot):
+        await pilot.press("m", "m", "f")  # M2's Faith
+        await settle(pilot)
+        m2 = app.source.columns[1].model.name
+        vals = [rows[i].results[m2].metrics["faith"] for i in order_of(app)]
+        assert vals == sorted(vals)
+        assert f"({m2})" in str(app.query_one("#status").content)
+        await pilot.press("r")
+        await settle(pilot)
+        vals = [rows[i].results[m2].metrics["faith"] for i in order_of(app)]
+        assert vals == sorted(vals, reverse=True)
+        await pilot.press("c")
+        await settle(pilot)
+        vals = [rows[i].results[m2].metrics["consist"] for i in order_of(app)]
+        assert vals == sorted(vals)
+        await pilot.press("m", "m", "m", "m", "i")  # back to the worst model; IoU
+        await settle(pilot)
+        vals = [rows[i].worst("iou") for i in order_of(app)]
+        have = [v for v in vals if v is not None]
+        assert have == sorted(have) and all(v is None for v in vals[len(have):])
+        await pilot.press("n", "r")
+        await settle(pilot)
+        ids = [rows[i].case_id for i in order_of(app)]
+        assert ids == sorted(ids, reverse=True)
+
+    run(body, cache)
+
+
+def test_zoom_models_overlay_palette(cache):
+    async def body(app, pilot):
+        await pilot.press("enter")
+        await settle(pilot)
+        zoom = app.screen
+        assert isinstance(zoom, ZoomScreen)
+        title = str(zoom.query_one("#zoom-title").content)
+        assert app.source.row_at(0).case_id in title
+        strips = zoom.query_one("#zoom-tiles").strips
+        text = "\n".join("".join(s.text for s in st) for st in strips)
+        assert "M1 resnet10t" in text and "seed 0 (1/2)" in text and "Faith" in text
+        await pilot.press("s")  # the other seed
+        await settle(pilot)
+        text = "\n".join("".join(s.text for s in st) for st in zoom.query_one("#zoom-tiles").strips)
+        assert "seed 1 (2/2)" in text
+        await pilot.press("right", "down")
+        await settle(pilot)
+        assert zoom.model == 1 and zoom.position == 1
+        await pilot.press("o")  # app-level overlay keys work here too
+        await settle(pilot)
+        assert "outline off" in str(zoom.query_one("#zoom-title").content)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, ZoomScreen)
+
+        panel = app.query_one(HeatmapPanel)
+        await pilot.press("C", "b", "left_square_bracket")
+        await settle(pilot)
+        assert panel.overlay.colormap == "hot" and not panel.overlay.alone and panel.overlay.opacity == 0.4
+        await pilot.press("b")
+        await settle(pilot)
+        assert panel.overlay.alone
+
+        await pilot.press("M")
+        await settle(pilot)
+        assert isinstance(app.screen, ModelsScreen)
+        await settle(pilot)
+        assert app.screen.query_one("#models-body").content is not None
+        await pilot.press("escape")
+        await settle(pilot)
+
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press(*"Sort by Consist", "enter")
+        await settle(pilot)
+        assert app.view.key == "consist"
+
+    run(body, cache)
+
+
+def test_models_screen_contents(cache):
+    from rich.console import Console
+
+    async def body(app, pilot):
+        await pilot.press("M")
+        await settle(pilot)
+        console = Console(width=160, record=True, color_system=None)
+        console.print(app.screen.query_one("#models-body").content)
+        text = console.export_text()
+        assert "Table I" in text and "Confusion" in text and "resnet10t" in text
+        assert "no suspect data in this cache" in text and "no sanity-check data" in text
+        assert any(ch in text for ch in "▁▂▃▄▅▆▇█")
+
+    run(body, cache)
+
+
+def test_suspects_shown_in_words(cache):
+    con = sqlite3.connect(cache / "audit.sqlite")
+    con.execute("CREATE TABLE suspects (idx INTEGER, model_id TEXT, rule TEXT, value REAL, reason TEXT)")
+    con.execute("INSERT INTO suspects VALUES (0, 'resnet10t/seed0', 'outside_body_heat', 0.71, "
+                "'71% of heat outside the body')")
+    con.commit()
+    con.close()
+
+    async def body(app, pilot):
+        await pilot.press("s")
+        await settle(pilot)
+        assert order_of(app) == [0]
+        table = app.query_one(CaseTable)
+        assert "⚠" in "".join(s.text for s in table.render_line(1))
+        panel = app.query_one(HeatmapPanel)
+        text = "\n".join("".join(s.text for s in st) for st in panel.query_one("#tiles").strips)
+        assert "⚠ 71%" in text  # on M1's tile
+        assert "M1 resnet10t: 71% of heat outside the body" in str(panel.query_one("#case-suspects").content)
+
+    run(body, cache)
+
+
+def test_arrays_view_speed_shape(cache):
+    reader = CacheReader(cache)
+    a = CaseArrays(reader.con, reader.columns, reader.n_cases)
+    assert a.order("faith").shape == (40,) and a.view("faith", -1, False, Filter(true_class=1)).size > 0
+    assert not a.has_suspects
+    counts, _, missing = a.histogram("locacc", 0)
+    assert counts.sum() + missing == 40 and missing > 0
+    reader.close()
