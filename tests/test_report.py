@@ -152,9 +152,13 @@ def test_missing_results_are_said_plainly_and_present_ones_are_counted(made, cac
     con.execute("CREATE TABLE suspects (model TEXT, idx INTEGER, reason TEXT)")
     con.executemany("INSERT INTO suspects VALUES (?,?,?)",
                     [("resnet10t", 1, "border heat"), ("resnet10t", 2, "border heat"), ("densenet-s", 3, "low Faith")])
+    con.execute("DELETE FROM evaluation")
     con.commit()
     con.close()
     report = build(CacheReader(copy))
+    text = markdown.render(report)
+    assert "No Table I in this cache" in text and not report.confusion
+    assert "| resnet10t | border heat | 2 |" in text and "3 rows in `suspects`" in text
     assert report.optional["suspects"].reason_counts == [("densenet-s", "low Faith", 1), ("resnet10t", "border heat", 2)]
     assert report.optional["sanity"].table is None
 
