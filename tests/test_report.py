@@ -149,17 +149,20 @@ def test_missing_results_are_said_plainly_and_present_ones_are_counted(made, cac
     assert text.count("**Not in this cache yet**") == 2
     copy = Path(shutil.copytree(cache, tmp_path / "c"))
     con = sqlite3.connect(copy / "audit.sqlite")
-    con.execute("CREATE TABLE suspects (model TEXT, idx INTEGER, reason TEXT)")
-    con.executemany("INSERT INTO suspects VALUES (?,?,?)",
-                    [("resnet10t", 1, "border heat"), ("resnet10t", 2, "border heat"), ("densenet-s", 3, "low Faith")])
+    con.execute("CREATE TABLE suspects (idx INTEGER, model_id TEXT, rule TEXT, value REAL, reason TEXT)")
+    con.executemany("INSERT INTO suspects VALUES (?,?,?,?,?)", [  # the layout the explorer reads
+        (1, "resnet10t/seed0", "border_heat", 0.61, "61% of the heat on the border"),
+        (2, "resnet10t/seed0", "border_heat", 0.72, "72% of the heat on the border"),
+        (3, "densenet-s/seed0", "low_faith", -0.2, "Faith -0.20")])
     con.execute("DELETE FROM evaluation")
     con.commit()
     con.close()
     report = build(CacheReader(copy))
     text = markdown.render(report)
     assert "No Table I in this cache" in text and not report.confusion
-    assert "| resnet10t | border heat | 2 |" in text and "3 rows in `suspects`" in text
-    assert report.optional["suspects"].reason_counts == [("densenet-s", "low Faith", 1), ("resnet10t", "border heat", 2)]
+    assert "| resnet10t/seed0 | border_heat | 2 |" in text and "3 rows in `suspects`" in text
+    assert report.optional["suspects"].reason_counts == [("densenet-s/seed0", "low_faith", 1),
+                                                        ("resnet10t/seed0", "border_heat", 2)]
     assert report.optional["sanity"].table is None
 
 

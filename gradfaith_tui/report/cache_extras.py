@@ -22,7 +22,7 @@ class ResultTable:
     columns: list[str] = field(default_factory=list)
     rows: list[list] = field(default_factory=list)
     total: int = 0
-    reason_counts: list[tuple] = field(default_factory=list)  # (model or "", reason, count) where a reason column exists
+    reason_counts: list[tuple] = field(default_factory=list)  # (model or "", rule or reason, count)
 
 
 def _tables(reader: CacheReader) -> set[str]:
@@ -40,11 +40,13 @@ def optional_results(reader: CacheReader) -> dict[str, ResultTable]:
             res.columns = [d[0] for d in cur.description]
             res.rows = [list(r) for r in cur.fetchall()]
             res.total = int(reader.con.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
-            if "reason" in res.columns:
+            # Count by the rule's name where there is one: a reason's text may carry the case's own value.
+            why = next((c for c in ("rule", "reason") if c in res.columns), None)
+            if why is not None:
                 by = next((c for c in ("model", "model_id", "name") if c in res.columns), None)
                 key = f'"{by}"' if by else "''"
                 res.reason_counts = [tuple(r) for r in reader.con.execute(
-                    f'SELECT {key}, reason, COUNT(*) FROM "{table}" GROUP BY 1, 2 ORDER BY 1, 2')]
+                    f'SELECT {key}, "{why}", COUNT(*) FROM "{table}" GROUP BY 1, 2 ORDER BY 1, 2')]
         out[kind] = res
     return out
 

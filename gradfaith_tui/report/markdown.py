@@ -103,7 +103,7 @@ def _optional(r: Report) -> list[str]:
             continue
         if res.reason_counts:
             out.append("Counts by reason:\n\n" + markdown_table(
-                ["Model", "Reason", "Count"], [[escape(a or "–"), escape(b), str(c)] for a, b, c in res.reason_counts]) + "\n")
+                ["Model", "Rule or reason", "Count"], [[escape(a or "–"), escape(b), str(c)] for a, b, c in res.reason_counts]) + "\n")
         shown = f" (first {len(res.rows)})" if res.total > len(res.rows) else ""
         out.append(f"{res.total} rows in `{res.table}`{shown}:\n\n"
                    + markdown_table(res.columns, [[escape(v) for v in row] for row in res.rows]) + "\n")
