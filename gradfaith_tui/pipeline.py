@@ -43,14 +43,14 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
 
     if target not in ("pred", "true"):
         raise GradfaithError(f"--target: '{target}' (choose pred or true)")
-    ds = discover(data)
-    for w in ds.warnings:
+    ds = discover(data, strict=strict)
+    for w in ds.warnings + ds.problems:
         warn(w)
     ckpts = find_checkpoints(checkpoints, names, seeds)
     split_seeds = {c.card.get("split_seed", 0) for c in ckpts}
     if len(split_seeds) > 1:
         raise CheckpointError(f"--checkpoints: models were trained on different splits (seeds {sorted(split_seeds)})")
-    prep = prepare(ds, split_seeds.pop())
+    prep = prepare(ds, split_seeds.pop(), warn)
     for c in ckpts:
         if c.card.get("data_fingerprint") != prep.fingerprint and not force:
             raise CheckpointError(f"{c.directory}: trained on other data (fingerprint {c.card.get('data_fingerprint')}, "

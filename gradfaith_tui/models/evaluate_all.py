@@ -14,13 +14,15 @@ from gradfaith_tui.models.registry import find_checkpoints
 
 def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: list[int] | None, device: str = "cpu",
                  force: bool = False, strict: bool = False, warn: Callable[[str], None] = print) -> dict[str, dict]:
-    ds = discover(data)
+    ds = discover(data, strict=strict)
+    for w in ds.problems:
+        warn(w)
     ckpts = find_checkpoints(checkpoints, names, seeds)
     bodies, arrays, preps = {}, {}, {}
     for c in ckpts:
         split_seed = c.card.get("split_seed", 0)
         if split_seed not in preps:
-            preps[split_seed] = prepare(ds, split_seed)
+            preps[split_seed] = prepare(ds, split_seed, warn)
         prep = preps[split_seed]
         model, card = load_checkpoint(c.directory, prep.fingerprint, force)
         key = (split_seed, card["img_size"])

@@ -28,10 +28,10 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
             split_seed: int = 0, strict: bool = False, events: FitEvents = FitEvents()) -> list[Path]:
     for spec in specs:  # fail on a bad name before spending any time
         check_arch(spec.arch)
-    ds = discover(data)
-    for w in ds.warnings:
+    ds = discover(data, strict=strict)
+    for w in ds.warnings + ds.problems:
         events.warn(w)
-    prep = prepare(ds, split_seed)
+    prep = prepare(ds, split_seed, events.warn)  # the saved split, or made and saved now
     train_arr = load_split(prep.samples(ds, "train"), cfg.img_size, strict, events.warn)
     val_arr = load_split(prep.samples(ds, "val"), cfg.img_size, strict, events.warn)
     provenance = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": split_seed,
