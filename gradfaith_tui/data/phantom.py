@@ -30,7 +30,7 @@ class PhantomConfig:
     balance: tuple[float, float, float] = (0.38, 0.11, 0.51)  # like IQ-OTH/NCCD
     seed: int = 0
     shortcut_class: int | None = None  # class whose images may carry a burned-in marker
-    shortcut_rate: float = 0.0  # share of that class's images that carry it
+    shortcut_rate: float = 0.0  # share of that class's images that carry it (exact, rounded)
     noise_hu: float = 25.0
 
 
@@ -100,7 +100,7 @@ class _Patient:
                 spicules = np.zeros((0, 2))
             else:  # malignant: larger, lobulated, spiculated
                 r = rng.uniform(0.09, 0.15)
-                shape = rng.uniform(0.08, 0.2, size=4) * rng.choice([-1, 1], size=4)
+                shape = rng.uniform(0.12, 0.25, size=4) * rng.choice([-1, 1], size=4)
                 hu = rng.uniform(30, 70)
                 calcified = False
                 spicules = np.stack([rng.uniform(0, 2 * np.pi, 9), rng.uniform(0.4, 0.9, 9)], 1)
@@ -172,23 +172,35 @@ def _draw_marker(img: Image.Image, rng: np.random.Generator) -> None:
     d.text((x0 + w // 4, y0), "R", fill=0)
 
 
+def shortcut_images(cfg: PhantomConfig, labels: list[int]) -> set[int]:
+    """Indices of the slices that carry the marker: exactly round(rate x images) of the chosen class."""
+    if cfg.shortcut_class is None or cfg.shortcut_rate <= 0:
+        return set()
+    idx = [i for i, lab in enumerate(np.repeat(labels, cfg.slices_per_patient)) if lab == cfg.shortcut_class]
+    rng = np.random.default_rng([cfg.seed, 7919])  # its own stream: anatomy does not depend on the shortcut
+    return {int(i) for i in rng.permutation(idx)[: int(round(cfg.shortcut_rate * len(idx)))]}
+
+
 def generate(cfg: PhantomConfig):
     """Yield every slice of every patient, deterministically for cfg.seed."""
     n = cfg.size
     g = (np.arange(n) + 0.5) / n * 2 - 1
     yy, xx = np.meshgrid(g, g, indexing="ij")
-    for p, label in enumerate(patient_labels(cfg)):
+    labels = patient_labels(cfg)
+    marked = shortcut_images(cfg, labels)
+    marker_rng = np.random.default_rng([cfg.seed, 104729])
+    for p, label in enumerate(labels):
         rng = np.random.default_rng([cfg.seed, p])
         patient = _Patient(rng, label)
         zs = np.linspace(-0.6, 0.6, cfg.slices_per_patient) + rng.normal(0, 0.05)
-        for z in zs:
+        for k, z in enumerate(zs):
             hu, mask = patient.slice_hu(yy, xx, float(z), rng)
             hu = gaussian_filter(hu, 0.6 * n / 256) + rng.normal(0, cfg.noise_hu, hu.shape)
             img = Image.fromarray(window(hu, *LUNG_WINDOW))
-            shortcut = cfg.shortcut_class == label and rng.random() < cfg.shortcut_rate
+            shortcut = p * cfg.slices_per_patient + k in marked
             if shortcut:
-                _draw_marker(img, rng)
-            yield PhantomSlice(np.asarray(img), mask, label, f"P{p:04d}", bool(shortcut))
+                _draw_marker(img, marker_rng)
+            yield PhantomSlice(np.asarray(img), mask, label, f"P{p:04d}", shortcut)
 
 
 def write_dataset(cfg: PhantomConfig, out: Path) -> int:
