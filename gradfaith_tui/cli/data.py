@@ -112,6 +112,8 @@ def _print_check(r: dict) -> None:
     con.print(f"patients: {r['patients'] if r['patients'] is not None else 'no patient ids (slice-level split)'}")
     m = r["masks"]
     con.print(f"masks: {m['with_mask']} images ({m['abnormal']} Benign/Malignant); LocAcc is absent, not zero, elsewhere")
+    if r["shortcut"] is not None:
+        con.print("planted shortcut (marker burned in): " + ", ".join(f"{k} {v}" for k, v in r["shortcut"].items()))
     if r["dicom"]["files"]:
         w, lv = r["dicom"]["default_window"]
         con.print(f"DICOM: {r['dicom']['files']} files, default window W{w:g}/L{lv:g} (a CSV 'window' column overrides)")
@@ -122,6 +124,8 @@ def _print_check(r: dict) -> None:
         con.print("  identical: " + escape(" = ".join(g)))
     for a, b, dist in d["near"][:10]:
         con.print(f"  near ({dist} bits): {escape(a)} ~ {escape(b)}")
+    if d["near_pairs_across_splits"] > 10:
+        con.print(f"  ... {d['near_pairs_across_splits'] - 10} more near pairs (--json lists {len(d['near'])})")
     for w in r["warnings"]:
         con.print(f"[yellow]warning:[/] {escape(w)}")
     for e in r["errors"]:

@@ -74,7 +74,7 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
     patients = {s.patient for s in readable if s.patient}
     if not patients:
         warnings.append("no patient ids: the split is by slice, so slices of one patient can fall in train and test "
-                        "(see the near-duplicates below)")
+                        "(see the near-duplicates)")
     exact = exact_groups(sha)
     cross_exact = [g for g in exact if len({assignment.get(c) for c in g}) > 1]
     near = near_pairs(hashes, assignment)
@@ -87,12 +87,14 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
     if abnormal and with_mask == 0:
         warnings.append("no lesion masks: LocAcc and IoU will be shown as absent")
     n_dicom = sum(is_dicom(s.path) for s in readable)
+    shortcut = {n: sum(bool(s.shortcut) for s in readable if s.label == k) for k, n in enumerate(CLASS_NAMES)}
     usable = len(readable) > 0 and len(empty) < len(CLASS_NAMES) - 1 and split_note != "saved split does not match the data"
     return {"root": str(root), "layout": ds.layout, "n_images": len(ds.samples), "n_readable": len(readable),
             "fingerprint": ds.fingerprint(), "classes": classes, "sizes": dict(sizes.most_common()),
             "patients": len(patients) or None, "split": {"seed": split_seed, "file": str(saved) if saved else None,
                                                           "note": split_note},
             "masks": {"with_mask": with_mask, "abnormal": len(abnormal)},
+            "shortcut": shortcut if any(s.shortcut is not None for s in readable) else None,
             "dicom": {"files": n_dicom, "default_window": list(window or LUNG_WINDOW)},
             "duplicates": {"exact_groups": len(exact), "exact_across_splits": len(cross_exact),
                            "near_pairs_across_splits": len(near), "exact": exact[:MAX_LISTED],
