@@ -28,6 +28,7 @@ from gradfaith_tui.tui.screens.help import HelpScreen, help_text
 from gradfaith_tui.tui.source import SORTS, CaseSource, ViewSpec
 from gradfaith_tui.tui.widgets.case_table import CaseTable
 from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
+from gradfaith_tui.tui.widgets.line import LineBar
 
 NARROW_BELOW = 100  # columns: stack the heatmaps under the table
 
@@ -79,6 +80,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.view = ViewSpec()
         self.overlay = Overlay()
         self.last_view_s = 0.0  # how long the last sort/filter took (benchmarks read it)
+        self.first_paint_at = 0.0
         self.sub_title = self.cache_name
 
     # --- layout ---------------------------------------------------------------------------------
@@ -88,7 +90,7 @@ class ExplorerApp(TriageActions, App[None]):
         with Container(id="main"):
             with Vertical(id="table-pane"):
                 yield CaseTable(self.source, id="cases")
-                yield Static("loading…", id="status")
+                yield LineBar("loading…", id="status")
             yield self._panel()
         yield Footer(show_command_palette=False)
 
@@ -104,6 +106,10 @@ class ExplorerApp(TriageActions, App[None]):
         self._layout_for(self.size.width)
         self.apply_view(self.view)
         self.warm_arrays()
+        self.call_after_refresh(self._painted)
+
+    def _painted(self) -> None:
+        self.first_paint_at = time.time()  # benchmarks read it
 
     @work(thread=True, group="warm")
     def warm_arrays(self) -> None:
@@ -152,7 +158,7 @@ class ExplorerApp(TriageActions, App[None]):
     def apply_view(self, view: ViewSpec, keep_case: bool = False) -> None:
         """Sort or filter in a worker; a new sort starts at the top, a filter keeps the case when it can."""
         self.view = view
-        self.query_one("#status", Static).update("sorting…", layout=False)
+        self.query_one("#status", LineBar).update("sorting…", layout=False)
         table = self.query_one(CaseTable)
         keep = self.source.idx_at(table.cursor) if keep_case and table.n_rows else None
         self.load_view(view, keep)
@@ -228,7 +234,7 @@ class ExplorerApp(TriageActions, App[None]):
         n_flags = len(self.source.flags.current) if self.source.flags else 0
         if n_flags:
             text.append(f" · {n_flags} flagged", "magenta")
-        self.query_one("#status", Static).update(text, layout=False)  # fixed height
+        self.query_one("#status", LineBar).update(text, layout=False)  # fixed height
 
     # --- screens -----------------------------------------------------------------------------------
     def action_help(self) -> None:

@@ -99,8 +99,9 @@ class ModelsScreen(Screen[None]):
 
     def _suspects(self, a) -> list:
         head = Text("Suspects from the engine", style="bold underline")
-        if not a.has_suspects:
-            return [head, Text("no suspect data in this cache", style="dim")]
+        if not a.has_suspects or not a.suspects:
+            what = "no suspect data in this cache" if not a.has_suspects else "no case crossed a suspect threshold"
+            return [head, Text(what, style="dim")]
         counts: dict[tuple[str, str], int] = {}
         for items in a.suspects.values():
             for s in items:
@@ -117,12 +118,13 @@ class ModelsScreen(Screen[None]):
         con = self.source.arrays.con
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         name = next((t for t in ("sanity", "sanity_checks") if t in tables), None)
-        if name is None:
+        cur = con.execute(f'SELECT * FROM "{name}" LIMIT 50') if name else None
+        rows = cur.fetchall() if cur else []
+        if not rows:
             return [head, Text("no sanity-check data in this cache", style="dim")]
-        cur = con.execute(f'SELECT * FROM "{name}" LIMIT 50')
         t = Table(box=None, padding=(0, 1), header_style="bold")
         for d in cur.description:
             t.add_column(d[0], no_wrap=True)
-        for r in cur.fetchall():
+        for r in rows:
             t.add_row(*("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in r))
         return [head, t]

@@ -11,10 +11,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from rich.console import Console, Group, RenderableType
-from rich.table import Table
+import numpy as np
 from rich.text import Text
-from rich_pixels import Pixels
 from textual import events, work
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
@@ -25,8 +23,10 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
+from gradfaith_tui.tui.halfblock import grid_strips, pixel_strips, text_strips
 from gradfaith_tui.tui.render import (Overlay, class_name, heatmap_tile, input_tile, label_lines, metric_lines,
                                      tile_layout)
+from gradfaith_tui.tui.widgets.line import LineBar
 from gradfaith_tui.tui.source import CaseMaps, CaseSource
 
 
@@ -72,12 +72,14 @@ class HeatmapPanel(Vertical):
     def __init__(self, source: CaseSource, **kwargs):
         super().__init__(**kwargs)
         self.source = source
-        self._tiles: OrderedDict[tuple, Pixels] = OrderedDict()
+        self._tiles: OrderedDict[tuple, list[Strip]] = OrderedDict()
         self._tiles_lock = threading.Lock()  # a cancelled worker may still be finishing
         self._rendered_for = (0, 0)
+        self._rendered_idx: int | None = None  # the case whose tiles are on screen
+        self._pending = 0  # renders asked for and not yet shown
 
     def compose(self):
-        yield Static("", id="case-title")
+        yield LineBar("", id="case-title")
         yield Static("", id="case-suspects")
         with VerticalScroll(id="tiles-scroll"):
             yield TileGrid(id="tiles")
@@ -85,6 +87,10 @@ class HeatmapPanel(Vertical):
     def watch_case_idx(self, idx: int | None) -> None:
         if idx is not None:
             self.render_case(idx, *self._grid_size())
+
+    def render_case(self, idx: int, width: int, height: int) -> None:
+        self._pending += 1
+        self._render_case(idx, width, height)
 
     def watch_overlay(self) -> None:
         if self.case_idx is not None:
@@ -105,10 +111,11 @@ class HeatmapPanel(Vertical):
         return region.width, region.height
 
     @work(thread=True, exclusive=True, group="heatmaps")
-    def render_case(self, idx: int, width: int, height: int) -> None:
+    def _render_case(self, idx: int, width: int, height: int) -> None:
         if width <= 0 or height <= 0:
             return
-        time.sleep(0.02)  # while a key is held, only the case the cursor stops on gets rendered
+        if self._pending > 1:  # keys in quick succession: render only the case the cursor stops on
+            time.sleep(0.03)
         if get_current_worker().is_cancelled:
             return
         data = self.source.case_maps(idx)
@@ -120,24 +127,17 @@ class HeatmapPanel(Vertical):
         tiles = [self._tile(data, i, px, overlay, suspects, extra) for i in range(n_tiles)]
         if get_current_worker().is_cancelled:
             return
-        grid = Table.grid(padding=(0, 1, 0, 0))
-        for _ in range(cols):
-            grid.add_column(width=px, no_wrap=True)
-        for start in range(0, n_tiles, cols):
-            chunk = tiles[start:start + cols]
-            grid.add_row(*chunk, *([""] * (cols - len(chunk))))
-        console = Console(width=width, color_system="truecolor", force_terminal=True, legacy_windows=False)
-        strips = [Strip(line) for line in console.render_lines(grid, console.options.update_width(width), pad=False)]
+        strips = grid_strips(tiles, cols, px)
         self.app.call_from_thread(self._show, idx, data, strips, (width, height))
 
-    def _tile(self, data: CaseMaps, i: int, px: int, overlay: Overlay, suspects: list, extra: int) -> RenderableType:
+    def _tile(self, data: CaseMaps, i: int, px: int, overlay: Overlay, suspects: list, extra: int) -> list[Strip]:
         key = (data.row.idx, i, px, overlay if i else overlay.outline)
         with self._tiles_lock:
             pixels = self._tiles.get(key)
         if pixels is None:
             img = (input_tile(data.image, data.mask, px, overlay.outline) if i == 0 else
                    heatmap_tile(data.image, data.heatmaps[i - 1], px, overlay, data.mask))
-            pixels = Pixels.from_image(img)
+            pixels = pixel_strips(np.asarray(img))
             with self._tiles_lock:
                 self._tiles[key] = pixels
                 while len(self._tiles) > self.MAX_TILES:
@@ -146,7 +146,7 @@ class HeatmapPanel(Vertical):
         n = label_lines(px)
         if extra:
             lines = lines[:n] + [("", "")] * (n - len(lines)) + [self._suspect_line(suspects, i)]
-        return Group(pixels, _label(lines, n + extra))
+        return pixels + text_strips(_label(lines, n + extra), px)
 
     def _show_suspects(self, idx: int) -> None:
         """Every suspect reason of the case in words, one line each, above the tiles (hidden when none)."""
@@ -193,9 +193,11 @@ class HeatmapPanel(Vertical):
         return lines + [(m, "") for m in metric_lines(res.metrics, px)]
 
     def _show(self, idx: int, data: CaseMaps, strips: list[Strip], size: tuple[int, int]) -> None:
+        self._pending = 0
         if idx != self.case_idx:
             return  # the cursor moved on while this rendered
         self._rendered_for = size
+        self._rendered_idx = idx
         row = data.row
         mask = "mask ✓" if row.has_mask else "no mask"
         flag = self.source.flags.get(idx) if self.source.flags else None
@@ -203,7 +205,7 @@ class HeatmapPanel(Vertical):
                               no_wrap=True, overflow="ellipsis")
         if flag is not None:
             title.append(f" · ⚑ {flag.category}" + (f": {flag.note}" if flag.note else ""), "bold magenta")
-        self.query_one("#case-title", Static).update(title, layout=False)  # one line: no relayout per case
+        self.query_one("#case-title", LineBar).update(title, layout=False)  # one line: no relayout per case
         self._show_suspects(idx)
         self.query_one(TileGrid).set_strips(strips)
         self.post_message(self.Rendered(idx))
