@@ -69,14 +69,12 @@ class ExplorerApp(TriageActions, App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, reader: CacheReader, name: str | None = None, export_dir: Path | None = None,
-                 graphics: str = "halfblock"):
+    def __init__(self, reader: CacheReader, name: str | None = None, export_dir: Path | None = None):
         super().__init__()
         self.reader = reader
         self.source = CaseSource(reader)
         self.cache_name = name or str(reader.root)
         self.export_dir = Path(export_dir) if export_dir else reader.root / "exports"
-        self.graphics = graphics
         self.view = ViewSpec()
         self.overlay = Overlay()
         self.last_view_s = 0.0  # how long the last sort/filter took (benchmarks read it)
@@ -91,15 +89,8 @@ class ExplorerApp(TriageActions, App[None]):
             with Vertical(id="table-pane"):
                 yield CaseTable(self.source, id="cases")
                 yield LineBar("loading…", id="status")
-            yield self._panel()
+            yield HeatmapPanel(self.source, id="heatmaps")
         yield Footer(show_command_palette=False)
-
-    def _panel(self):
-        if self.graphics != "halfblock":
-            from gradfaith_tui.tui.widgets.pixels import PixelPanel  # imports textual-image only when asked
-
-            return PixelPanel(self.source, self.graphics, id="heatmaps")
-        return HeatmapPanel(self.source, id="heatmaps")
 
     def on_mount(self) -> None:
         self.query_one(CaseTable).focus()
@@ -270,11 +261,11 @@ def make_app(cache: Path | str | CacheReader, **kwargs) -> ExplorerApp:
     return ExplorerApp(reader, **kwargs)
 
 
-def run_explorer(cache: Path, graphics: str = "halfblock", export_dir: Path | None = None) -> None:
+def run_explorer(cache: Path, export_dir: Path | None = None) -> None:
     """Open the cache (CacheError if missing or empty) and run the explorer until the user quits."""
     reader = CacheReader(Path(cache))
     try:
-        ExplorerApp(reader, name=str(cache), export_dir=export_dir, graphics=graphics).run()
+        ExplorerApp(reader, name=str(cache), export_dir=export_dir).run()
     finally:
         reader.close()
 
