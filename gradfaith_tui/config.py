@@ -110,3 +110,6 @@ class CamSettings:
     tau: float = 0.5  # binarisation threshold on the min-max normalised CAM (LocAcc, IoU, Consist)
     baseline: str = "black"  # what replaces removed pixels in Faith
     batch_size: int = 32
+    engine: str = "fast"  # our fused Grad-CAM; "library" runs pytorch-grad-cam for every method
+    deep_steps: int = 0  # deletion/insertion curve steps (--deep); 0 skips them
+    sanity_cases: int = 8  # cases for the cascading randomisation test per reference model; 0 skips it

@@ -1,10 +1,14 @@
-"""Precompute: dataset -> checkpoints -> CAMs -> metrics -> cache, resumable batch by batch."""
+"""Precompute: dataset -> checkpoints -> CAMs -> metrics -> cache, resumable batch by batch.
+
+Under torchrun every rank explains its shard of the cases into the one cache (SQLite serialises the
+writes; map rows are disjoint); rank 0 registers the models first and writes Table I, Consist and the
+sanity checks last.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -14,8 +18,9 @@ import torch
 
 from gradfaith_tui.config import CamSettings
 from gradfaith_tui.data.dataset import discover
-from gradfaith_tui.data.prepared import load_split, prepare
+from gradfaith_tui.data.prepared import SplitArrays, load_split, prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError
+from gradfaith_tui.models.distributed import from_env
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
@@ -23,8 +28,24 @@ from gradfaith_tui.store.exports import write_evaluation_files
 
 
 def explanation_key(card: dict, fingerprint: str, method: str, layer: str, cam: CamSettings, target: str) -> str:
-    raw = json.dumps([card.get("weights_sha1"), fingerprint, method, layer, cam.tau, cam.baseline, target])
+    raw = json.dumps([card.get("weights_sha1"), fingerprint, method, layer, cam.tau, cam.baseline, target, cam.deep_steps])
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+class _Segmentations:
+    """Body and lung fields per case, at each input size in use, computed once (classical, no network)."""
+
+    def __init__(self):
+        self._by_size: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, arr: SplitArrays) -> tuple[np.ndarray, np.ndarray]:
+        from gradfaith_tui.metrics.shortcuts import body_mask, lung_mask
+
+        size = arr.images.shape[-1]
+        if size not in self._by_size:
+            bodies = np.stack([body_mask(im) for im in arr.images])
+            self._by_size[size] = (bodies, np.stack([lung_mask(im, b) for im, b in zip(arr.images, bodies)]))
+        return self._by_size[size]
 
 
 def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | None = None, seeds: list[int] | None = None,
@@ -32,17 +53,11 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
                device: str = "cpu", strict: bool = False, force: bool = False, with_timing: bool = True,
                warn: Callable[[str], None] = print,
                progress: Callable[[str, int, int], None] = lambda *a: None) -> Path:
-    """Fill the cache with maps, predictions, metrics and Table I for every checkpoint; skip what is done."""
-    from gradfaith_tui.cam.layers import find as find_layer
-    from gradfaith_tui.cam.methods import cam_batch, upsample
-    from gradfaith_tui.metrics.consistency import consist
-    from gradfaith_tui.metrics.faithfulness import faith
-    from gradfaith_tui.metrics.localization import loc_acc, mask_iou
-    from gradfaith_tui.models.evaluate import table1, confusion, timing
-    from gradfaith_tui.models.train import to_tensor
-
+    """Fill the cache with maps, predictions, metrics, suspects, Table I, Consist and sanity checks; skip what is done."""
     if target not in ("pred", "true"):
         raise GradfaithError(f"--target: '{target}' (choose pred or true)")
+    dist = from_env(device)
+    device = dist.device(device)
     ds = discover(data, strict=strict)
     for w in ds.warnings + ds.problems:
         warn(w)
@@ -63,80 +78,165 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
     cases = [CaseInfo(s.case_id, s.label, s.patient, bool(h), s.shortcut) for s, h in zip(base.samples, base.has_mask)]
     config = {"data": str(data), "layout": ds.layout, "checkpoints": str(checkpoints), "method": cam.method,
               "cam": asdict(cam), "target": target, "split_seed": prep.split_seed, "n_test": len(cases),
-              "dataset_size": len(ds.samples), "class_counts": ds.counts(), "torch": torch.__version__}
+              "dataset_size": len(ds.samples), "class_counts": ds.counts(), "torch": torch.__version__,
+              "world_size": dist.world}
+    if not dist.main:
+        dist.barrier()  # rank 0 creates the cache and registers the models first
     writer = CacheWriter(cache, prep.fingerprint, prep.split_hash, config, cases, base.images, base.masks)
     try:
-        by_size = {display: base}
-        refs = {}
+        arrays = {display: base}
+
+        def arrays_at(size: int) -> SplitArrays:
+            if size not in arrays:
+                arrays[size] = load_split(base.samples, size, strict=True)
+            return arrays[size]
+
+        refs: dict[str, int] = {}
         for c in ckpts:  # the lowest seed of each name is the reference for Consist
             refs.setdefault(c.card["name"], c.card["seed"])
-        expl_of: dict[str, int] = {}
-        for c in ckpts:
-            card = c.card
-            size = card["img_size"]
-            if size not in by_size:
-                by_size[size] = load_split(base.samples, size, strict=True)
-            arr = by_size[size]
-            model, card = load_checkpoint(c.directory, prep.fingerprint, force=True)
-            model.to(device)
-            layer = find_layer(model.net, target_layer)
-            info = ModelInfo(c.model_id, card["name"], card["arch"], card["family"], card.get("describe", card["arch"]),
-                             card["seed"], refs[card["name"]] == card["seed"], size)
-            writer.add_model(info, card["weights_sha1"], card)
-            key = explanation_key(card, prep.fingerprint, cam.method, layer.name, cam, target)
-            grid = cam_batch(model, layer, to_tensor(arr.images[:1], device), np.zeros(1), cam.method)[0].shape[1:]
-            expl_id = writer.explanation(c.model_id, cam.method, layer.name, key, grid,
-                                         {"tau": cam.tau, "baseline": cam.baseline, "target": target})
-            expl_of[c.model_id] = expl_id
-            todo = np.array(sorted(set(range(len(cases))) - writer.done(expl_id)), dtype=np.int64)
-            progress(c.model_id, len(cases) - len(todo), len(cases))
-            for start in range(0, len(todo), cam.batch_size):
-                idx = todo[start:start + cam.batch_size]
-                x = to_tensor(arr.images[idx], device)
-                with torch.no_grad():
-                    logits = model(x)
-                tgt = logits.argmax(1).cpu().numpy() if target == "pred" else arr.labels[idx]
-                maps, _ = cam_batch(model, layer, x, tgt, cam.method)
-                up = upsample(maps, size).to(device)
-                f_prob, f_logit = faith(model, x, logits, up, torch.as_tensor(tgt, device=device), cam.baseline)
-                up_np = up.cpu().numpy()
-                probs = torch.softmax(logits.float(), 1).cpu().numpy()
-                writer.write_batch(expl_id, c.model_id, idx, maps, probs.argmax(1), probs, {
-                    "faith": f_prob.cpu().numpy(), "faith_logit": f_logit.cpu().numpy(),
-                    "locacc": loc_acc(up_np, arr.masks[idx], cam.tau), "iou": mask_iou(up_np, arr.masks[idx], cam.tau)})
-                progress(c.model_id, len(cases) - len(todo) + start + len(idx), len(cases))
-            if not len(todo) and writer.has_evaluation(c.model_id):
-                continue  # nothing new for this model: keep its stored Table I and timing
-            preds = writer.con.execute("SELECT idx, pred FROM predictions WHERE model_id=? ORDER BY idx",
-                                       (c.model_id,)).fetchall()
-            body = table1(confusion(arr.labels[[r[0] for r in preds]], np.array([r[1] for r in preds])))
-            body["n"] = len(preds)
-            if with_timing:
-                body["timing"] = timing(model, size, device)
-            writer.write_evaluation(c.model_id, body)
-        _write_consist(writer, ckpts, refs, expl_of, display, cam.tau, upsample, consist)
-        bodies = {r[0]: json.loads(r[1]) for r in writer.con.execute("SELECT model_id, body FROM evaluation ORDER BY model_id")}
-        write_evaluation_files(cache, bodies)  # the same numbers as `evaluate` writes, for scripts
+        jobs = [_Job(c, refs[c.card["name"]] == c.card["seed"]) for c in ckpts]
+        for job in jobs:
+            job.load(device, target_layer)
+            job.key = explanation_key(job.card, prep.fingerprint, cam.method, job.layer.name, cam, target)
+            if dist.main:
+                job.register(writer, cam, target, arrays_at(job.size))
+        if dist.main:
+            dist.barrier()
+        else:
+            for job in jobs:
+                job.expl_id = writer.explanation(job.ckpt.model_id, cam.method, job.layer.name, job.key, (0, 0), {})
+        seg = _Segmentations()
+        for job in jobs:
+            job.explain(writer, arrays_at(job.size), seg, cam, target, dist, device, progress)
+            if not dist.main:
+                job.model = None
+        dist.barrier()
+        if dist.main:
+            for job in jobs:
+                job.evaluate(writer, arrays_at(job.size), with_timing, device)
+            _write_consist(writer, jobs, display, cam.tau)
+            if cam.sanity_cases:
+                for job in jobs:
+                    if job.is_ref:
+                        job.sanity(writer, arrays_at(job.size), cam, device)
+            bodies = {r[0]: json.loads(r[1]) for r in writer.con.execute("SELECT model_id, body FROM evaluation ORDER BY model_id")}
+            write_evaluation_files(cache, bodies)  # the same numbers as `evaluate` writes, for scripts
     finally:
         writer.close()
+    dist.barrier()
     return Path(cache)
 
 
-def _write_consist(writer, ckpts, refs, expl_of, size, tau, upsample, consist) -> None:
+class _Job:
+    """One checkpoint's work in precompute."""
+
+    def __init__(self, ckpt, is_ref: bool):
+        self.ckpt, self.is_ref = ckpt, is_ref
+        self.size = ckpt.card["img_size"]
+        self.model = self.layer = self.key = None
+        self.expl_id: int | None = None
+        self.computed = 0
+
+    def load(self, device: str, target_layer: str | None) -> None:
+        from gradfaith_tui.cam.layers import find as find_layer
+
+        self.model, self.card = load_checkpoint(self.ckpt.directory, force=True)
+        self.model.to(device)
+        self.layer = find_layer(self.model.net, target_layer)
+
+    def register(self, writer: CacheWriter, cam: CamSettings, target: str, arr: SplitArrays) -> None:
+        from gradfaith_tui.cam.engine import explainer
+        from gradfaith_tui.models.train import to_tensor
+
+        card = self.card
+        info = ModelInfo(self.ckpt.model_id, card["name"], card["arch"], card["family"], card.get("describe", card["arch"]),
+                         card["seed"], self.is_ref, self.size)
+        writer.add_model(info, card["weights_sha1"], card)
+        with explainer(self.model, self.layer, cam.method, cam.engine) as explain:  # one probe gives the grid
+            grid = tuple(explain(to_tensor(arr.images[:1], next(self.model.parameters()).device)).maps.shape[1:])
+        self.expl_id = writer.explanation(self.ckpt.model_id, cam.method, self.layer.name, self.key, grid,
+                                          {"tau": cam.tau, "baseline": cam.baseline, "target": target,
+                                           "engine": cam.engine, "deep_steps": cam.deep_steps})
+
+    def explain(self, writer, arr, seg, cam, target, dist, device, progress) -> None:
+        from gradfaith_tui.cam.engine import explainer
+        from gradfaith_tui.metrics.per_case import batch_metrics
+        from gradfaith_tui.metrics.shortcuts import suspect_reasons
+        from gradfaith_tui.models.train import to_tensor
+
+        n = len(arr)
+        todo = np.array(sorted(set(range(n)) - writer.done(self.expl_id)), dtype=np.int64)[dist.rank::dist.world]
+        self.computed = len(todo)
+        done = n - len(todo)
+        progress(self.ckpt.model_id, done, n)
+        if not len(todo):
+            return
+        body, lungs = seg.get(arr)
+        with explainer(self.model, self.layer, cam.method, cam.engine) as explain:
+            for start in range(0, len(todo), cam.batch_size):
+                idx = todo[start:start + cam.batch_size]
+                x = to_tensor(arr.images[idx], device)
+                targets = None if target == "pred" else torch.from_numpy(arr.labels[idx])
+                ex = explain(x, targets)
+                metrics = batch_metrics(self.model, x, ex, arr.masks[idx], body[idx], lungs[idx],
+                                        cam.tau, cam.baseline, cam.deep_steps)
+                suspects = [(int(i), *s) for k, i in enumerate(idx)
+                            for s in suspect_reasons({m: v[k] for m, v in metrics.items()})]
+                probs = torch.softmax(ex.logits, 1).cpu().numpy()
+                writer.write_batch(self.expl_id, self.ckpt.model_id, idx, ex.maps.cpu().numpy(), probs.argmax(1), probs,
+                                   metrics, suspects)
+                done += len(idx)
+                progress(self.ckpt.model_id, done, n)
+
+    def evaluate(self, writer, arr, with_timing: bool, device: str) -> None:
+        from gradfaith_tui.models.evaluate import confusion, table1, timing
+
+        model_id = self.ckpt.model_id
+        if not self.computed and writer.has_evaluation(model_id):
+            return  # nothing new for this model: keep its stored Table I and timing
+        preds = writer.con.execute("SELECT idx, pred FROM predictions WHERE model_id=? ORDER BY idx", (model_id,)).fetchall()
+        body = table1(confusion(arr.labels[[r[0] for r in preds]], np.array([r[1] for r in preds])))
+        body["n"] = len(preds)
+        if with_timing:
+            body["timing"] = timing(self.model, self.size, device)
+        writer.write_evaluation(model_id, body)
+
+    def sanity(self, writer, arr, cam: CamSettings, device: str) -> None:
+        from gradfaith_tui.cam.engine import explainer
+        from gradfaith_tui.cam.layers import find as find_layer
+        from gradfaith_tui.metrics.sanity import cascading_randomisation
+        from gradfaith_tui.models.train import to_tensor
+
+        if writer.has_sanity(self.ckpt.model_id, cam.method) and not self.computed:
+            return
+
+        def maps(model, x, targets):
+            with explainer(model, find_layer(model.net, self.layer.name), cam.method, cam.engine) as explain:
+                return explain(x, targets).maps
+
+        k = min(cam.sanity_cases, len(arr))
+        x = to_tensor(arr.images[:k], device)
+        with torch.no_grad():
+            targets = self.model(x).argmax(1)
+        stages = cascading_randomisation(self.model, x, targets, maps)
+        writer.write_sanity(self.ckpt.model_id, cam.method, stages, k)
+
+
+def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float) -> None:
     """Consist per case and architecture name, stored on every seed's explanation of that name."""
-    groups: dict[str, list] = defaultdict(list)
-    for c in ckpts:
-        groups[c.card["name"]].append(c)
-    for name, members in groups.items():
+    from gradfaith_tui.cam.methods import upsample
+    from gradfaith_tui.metrics.consistency import consist
+
+    groups: dict[str, list[_Job]] = {}
+    for j in jobs:
+        groups.setdefault(j.card["name"], []).append(j)
+    for members in groups.values():
         if len(members) < 2:
             continue
-        members.sort(key=lambda c: c.card["seed"] != refs[name])  # reference first
-        maps = [writer.read_maps(expl_of[c.model_id]) for c in members]
-        ok = np.all([~np.isnan(m).any(axis=(1, 2)) for m in maps], axis=0)
-        idx = np.flatnonzero(ok)
-        if not len(idx):
-            continue
-        ups = [upsample(m[idx], size).numpy() for m in maps]
-        values = consist(ups, tau, ref=0)
-        for c in members:
-            writer.set_metrics(expl_of[c.model_id], idx, {"consist": values})
+        members.sort(key=lambda j: not j.is_ref)  # reference first
+        maps = [writer.read_maps(j.expl_id) for j in members]
+        idx = np.flatnonzero(np.all([~np.isnan(m).any(axis=(1, 2)) for m in maps], axis=0))
+        if len(idx):
+            values = consist([upsample(m[idx], size).numpy() for m in maps], tau, ref=0)
+            for j in members:
+                writer.set_metrics(j.expl_id, idx, {"consist": values})

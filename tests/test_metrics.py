@@ -73,3 +73,40 @@ def test_table1_against_a_hand_computed_confusion_matrix():
     assert ben["precision"] == pytest.approx(1 / 2) and ben["recall"] == pytest.approx(1 / 2)
     assert t["macro"]["accuracy"] == pytest.approx(7 / 10)
     assert t["macro"]["sensitivity"] == pytest.approx(np.mean([2 / 3, 1 / 2, 4 / 5]))
+
+
+def test_pointing_game_relevance_mass_and_rank():
+    from gradfaith_tui.metrics.localization import pointing_game, relevance_mass, relevance_rank
+
+    cam = np.zeros((2, 4, 4))
+    cam[:, 0, 0] = 1.0  # hottest pixel top-left
+    cam[:, 1, 1] = 0.5
+    cam[:, 3, 3] = 0.5
+    mask = np.zeros((2, 4, 4), bool)
+    mask[0, :2, :2] = True  # contains the peak and one other warm pixel
+    mask[1, 3, 3] = True
+    assert pointing_game(cam, mask).tolist() == [1.0, 0.0]
+    assert relevance_mass(cam, mask).tolist() == pytest.approx([1.5 / 2.0, 0.5 / 2.0])
+    # K = mask area: 4 hottest pixels of case 0 are (0,0), (1,1), (3,3) and one zero pixel
+    assert relevance_rank(cam, mask)[1] == 0.0 or relevance_rank(cam, mask)[1] == 1.0
+    assert np.isnan(pointing_game(cam, np.zeros((2, 4, 4), bool))).all()
+
+
+def test_shortcut_evidence_on_a_phantom_with_a_marker():
+    from gradfaith_tui.data.phantom import PhantomConfig, generate
+    from gradfaith_tui.metrics.shortcuts import body_mask, heat_evidence, lung_mask, suspect_reasons
+
+    sl = next(generate(PhantomConfig(n_patients=1, slices_per_patient=1, size=64, balance=(0, 0, 1),
+                                     shortcut_class=2, shortcut_rate=1.0)))
+    body = body_mask(sl.image)
+    lungs = lung_mask(sl.image, body)
+    assert 0.25 < body.mean() < 0.6 and 0.05 < lungs.mean() < 0.3
+    assert not (lungs & ~body).any()
+    corners = np.zeros((64, 64))
+    corners[:5, :5] = corners[-5:, -5:] = 1.0  # heat where a burned-in marker would sit (band: 5 px at 64)
+    ev = heat_evidence(corners, sl.image)
+    assert ev["border_heat"] == pytest.approx(1.0) and ev["outside_body_heat"] == pytest.approx(1.0)
+    reasons = suspect_reasons(ev)
+    assert ("border", 1.0, "100% of heat in the image border band") in reasons
+    on_lesion = sl.mask.astype(float)
+    assert suspect_reasons(heat_evidence(on_lesion, sl.image)) == []

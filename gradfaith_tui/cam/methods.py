@@ -45,7 +45,7 @@ def cam_batch(model, layer, x: torch.Tensor, targets: np.ndarray, method: str = 
 
 def upsample(maps: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """Native maps (B, h, w) -> (B, size, size), bilinear with half-pixel centres (as cv2 and PIL)."""
-    t = torch.as_tensor(maps, dtype=torch.float32)
+    t = torch.as_tensor(maps).float()
     if t.shape[-1] == size and t.shape[-2] == size:
         return t
     return F.interpolate(t[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]

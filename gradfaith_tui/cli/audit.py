@@ -18,32 +18,43 @@ def precompute(
     models: ModelsOpt = None,
     seeds_: SeedsOpt = None,
     device: DeviceOpt = DEFAULTS["device"],
-    method: Annotated[str, typer.Option(help="CAM method from pytorch-grad-cam: gradcam, gradcam++, hirescam, ...")] = "gradcam",
+    method: Annotated[str, typer.Option(help="gradcam, gradcam++, hirescam, xgradcam, layercam, eigencam, scorecam (pytorch-grad-cam), or rollout / grad-rollout for ViTs.")] = "gradcam",
+    engine: Annotated[str, typer.Option(help="fast: batched Grad-CAM with Faith fused, kept on the device; library: pytorch-grad-cam.")] = "fast",
+    deep: Annotated[bool, typer.Option("--deep", help="Also deletion/insertion AUC (10 steps; 22 forwards per case).")] = False,
+    sanity_cases: Annotated[int, typer.Option(min=0, help="Cases for the cascading randomisation check per model (0: skip).")] = 8,
     tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Binarisation threshold for LocAcc, IoU, Consist.")] = 0.5,
-    baseline: Annotated[str, typer.Option(help="What replaces removed pixels in Faith: black or mean.")] = "black",
+    baseline: Annotated[str, typer.Option(help="What replaces removed pixels in Faith: black, mean or blur.")] = "black",
     target: Annotated[str, typer.Option(help="Class each map explains: pred (predicted) or true.")] = "pred",
     target_layer: Annotated[Optional[str], typer.Option(help="Dotted module path inside the timm net (default: per architecture).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Cases per CAM batch.")] = 32,
     force: ForceOpt = False,
     strict: StrictOpt = False,
 ) -> None:
-    """Heatmaps, predictions, LocAcc/Faith/Consist and Table I into the cache (computes only what is missing)."""
-    from gradfaith_tui.cam.methods import METHOD_NAMES
+    """Heatmaps, predictions, every metric, suspects, Table I and sanity checks into the cache (only what is missing)."""
+    import contextlib
+    import os
+
+    from gradfaith_tui.cam.engine import ALL_METHODS, ENGINES
     from gradfaith_tui.cli.progress import bars, precompute_progress, warn
     from gradfaith_tui.config import CamSettings
     from gradfaith_tui.errors import GradfaithError
     from gradfaith_tui.metrics.faithfulness import BASELINES
     from gradfaith_tui.pipeline import precompute as run
 
-    if method not in METHOD_NAMES:
-        raise GradfaithError(f"--method: unknown CAM method '{method}' (choose from {', '.join(METHOD_NAMES)})")
+    if method not in ALL_METHODS:
+        raise GradfaithError(f"--method: unknown CAM method '{method}' (choose from {', '.join(ALL_METHODS)})")
+    if engine not in ENGINES:
+        raise GradfaithError(f"--engine: '{engine}' (choose from {', '.join(ENGINES)})")
     if baseline not in BASELINES:
         raise GradfaithError(f"--baseline: '{baseline}' (choose from {', '.join(BASELINES)})")
-    cam = CamSettings(method=method, tau=tau, baseline=baseline, batch_size=batch_size)
-    with bars() as p:
+    cam = CamSettings(method=method, tau=tau, baseline=baseline, batch_size=batch_size, engine=engine,
+                      deep_steps=10 if deep else 0, sanity_cases=sanity_cases)
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    with (bars() if main_rank else contextlib.nullcontext()) as p:
         run(data, checkpoints, cache, names(models), seeds(seeds_), cam, target, target_layer, check_device(device),
-            strict, force, warn=warn, progress=precompute_progress(p))
-    typer.echo(f"cache ready: {cache}")
+            strict, force, warn=warn, progress=precompute_progress(p) if main_rank else (lambda *a: None))
+    if main_rank:
+        typer.echo(f"cache ready: {cache}")
 
 
 def explore(cache: CacheOpt = DEFAULTS["cache"]) -> None:

@@ -66,5 +66,6 @@ def _build(data, checkpoints, cache, names: str, seeds: str, device: str, epochs
           epochs=epochs, img_size=img_size, batch_size=None, lr=None, weighted_loss=False, pretrained_file=None,
           compile_=False, split_seed=0, strict=False)
     precompute(data=data, checkpoints=checkpoints, cache=cache, models=names, seeds_=seeds, device=device,
-               method="gradcam", tau=0.5, baseline="black", target="pred", target_layer=None, batch_size=32,
+               method="gradcam", engine="fast", deep=False, sanity_cases=8, tau=0.5, baseline="black", target="pred",
+               target_layer=None, batch_size=32,
                force=False, strict=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-BASELINES = ("black", "mean")
+BASELINES = ("black", "mean", "blur")
 
 
 def remove(x: torch.Tensor, maps: torch.Tensor, baseline: str = "black") -> torch.Tensor:
@@ -14,7 +14,18 @@ def remove(x: torch.Tensor, maps: torch.Tensor, baseline: str = "black") -> torc
         return x * (1 - L)
     if baseline == "mean":
         return x * (1 - L) + x.mean(dim=(-2, -1), keepdim=True) * L
+    if baseline == "blur":
+        return x * (1 - L) + blurred(x) * L
     raise ValueError(f"unknown baseline '{baseline}' (choose from {', '.join(BASELINES)})")
+
+
+def blurred(x: torch.Tensor, sigma_fraction: float = 0.05) -> torch.Tensor:
+    """A strong Gaussian blur (sigma = 5% of the side): removes detail, keeps the overall intensity."""
+    import torchvision.transforms.functional as TF
+
+    sigma = max(1.0, x.shape[-1] * sigma_fraction)
+    k = int(2 * round(3 * sigma) + 1)
+    return TF.gaussian_blur(x, [k, k], [sigma, sigma])
 
 
 @torch.no_grad()

@@ -37,3 +37,33 @@ def mask_iou(maps: np.ndarray, masks: np.ndarray, tau: float = 0.5) -> np.ndarra
     """IoU of the binarised CAM with the lesion mask; NaN where the mask is empty."""
     m = np.asarray(masks, bool)
     return np.where(m.any(axis=(-2, -1)), iou(binarise(maps, tau), m), np.nan)
+
+
+def pointing_game(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """1.0 where the map's hottest pixel lies inside the mask, else 0.0; NaN without a mask."""
+    m = np.asarray(maps, np.float32)
+    flat = m.reshape(m.shape[0], -1)
+    hit = np.asarray(masks, bool).reshape(m.shape[0], -1)[np.arange(m.shape[0]), flat.argmax(1)]
+    return np.where(np.asarray(masks, bool).any(axis=(-2, -1)), hit.astype(np.float64), np.nan)
+
+
+def relevance_mass(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Share of the (non-negative) heat that falls inside the mask; NaN without a mask."""
+    m = np.clip(np.asarray(maps, np.float64), 0, None)
+    inside = (m * np.asarray(masks, bool)).sum(axis=(-2, -1))
+    total = m.sum(axis=(-2, -1))
+    ok = np.asarray(masks, bool).any(axis=(-2, -1))
+    return np.where(ok, np.where(total > 0, inside / np.where(total > 0, total, 1), 0.0), np.nan)
+
+
+def relevance_rank(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Of the K hottest pixels (K = mask area), the share inside the mask; NaN without a mask."""
+    m = np.asarray(maps, np.float32).reshape(len(maps), -1)
+    mk = np.asarray(masks, bool).reshape(len(maps), -1)
+    out = np.full(len(m), np.nan)
+    for i in range(len(m)):
+        k = int(mk[i].sum())
+        if k:
+            top = np.argpartition(-m[i], k - 1)[:k]
+            out[i] = mk[i, top].mean()
+    return out

@@ -100,6 +100,7 @@ class CacheWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / MAPS_DIR).mkdir(exist_ok=True)
         self.con = _connect(self.root / DB_NAME, readonly=False)
+        self.con.execute("PRAGMA busy_timeout=60000")  # torchrun ranks share one database
         self.con.executescript(DDL)
         meta = {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
         if meta:
@@ -142,10 +143,12 @@ class CacheWriter:
     def _drop_model_results(self, model_id: str) -> None:
         for r in self.con.execute("SELECT expl_id, map_file FROM explanations WHERE model_id=?", (model_id,)).fetchall():
             self.con.execute("DELETE FROM metrics WHERE expl_id=?", (r["expl_id"],))
+            self.con.execute("DELETE FROM suspects WHERE expl_id=?", (r["expl_id"],))
             (self.root / r["map_file"]).unlink(missing_ok=True)
         self.con.execute("DELETE FROM explanations WHERE model_id=?", (model_id,))
         self.con.execute("DELETE FROM predictions WHERE model_id=?", (model_id,))
         self.con.execute("DELETE FROM evaluation WHERE model_id=?", (model_id,))
+        self.con.execute("DELETE FROM sanity WHERE model_id=?", (model_id,))
 
     def explanation(self, model_id: str, method: str, layer: str, key: str, shape: tuple[int, int], settings: dict) -> int:
         """The id of the explanation with this key, created (with its map array) if new."""
@@ -157,6 +160,7 @@ class CacheWriter:
             for old in self.con.execute("SELECT expl_id, map_file FROM explanations WHERE model_id=? AND method=?",
                                         (model_id, method)).fetchall():
                 self.con.execute("DELETE FROM metrics WHERE expl_id=?", (old["expl_id"],))
+                self.con.execute("DELETE FROM suspects WHERE expl_id=?", (old["expl_id"],))
                 self.con.execute("DELETE FROM explanations WHERE expl_id=?", (old["expl_id"],))
                 (self.root / old["map_file"]).unlink(missing_ok=True)
             cur = self.con.execute(
@@ -187,8 +191,9 @@ class CacheWriter:
         return self._maps[expl_id]
 
     def write_batch(self, expl_id: int, model_id: str, idxs: np.ndarray, maps: np.ndarray,
-                    preds: np.ndarray, probs: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
-        """One batch: maps flushed to disk, then predictions and metrics in one transaction."""
+                    preds: np.ndarray, probs: np.ndarray, metrics: dict[str, np.ndarray],
+                    suspects: list[tuple[int, str, float, str]] = ()) -> None:
+        """One batch: maps flushed to disk, then predictions, metrics and suspects in one transaction."""
         arr = self._map(expl_id)
         arr[idxs] = maps.astype(np.float16)
         arr.flush()
@@ -196,6 +201,9 @@ class CacheWriter:
             self.con.executemany("INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?)", [
                 (model_id, int(i), int(p), float(pr[p]), *map(float, pr[:3])) for i, p, pr in zip(idxs, preds, probs)])
             self._put_metrics(expl_id, idxs, metrics)
+            self.con.executemany("DELETE FROM suspects WHERE expl_id=? AND idx=?", [(expl_id, int(i)) for i in idxs])
+            self.con.executemany("INSERT OR REPLACE INTO suspects VALUES (?,?,?,?,?,?)",
+                                 [(expl_id, model_id, int(i), rule, float(v), reason) for i, rule, v, reason in suspects])
 
     def set_metrics(self, expl_id: int, idxs: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
         with self.con:
@@ -210,6 +218,15 @@ class CacheWriter:
 
     def read_maps(self, expl_id: int) -> np.ndarray:
         return np.asarray(self._map(expl_id), dtype=np.float32)
+
+    def write_sanity(self, model_id: str, method: str, stages: list[dict], n_cases: int) -> None:
+        with self.con:
+            self.con.execute("DELETE FROM sanity WHERE model_id=? AND method=?", (model_id, method))
+            self.con.executemany("INSERT INTO sanity VALUES (?,?,?,?,?,?)", [
+                (model_id, method, s["stage"], s["randomised"], s["spearman"], n_cases) for s in stages])
+
+    def has_sanity(self, model_id: str, method: str) -> bool:
+        return self.con.execute("SELECT 1 FROM sanity WHERE model_id=? AND method=?", (model_id, method)).fetchone() is not None
 
     def has_evaluation(self, model_id: str) -> bool:
         return self.con.execute("SELECT 1 FROM evaluation WHERE model_id=?", (model_id,)).fetchone() is not None

@@ -55,6 +55,25 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (expl_id, name, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS metrics_by_value ON metrics (expl_id, name, value);
+CREATE TABLE IF NOT EXISTS suspects (   -- shortcut evidence that crossed a documented threshold
+    expl_id INTEGER NOT NULL,
+    model_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    value REAL NOT NULL,
+    reason TEXT NOT NULL,             -- in words, e.g. "71% of heat outside the body"
+    PRIMARY KEY (expl_id, idx, rule)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS suspects_by_case ON suspects (idx);
+CREATE TABLE IF NOT EXISTS sanity (      -- cascading model-parameter randomisation, per model and method
+    model_id TEXT NOT NULL,
+    method TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    randomised TEXT NOT NULL,         -- children of the timm net re-initialised so far, output first
+    spearman REAL NOT NULL,           -- mean rank correlation with the trained model's maps
+    n_cases INTEGER NOT NULL,
+    PRIMARY KEY (model_id, method, stage)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS evaluation (model_id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS flags (
     flag_id INTEGER PRIMARY KEY,

@@ -1,0 +1,76 @@
+"""Batched Grad-CAM that stays on the device, with Faith's masked re-forward fused into the same call.
+
+pytorch-grad-cam moves every batch to NumPy and back; here activations, gradients, maps and the
+perturbed forward all stay on the GPU, under bf16 autocast on CUDA. In fp32 it computes exactly the
+library's Grad-CAM: weights = spatial mean of the gradients, ReLU of the weighted sum, min-max per map
+(tests check Pearson r >= 0.99 against pytorch_grad_cam.GradCAM on every architecture).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gradfaith_tui.cam.layers import TargetLayer
+from gradfaith_tui.cam.methods import upsample
+from gradfaith_tui.metrics.faithfulness import remove
+
+
+@dataclass
+class Explained:
+    maps: torch.Tensor  # (B, h, w) native grid, min-max normalised to [0, 1]
+    logits: torch.Tensor  # (B, K) on the clean input, float32
+    targets: torch.Tensor  # (B,) the class each map explains
+    faith_prob: torch.Tensor | None = None  # (B,) drop in target probability with the CAM region removed
+    faith_logit: torch.Tensor | None = None
+
+
+def normalise(cam: torch.Tensor) -> torch.Tensor:
+    """As pytorch-grad-cam's scale_cam_image: subtract the min, divide by (1e-7 + max)."""
+    flat = cam.flatten(1)
+    cam = cam - flat.min(1).values[:, None, None]
+    return cam / (1e-7 + cam.flatten(1).max(1).values[:, None, None])
+
+
+class FastGradCAM:
+    """Use as a context manager: the forward hook is released on exit, as in pytorch-grad-cam."""
+
+    def __init__(self, model: torch.nn.Module, layer: TargetLayer):
+        self.model, self.layer = model, layer
+        self._act: torch.Tensor | None = None
+        self._handle = None
+
+    def __enter__(self) -> "FastGradCAM":
+        self._handle = self.layer.module.register_forward_hook(self._keep)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _keep(self, module, inputs, output) -> None:
+        self._act = output
+
+    def __call__(self, x: torch.Tensor, targets: torch.Tensor | None = None, baseline: str | None = "black") -> Explained:
+        cuda = x.device.type == "cuda"
+        with torch.enable_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda):
+            logits = self.model(x)
+            act = self._act
+            tgt = logits.argmax(1) if targets is None else targets.to(x.device).long()
+            score = logits.float().gather(1, tgt[:, None]).sum()
+            (grad,) = torch.autograd.grad(score, act)
+        act, grad = act.detach().float(), grad.float()
+        if self.layer.reshape is not None:  # ViT tokens -> (B, C, h, w)
+            act, grad = self.layer.reshape(act), self.layer.reshape(grad)
+        weights = grad.mean(dim=(2, 3), keepdim=True)
+        maps = normalise(torch.relu((weights * act).sum(1)))
+        out = Explained(maps, logits.detach().float(), tgt)
+        if baseline is not None:
+            with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda):
+                masked = self.model(remove(x, upsample(maps, x.shape[-1]).to(x.device), baseline)).float()
+            t = tgt[:, None]
+            out.faith_prob = (torch.softmax(out.logits, 1).gather(1, t) - torch.softmax(masked, 1).gather(1, t))[:, 0]
+            out.faith_logit = (out.logits.gather(1, t) - masked.gather(1, t))[:, 0]
+        return out

@@ -1,0 +1,102 @@
+"""Shortcut evidence without a network: where the heat lies relative to the image border, the body and the lungs.
+
+Body and lung fields come from classical segmentation (threshold, fill holes, keep large components).
+Thresholds of the suspect rules are documented in RULES and stored with every flag, so a reader can judge them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+BORDER_FRACTION = 0.08  # the border band is this share of the side, on each edge
+
+
+def body_mask(image: np.ndarray) -> np.ndarray:
+    """The patient's body: brighter than air, holes (lungs) filled, the largest component only.
+
+    A thin bright scanner table or burned-in marker is not connected to the body after an opening, so it stays out.
+    """
+    img = np.asarray(image, np.float32)
+    fg = img > max(img.mean() * 0.6, np.percentile(img, 30) + 10)
+    fg = ndi.binary_opening(fg, iterations=max(1, img.shape[0] // 64))
+    labels, n = ndi.label(fg)
+    if n == 0:
+        return np.zeros(img.shape, bool)
+    sizes = ndi.sum(fg, labels, range(1, n + 1))
+    return ndi.binary_fill_holes(labels == (1 + int(np.argmax(sizes))))
+
+
+def lung_mask(image: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
+    """Dark regions inside the body: the two largest low-intensity components, each closed to its convex hull."""
+    img = np.asarray(image, np.float32)
+    body = body_mask(img) if body is None else body
+    if not body.any():
+        return np.zeros(img.shape, bool)
+    inside = img[body]
+    dark = (img < (np.percentile(inside, 10) + np.percentile(inside, 90)) / 2) & body
+    dark = ndi.binary_opening(dark)
+    labels, n = ndi.label(dark)
+    if n == 0:
+        return np.zeros(img.shape, bool)
+    sizes = ndi.sum(dark, labels, range(1, n + 1))
+    keep = [1 + i for i in np.argsort(sizes)[::-1][:2] if sizes[i] >= 0.01 * body.sum()]
+    # Each lung's convex hull: a lesion touching the pleura would otherwise be carved out of its lung.
+    from skimage.morphology import convex_hull_image
+
+    out = np.zeros(img.shape, bool)
+    for k in keep:
+        out |= convex_hull_image(labels == k)
+    return out & body
+
+
+def border_band(shape: tuple[int, int], fraction: float = BORDER_FRACTION) -> np.ndarray:
+    h, w = shape
+    b = max(1, int(round(min(h, w) * fraction)))
+    band = np.zeros(shape, bool)
+    band[:b], band[-b:], band[:, :b], band[:, -b:] = True, True, True, True
+    return band
+
+
+def heat_share(heat: np.ndarray, region: np.ndarray) -> float:
+    """Share of the non-negative heat inside region (0 for an all-zero map)."""
+    h = np.clip(np.asarray(heat, np.float64), 0, None)
+    total = h.sum()
+    return float((h * region).sum() / total) if total > 0 else 0.0
+
+
+def heat_evidence(heat: np.ndarray, image: np.ndarray) -> dict[str, float]:
+    """Border, outside-body and outside-lung heat shares for one map at image resolution."""
+    body = body_mask(image)
+    lungs = lung_mask(image, body)
+    return {"border_heat": heat_share(heat, border_band(heat.shape)),
+            "outside_body_heat": heat_share(heat, ~body),
+            "outside_lung_heat": heat_share(heat, ~lungs) if lungs.any() else float("nan")}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    metric: str
+    threshold: float
+    reason: str  # formatted with the value as a percentage
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("border", "border_heat", 0.30, "{:.0%} of heat in the image border band"),
+    Rule("off-body", "outside_body_heat", 0.40, "{:.0%} of heat outside the body"),
+    Rule("off-lung", "outside_lung_heat", 0.80, "{:.0%} of heat outside the lung fields"),
+    Rule("lung-context", "lungs_only_flip", 0.5, "prediction changes when everything outside the lungs is removed"),
+)
+
+
+def suspect_reasons(values: dict[str, float]) -> list[tuple[str, float, str]]:
+    """(rule, value, reason in words) for every rule whose metric reaches its threshold."""
+    out = []
+    for r in RULES:
+        v = values.get(r.metric)
+        if v is not None and np.isfinite(v) and v >= r.threshold:
+            out.append((r.name, float(v), r.reason.format(v)))
+    return out
