@@ -6,7 +6,10 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.pixels import apply_modality_lut
+try:
+    from pydicom.pixels import apply_modality_lut
+except ImportError:  # pydicom 2.x
+    from pydicom.pixel_data_handlers.util import apply_modality_lut
 
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.imageio import (LUNG_WINDOW, MEDIASTINAL_WINDOW, is_dicom, parse_window, read_grey,

@@ -60,7 +60,11 @@ def is_dicom(path: Path) -> bool:
 
 def read_dicom_hu(path: Path) -> np.ndarray:
     import pydicom
-    from pydicom.pixels import apply_modality_lut
+
+    try:
+        from pydicom.pixels import apply_modality_lut
+    except ImportError:  # pydicom 2.x
+        from pydicom.pixel_data_handlers.util import apply_modality_lut
 
     try:
         ds = pydicom.dcmread(path)
