@@ -36,7 +36,7 @@ def optional_results(reader: CacheReader) -> dict[str, ResultTable]:
         table = next((t for t in names if t in present), None)
         res = ResultTable(kind, table)
         if table is not None:
-            cur = reader.con.execute(f'SELECT * FROM "{table}" ORDER BY rowid LIMIT {_MAX_ROWS}')
+            cur = reader.con.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2, 3 LIMIT {_MAX_ROWS}')
             res.columns = [d[0] for d in cur.description]
             res.rows = [list(r) for r in cur.fetchall()]
             res.total = int(reader.con.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
