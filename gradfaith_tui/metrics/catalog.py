@@ -39,5 +39,11 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
                "Share of the CAM's heat outside the body outline: background the model should not need."),
     MetricInfo("outside_lung_heat", "Outside-lung heat", False,
                "Share of the CAM's heat outside the lung fields, where the classes' lesions cannot be."),
+    MetricInfo("lungs_only_flip", "Lungs-only flip", False,
+               "Share of cases whose prediction flips when only the lungs are kept (everything outside them removed); "
+               "per case 1 for a flip, else 0. High: the model relies on context outside the lungs."),
 )}
+# Sanity check (cascading model-parameter randomisation): a method FAILS for a model when the mean Spearman
+# rank correlation of its maps with the trained model's, after the last stage is randomised, is at least this.
+FAIL_RHO = 0.5
 SORTABLE = ("faith", "locacc", "consist", "iou")
