@@ -16,6 +16,7 @@ import numpy as np
 
 from gradfaith_tui.config import DEMO_SPECS, WRITE_FOLDERS, WRITE_STEMS, ModelSpec
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
+from gradfaith_tui.store.synthetic_results import sanity_rows, suspect_rows, table1_body
 
 _CLASS_P = (0.38, 0.11, 0.51)  # like IQ-OTH/NCCD
 
@@ -85,9 +86,12 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
                           grid: int = 8, seed: int = 0) -> Path:
     """Write a cache of n_cases fake slices and `models` x `seeds` fake models; returns root.
 
-    The ViT-like model gets a grid x grid map, the CNN-like ones grid/2 (as in the demo profile).
+    The ViT-like model gets a grid x grid map, the CNN-like ones grid/2 (as in the demo profile). Each model
+    also gets a Table I from its predictions and ~5% suspect cases; each reference seed a sanity check, which
+    one model (the middle one) fails.
     """
     rng = np.random.default_rng(seed)
+    extra = np.random.default_rng([seed, 1])  # its own stream: the maps and metrics stay what they were
     n = int(n_cases)
     labels = rng.choice(3, n, p=_CLASS_P)
     has_mask = labels != 0
@@ -109,7 +113,8 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
     con.execute("DROP INDEX IF EXISTS metrics_by_value")  # built once at the end: far faster than per insert
     idx_list = list(range(n))
     try:
-        for spec in _specs(models):
+        specs = _specs(models)
+        for m, spec in enumerate(specs):
             skill = rng.uniform(0.55, 0.9)  # how often this architecture looks at the lesion
             g = grid if spec.family.startswith("vit") else max(2, grid // 2)
             look_at_lesion = (rng.random(n) < skill) & has_mask
@@ -145,6 +150,12 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
                         repeat(info.model_id), idx_list, preds.tolist(), conf.tolist(),
                         *(probs[:, j].tolist() for j in range(3))))
                     _put(con, expl_id, idx_list, metrics_all)
+                    con.executemany("INSERT OR REPLACE INTO suspects VALUES (?,?,?,?,?,?)",
+                                    suspect_rows(extra, expl_id, info.model_id, ~look_at_lesion))
+                    writer.write_evaluation(info.model_id, table1_body(labels, preds))
+                    if info.is_ref:
+                        con.executemany("INSERT OR REPLACE INTO sanity VALUES (?,?,?,?,?,?)",
+                                        sanity_rows(extra, info.model_id, spec.family, m == len(specs) // 2))
             if seeds >= 2:  # Consist: how far each seed's blob drifted from the reference seed's
                 drift = np.mean([np.sqrt(((c - seed_centres[0]) ** 2).sum(1)) for c in seed_centres[1:]], axis=0)
                 consist = np.clip(np.exp(-drift ** 2 / 0.4) + rng.normal(0, 0.05, n), 0, 1)
