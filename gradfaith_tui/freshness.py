@@ -8,11 +8,15 @@ from pathlib import Path
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.models.registry import find_checkpoints
+from gradfaith_tui.config import CamSettings
 from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.keys import explanation_key
 
 
 def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str], seeds: list[int], epochs: int,
-                     method: str = "gradcam") -> bool:
+                     cam: CamSettings = CamSettings(), target: str = "pred") -> bool:
+    """True when every checkpoint is trained for `epochs` on this data and fully explained with these settings."""
+    method = cam.method
     try:
         fingerprint = discover(data).fingerprint()
         ckpts = find_checkpoints(checkpoints, names, seeds)
@@ -28,6 +32,16 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
                 return False
             if stored.get(c.model_id) != c.card.get("weights_sha1"):
                 return False
+        for c in ckpts:  # the stored explanation must have been made with today's settings
+            row = reader.con.execute("SELECT key, layer FROM explanations WHERE model_id=? AND method=?",
+                                     (c.model_id, method)).fetchone()
+            if row is None or row["key"] != explanation_key(c.card.get("weights_sha1"), fingerprint, method, row["layer"],
+                                                            cam.tau, cam.baseline, target, cam.deep_steps):
+                return False
+        if cam.sanity_cases and any(reader.con.execute("SELECT 1 FROM sanity WHERE model_id=? AND method=?",
+                                                       (c.model_id, method)).fetchone() is None
+                                    for c in ckpts if c.card["seed"] == min(seeds)):
+            return False
         done = dict(reader.con.execute(
             "SELECT e.model_id, COUNT(m.idx) FROM explanations e LEFT JOIN metrics m ON m.expl_id = e.expl_id "
             "AND m.name = 'faith' WHERE e.method = ? GROUP BY e.model_id", (method,)).fetchall())

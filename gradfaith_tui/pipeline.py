@@ -7,7 +7,6 @@ sanity checks last.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -25,11 +24,7 @@ from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
 from gradfaith_tui.store.exports import write_evaluation_files
-
-
-def explanation_key(card: dict, fingerprint: str, method: str, layer: str, cam: CamSettings, target: str) -> str:
-    raw = json.dumps([card.get("weights_sha1"), fingerprint, method, layer, cam.tau, cam.baseline, target, cam.deep_steps])
-    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+from gradfaith_tui.store.keys import explanation_key
 
 
 class _Segmentations:
@@ -97,7 +92,8 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         jobs = [_Job(c, refs[c.card["name"]] == c.card["seed"]) for c in ckpts]
         for job in jobs:
             job.load(device, target_layer)
-            job.key = explanation_key(job.card, prep.fingerprint, cam.method, job.layer.name, cam, target)
+            job.key = explanation_key(job.card.get("weights_sha1"), prep.fingerprint, cam.method, job.layer.name,
+                                      cam.tau, cam.baseline, target, cam.deep_steps)
             if dist.main:
                 job.register(writer, cam, target, arrays_at(job.size))
         if dist.main:
@@ -105,6 +101,9 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         else:
             for job in jobs:
                 job.expl_id = writer.explanation(job.ckpt.model_id, cam.method, job.layer.name, job.key, (0, 0), {})
+        for job in jobs:  # every rank plans from the same snapshot, before anyone writes
+            job.plan(writer, len(base), dist)
+        dist.barrier()
         seg = _Segmentations()
         for job in jobs:
             job.explain(writer, arrays_at(job.size), seg, cam, target, dist, device, progress)
@@ -135,6 +134,7 @@ class _Job:
         self.size = ckpt.card["img_size"]
         self.model = self.layer = self.key = None
         self.expl_id: int | None = None
+        self.todo = np.zeros(0, np.int64)
         self.computed = 0
 
     def load(self, device: str, target_layer: str | None) -> None:
@@ -158,15 +158,17 @@ class _Job:
                                           {"tau": cam.tau, "baseline": cam.baseline, "target": target,
                                            "engine": cam.engine, "deep_steps": cam.deep_steps})
 
+    def plan(self, writer: CacheWriter, n: int, dist) -> None:
+        self.todo = np.array(sorted(set(range(n)) - writer.done(self.expl_id)), dtype=np.int64)[dist.rank::dist.world]
+        self.computed = len(self.todo)
+
     def explain(self, writer, arr, seg, cam, target, dist, device, progress) -> None:
         from gradfaith_tui.cam.engine import explainer
         from gradfaith_tui.metrics.per_case import batch_metrics
         from gradfaith_tui.metrics.shortcuts import suspect_reasons
         from gradfaith_tui.models.train import to_tensor
 
-        n = len(arr)
-        todo = np.array(sorted(set(range(n)) - writer.done(self.expl_id)), dtype=np.int64)[dist.rank::dist.world]
-        self.computed = len(todo)
+        n, todo = len(arr), self.todo
         done = n - len(todo)
         progress(self.ckpt.model_id, done, n)
         if not len(todo):

@@ -103,7 +103,7 @@ def test_shortcut_evidence_on_a_phantom_with_a_marker():
     assert 0.25 < body.mean() < 0.6 and 0.05 < lungs.mean() < 0.3
     assert not (lungs & ~body).any()
     corners = np.zeros((64, 64))
-    corners[:5, :5] = corners[-5:, -5:] = 1.0  # heat where a burned-in marker would sit (band: 5 px at 64)
+    corners[:3, :3] = corners[-3:, -3:] = 1.0  # heat where a burned-in marker would sit (band: 3 px at 64)
     ev = heat_evidence(corners, sl.image)
     assert ev["border_heat"] == pytest.approx(1.0) and ev["outside_body_heat"] == pytest.approx(1.0)
     reasons = suspect_reasons(ev)

@@ -1,8 +1,10 @@
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gradfaith_tui.config import CamSettings
 from gradfaith_tui.errors import CacheError, CheckpointError
 from gradfaith_tui.pipeline import precompute
 from gradfaith_tui.store.cache import CacheReader
@@ -76,3 +78,107 @@ def test_empty_or_missing_cache_is_a_clear_error(tmp_path):
     (tmp_path / "audit.sqlite").write_bytes(b"")
     with pytest.raises(CacheError):
         CacheReader(tmp_path)
+
+
+def test_every_default_metric_suspects_and_sanity_are_stored(cache):
+    con = sqlite3.connect(cache / "audit.sqlite")
+    names = {r[0] for r in con.execute("SELECT DISTINCT name FROM metrics")}
+    assert names >= {"faith", "faith_logit", "locacc", "iou", "pointing_game", "relevance_mass", "relevance_rank",
+                     "border_heat", "outside_body_heat", "outside_lung_heat", "lungs_only_flip", "consist"}
+    stages = con.execute("SELECT model_id, stage, spearman FROM sanity ORDER BY model_id, stage").fetchall()
+    assert {m for m, _, _ in stages} == {"resnet10t/seed0", "vit-tiny-p8/seed0"}  # reference seeds only
+    assert all(-1 <= rho <= 1 for _, _, rho in stages)
+    for idx, rule, value, reason in con.execute("SELECT idx, rule, value, reason FROM suspects"):
+        assert rule in {"border", "off-body", "off-lung", "lung-context"} and reason
+
+
+def _copy_cache(cache, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(cache, tmp_path / "copy"))
+
+
+def test_a_crash_mid_run_loses_at_most_the_batch_in_flight(phantoms, trained, tmp_path):
+    out = tmp_path / "c"
+    seen = []
+
+    def crash_after_two_batches(model_id, done, total):
+        seen.append(done)
+        if len([d for d in seen if d > 0]) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C (or a kill) would, between two batches
+
+    cam = CamSettings(batch_size=2, sanity_cases=0)
+    with pytest.raises(KeyboardInterrupt):
+        precompute(phantoms, trained, out, cam=cam, warn=lambda m: None, with_timing=False, progress=crash_after_two_batches)
+    r = CacheReader(out)  # still readable
+    done = r.con.execute("SELECT COUNT(*) FROM metrics WHERE name='faith'").fetchone()[0]
+    assert done == 4, "two finished batches of two cases are kept"
+    r.close()
+    counts = []
+    precompute(phantoms, trained, out, cam=cam, warn=lambda m: None, with_timing=False,
+               progress=lambda m, d, t: counts.append((m, d, t)))
+    assert counts[0] == ("resnet10t/seed0", 4, counts[0][2]), "the rerun starts after the finished cases"
+    r = CacheReader(out)
+    n = r.n_cases
+    per_model = dict(r.con.execute("SELECT e.model_id, COUNT(*) FROM metrics m JOIN explanations e USING (expl_id) "
+                                   "WHERE m.name='faith' GROUP BY 1").fetchall())
+    assert set(per_model.values()) == {n} and len(per_model) == 4
+    assert not np.isnan(r.heatmap(r.columns[0].expl_id, n - 1)).any()
+
+
+def test_killed_process_leaves_a_readable_cache_and_a_rerun_finishes(phantoms, trained, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "c"
+    proc = subprocess.Popen([sys.executable, "-m", "gradfaith_tui", "precompute", "--data", str(phantoms),
+                             "--checkpoints", str(trained), "--cache", str(out), "--batch-size", "1", "--deep",
+                             "--sanity-cases", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "audit.sqlite").exists():
+            try:
+                con = sqlite3.connect(f"file:{out / 'audit.sqlite'}?mode=ro", uri=True)
+                done = con.execute("SELECT COUNT(*) FROM metrics WHERE name='faith'").fetchone()[0]
+                con.close()
+            except sqlite3.Error:
+                done = 0
+            if done >= 3:
+                break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # no clean-up runs
+    proc.wait()
+    r = CacheReader(out)
+    kept = r.con.execute("SELECT COUNT(*) FROM metrics WHERE name='faith'").fetchone()[0]
+    assert kept >= 3
+    r.close()
+    precompute(phantoms, trained, out, cam=CamSettings(deep_steps=10, sanity_cases=0), warn=lambda m: None,
+               with_timing=False)
+    r = CacheReader(out)
+    assert r.con.execute("SELECT COUNT(*) FROM metrics WHERE name='deletion_auc'").fetchone()[0] == 4 * r.n_cases
+
+
+def test_rollout_method_and_two_process_precompute(phantoms, trained, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "c"
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                          "-m", "gradfaith_tui", "precompute", "--data", str(phantoms), "--checkpoints", str(trained),
+                          "--cache", str(out), "--models", "vit-tiny-p8", "--method", "grad-rollout", "--batch-size", "2",
+                          "--sanity-cases", "2"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    r = CacheReader(out, method="grad-rollout")
+    assert r.config["world_size"] == 2
+    rows = r.rows(range(r.n_cases))
+    assert all(row.results["vit-tiny-p8"].metrics.get("faith") is not None for row in rows)
+    assert all(row.results["vit-tiny-p8"].metrics.get("consist") is not None for row in rows)
+    assert r.con.execute("SELECT COUNT(*) FROM sanity WHERE method='grad-rollout'").fetchone()[0] >= 1

@@ -24,9 +24,21 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(const | (den == 0), torch.zeros_like(den), (ra * rb).sum(1) / den.clamp_min(1e-12))
 
 
+def _has_params(m: torch.nn.Module) -> bool:
+    return any(True for _ in m.parameters())
+
+
 def stages(net: torch.nn.Module, n: int = 4) -> list[list[str]]:
-    """Top-level children with parameters, from the output down, split into n cumulative groups."""
-    names = [name for name, m in net.named_children() if any(True for _ in m.parameters())][::-1]
+    """Modules with parameters from the output down, split into n groups; a container child such as
+    DenseNet's `features` or a ViT's `blocks` is opened one level, so every architecture gets n stages."""
+    names = []
+    for name, child in net.named_children():
+        inner = [f"{name}.{k}" for k, c in child.named_children() if _has_params(c)]
+        if len(inner) > 1:
+            names += inner
+        elif _has_params(child):
+            names.append(name)
+    names = names[::-1]
     n = max(1, min(n, len(names)))
     size = -(-len(names) // n)
     return [names[i:i + size] for i in range(0, len(names), size)]
@@ -51,7 +63,7 @@ def cascading_randomisation(model, x: torch.Tensor, targets: torch.Tensor,
     out, done = [], []
     for i, group in enumerate(stages(rnd.net, n_stages)):
         for name in group:
-            _reinit(getattr(rnd.net, name), seed + i)
+            _reinit(rnd.net.get_submodule(name), seed + i)
         done += group
         rho = spearman(trained, explain(rnd, x, targets).flatten(1))
         out.append({"stage": i + 1, "randomised": ",".join(done), "spearman": float(rho.mean())})
