@@ -1,0 +1,105 @@
+"""Grad-CAM throughput: pytorch-grad-cam one image at a time, the library batched, and our fused engine
+(Grad-CAM + Faith's masked re-forward in one call), side by side in one run, plus end-to-end precompute.
+
+    python benchmarks/cam_speed.py                          # CPU, demo-size models at 64 px
+    python benchmarks/cam_speed.py --device cuda --img-size 224 --archs resnet50,resnet101,densenet161,efficientnet_b0,vit_base_patch16_224
+
+Prints images/s and ratios; never asserts. The library figures include a plain forward for Faith, which it
+does not fuse, so all three columns do the same work: one map and one Faith value per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from gradfaith_tui.cam.fast_gradcam import FastGradCAM
+from gradfaith_tui.cam.layers import find
+from gradfaith_tui.cam.methods import cam_batch, upsample
+from gradfaith_tui.config import DEMO_SPECS, spec_for
+from gradfaith_tui.metrics.faithfulness import faith
+from gradfaith_tui.models.factory import build
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def library(model, layer, x, batch: int, device: str) -> float:
+    t = time.perf_counter()
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch]
+        maps, logits = cam_batch(model, layer, xb, np.zeros(len(xb), dtype=np.int64))
+        faith(model, xb, logits.to(xb.device), upsample(maps, xb.shape[-1]).to(xb.device),
+              torch.zeros(len(xb), dtype=torch.long, device=xb.device))
+    _sync(device)
+    return len(x) / (time.perf_counter() - t)
+
+
+def fused(model, layer, x, batch: int, device: str) -> float:
+    t = time.perf_counter()
+    with FastGradCAM(model, layer) as f:
+        for i in range(0, len(x), batch):
+            f(x[i:i + batch])
+    _sync(device)
+    return len(x) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--archs", default=",".join(s.name for s in DEMO_SPECS))
+    ap.add_argument("--img-size", type=int, default=64)
+    ap.add_argument("--n", type=int, default=64, help="images per measurement")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--e2e", nargs=2, metavar=("DATA", "CHECKPOINTS"),
+                    help="also time a whole precompute (decode, CAM, every default metric, cache writes) of these")
+    a = ap.parse_args()
+    dev = torch.device(a.device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"device: {name} · {a.img_size} px · {a.n} images · batch {a.batch_size} · torch {torch.__version__}")
+    print(f"{'model':22s} {'lib 1-by-1':>11s} {'lib batched':>12s} {'fused':>9s} {'fused/batched':>14s} {'fused/1-by-1':>13s}")
+    for arch in a.archs.split(","):
+        model = build(spec_for(arch), a.img_size).to(dev).eval()
+        layer = find(model.net)
+        x = torch.rand(a.n, 1, a.img_size, a.img_size, device=dev)
+        fused(model, layer, x[: a.batch_size], a.batch_size, a.device)  # warm-up
+        one = library(model, layer, x[: max(4, a.n // 8)], 1, a.device)
+        lib = library(model, layer, x, a.batch_size, a.device)
+        fast = fused(model, layer, x, a.batch_size, a.device)
+        print(f"{arch:22s} {one:9.1f}/s {lib:10.1f}/s {fast:7.1f}/s {fast / lib:13.2f}x {fast / one:12.2f}x")
+    if a.e2e:
+        end_to_end(*a.e2e, a.device, a.batch_size)
+
+
+def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
+    """Images/s of each model's explain phase in a fresh precompute (Table I timing and sanity checks off)."""
+    import tempfile
+    from pathlib import Path
+
+    from gradfaith_tui.config import CamSettings
+    from gradfaith_tui.pipeline import precompute
+
+    marks: dict[str, list[tuple[float, int]]] = {}
+
+    def progress(model_id: str, done: int, total: int) -> None:
+        marks.setdefault(model_id, []).append((time.perf_counter(), done))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        precompute(Path(data), Path(checkpoints), Path(tmp) / "cache", cam=CamSettings(batch_size=batch, sanity_cases=0),
+                   device=device, with_timing=False, warn=lambda m: None, progress=progress)
+        total = time.perf_counter() - t
+    print(f"\nend to end precompute of {data}: {total:.1f} s in all (including start-up, data loading, Consist)")
+    for model_id, m in marks.items():
+        (t0, d0), (t1, d1) = m[0], m[-1]
+        if d1 > d0 and t1 > t0:
+            print(f"{model_id:22s} {(d1 - d0) / (t1 - t0):7.1f} images/s (decode done, CAM + every metric + cache writes)")
+
+
+if __name__ == "__main__":
+    main()
