@@ -120,12 +120,16 @@ class ExplorerApp(TriageActions, App[None]):
     def _layout_for(self, width: int) -> None:
         narrow = width < NARROW_BELOW
         self.query_one("#main").set_class(narrow, "narrow")
+        # wide terminals: room for a whole case id (28 columns) instead of a cut one
+        self.query_one("#table-pane").styles.width = 80 if width >= 150 else 70
         self.query_one("#models", Static).update(self._legend(full=not narrow, width=width))
 
     def _title(self) -> Text:
         r = self.reader
-        return Text.assemble(("gradfaith-tui", "bold"), f" · cache {self.cache_name} · {r.n_cases:,} test cases · ",
-                             f"{r.method} · {len(r.columns)} models (reference seeds)", no_wrap=True, overflow="ellipsis")
+        # the counts first: a long cache path is what a narrow terminal cuts
+        return Text.assemble(("gradfaith-tui", "bold"), f" · {r.n_cases:,} test cases · {r.method} · ",
+                             f"{len(r.columns)} models (reference seeds) · cache {self.cache_name}",
+                             no_wrap=True, overflow="ellipsis")
 
     def _legend(self, full: bool, width: int = 0) -> Text:
         """Which model each column is and the paper architecture it stands for, packed into lines."""

@@ -18,7 +18,7 @@ from gradfaith_tui.tui.render import paper_label
 
 def help_text(width: int, columns) -> Text:
     """Keys, metric meanings and models, wrapped with a hanging indent to the help box's width."""
-    width = max(40, min(int(width * 0.9), 110) - 5)  # box: 90%, border, padding, scrollbar
+    width = max(40, min(int(width * 0.9), 110) - 7)  # box: 90%, border 2, padding 2, scrollbar 2, 1 spare
     text = Text()
 
     def item(head: str, body: str, indent: int) -> None:

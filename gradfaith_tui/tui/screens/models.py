@@ -81,21 +81,27 @@ class ModelsScreen(Screen[None]):
         cms.add_row(*lines)
         parts += [cms, Text("")]
         parts.append(Text("Distributions (10 bins over [0, 1]; Faith clipped; – missing)", style="bold underline"))
-        hist = Table(box=None, padding=(0, 1), header_style="bold")
-        hist.add_column("model", no_wrap=True)
-        for m in HIST_METRICS:
-            hist.add_column(f"{METRICS[m].label} ↑", no_wrap=True)
-        for i, c in enumerate(cols):
-            cells = []
-            for m in HIST_METRICS:
-                counts, _, missing = a.histogram(m, i)
-                v = a.metric(m)[i]
-                mean = np.nanmean(v) if (~np.isnan(v)).any() else float("nan")
-                cells.append(f"{sparkline(counts)} {mean:5.2f}" + (f" –{missing:,}" if missing else ""))
-            hist.add_row(f"M{i + 1} {c.model.name}", *cells)
-        parts += [hist, Text("")]
+        cells = {(i, m): self._hist_cell(a, m, i) for i in range(len(cols)) for m in HIST_METRICS}
+        names = [f"M{i + 1} {c.model.name}" for i, c in enumerate(cols)]
+        cell_w = max(len(s) for s in cells.values()) + 1
+        per_table = max(1, (self.app.size.width - 2 - max(map(len, names))) // cell_w)  # narrow: fewer per table
+        for k in range(0, len(HIST_METRICS), per_table):
+            hist = Table(box=None, padding=(0, 1), header_style="bold")
+            hist.add_column("model", no_wrap=True)
+            for m in HIST_METRICS[k:k + per_table]:
+                hist.add_column(f"{METRICS[m].label} ↑", no_wrap=True)
+            for i, name in enumerate(names):
+                hist.add_row(name, *(cells[(i, m)] for m in HIST_METRICS[k:k + per_table]))
+            parts += [hist, Text("")]
         parts += self._suspects(a) + [Text("")] + self._sanity()
         self.app.call_from_thread(self.query_one("#models-body", Static).update, Group(*parts))
+
+    @staticmethod
+    def _hist_cell(a, metric: str, model: int) -> str:
+        counts, _, missing = a.histogram(metric, model)
+        v = a.metric(metric)[model]
+        mean = np.nanmean(v) if (~np.isnan(v)).any() else float("nan")
+        return f"{sparkline(counts)} {mean:5.2f}" + (f" –{missing:,}" if missing else "")
 
     def _suspects(self, a) -> list:
         head = Text("Suspects from the engine", style="bold underline")

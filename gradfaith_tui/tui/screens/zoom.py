@@ -96,7 +96,7 @@ class ZoomScreen(Screen[None]):
         col = self.source.columns[self.model]
         seeds, methods, pick = self._variants()
         hm, metrics, (pred, conf) = (self.source.variant_maps(idx, pick[0], pick[3]) if pick else (None, {}, (None, None)))
-        label_h = 4
+        label_h = 5
         px = max(8, min((width - 3) // 2, 2 * (height - label_h)))
         px -= px % 2
         left = input_tile(data.image, data.mask, px, self.overlay.outline)
@@ -107,11 +107,12 @@ class ZoomScreen(Screen[None]):
         method_txt = f"{pick[2]} ({methods.index(pick[2]) + 1}/{len(methods)})" if pick else ""
         lab_l = Text.assemble(("input slice", "bold"), f" · true {class_name(row.label)}\n",
                               ("lesion outline: green" if data.mask is not None else "no mask", "green"))
-        lab_r = Text.assemble((f"M{self.model + 1} {col.model.name}", "bold"), f" · {seed_txt} · {method_txt}\n",
+        # short lines: each half is only ~36 columns at 80x24, and nothing may be cut
+        lab_r = Text.assemble((f"M{self.model + 1} {col.model.name}", "bold"), f" · {seed_txt}\n{method_txt} · ",
                               (f"{class_name(pred)} {'✓' if ok else '✗'} {conf:.0%}" if pred is not None else "no prediction",
                                "green" if ok else "bold red"),
-                              f"  Faith {fmt_metric(metrics.get('faith'), 0)}  LocAcc {fmt_metric(metrics.get('locacc'), 0)}"
-                              f"  Consist {fmt_metric(metrics.get('consist'), 0)}\n")
+                              f"\nFaith {fmt_metric(metrics.get('faith'), 0)}  LocAcc {fmt_metric(metrics.get('locacc'), 0)}"
+                              f"\nConsist {fmt_metric(metrics.get('consist'), 0)}\n")
         for s in self.source.suspects(idx):
             if s.model_id in (col.model.model_id, col.model.name):
                 lab_r.append(f"⚠ {s.reason}\n", "bold yellow")

@@ -131,7 +131,7 @@ class CaseTable(ScrollView, can_focus=True):
     # --- drawing --------------------------------------------------------------------------------
     def _widths(self, width: int) -> tuple[int, int]:
         """(case id width, fixed width of the rest)."""
-        fixed = 9 + 3 * len(self.source.columns) + 23 + 3  # cursor mark, class, marks, metrics, flag + suspect
+        fixed = 9 + 3 * len(self.source.columns) + 23 + 4  # cursor mark, class, marks, metrics, " Fl" header
         return max(8, min(28, width - fixed)), fixed
 
     def _header(self, width: int) -> list[Segment]:

@@ -86,7 +86,7 @@ class HeatmapPanel(Vertical):
 
     def watch_case_idx(self, idx: int | None) -> None:
         if idx is not None:
-            self.render_case(idx, *self._grid_size())
+            self.render_case(idx, *self._grid_size(idx))
 
     def render_case(self, idx: int, width: int, height: int) -> None:
         self._pending += 1
@@ -94,21 +94,29 @@ class HeatmapPanel(Vertical):
 
     def watch_overlay(self) -> None:
         if self.case_idx is not None:
-            self.render_case(self.case_idx, *self._grid_size())
+            self.render_case(self.case_idx, *self._grid_size(self.case_idx))
 
     def rerender(self) -> None:
         """Draw the current case again (its flag or the suspect data changed)."""
         if self.case_idx is not None:
-            self.render_case(self.case_idx, *self._grid_size())
+            self.render_case(self.case_idx, *self._grid_size(self.case_idx))
 
     def on_resize(self, event: events.Resize) -> None:
-        size = self._grid_size()
+        size = self._grid_size(self.case_idx)
         if size != self._rendered_for and self.case_idx is not None:
             self.render_case(self.case_idx, *size)
 
-    def _grid_size(self) -> tuple[int, int]:
-        region = self.query_one("#tiles-scroll").scrollable_content_region
-        return region.width, region.height
+    def _grid_size(self, idx: int | None = None) -> tuple[int, int]:
+        """Room for the tiles: the panel less its title and the suspect lines this case will show (the
+        suspects appear only when its tiles do, so the grid must not count on their space)."""
+        width = self.query_one("#tiles-scroll").scrollable_content_region.width
+        lines = min(3, len(self.source.suspects(idx))) if idx is not None else 0  # one line each, cut
+        return width, max(0, self.content_region.height - 1 - lines)
+
+    def _suspect_texts(self, idx: int) -> list[str]:
+        names = {c.model.model_id: f"M{i + 1} {c.model.name}" for i, c in enumerate(self.source.columns)}
+        names.update({c.model.name: f"M{i + 1} {c.model.name}" for i, c in enumerate(self.source.columns)})
+        return [f"⚠ {names.get(s.model_id, s.model_id)}: {s.reason}" for s in self.source.suspects(idx)]
 
     @work(thread=True, exclusive=True, group="heatmaps")
     def _render_case(self, idx: int, width: int, height: int) -> None:
@@ -122,6 +130,9 @@ class HeatmapPanel(Vertical):
         n_tiles = 1 + len(self.source.columns)
         extra = 1 if self.source.has_suspects() else 0
         px, cols = tile_layout(width, height, n_tiles, extra=extra)
+        if extra and -(-n_tiles // cols) * (px // 2 + label_lines(px) + 1) > height:
+            extra = 0  # too short for a suspect line on each tile: the reasons are above the tiles anyway
+            px, cols = tile_layout(width, height, n_tiles)
         overlay = self.overlay
         suspects = self.source.suspects(idx)
         tiles = [self._tile(data, i, px, overlay, suspects, extra) for i in range(n_tiles)]
@@ -150,11 +161,9 @@ class HeatmapPanel(Vertical):
 
     def _show_suspects(self, idx: int) -> None:
         """Every suspect reason of the case in words, one line each, above the tiles (hidden when none)."""
-        names = {c.model.model_id: f"M{i + 1} {c.model.name}" for i, c in enumerate(self.source.columns)}
-        names.update({c.model.name: f"M{i + 1} {c.model.name}" for i, c in enumerate(self.source.columns)})
         text = Text(no_wrap=True, overflow="ellipsis")
-        for k, s in enumerate(self.source.suspects(idx)):
-            text.append(("\n" if k else "") + f"⚠ {names.get(s.model_id, s.model_id)}: {s.reason}", "bold yellow")
+        for k, line in enumerate(self._suspect_texts(idx)):
+            text.append(("\n" if k else "") + line, "bold yellow")
         widget = self.query_one("#case-suspects", Static)
         if text.plain or widget.display:
             widget.display = bool(text.plain)
@@ -176,8 +185,10 @@ class HeatmapPanel(Vertical):
     def _label_lines(self, data: CaseMaps, i: int, px: int) -> list[tuple[str, str]]:
         row = data.row
         if i == 0:
-            mask = "mask: green" if data.mask is not None else "no mask"
-            return [("input slice", "bold"), (f"true {class_name(row.label, short=px < 15)}", ""),
+            narrow = px < 12  # "input sli…", "true Beni…" would be cut: say less
+            mask = ("mask" if narrow else "mask: green") if data.mask is not None else "no mask"
+            return [("input" if narrow else "input slice", "bold"),
+                    (class_name(row.label, short=True) if narrow else f"true {class_name(row.label, short=px < 15)}", ""),
                     (mask, "green" if data.mask is not None else "dim")]
         col = self.source.columns[i - 1]
         res = row.results.get(col.model.name)
@@ -201,10 +212,13 @@ class HeatmapPanel(Vertical):
         row = data.row
         mask = "mask ✓" if row.has_mask else "no mask"
         flag = self.source.flags.get(idx) if self.source.flags else None
-        title = Text.assemble((row.case_id, "bold cyan"), f" · true {class_name(row.label)} · {mask} · {row.patient or '?'}",
-                              no_wrap=True, overflow="ellipsis")
-        if flag is not None:
-            title.append(f" · ⚑ {flag.category}" + (f": {flag.note}" if flag.note else ""), "bold magenta")
+        title = Text(no_wrap=True, overflow="ellipsis")
+        if flag is not None:  # first, so a narrow terminal cuts the path and never the flag
+            title.append(f"⚑ {flag.category} · ", "bold magenta")
+        title.append(row.case_id, "bold cyan")
+        title.append(f" · true {class_name(row.label)} · {mask} · {row.patient or '?'}")
+        if flag is not None and flag.note:
+            title.append(f" · note: {flag.note}", "magenta")
         self.query_one("#case-title", LineBar).update(title, layout=False)  # one line: no relayout per case
         self._show_suspects(idx)
         self.query_one(TileGrid).set_strips(strips)

@@ -1,0 +1,137 @@
+"""The real `gradfaith-tui explore` command in a detached tmux session of a fixed size, driven by keys.
+
+What the user sees is read back with `tmux capture-pane -p` and polled until the expected text shows
+(no fixed sleeps). Each test uses its own tmux server (`-L`), killed in a finally. Skipped without tmux.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gradfaith_tui.store.arrays import CaseArrays
+from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.synthetic import build_synthetic_cache
+from gradfaith_tui.tui.render import short_case_id
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    """One detached session on a private tmux server."""
+
+    def __init__(self, width: int, height: int, command: list[str], colours: int = 256):
+        self.socket = f"gft-{uuid.uuid4().hex[:10]}"
+        self.width, self.height = width, height
+        env = {"PYTHONPATH": str(ROOT), "TERM": "screen-256color" if colours == 256 else "screen"}
+        shell = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(command)
+        self.tmux("-f", "/dev/null", *(["-2"] if colours == 256 else []), "new-session", "-d", "-s", "t",
+                  "-x", str(width), "-y", str(height), shell, ";", "set-option", "-t", "t", "remain-on-exit", "on")
+        self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True).stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "t")
+
+    def keys(self, *keys: str) -> None:
+        for k in keys:
+            self.tmux("send-keys", "-t", "t", k)
+
+    def wait_for(self, check, what: str, timeout: float = 30.0) -> str:
+        """Poll the screen until check(screen) is true; fail showing the last screen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if check(screen):
+                return screen
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for {what}; the screen:\n{screen}")
+            time.sleep(0.1)
+
+    def wait_text(self, text: str, timeout: float = 30.0) -> str:
+        return self.wait_for(lambda s: text in s, repr(text), timeout)
+
+    def exit_status(self, timeout: float = 15.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead, _, status = self.tmux("display-message", "-p", "-t", "t", "#{pane_dead}:#{pane_dead_status}").strip().partition(":")
+            if dead == "1" and status:
+                return int(status)
+            time.sleep(0.1)
+        pytest.fail(f"the explorer did not exit; the screen:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        if getattr(self, "socket_path", ""):
+            Path(self.socket_path).unlink(missing_ok=True)
+
+
+def selected_line(screen: str) -> str:
+    return next(line for line in screen.splitlines() if line.startswith("▶"))
+
+
+def title_line(screen: str) -> str:
+    """The heatmap panel's title: the line after the status bar ("Sort: ...")."""
+    lines = screen.splitlines()
+    return next(lines[i + 1] for i, line in enumerate(lines) if line.startswith("Sort:"))
+
+
+def expected_ids(root: Path) -> list[str]:
+    reader = CacheReader(root)
+    arrays = CaseArrays(reader.con, reader.columns, reader.n_cases)
+    order = arrays.order("faith")
+    ids = {r.idx: r.case_id for r in reader.rows([int(i) for i in order[:2]])}
+    reader.close()
+    return [ids[int(i)] for i in order[:2]]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_explore_in_tmux(tmp_path, size):
+    cache = build_synthetic_cache(tmp_path / "cache", 30)
+    first, second = expected_ids(cache)
+    term = Tmux(*size, [sys.executable, "-m", "gradfaith_tui", "explore", "--cache", str(cache)])
+    try:
+        screen = term.wait_for(lambda s: "Sort: case id" in s and "? Help" in s, "the first screen")
+        assert "30 test cases" in screen and "? Help" in screen
+
+        term.keys("f")
+        screen = term.wait_text("Sort: lowest Faith")
+        assert "Faith↑" in screen  # the sort indicator in the header
+        term.wait_for(lambda s: first in title_line(s), f"{first} in the heatmap title")
+
+        term.keys("j")
+        screen = term.wait_for(lambda s: second in title_line(s), f"{second} in the heatmap title")
+        assert short_case_id(second, 20)[:12] in selected_line(screen)
+        assert "case 2/30" in screen
+
+        term.keys("?")
+        screen = term.wait_text("Keys: Move")
+        assert "reverse" in screen and "Faith" in screen
+        term.keys("Escape")
+        term.wait_for(lambda s: "Keys: Move" not in s and "Sort: lowest Faith" in s, "the help to close")
+
+        term.keys("1")
+        screen = term.wait_for(lambda s: "⚑ unfaithful" in title_line(s), "the flag in the heatmap title")
+        assert re.search(r" U ?⚠?$", selected_line(screen).rstrip()) and "1 flagged" in screen
+
+        con = sqlite3.connect(cache / "audit.sqlite")
+        rows = con.execute("SELECT c.case_id, f.category, f.undone FROM flags f JOIN cases c USING (idx)").fetchall()
+        con.close()
+        assert rows == [(second, "unfaithful", 0)]
+
+        term.keys("q")
+        assert term.exit_status() == 0
+    finally:
+        term.kill()
