@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gradfaith_tui.metrics.catalog import FAIL_RHO
 from gradfaith_tui.report import markdown
 from gradfaith_tui.report.build import build
 from gradfaith_tui.report.stats import bootstrap_ci, holm, paired_test
@@ -26,14 +27,13 @@ NOTE = "heat on the border | see ![x](http://example.com/a.png)"  # markup a not
 
 
 def _add_evaluation_and_extra_metrics(root: Path) -> None:
-    """Synthetic caches hold no Table I: store made-up bodies, plus a new and an unknown metric for one model."""
+    """Synthetic Table I bodies have no timing: add made-up ones, plus a new and an unknown metric for one model."""
     rng = np.random.default_rng(7)
     con = sqlite3.connect(root / "audit.sqlite")
-    for (model_id,) in con.execute("SELECT model_id FROM models ORDER BY rowid").fetchall():
-        body = {"macro": {k: float(rng.uniform(0.5, 1)) for k in TABLE1_COLUMNS}, "per_class": {},
-                "confusion": rng.integers(0, 30, (3, 3)).tolist(), "n": N_CASES,
+    for model_id, body in con.execute("SELECT model_id, body FROM evaluation ORDER BY model_id").fetchall():
+        body = {**json.loads(body),
                 "timing": {"latency_ms": float(rng.uniform(1, 20)), "throughput_ips": 100.0, "device": "cpu (2 threads)"}}
-        con.execute("INSERT INTO evaluation VALUES (?, ?)", (model_id, json.dumps(body)))
+        con.execute("UPDATE evaluation SET body=? WHERE model_id=?", (json.dumps(body), model_id))
     expl = con.execute("SELECT expl_id FROM explanations ORDER BY expl_id LIMIT 1").fetchone()[0]
     con.executemany("INSERT INTO flags (idx, category, note, created, undone) VALUES (?,?,?,?,?)", [
         (5, "shortcut", NOTE, "2025-01-01T00:00:00+00:00", 0), (6, "wrong-label", "withdrawn", "2025-01-02T00:00:00+00:00", 1)])
@@ -83,6 +83,15 @@ def test_table1_equals_the_cache_evaluation(made, cache):
         for col, key in names.items():
             assert float(r[col]) == pytest.approx(body["macro"][key], abs=5e-4)
         assert float(r["ms/image"]) == pytest.approx(body["timing"]["latency_ms"], abs=5e-3)
+    con = sqlite3.connect(cache / "audit.sqlite")
+    for model_id, body in evals.items():  # the synthetic Table I is the models' own predictions, counted
+        cm = np.zeros((3, 3), int)
+        for t, p, k in con.execute("SELECT c.label, p.pred, COUNT(*) FROM predictions p JOIN cases c USING (idx) "
+                                   "WHERE p.model_id=? GROUP BY 1, 2", (model_id,)):
+            cm[t, p] = k
+        assert body["confusion"] == cm.tolist() and body["n"] == N_CASES
+        assert body["macro"]["accuracy"] == pytest.approx(np.trace(cm) / N_CASES)
+    con.close()
     paper = md_table((out / "report.md").read_text(), "the paper's published Table I")
     assert paper[0]["Paper's model"] == "ResNet50" and paper[0]["F1"] == "0.79" and paper[-1]["Time (ms)"] == "25"
 
@@ -143,27 +152,71 @@ def test_same_cache_gives_identical_files(made, cache, tmp_path):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
 
 
-def test_missing_results_are_said_plainly_and_present_ones_are_counted(made, cache, tmp_path):
+def test_sanity_verdicts_follow_the_last_stage_of_the_cache(made, cache):
+    out, report, _ = made
+    text = (out / "report.md").read_text()
+    con = sqlite3.connect(cache / "audit.sqlite")
+    last = con.execute("SELECT model_id, method, spearman, n_cases FROM sanity s WHERE stage = "
+                       "(SELECT MAX(stage) FROM sanity t WHERE t.model_id = s.model_id AND t.method = s.method)").fetchall()
+    n_stages = con.execute("SELECT COUNT(*) FROM sanity").fetchone()[0]
+    refs = {r[0] for r in con.execute("SELECT model_id FROM models WHERE is_ref = 1")}
+    con.close()
+    assert f"mean Spearman after the last stage is ≥ {FAIL_RHO:.2f}" in text
+    rows = {(r["Model"], r["Method"]): r for r in md_table(text, "## Sanity check")}
+    assert set(rows) == {(m, meth) for m, meth, _, _ in last} and {m for m, _ in rows} == refs
+    for model_id, method, rho, n in last:
+        r = rows[(model_id, method)]
+        assert r["Verdict"] == ("**FAIL**" if rho >= FAIL_RHO else "PASS")
+        assert float(r["Last-stage Spearman"]) == pytest.approx(rho, abs=5e-4) and int(r["Cases"]) == n
+    assert {r["Verdict"] for r in rows.values()} == {"PASS", "**FAIL**"}  # the synthetic cache has one failing model
+    assert len(md_table(text, "Stages (each one keeps")) == n_stages
+    assert [s.passed for s in report.sanity.results] == [r["Verdict"] == "PASS" for r in rows.values()]
+
+
+def test_suspects_are_counted_per_model_and_rule_with_thresholds_and_examples(made, cache):
+    from gradfaith_tui.metrics.shortcuts import RULES
+
     out, _, _ = made
     text = (out / "report.md").read_text()
-    assert text.count("**Not in this cache yet**") == 2
+    con = sqlite3.connect(cache / "audit.sqlite")
+    counts = {(m, r): n for m, r, n in con.execute("SELECT model_id, rule, COUNT(*) FROM suspects GROUP BY 1, 2")}
+    cases = dict(con.execute("SELECT model_id, COUNT(DISTINCT idx) FROM suspects GROUP BY 1").fetchall())
+    reasons = {(i, m, r): why for i, m, r, why in con.execute("SELECT idx, model_id, rule, reason FROM suspects")}
+    ids = dict(con.execute("SELECT case_id, idx FROM cases").fetchall())
+    con.close()
+    assert counts and 0 < sum(cases.values()) <= 0.1 * N_CASES * len(cases)  # ~5% of cases per model
+    rules = {r["Rule"]: r for r in md_table(text, "## Shortcut suspects")}
+    assert list(rules) == [r.name for r in RULES]
+    for r in RULES:
+        shown = f"{r.threshold:.0%}" if r.metric.endswith("_heat") else f"{r.threshold:g}"
+        assert f"≥ {shown}" in rules[r.name]["Threshold"]
+    table = md_table(text, "Suspects per model and rule")
+    assert {r["Model"] for r in table} == set(cases)
+    for row in table:
+        assert int(row["Cases"]) == cases[row["Model"]]
+        assert all(int(row[r.name]) == counts.get((row["Model"], r.name), 0) for r in RULES)
+    examples = md_table(text, "Examples (the strongest evidence per rule)")
+    assert examples and all(reasons[(ids[e["Case"]], e["Model"], e["Rule"])] == e["Reason"] for e in examples)
+
+
+def test_missing_results_are_said_plainly(cache, tmp_path):
     copy = Path(shutil.copytree(cache, tmp_path / "c"))
     con = sqlite3.connect(copy / "audit.sqlite")
-    con.execute("CREATE TABLE suspects (idx INTEGER, model_id TEXT, rule TEXT, value REAL, reason TEXT)")
-    con.executemany("INSERT INTO suspects VALUES (?,?,?,?,?)", [  # the layout the explorer reads
-        (1, "resnet10t/seed0", "border_heat", 0.61, "61% of the heat on the border"),
-        (2, "resnet10t/seed0", "border_heat", 0.72, "72% of the heat on the border"),
-        (3, "densenet-s/seed0", "low_faith", -0.2, "Faith -0.20")])
-    con.execute("DELETE FROM evaluation")
+    for table in ("suspects", "sanity", "evaluation"):
+        con.execute(f"DELETE FROM {table}")
     con.commit()
-    con.close()
     report = build(CacheReader(copy))
     text = markdown.render(report)
     assert "No Table I in this cache" in text and not report.confusion
-    assert "| resnet10t/seed0 | border_heat | 2 |" in text and "3 rows in `suspects`" in text
-    assert report.optional["suspects"].reason_counts == [("densenet-s/seed0", "low_faith", 1),
-                                                        ("resnet10t/seed0", "border_heat", 2)]
-    assert report.optional["sanity"].table is None
+    assert "*Not computed in this cache*" in text.split("## Sanity check", 1)[1].split("## Shortcut suspects")[0]
+    assert "**No case crossed a suspect threshold** in this cache" in text and not report.suspects.total
+    assert not report.sanity.results and report.suspects.computed
+    con.execute("DROP TABLE suspects")  # a cache from before the engine stored suspects
+    con.commit()
+    con.close()
+    report = build(CacheReader(copy))
+    assert not report.suspects.computed
+    assert "*Not computed in this cache*: it has no suspects table" in markdown.render(report)
 
 
 def test_flagged_cases_appear_with_notes_and_undone_ones_do_not(made, cache, tmp_path):
@@ -203,7 +256,8 @@ def test_cli_formats_and_the_terminal_view(cache, tmp_path):
                                    "--terminal"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "md" / "report.md").is_file() and not (tmp_path / "md" / "report.html").exists()
-    assert "Table I" in res.output and "not in this cache yet" in res.output
+    assert "Table I" in res.output and "Sanity check" in res.output and "FAIL" in res.output
+    assert "Shortcut suspects" in res.output
     res = CliRunner().invoke(app, ["report", "--cache", str(cache), "--out", str(tmp_path / "x"), "--format", "pdf"])
     assert res.exit_code != 0
 
@@ -213,3 +267,19 @@ def test_report_never_imports_torch_and_loads_matplotlib_lazily():
             "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_synthetic_table1_is_computed_as_evaluate_does():
+    pytest.importorskip("torch")
+    from gradfaith_tui.models.evaluate import confusion, table1
+    from gradfaith_tui.store.synthetic_results import table1_body
+
+    rng = np.random.default_rng(3)
+    y, p = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    p[:5] = 1  # and a class never predicted elsewhere would give 0/0: both say 0
+    ours, theirs = table1_body(y, p), table1(confusion(y, p))
+    assert ours["confusion"] == theirs["confusion"] and ours["n"] == 200
+    assert ours["macro"] == pytest.approx(theirs["macro"])
+    assert all(ours["per_class"][k] == pytest.approx(v) for k, v in theirs["per_class"].items())
+    empty = table1_body(np.zeros(4, int), np.zeros(4, int))
+    assert empty["macro"] == pytest.approx(table1(confusion(np.zeros(4, int), np.zeros(4, int)))["macro"])

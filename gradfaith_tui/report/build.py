@@ -8,7 +8,7 @@ import numpy as np
 
 from gradfaith_tui import __version__
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
-from gradfaith_tui.report import cache_extras, faithfulness, samples
+from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
 from gradfaith_tui.report.paper import paper_rows
 from gradfaith_tui.report.provenance import provenance
 from gradfaith_tui.store.cache import CacheReader
@@ -43,7 +43,8 @@ class Report:
     per_checkpoint: list[dict]  # reader.summary(): every seed's accuracy and paper-metric means
     metric_stats: list[faithfulness.MetricStat]
     paired: list[faithfulness.PairedRow]
-    optional: dict[str, cache_extras.ResultTable]
+    sanity: checks.Sanity
+    suspects: checks.Suspects
     flags: list[dict]
     figures: list[Figure]
     provenance: dict
@@ -104,5 +105,5 @@ def build(reader: CacheReader) -> Report:
         version=__version__, classes=CLASS_NAMES, columns=columns, table1=table1, table1_missing=missing,
         confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays), paired=faithfulness.paired(arrays),
-        optional=cache_extras.optional_results(reader), flags=flag_rows,
+        sanity=checks.sanity(reader), suspects=checks.suspects(reader), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.build import Figure, Report
+from gradfaith_tui.report.checks_md import sanity_section, suspects_section
 from gradfaith_tui.report.paper import PAPER_TABLE1_SOURCE
 from gradfaith_tui.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PAIRED_TEST_NAME
 from gradfaith_tui.report.tables import markdown_table
@@ -93,23 +94,6 @@ def _faithfulness(r: Report) -> list[str]:
     return out
 
 
-def _optional(r: Report) -> list[str]:
-    out = []
-    for kind, title in (("sanity", "Sanity check per architecture"), ("suspects", "Suspect cases")):
-        res = r.optional[kind]
-        out.append(f"## {title}\n")
-        if res.table is None:
-            out.append(f"**Not in this cache yet**: it has no `{kind}` results, so this report shows none.\n")
-            continue
-        if res.reason_counts:
-            out.append("Counts by reason:\n\n" + markdown_table(
-                ["Model", "Rule or reason", "Count"], [[escape(a or "–"), escape(b), str(c)] for a, b, c in res.reason_counts]) + "\n")
-        shown = f" (first {len(res.rows)})" if res.total > len(res.rows) else ""
-        out.append(f"{res.total} rows in `{res.table}`{shown}:\n\n"
-                   + markdown_table(res.columns, [[escape(v) for v in row] for row in res.rows]) + "\n")
-    return out
-
-
 def _flags(r: Report, src) -> list[str]:
     out = ["## Flagged cases\n"]
     if not r.flags:
@@ -144,7 +128,7 @@ def render(r: Report, image_src: Callable[[Figure], str] = lambda f: f.file) -> 
     parts += _table1(r, image_src) + _confusion(r, image_src) + _faithfulness(r)
     parts += ["## Figs. 2 and 3: heatmaps of chosen cases\n", _figure(r.figure("fig2"), image_src),
               _figure(r.figure("fig3"), image_src)]
-    parts += _optional(r) + _flags(r, image_src) + _provenance(r)
+    parts += sanity_section(r.sanity) + suspects_section(r.suspects) + _flags(r, image_src) + _provenance(r)
     return "\n".join(parts)
 
 

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gradfaith_tui.report.build import Report
+from gradfaith_tui.report.checks_md import NO_SUSPECTS, NOT_COMPUTED
 from gradfaith_tui.report.markdown import T1_HEADER, T1_KEYS, fmt
 
 
@@ -31,6 +32,19 @@ def print_report(r: Report, console: Console | None = None) -> None:
                      ["Metric", "Model", "n", "Mean", "SD", "95% CI"],
                      [[s.label, s.model, str(s.n), fmt(s.mean), fmt(s.sd),
                        "–" if s.ci is None else f"[{fmt(s.ci.lo)}, {fmt(s.ci.hi)}]"] for s in r.metric_stats]))
-    for kind, res in r.optional.items():
-        con.print(f"{kind}: " + ("not in this cache yet" if res.table is None else f"{res.total} rows in `{res.table}`"))
+    if r.sanity.results:
+        con.print(_table(f"Sanity check (FAIL: last-stage mean Spearman ≥ {r.sanity.threshold:.2f})",
+                         ["Model", "Method", "Stages", "Last-stage Spearman", "Verdict"],
+                         [[s.model_id, s.method, str(len(s.stages)), fmt(s.final), "PASS" if s.passed else "FAIL"]
+                          for s in r.sanity.results]))
+    else:
+        con.print(f"sanity check: {NOT_COMPUTED.lower()}")
+    sus = r.suspects
+    if sus.total:
+        names = sus.rule_names
+        con.print(_table("Shortcut suspects (cases per model and rule)", ["Model", *names, "Cases"],
+                         [[m, *(str(c.get(n, 0)) for n in names), str(sus.cases.get(m, 0))]
+                          for m, c in sus.counts.items()], left=1))
+    else:
+        con.print("shortcut suspects: " + (NO_SUSPECTS.lower() if sus.computed else NOT_COMPUTED.lower()))
     con.print(f"flagged cases: {len(r.flags) or 'none'}")

@@ -1,0 +1,63 @@
+"""The report's "Sanity check" and "Shortcut suspects" sections as Markdown."""
+
+from __future__ import annotations
+
+from gradfaith_tui.report.checks import Sanity, Suspects
+from gradfaith_tui.report.tables import markdown_table
+
+NOT_COMPUTED = "Not computed in this cache"
+NO_SUSPECTS = "No case crossed a suspect threshold"
+
+
+def _esc(text) -> str:
+    from gradfaith_tui.report.markdown import escape  # markdown imports this module
+
+    return escape(text)
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "**FAIL**"
+
+
+def sanity_section(s: Sanity) -> list[str]:
+    out = ["## Sanity check: cascading model-parameter randomisation\n",
+           "Each stage re-initialises more of the network, from the output layer down, and compares the method's maps "
+           "with the trained model's on the same cases (mean Spearman rank correlation). Maps that stay similar while "
+           "the network is destroyed do not depend on what the model learned. "
+           f"**A method FAILS for a model when the mean Spearman after the last stage is ≥ {s.threshold:.2f}**.\n"]
+    if not s.results:
+        return out + [f"*{NOT_COMPUTED}* (precompute runs it for each reference model unless `--sanity-cases 0`).\n"]
+    rows = [[r.model_id, _esc(r.method), str(len(r.stages)), str(r.stages[-1].n_cases), f"{r.final:.3f}",
+             verdict(r.passed)] for r in s.results]
+    out.append(markdown_table(["Model", "Method", "Stages", "Cases", "Last-stage Spearman", "Verdict"], rows) + "\n")
+    failed = [f"{r.model_id} ({r.method})" for r in s.results if not r.passed]
+    out.append(f"{len(s.results) - len(failed)} of {len(s.results)} pass"
+               + (f"; failing: {', '.join(failed)}.\n" if failed else ".\n"))
+    if s.unchecked:
+        out.append(f"No sanity check stored for: {', '.join(s.unchecked)}.\n")
+    rows = [[r.model_id, _esc(r.method), str(st.stage), _esc(st.added.replace(",", ", ")), f"{st.spearman:.3f}"]
+            for r in s.results for st in r.stages]
+    out.append("Stages (each one keeps the earlier stages' re-initialisation):\n\n"
+               + markdown_table(["Model", "Method", "Stage", "Re-initialised at this stage", "Spearman"], rows) + "\n")
+    return out
+
+
+def suspects_section(s: Suspects) -> list[str]:
+    out = ["## Shortcut suspects\n",
+           "A case is a suspect for a model when the evidence of its map crosses a documented threshold: heat where a "
+           "lung lesion cannot be, or a prediction that depends on what lies outside the lungs.\n",
+           markdown_table(["Rule", "Threshold", "In words"],
+                          [[r.name, _esc(r.threshold), _esc(r.words)] for r in s.rules]) + "\n"]
+    if not s.computed:
+        return out + [f"*{NOT_COMPUTED}*: it has no suspects table.\n"]
+    if not s.total:
+        return out + [f"**{NO_SUSPECTS}** in this cache.\n"]
+    names = s.rule_names
+    rows = [[model, *(str(c.get(r, 0)) for r in names), str(s.cases.get(model, 0))] for model, c in s.counts.items()]
+    out.append("Suspects per model and rule (a case may cross more than one rule):\n\n"
+               + markdown_table(["Model", *names, "Cases"], rows) + "\n")
+    rows = [[_esc(e["case_id"]), e["label"], e["model_id"], e["rule"], f"{e['value']:.2f}", _esc(e["reason"])]
+            for e in s.examples]
+    out.append("Examples (the strongest evidence per rule):\n\n"
+               + markdown_table(["Case", "True class", "Model", "Rule", "Value", "Reason"], rows) + "\n")
+    return out
