@@ -1,0 +1,112 @@
+"""Every explorer binding that the other Pilot tests never press, each with a concrete result:
+paging, home/end, the wrong-count sort, more heat, ctrl+z, the third flag, and the zoom screen's keys."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.synthetic import build_synthetic_cache
+from gradfaith_tui.tui.app import make_app
+from gradfaith_tui.tui.screens.zoom import ZoomScreen
+from gradfaith_tui.tui.widgets.case_table import CaseTable
+from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
+
+
+@pytest.fixture()
+def cache(tmp_path) -> Path:
+    return build_synthetic_cache(tmp_path / "keys", 60)
+
+
+async def settle(pilot) -> None:
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def run(body, cache, size=(120, 40)):
+    async def main():
+        app = make_app(cache)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await body(app, pilot)
+    asyncio.run(main())
+
+
+def test_paging_home_end(cache):
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        page = table.scrollable_content_region.height - 2  # one page: the visible rows less two
+        assert 5 < page < 60
+        for key, expected in (("pagedown", page), ("ctrl+d", 2 * page), ("pageup", page), ("ctrl+u", 0),
+                              ("ctrl+u", 0), ("end", 59), ("ctrl+d", 59), ("home", 0)):
+            await pilot.press(key)
+            await settle(pilot)
+            assert table.cursor == expected, key
+            assert app.query_one(HeatmapPanel).case_idx == table.source.idx_at(expected)
+        await pilot.press("pagedown", "pagedown")  # past the first screen: the table scrolls with the cursor
+        await settle(pilot)
+        assert table.scroll_y > 0 and f"case {2 * page + 1}/60" in str(app.query_one("#status").content)
+        assert "".join(s.text for s in table.render_line(int(2 * page - table.scroll_y) + 1)).startswith("▶")
+
+    run(body, cache, size=(100, 30))
+
+
+def test_wrong_sort_heat_opacity_ctrl_z_third_flag(cache):
+    reader = CacheReader(cache)
+    rows = {r.idx: r for r in reader.rows(range(reader.n_cases))}
+    reader.close()
+
+    async def body(app, pilot):
+        table, panel = app.query_one(CaseTable), app.query_one(HeatmapPanel)
+        await pilot.press("w")
+        await settle(pilot)
+        wrong = [rows[int(i)].n_wrong() for i in table.source.order]
+        assert wrong == sorted(wrong, reverse=True) and wrong[0] > wrong[-1]
+        assert "most models wrong" in str(app.query_one("#status").content)
+
+        before = [s.text for s in panel.query_one("#tiles").strips]
+        await pilot.press("right_square_bracket")  # more heat over the slice
+        await settle(pilot)
+        assert panel.overlay.opacity == 0.6 and app.overlay.opacity == 0.6
+        await pilot.press(*["right_square_bracket"] * 6)  # capped at 1.0
+        await settle(pilot)
+        assert panel.overlay.opacity == 1.0
+        assert [s.text for s in panel.query_one("#tiles").strips] == before  # same cells, other colours
+        assert panel._rendered_idx == panel.case_idx
+
+        idx = table.source.idx_at(0)
+        await pilot.press("3")
+        await settle(pilot)
+        assert app.source.flags.get(idx).category == "mislocalised"
+        assert "M" in "".join(s.text for s in table.render_line(1))[-3:]
+        await pilot.press("ctrl+z")
+        await settle(pilot)
+        assert app.source.flags.get(idx) is None and not app.source.flags.current
+
+    run(body, cache)
+
+
+def test_zoom_keys(cache):
+    async def body(app, pilot):
+        await pilot.press("enter")
+        await settle(pilot)
+        zoom = app.screen
+        assert isinstance(zoom, ZoomScreen) and zoom.model == 0 and zoom.position == 0
+        for key, model, position in (("l", 1, 0), ("h", 0, 0), ("left", 4, 0), ("j", 4, 1), ("k", 4, 0),
+                                     ("up", 4, 0)):
+            await pilot.press(key)
+            await settle(pilot)
+            assert (zoom.model, zoom.position) == (model, position), key
+        text = "\n".join("".join(s.text for s in st) for st in zoom.query_one("#zoom-tiles").strips)
+        assert "M5 vit-tiny-p8" in text
+        await pilot.press("m")  # one method stored: stays on it
+        await settle(pilot)
+        text = "\n".join("".join(s.text for s in st) for st in zoom.query_one("#zoom-tiles").strips)
+        assert "gradcam (1/1)" in text
+
+    run(body, cache)
