@@ -57,11 +57,19 @@ def precompute(
         typer.echo(f"cache ready: {cache}")
 
 
-def explore(cache: CacheOpt = DEFAULTS["cache"]) -> None:
+def explore(
+    cache: CacheOpt = DEFAULTS["cache"],
+    graphics: Annotated[str, typer.Option(help="Heatmap tiles: halfblock (any terminal), kitty or sixel (pixel "
+                                               "resolution), auto (what the terminal supports, else halfblock).")] = "halfblock",
+) -> None:
     """Open the explorer on a cache (reads only the cache; never loads a model)."""
+    from gradfaith_tui.errors import GradfaithError
     from gradfaith_tui.tui.app import run_explorer
+    from gradfaith_tui.tui.widgets.pixel_tiles import MODES
 
-    run_explorer(cache)
+    if graphics not in MODES:
+        raise GradfaithError(f"--graphics: '{graphics}' (choose from {', '.join(MODES)})")
+    run_explorer(cache, graphics=graphics)
 
 
 def report(

@@ -75,7 +75,7 @@ class CaseArrays:
                                             (c.model.model_id,)) for c in columns])
         self._metrics: dict[str, np.ndarray] = {}
         self._orders: dict[tuple, np.ndarray] = {}
-        self._case_ids: np.ndarray | None = None
+        self._case_ids: list[str] | None = None
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         self.has_suspects = "suspects" in tables
         self.suspects: dict[int, list[Suspect]] = {}
@@ -166,14 +166,21 @@ class CaseArrays:
             self._orders[cache_key] = out
         return out
 
-    def case_ids(self) -> np.ndarray:
+    def case_ids(self) -> list[str]:
+        """Every case id, lowercase, in idx order; read once (the explorer does it in the background)."""
         with self._lock:
             if self._case_ids is None:
-                ids = np.empty(self.n, dtype=object)
+                ids = [""] * self.n
                 for idx, cid in self.con.execute("SELECT idx, case_id FROM cases"):
-                    ids[idx] = cid
-                self._case_ids = np.char.lower(ids.astype(str))
+                    ids[idx] = cid.lower()
+                self._case_ids = ids
             return self._case_ids
+
+    def search(self, text: str) -> np.ndarray:
+        """Boolean mask of the cases whose id contains text, case-insensitive. A generator of `in` tests
+        over prebuilt lowercase strings: ~10 ms at 100,000 ids (np.char.find is several times slower)."""
+        needle = text.lower()
+        return np.fromiter((needle in s for s in self.case_ids()), dtype=bool, count=self.n)
 
     def mask(self, f: Filter, model: int = WORST, flags: dict | None = None) -> np.ndarray | None:
         """Boolean mask of the cases the filter keeps, or None when it keeps all."""
@@ -197,7 +204,7 @@ class CaseArrays:
         if f.suspect:
             keep &= (self.suspect_any if model == WORST else self.suspect_any[model:model + 1]).any(0)
         if f.search:
-            keep &= np.char.find(self.case_ids(), f.search.lower()) >= 0
+            keep &= self.search(f.search)
         return keep
 
     def view(self, key: str, model: int, descending: bool, f: Filter, flags: dict | None = None) -> np.ndarray:

@@ -69,8 +69,11 @@ class ExplorerApp(TriageActions, App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, reader: CacheReader, name: str | None = None, export_dir: Path | None = None):
+    def __init__(self, reader: CacheReader, name: str | None = None, export_dir: Path | None = None,
+                 image_cls=None):
         super().__init__()
+        self.image_cls = image_cls  # from graphics_widget(); None: half-block tiles
+        self.graphics = "halfblock" if image_cls is None else image_cls.__name__
         self.reader = reader
         self.source = CaseSource(reader)
         self.cache_name = name or str(reader.root)
@@ -89,7 +92,7 @@ class ExplorerApp(TriageActions, App[None]):
             with Vertical(id="table-pane"):
                 yield CaseTable(self.source, id="cases")
                 yield LineBar("loading…", id="status")
-            yield HeatmapPanel(self.source, id="heatmaps")
+            yield HeatmapPanel(self.source, self.image_cls, id="heatmaps")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -265,11 +268,17 @@ def make_app(cache: Path | str | CacheReader, **kwargs) -> ExplorerApp:
     return ExplorerApp(reader, **kwargs)
 
 
-def run_explorer(cache: Path, export_dir: Path | None = None) -> None:
-    """Open the cache (CacheError if missing or empty) and run the explorer until the user quits."""
+def run_explorer(cache: Path, export_dir: Path | None = None, graphics: str = "halfblock") -> None:
+    """Open the cache (CacheError if missing or empty) and run the explorer until the user quits.
+
+    graphics: halfblock (default), kitty, sixel, or auto (what textual-image detects, else half blocks);
+    textual_image is imported only for the last three, here, before Textual takes the terminal."""
+    from gradfaith_tui.tui.widgets.pixel_tiles import graphics_widget
+
+    image_cls = graphics_widget(graphics)
     reader = CacheReader(Path(cache))
     try:
-        ExplorerApp(reader, name=str(cache), export_dir=export_dir).run()
+        ExplorerApp(reader, name=str(cache), export_dir=export_dir, image_cls=image_cls).run()
     finally:
         reader.close()
 

@@ -99,6 +99,7 @@ class CaseSource:
         """Read the arrays the common sorts need (a worker calls this after the first paint)."""
         for m in metrics:
             self.arrays.metric(m)
+        self.arrays.case_ids()  # for the id search
 
     def compute(self, view: ViewSpec) -> np.ndarray:
         """The idx array for a view (call from a worker: may read arrays on first use)."""

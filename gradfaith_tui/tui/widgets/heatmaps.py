@@ -30,6 +30,9 @@ from gradfaith_tui.tui.widgets.line import LineBar
 from gradfaith_tui.tui.source import CaseMaps, CaseSource
 
 
+SCALE_PIXELS = 4  # pixel tiles: image pixels per half-block pixel
+
+
 def _label(lines: list[tuple[str, str]], n: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     for i, (line, style) in enumerate(lines[:n] + [("", "")] * (n - len(lines))):
@@ -69,9 +72,10 @@ class HeatmapPanel(Vertical):
 
         idx: int
 
-    def __init__(self, source: CaseSource, **kwargs):
+    def __init__(self, source: CaseSource, image_cls=None, **kwargs):
         super().__init__(**kwargs)
         self.source = source
+        self.image_cls = image_cls  # a textual-image widget class: tiles at pixel resolution; None: half blocks
         self._tiles: OrderedDict[tuple, list[Strip]] = OrderedDict()
         self._tiles_lock = threading.Lock()  # a cancelled worker may still be finishing
         self._rendered_for = (0, 0)
@@ -82,7 +86,12 @@ class HeatmapPanel(Vertical):
         yield LineBar("", id="case-title")
         yield Static("", id="case-suspects")
         with VerticalScroll(id="tiles-scroll"):
-            yield TileGrid(id="tiles")
+            if self.image_cls is None:
+                yield TileGrid(id="tiles")
+            else:
+                from gradfaith_tui.tui.widgets.pixel_tiles import PixelTiles
+
+                yield PixelTiles(self.image_cls, id="tiles")
 
     def watch_case_idx(self, idx: int | None) -> None:
         if idx is not None:
@@ -135,6 +144,13 @@ class HeatmapPanel(Vertical):
             px, cols = tile_layout(width, height, n_tiles)
         overlay = self.overlay
         suspects = self.source.suspects(idx)
+        if self.image_cls is not None:
+            big = px * SCALE_PIXELS
+            images = [input_tile(data.image, data.mask, big, overlay.outline) if i == 0 else
+                      heatmap_tile(data.image, data.heatmaps[i - 1], big, overlay, data.mask) for i in range(n_tiles)]
+            labels = [_label(self._label_lines(data, i, px), label_lines(px)) for i in range(n_tiles)]
+            self.app.call_from_thread(self._show, idx, data, (images, labels, px, cols), (width, height))
+            return
         tiles = [self._tile(data, i, px, overlay, suspects, extra) for i in range(n_tiles)]
         if get_current_worker().is_cancelled:
             return
@@ -203,7 +219,7 @@ class HeatmapPanel(Vertical):
             lines.append(("no map yet", "dim"))
         return lines + [(m, "") for m in metric_lines(res.metrics, px)]
 
-    def _show(self, idx: int, data: CaseMaps, strips: list[Strip], size: tuple[int, int]) -> None:
+    async def _show(self, idx: int, data: CaseMaps, strips, size: tuple[int, int]) -> None:
         self._pending = 0
         if idx != self.case_idx:
             return  # the cursor moved on while this rendered
@@ -221,5 +237,8 @@ class HeatmapPanel(Vertical):
             title.append(f" · note: {flag.note}", "magenta")
         self.query_one("#case-title", LineBar).update(title, layout=False)  # one line: no relayout per case
         self._show_suspects(idx)
-        self.query_one(TileGrid).set_strips(strips)
+        if self.image_cls is None:
+            self.query_one(TileGrid).set_strips(strips)
+        else:
+            await self.query_one("#tiles").show(*strips)  # (images, labels, px, cols)
         self.post_message(self.Rendered(idx))
