@@ -134,3 +134,23 @@ def test_two_process_ddp_training_with_gloo(phantoms, tmp_path):
     assert card["world_size"] == 2 and card["epochs_done"] == 1
     model, _ = load_checkpoint(tmp_path / "resnet10t" / "seed0")
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_local_imagenet_weights_load_through_timm(tmp_path):
+    """--pretrained-file: timm reads a local file (1,000-class head dropped), nothing is fetched."""
+    import timm
+    from safetensors.torch import save_file
+
+    src = timm.create_model("resnet10t")  # a stand-in for downloaded ImageNet weights
+    save_file(src.state_dict(), str(tmp_path / "imagenet.safetensors"))
+    model = build(spec_for("resnet10t"), 32, tmp_path / "imagenet.safetensors")
+    assert torch.equal(model.net.conv1[0].weight, src.conv1[0].weight)
+    assert model.net.fc.out_features == 3
+
+
+def test_weighted_loss_weights_rare_classes_up():
+    from gradfaith_tui.models.train import class_weights
+
+    w = class_weights(np.array([0] * 38 + [1] * 11 + [2] * 51))
+    assert w[1] > w[0] > w[2]
+    assert float((w * torch.tensor([38, 11, 51.0])).sum()) == pytest.approx(100.0)

@@ -182,3 +182,21 @@ def test_rollout_method_and_two_process_precompute(phantoms, trained, tmp_path):
     assert all(row.results["vit-tiny-p8"].metrics.get("faith") is not None for row in rows)
     assert all(row.results["vit-tiny-p8"].metrics.get("consist") is not None for row in rows)
     assert r.con.execute("SELECT COUNT(*) FROM sanity WHERE method='grad-rollout'").fetchone()[0] >= 1
+
+
+def test_a_reader_open_during_writes_sees_only_complete_rows(phantoms, trained, tmp_path):
+    out = tmp_path / "c"
+    snapshots = []
+
+    def look(model_id, done, total):
+        if done and (out / "audit.sqlite").exists():
+            r = CacheReader(out)
+            for row in r.rows(range(r.n_cases)):
+                for col in r.columns:
+                    if row.results[col.model.name].metrics.get("faith") is not None:
+                        snapshots.append(r.heatmap(col.expl_id, row.idx) is not None)
+            r.close()
+
+    precompute(phantoms, trained, out, cam=CamSettings(batch_size=3, sanity_cases=0), warn=lambda m: None,
+               with_timing=False, progress=look)
+    assert snapshots and all(snapshots), "a row with metrics always has its map on disk"

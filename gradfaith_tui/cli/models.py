@@ -65,13 +65,14 @@ def evaluate(
 
     from gradfaith_tui.cli.progress import warn
     from gradfaith_tui.models.evaluate_all import evaluate_all
-    from gradfaith_tui.report.tables import confusion_rich, table1_rich
+    from gradfaith_tui.report.tables import confusion_rich, per_class_rich, table1_rich
     from gradfaith_tui.store.exports import write_evaluation_files
 
     bodies = evaluate_all(data, checkpoints, names(models), seeds(seeds_), check_device(device), force, strict, warn)
     con = Console()
     con.print(table1_rich(bodies))
     for model, body in bodies.items():
+        con.print(per_class_rich(model, body))
         con.print(confusion_rich(model, body))
     paths = write_evaluation_files(cache, bodies)
     con.print(f"written: {', '.join(str(p) for p in paths)}")
