@@ -33,6 +33,17 @@ def table1_rich(evals: dict[str, dict], title: str = "Table I (macro over classe
     return t
 
 
+def per_class_rich(model: str, body: dict) -> Table:
+    t = Table(title=f"{model}: per class (one vs rest)")
+    t.add_column("Class")
+    for h in ("Sensitivity", "Specificity", "Precision", "F1", "Support"):
+        t.add_column(h, justify="right")
+    for name, v in body["per_class"].items():
+        t.add_row(name, _fmt(v["sensitivity"]), _fmt(v["specificity"]), _fmt(v["precision"]), _fmt(v["f1"]),
+                  str(v.get("support", "–")))
+    return t
+
+
 def confusion_rich(model: str, body: dict) -> Table:
     t = Table(title=f"{model}: rows true, columns predicted")
     t.add_column("")
