@@ -42,6 +42,11 @@ def test_paging_home_end(cache):
         table = app.query_one(CaseTable)
         page = table.scrollable_content_region.height - 2  # one page: the visible rows less two
         assert 5 < page < 60
+        await pilot.press("pagedown")  # a pager: the first press from the top moves the view by a page too
+        await settle(pilot)
+        assert table.cursor == page and table.scroll_y == min(page, 60 - (page + 1))
+        await pilot.press("home")
+        await settle(pilot)
         for key, expected in (("pagedown", page), ("ctrl+d", 2 * page), ("pageup", page), ("ctrl+u", 0),
                               ("ctrl+u", 0), ("end", 59), ("ctrl+d", 59), ("home", 0)):
             await pilot.press(key)

@@ -294,6 +294,8 @@ def test_suspects_shown_in_words(cache):
                 "value REAL, reason TEXT)")
     con.execute("INSERT INTO suspects (expl_id, model_id, idx, rule, value, reason) VALUES (1, 'resnet10t/seed0', 0, "
                 "'outside_body_heat', 0.71, '71% of heat outside the body')")
+    con.execute("INSERT INTO suspects (expl_id, model_id, idx, rule, value, reason) VALUES (2, 'resnet10t/seed1', 0, "
+                "'border_heat', 0.45, '45% of heat in the border band')")  # another seed: named by its column
     con.commit()
     con.close()
 
@@ -306,7 +308,8 @@ def test_suspects_shown_in_words(cache):
         panel = app.query_one(HeatmapPanel)
         text = "\n".join("".join(s.text for s in st) for st in panel.query_one("#tiles").strips)
         assert "⚠ 71%" in text  # on M1's tile
-        assert "M1 resnet10t: 71% of heat outside the body" in str(panel.query_one("#case-suspects").content)
+        assert "⚠ M1 resnet10t: 71% of heat outside the body" in text  # in words above the tiles
+        assert "⚠ M1 resnet10t seed 1: 45% of heat" in text and "resnet10t/seed1" not in text
 
     run(body, cache)
 

@@ -75,6 +75,7 @@ class CaseSource:
         self._rows: OrderedDict[int, CaseRow] = OrderedDict()
         self.order = np.arange(self.n_cases, dtype=np.int64)
         self.view = ViewSpec()
+        self._ids: dict[str, tuple[int, int | None]] | None = None  # model id or name -> (column, seed)
         self.flags: FlagStore | None
         self.flags_error = ""
         try:
@@ -108,6 +109,33 @@ class CaseSource:
 
     def model_name(self, model: int) -> str | None:
         return None if model == WORST else self.columns[model].model.name
+
+    def column_of(self, model_id: str) -> tuple[int | None, int | str | None]:
+        """(table column, seed) of a stored model id or name; seed None for the column's reference seed,
+        column None for a model the table does not show."""
+        if self._ids is None:
+            ids: dict[str, tuple[int, int | None]] = {}
+            by_name = {c.model.name: i for i, c in enumerate(self.columns)}
+            for m in self.reader.models:
+                if m.name in by_name:
+                    ids[m.model_id] = (by_name[m.name], None if m.is_ref else m.seed)
+            ids.update({name: (i, None) for name, i in by_name.items()})
+            self._ids = ids
+        hit = self._ids.get(model_id)
+        if hit is None:  # an id this cache no longer lists, e.g. "resnet10t/seed1": its name and suffix
+            name, _, rest = model_id.partition("/")
+            col = self._ids.get(name, (None, None))[0]
+            return (col, rest.removeprefix("seed") or None) if col is not None else (None, None)
+        return hit
+
+    def model_label(self, model_id: str) -> str:
+        """How the explorer names a model: its column label (M1 resnet10t), plus the seed when it is not
+        the reference seed; a model the table does not show keeps its id."""
+        col, seed = self.column_of(model_id)
+        if col is None:
+            return model_id
+        label = f"M{col + 1} {self.columns[col].model.name}"
+        return label if seed is None else f"{label} seed {seed}"
 
     def idx_at(self, pos: int) -> int:
         return int(self.order[pos])

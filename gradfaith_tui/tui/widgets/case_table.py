@@ -119,7 +119,15 @@ class CaseTable(ScrollView, can_focus=True):
         self.cursor += delta
 
     def action_page(self, direction: int) -> None:
-        self.cursor += direction * max(1, self.scrollable_content_region.height - 2)
+        """Move the view and the cursor by a page (the visible rows less one, which stays in view), like a
+        pager: the cursor keeps its line on screen until the view meets the first or last row."""
+        visible = max(1, self.scrollable_content_region.height - 1)
+        page = max(1, visible - 1)
+        top = max(0, min(int(self.scroll_y) + direction * page, self.n_rows - visible))
+        if top != int(self.scroll_y):
+            self.scroll_to(y=top, animate=False, immediate=True)
+            self.refresh()
+        self.cursor += direction * page
 
     def action_jump(self, where: int) -> None:
         self.cursor = 0 if where == 0 else self.n_rows - 1

@@ -84,7 +84,8 @@ class HeatmapPanel(Vertical):
 
     def compose(self):
         yield LineBar("", id="case-title")
-        yield Static("", id="case-suspects")
+        if self.image_cls is not None:  # half blocks draw the suspect lines into the grid's strips
+            yield Static("", id="case-suspects")
         with VerticalScroll(id="tiles-scroll"):
             if self.image_cls is None:
                 yield TileGrid(id="tiles")
@@ -116,19 +117,18 @@ class HeatmapPanel(Vertical):
             self.render_case(self.case_idx, *size)
 
     def _grid_size(self, idx: int | None = None) -> tuple[int, int]:
-        """Room for the tiles: the panel less its title and the suspect lines this case will show (the
-        suspects appear only when its tiles do, so the grid must not count on their space)."""
+        """Room for the suspect lines and the tiles: the panel less its title. (Pixel tiles: less the
+        suspect lines this case will show, which appear only when its tiles do.)"""
         width = self.query_one("#tiles-scroll").scrollable_content_region.width
-        lines = min(3, len(self.source.suspects(idx))) if idx is not None else 0  # one line each, cut
+        lines = min(3, len(self.source.suspects(idx))) if idx is not None and self.image_cls is not None else 0
         return width, max(0, self.content_region.height - 1 - lines)
 
     def _suspect_texts(self, idx: int) -> list[str]:
-        names = {c.model.model_id: f"M{i + 1} {c.model.name}" for i, c in enumerate(self.source.columns)}
-        names.update({c.model.name: f"M{i + 1} {c.model.name}" for i, c in enumerate(self.source.columns)})
-        return [f"⚠ {names.get(s.model_id, s.model_id)}: {s.reason}" for s in self.source.suspects(idx)]
+        return [f"⚠ {self.source.model_label(s.model_id)}: {s.reason}" for s in self.source.suspects(idx)]
 
     @work(thread=True, exclusive=True, group="heatmaps")
     def _render_case(self, idx: int, width: int, height: int) -> None:
+        size = (width, height)
         if width <= 0 or height <= 0:
             return
         if self._pending > 1:  # keys in quick succession: render only the case the cursor stops on
@@ -136,6 +136,8 @@ class HeatmapPanel(Vertical):
         if get_current_worker().is_cancelled:
             return
         data = self.source.case_maps(idx)
+        suspect_lines = [] if self.image_cls is not None else self._suspect_texts(idx)[:3]  # one line each, cut
+        height -= len(suspect_lines)
         n_tiles = 1 + len(self.source.columns)
         extra = 1 if self.source.has_suspects() else 0
         px, cols = tile_layout(width, height, n_tiles, extra=extra)
@@ -149,13 +151,16 @@ class HeatmapPanel(Vertical):
             images = [input_tile(data.image, data.mask, big, overlay.outline) if i == 0 else
                       heatmap_tile(data.image, data.heatmaps[i - 1], big, overlay, data.mask) for i in range(n_tiles)]
             labels = [_label(self._label_lines(data, i, px), label_lines(px)) for i in range(n_tiles)]
-            self.app.call_from_thread(self._show, idx, data, (images, labels, px, cols), (width, height))
+            self.app.call_from_thread(self._show, idx, data, (images, labels, px, cols), size)
             return
         tiles = [self._tile(data, i, px, overlay, suspects, extra) for i in range(n_tiles)]
         if get_current_worker().is_cancelled:
             return
-        strips = grid_strips(tiles, cols, px)
-        self.app.call_from_thread(self._show, idx, data, strips, (width, height))
+        strips = [st for line in suspect_lines for st in text_strips(Text(line, "bold yellow"), width)]
+        strips += grid_strips(tiles, cols, px)
+        # as many lines as the panel has: the grid keeps its height from case to case (no relayout)
+        strips += [Strip.blank(width)] * (height + len(suspect_lines) - len(strips))
+        self.app.call_from_thread(self._show, idx, data, strips, size)
 
     def _tile(self, data: CaseMaps, i: int, px: int, overlay: Overlay, suspects: list, extra: int) -> list[Strip]:
         key = (data.row.idx, i, px, overlay if i else overlay.outline)
@@ -186,17 +191,13 @@ class HeatmapPanel(Vertical):
             widget.update(text)
 
     def _suspect_line(self, suspects: list, i: int) -> tuple[str, str]:
-        if i == 0:
-            mine = [s for s in suspects if s.model_id not in self._model_ids()]
-        else:
-            col = self.source.columns[i - 1].model
-            mine = [s for s in suspects if s.model_id in (col.model_id, col.name)]
-        if not mine:
-            return ("", "")
-        return ("⚠ " + "; ".join(s.reason for s in mine), "bold yellow")
-
-    def _model_ids(self) -> set[str]:
-        return {c.model.model_id for c in self.source.columns} | {c.model.name for c in self.source.columns}
+        """The suspects of tile i's model (other seeds say which), or of no shown model on the input tile."""
+        parts = []
+        for s in suspects:
+            col, seed = self.source.column_of(s.model_id)
+            if (col is None and i == 0) or (col is not None and col == i - 1):
+                parts.append(s.reason if seed is None else f"{s.reason} (seed {seed})")  # the reason first: tiles are narrow
+        return ("⚠ " + "; ".join(parts), "bold yellow") if parts else ("", "")
 
     def _label_lines(self, data: CaseMaps, i: int, px: int) -> list[tuple[str, str]]:
         row = data.row
@@ -236,9 +237,9 @@ class HeatmapPanel(Vertical):
         if flag is not None and flag.note:
             title.append(f" · note: {flag.note}", "magenta")
         self.query_one("#case-title", LineBar).update(title, layout=False)  # one line: no relayout per case
-        self._show_suspects(idx)
         if self.image_cls is None:
             self.query_one(TileGrid).set_strips(strips)
         else:
+            self._show_suspects(idx)
             await self.query_one("#tiles").show(*strips)  # (images, labels, px, cols)
         self.post_message(self.Rendered(idx))
