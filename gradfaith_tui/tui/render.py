@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
 
@@ -110,11 +109,15 @@ class Overlay:
 
 
 def _grey(image: np.ndarray, px: int) -> np.ndarray:
+    from PIL import Image  # here: the table's first paint needs none of PIL (~20 ms of start-up)
+
     img = Image.fromarray(np.ascontiguousarray(image)).resize((px, px), Image.BILINEAR)
     return np.asarray(img.convert("RGB"), dtype=np.float32)
 
 
 def _outline(mask: np.ndarray, px: int) -> np.ndarray:
+    from PIL import Image
+
     m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((px, px), Image.NEAREST)) > 127
     inner = m.copy()
     inner[1:, :] &= m[:-1, :]
@@ -126,6 +129,8 @@ def _outline(mask: np.ndarray, px: int) -> np.ndarray:
 
 def input_tile(image: np.ndarray, mask: np.ndarray | None, px: int, outline: bool = True) -> Image.Image:
     """The slice at px x px, with the lesion outline drawn in green when there is a mask."""
+    from PIL import Image
+
     rgb = _grey(image, px)
     if outline and mask is not None and mask.any():
         rgb[_outline(mask, px)] = MASK_RGB
@@ -135,6 +140,8 @@ def input_tile(image: np.ndarray, mask: np.ndarray | None, px: int, outline: boo
 def heatmap_tile(image: np.ndarray, heatmap: np.ndarray | None, px: int, overlay: Overlay = Overlay(),
                  mask: np.ndarray | None = None) -> Image.Image:
     """The CAM upsampled smoothly to px, min-max normalised, coloured and blended over the slice."""
+    from PIL import Image
+
     grey = _grey(image, px)
     if heatmap is None:
         return Image.fromarray((grey * 0.4).astype(np.uint8))  # dimmed: no map stored yet

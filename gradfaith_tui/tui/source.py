@@ -170,8 +170,10 @@ class CaseSource:
 
     def case_maps(self, idx: int) -> CaseMaps:
         """Row, slice, mask and every column's map for one case (call from a worker)."""
+        row = self._rows.get(idx)  # the table read it a moment ago, almost always
         with self._bg_lock:
-            row = self._bg.rows([idx])[0]
+            if row is None:
+                row = self._bg.rows([idx])[0]
             image = self._bg.image(idx)
             mask = self._bg.mask(idx) if row.has_mask else None
             maps = [self._bg.heatmap(c.expl_id, idx) if c.expl_id is not None else None for c in self.columns]
