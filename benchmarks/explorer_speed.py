@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SETTLE_S = 2.0  # after the first paint: the background column read and the first heatmaps finish
+SETTLE_S = 3.0  # after the first paint: the background column read (~1.3 s at 100k) and the first heatmaps finish
 
 
 def first_paint(root: Path, cols: int = 120, rows: int = 40) -> tuple[float, float, float]:
@@ -78,8 +78,9 @@ def cache_for(base: Path, n: int) -> Path:
     return root
 
 
-async def key_overhead(root: Path, presses: int = 30) -> tuple[float, float]:
-    """Median ms per 'j' press: the explorer (cursor move + every heatmap repainted) vs an empty app."""
+async def key_overhead(root: Path, presses: int = 30) -> tuple[float, float, float, float]:
+    """Median ms per 'j' press, and process CPU ms per press (both threads): the explorer (cursor move +
+    every heatmap repainted) vs an empty app, through the same Pilot calls."""
     from textual.app import App
 
     from gradfaith_tui.tui.app import make_app
@@ -88,12 +89,13 @@ async def key_overhead(root: Path, presses: int = 30) -> tuple[float, float]:
     class Empty(App[None]):
         pass
 
-    async def measure(app, wait_render: bool) -> float:
+    async def measure(app, wait_render: bool) -> tuple[float, float]:
         times = []
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
             await app.workers.wait_for_complete()
             await pilot.pause()
+            cpu = time.process_time()
             for _ in range(presses):
                 t = time.perf_counter()
                 await pilot.press("j")
@@ -102,12 +104,13 @@ async def key_overhead(root: Path, presses: int = 30) -> tuple[float, float]:
                     while panel._rendered_idx != panel.case_idx:
                         await asyncio.sleep(0.001)
                 times.append(time.perf_counter() - t)
+            cpu = (time.process_time() - cpu) / presses * 1000
         times.sort()
-        return times[len(times) // 2] * 1000
+        return times[len(times) // 2] * 1000, cpu
 
-    empty = await measure(Empty(), False)
-    explorer = await measure(make_app(root), True)
-    return empty, explorer
+    empty, empty_cpu = await measure(Empty(), False)
+    explorer, explorer_cpu = await measure(make_app(root), True)
+    return empty, explorer, empty_cpu, explorer_cpu
 
 
 def sort_filter(root: Path) -> dict[str, float]:
@@ -153,9 +156,11 @@ def main() -> None:
               f"{rss:.0f} MB (runs: {', '.join(f'{p[2]:.0f}' for p in paints)})")
         for label, s in sort_filter(root).items():
             print(f"  {label:<55} {s * 1000:7.1f} ms")
-        empty, explorer = asyncio.run(key_overhead(root))
+        empty, explorer, empty_cpu, explorer_cpu = asyncio.run(key_overhead(root))
         print(f"  key 'j', median of 30: empty Textual app {empty:.1f} ms, explorer (cursor + all heatmaps) "
               f"{explorer:.1f} ms, overhead {explorer - empty:+.1f} ms ({explorer / empty:.2f}x)")
+        print(f"  key 'j', process CPU per press: empty app {empty_cpu:.1f} ms, explorer {explorer_cpu:.1f} ms "
+              f"({explorer_cpu - empty_cpu:+.1f} ms)")
 
 
 if __name__ == "__main__":
