@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import tempfile
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +35,10 @@ class Tmux:
         self.socket = f"gft-{uuid.uuid4().hex[:10]}"
         self.width, self.height = width, height
         env = {"PYTHONPATH": str(ROOT), "TERM": "screen-256color" if colours == 256 else "screen"}
-        shell = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(command)
+        # The exit code goes to a file: under load tmux sometimes marks the pane dead without recording a status.
+        self.exit_file = Path(tempfile.mkdtemp()) / "exit"
+        shell = (" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(command)
+                 + f"; echo $? > {shlex.quote(str(self.exit_file))}")
         self.tmux("-f", "/dev/null", *(["-2"] if colours == 256 else []), "new-session", "-d", "-s", "t",
                   "-x", str(width), "-y", str(height), shell, ";", "set-option", "-t", "t", "remain-on-exit", "on")
         self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
@@ -63,12 +67,12 @@ class Tmux:
     def wait_text(self, text: str, timeout: float = 30.0) -> str:
         return self.wait_for(lambda s: text in s, repr(text), timeout)
 
-    def exit_status(self, timeout: float = 15.0) -> int:
+    def exit_status(self, timeout: float = 60.0) -> int:  # a loaded CI machine can take a while to tear down
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            dead, _, status = self.tmux("display-message", "-p", "-t", "t", "#{pane_dead}:#{pane_dead_status}").strip().partition(":")
-            if dead == "1" and status:
-                return int(status)
+            text = self.exit_file.read_text().strip() if self.exit_file.exists() else ""
+            if text:
+                return int(text)
             time.sleep(0.1)
         pytest.fail(f"the explorer did not exit; the screen:\n{self.screen()}")
 
