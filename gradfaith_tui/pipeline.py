@@ -114,6 +114,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
             for job in jobs:
                 job.evaluate(writer, arrays_at(job.size), with_timing, device)
             _write_consist(writer, jobs, display, cam.tau)
+            _rederive_suspects(writer, jobs)
             if cam.sanity_cases:
                 for job in jobs:
                     if job.is_ref:
@@ -222,6 +223,17 @@ class _Job:
             targets = self.model(x).argmax(1)
         stages = cascading_randomisation(self.model, x, targets, maps)
         writer.write_sanity(self.ckpt.model_id, cam.method, stages, k)
+
+
+def _rederive_suspects(writer: CacheWriter, jobs: list[_Job]) -> None:
+    """Suspects from the stored metrics with today's rules, so a change of threshold needs no recomputation."""
+    from gradfaith_tui.metrics.shortcuts import RULE_METRICS, suspect_reasons
+
+    for j in jobs:
+        values = writer.metric_values(j.expl_id, RULE_METRICS)
+        rows = [(idx, *s) for idx, v in sorted(values.items())
+                for s in suspect_reasons({k: (float("nan") if x is None else x) for k, x in v.items()})]
+        writer.replace_suspects(j.expl_id, j.ckpt.model_id, rows)
 
 
 def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float) -> None:

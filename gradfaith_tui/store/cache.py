@@ -219,6 +219,21 @@ class CacheWriter:
     def read_maps(self, expl_id: int) -> np.ndarray:
         return np.asarray(self._map(expl_id), dtype=np.float32)
 
+    def metric_values(self, expl_id: int, names: tuple[str, ...]) -> dict[int, dict[str, float | None]]:
+        """Stored metrics of one explanation by case: {idx: {name: value}}."""
+        out: dict[int, dict[str, float | None]] = {}
+        rows = self.con.execute(f"SELECT idx, name, value FROM metrics WHERE expl_id=? AND name IN ({','.join('?' * len(names))})",
+                                (expl_id, *names))
+        for idx, name, value in rows:
+            out.setdefault(idx, {})[name] = value
+        return out
+
+    def replace_suspects(self, expl_id: int, model_id: str, rows: list[tuple[int, str, float, str]]) -> None:
+        with self.con:
+            self.con.execute("DELETE FROM suspects WHERE expl_id=?", (expl_id,))
+            self.con.executemany("INSERT INTO suspects VALUES (?,?,?,?,?,?)",
+                                 [(expl_id, model_id, int(i), rule, float(v), reason) for i, rule, v, reason in rows])
+
     def write_sanity(self, model_id: str, method: str, stages: list[dict], n_cases: int) -> None:
         with self.con:
             self.con.execute("DELETE FROM sanity WHERE model_id=? AND method=?", (model_id, method))
