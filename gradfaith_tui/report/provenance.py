@@ -35,7 +35,8 @@ def models(reader: CacheReader) -> list[dict]:
     expl = {r["model_id"]: r for r in reader.con.execute(
         "SELECT model_id, layer, map_h, map_w, settings FROM explanations WHERE method=?", (reader.method,))}
     out = []
-    for r in reader.con.execute("SELECT * FROM models ORDER BY rowid"):
+    rows = {r["model_id"]: r for r in reader.con.execute("SELECT * FROM models")}
+    for r in (rows[m.model_id] for m in reader.models):  # the reader's stable model order
         card = json.loads(r["card"] or "{}")
         e = expl.get(r["model_id"])
         out.append({"model_id": r["model_id"], "arch": r["describe"], "family": r["family"], "seed": r["seed"],

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gradfaith_tui.config import PAPER_ARCHS
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
 
@@ -89,6 +90,15 @@ class CaseRow:
 
     def n_wrong(self) -> int:
         return sum(r.pred is not None and self.label is not None and r.pred != self.label for r in self.results.values())
+
+
+def model_order(m: ModelInfo) -> tuple:
+    """The paper's column order (ResNet-50 ... ViT-B/16), then others by name; seeds ascending.
+
+    Stable whatever order the models were registered in, so M1..M5 mean the same in every view.
+    """
+    fam = PAPER_ARCHS.index(m.family) if m.family in PAPER_ARCHS else len(PAPER_ARCHS)
+    return (fam, m.name, m.seed)
 
 
 class CacheWriter:
@@ -278,9 +288,9 @@ class CacheReader:
         self.meta = meta
         self.method = method
         self.n_cases = int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
-        self.models = [ModelInfo(r["model_id"], r["name"], r["arch"], r["family"], r["describe"], r["seed"],
-                                 bool(r["is_ref"]), r["img_size"])
-                       for r in self.con.execute("SELECT * FROM models ORDER BY rowid")]
+        self.models = sorted((ModelInfo(r["model_id"], r["name"], r["arch"], r["family"], r["describe"], r["seed"],
+                                        bool(r["is_ref"]), r["img_size"])
+                              for r in self.con.execute("SELECT * FROM models")), key=model_order)
         if self.n_cases == 0 or not self.models:
             raise CacheError(f"{self.root}: the cache is empty (no cases or no models); run `gradfaith-tui precompute`")
         expl = {r["model_id"]: r["expl_id"] for r in self.con.execute(
@@ -380,7 +390,10 @@ class CacheReader:
         return None if np.isnan(m).all() else m
 
     def evaluation(self) -> dict[str, dict]:
-        return {r["model_id"]: json.loads(r["body"]) for r in self.con.execute("SELECT model_id, body FROM evaluation")}
+        """Table I bodies by model id, in the reader's model order."""
+        bodies = {r["model_id"]: json.loads(r["body"]) for r in self.con.execute("SELECT model_id, body FROM evaluation")}
+        order = [m.model_id for m in self.models]
+        return dict(sorted(bodies.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
     def summary(self) -> list[dict]:
         """Per model (all seeds): accuracy and mean metrics over the cases where they exist."""
