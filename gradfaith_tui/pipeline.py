@@ -192,7 +192,8 @@ class _Job:
                 progress(self.ckpt.model_id, done, n)
 
     def evaluate(self, writer, arr, with_timing: bool, device: str) -> None:
-        from gradfaith_tui.models.evaluate import confusion, table1, timing
+        from gradfaith_tui.models.evaluate import timing
+        from gradfaith_tui.models.table1 import confusion, table1
 
         model_id = self.ckpt.model_id
         if not self.computed and writer.has_evaluation(model_id):

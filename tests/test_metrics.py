@@ -5,7 +5,7 @@ import torch
 from gradfaith_tui.metrics.consistency import consist
 from gradfaith_tui.metrics.faithfulness import faith, remove
 from gradfaith_tui.metrics.localization import binarise, iou, loc_acc, mask_iou, normalise
-from gradfaith_tui.models.evaluate import confusion, table1
+from gradfaith_tui.models.table1 import confusion, table1
 
 
 def test_locacc_is_share_of_mask_under_the_binarised_map():

@@ -19,7 +19,6 @@ from gradfaith_tui.report.build import build
 from gradfaith_tui.report.stats import bootstrap_ci, holm, paired_test
 from gradfaith_tui.report.write import write_report
 from gradfaith_tui.store.cache import CacheReader
-from gradfaith_tui.store.exports import TABLE1_COLUMNS
 from gradfaith_tui.store.synthetic import build_synthetic_cache
 
 N_CASES = 60

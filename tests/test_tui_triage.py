@@ -9,7 +9,6 @@ import json
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from gradfaith_tui.store.arrays import CaseArrays, Filter

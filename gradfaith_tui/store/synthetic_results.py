@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.metrics.catalog import FAIL_RHO
 
 SUSPECT_RATE = 0.05  # share of cases per model given a suspect
@@ -25,23 +24,11 @@ _STAGES = {  # what metrics/sanity.stages groups for each family, output first (
 }
 
 
-def table1_body(labels: np.ndarray, preds: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> dict:
-    """Confusion (rows true, columns predicted), per-class one-vs-rest metrics and their macro means."""
-    cm = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(cm, (np.asarray(labels, np.int64), np.asarray(preds, np.int64)), 1)
-    tp = np.diag(cm).astype(np.float64)
-    fn, fp = cm.sum(1) - tp, cm.sum(0) - tp
-    tn = cm.sum() - tp - fn - fp
-    div = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731  0 where undefined
-    sens, spec, prec = div(tp, tp + fn), div(tn, tn + fp), div(tp, tp + fp)
-    f1 = div(2 * prec * sens, prec + sens)
-    per_class = {name: {"sensitivity": float(sens[k]), "specificity": float(spec[k]), "precision": float(prec[k]),
-                        "recall": float(sens[k]), "f1": float(f1[k]), "support": int(cm[k].sum())}
-                 for k, name in enumerate(CLASS_NAMES[:n_classes])}
-    macro = {m: float(np.mean([v[m] for v in per_class.values()]))
-             for m in ("sensitivity", "specificity", "precision", "recall", "f1")}
-    macro["accuracy"] = float(np.trace(cm) / cm.sum()) if cm.sum() else 0.0
-    return {"macro": macro, "per_class": per_class, "confusion": cm.tolist(), "n": int(len(labels))}
+def table1_body(labels: np.ndarray, preds: np.ndarray) -> dict:
+    """Table I exactly as `evaluate` computes it (the same torch-free function)."""
+    from gradfaith_tui.models.table1 import confusion, table1
+
+    return {**table1(confusion(labels, preds)), "n": int(len(labels))}
 
 
 def suspect_rows(rng: np.random.Generator, expl_id: int, model_id: str, off_target: np.ndarray) -> list[tuple]:

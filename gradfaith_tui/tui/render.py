@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
+
+if TYPE_CHECKING:  # PIL is imported when the first tile is drawn, not at start-up
+    from PIL import Image
 
 MISSING = "–"
 OVERLAY_ALPHA = 0.5

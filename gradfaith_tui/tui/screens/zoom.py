@@ -85,7 +85,6 @@ class ZoomScreen(Screen[None]):
         self.refresh_zoom()
 
     def refresh_zoom(self) -> None:
-        grid = self.query_one("#zoom-tiles", TileGrid)
         width, height = self.size.width, max(4, self.size.height - 2)
         if len(self.source.order):
             self.render_zoom(self.source.idx_at(self.position), width, height)
