@@ -25,10 +25,9 @@ class _Library:
         self.model, self.layer, self.method = model, layer, method
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> Explained:
-        if targets is None:
-            with torch.no_grad():
-                targets = self.model(x).argmax(1)
-        maps, logits = cam_batch(self.model, self.layer, x, targets.cpu().numpy(), self.method)
+        # Without targets the library explains the argmax of the same forward, so no extra pass is needed.
+        maps, logits = cam_batch(self.model, self.layer, x, None if targets is None else targets.cpu().numpy(), self.method)
+        targets = logits.argmax(1) if targets is None else targets
         return Explained(torch.from_numpy(np.ascontiguousarray(maps)).to(x.device), logits.float(), targets.to(x.device))
 
 

@@ -14,7 +14,7 @@ import torch
 
 from gradfaith_tui.cam.layers import TargetLayer
 from gradfaith_tui.cam.methods import upsample
-from gradfaith_tui.metrics.faithfulness import remove
+from gradfaith_tui.metrics.faithfulness import faith
 
 
 @dataclass
@@ -67,10 +67,7 @@ class FastGradCAM:
         weights = grad.mean(dim=(2, 3), keepdim=True)
         maps = normalise(torch.relu((weights * act).sum(1)))
         out = Explained(maps, logits.detach().float(), tgt)
-        if baseline is not None:
-            with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda):
-                masked = self.model(remove(x, upsample(maps, x.shape[-1]).to(x.device), baseline)).float()
-            t = tgt[:, None]
-            out.faith_prob = (torch.softmax(out.logits, 1).gather(1, t) - torch.softmax(masked, 1).gather(1, t))[:, 0]
-            out.faith_logit = (out.logits.gather(1, t) - masked.gather(1, t))[:, 0]
+        if baseline is not None:  # fused: the masked forward follows while the batch is on the device
+            out.faith_prob, out.faith_logit = faith(self.model, x, out.logits, upsample(maps, x.shape[-1]).to(x.device),
+                                                    tgt, baseline)
         return out

@@ -32,13 +32,13 @@ def method_class(name: str):
     return Native
 
 
-def cam_batch(model, layer, x: torch.Tensor, targets: np.ndarray, method: str = "gradcam") -> tuple[np.ndarray, torch.Tensor]:
-    """Maps (B, h, w) in [0, 1] for the given target classes, and the model's logits for x."""
+def cam_batch(model, layer, x: torch.Tensor, targets: np.ndarray | None, method: str = "gradcam") -> tuple[np.ndarray, torch.Tensor]:
+    """Maps (B, h, w) in [0, 1] for the given target classes (None: the predicted ones), and the model's logits for x."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cls = method_class(method)
     with cls(model=model, target_layers=[layer.module], reshape_transform=layer.reshape) as cam:
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+        maps = cam(input_tensor=x, targets=None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets])
         logits = cam.outputs.detach()
     return maps.astype(np.float32), logits
 

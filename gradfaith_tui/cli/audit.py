@@ -31,11 +31,8 @@ def precompute(
     strict: StrictOpt = False,
 ) -> None:
     """Heatmaps, predictions, every metric, suspects, Table I and sanity checks into the cache (only what is missing)."""
-    import contextlib
-    import os
-
     from gradfaith_tui.cam.engine import ALL_METHODS, ENGINES
-    from gradfaith_tui.cli.progress import bars, precompute_progress, warn
+    from gradfaith_tui.cli.progress import bars, main_rank, precompute_progress, warn
     from gradfaith_tui.config import CamSettings
     from gradfaith_tui.errors import GradfaithError
     from gradfaith_tui.metrics.faithfulness import BASELINES
@@ -49,11 +46,10 @@ def precompute(
         raise GradfaithError(f"--baseline: '{baseline}' (choose from {', '.join(BASELINES)})")
     cam = CamSettings(method=method, tau=tau, baseline=baseline, batch_size=batch_size, engine=engine,
                       deep_steps=10 if deep else 0, sanity_cases=sanity_cases)
-    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
-    with (bars() if main_rank else contextlib.nullcontext()) as p:
+    with bars() as p:
         run(data, checkpoints, cache, names(models), seeds(seeds_), cam, target, target_layer, check_device(device),
-            strict, force, warn=warn, progress=precompute_progress(p) if main_rank else (lambda *a: None))
-    if main_rank:
+            strict, force, warn=warn, progress=precompute_progress(p))
+    if main_rank():
         typer.echo(f"cache ready: {cache}")
 
 

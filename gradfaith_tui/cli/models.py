@@ -29,12 +29,9 @@ def train(
     strict: StrictOpt = False,
 ) -> None:
     """Train models (resumable; finished checkpoints are skipped). Under torchrun: DistributedDataParallel."""
-    import contextlib
-    import os
-
-    from gradfaith_tui.cli.progress import bars, fit_events
+    from gradfaith_tui.cli.progress import bars, fit_events, main_rank
     from gradfaith_tui.config import profile as get_profile, spec_for
-    from gradfaith_tui.models.fit import FitEvents, fit_all
+    from gradfaith_tui.models.fit import fit_all
     from gradfaith_tui.models.train import TrainConfig
 
     prof = get_profile(profile, epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr)
@@ -42,11 +39,9 @@ def train(
     cfg = TrainConfig(epochs=prof.epochs, batch_size=prof.batch_size, lr=prof.lr, img_size=prof.img_size,
                       weighted_loss=weighted_loss, device=check_device(device),
                       pretrained_file=str(pretrained_file) if pretrained_file else None, compile=compile_)
-    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
-    with (bars() if main_rank else contextlib.nullcontext()) as p:
-        events = fit_events(p) if main_rank else FitEvents()
-        outs = fit_all(data, checkpoints, specs, seeds(seeds_) or list(prof.seeds), cfg, split_seed, strict, events)
-    if main_rank:
+    with bars() as p:
+        outs = fit_all(data, checkpoints, specs, seeds(seeds_) or list(prof.seeds), cfg, split_seed, strict, fit_events(p))
+    if main_rank():
         typer.echo(f"{len(outs)} checkpoints under {checkpoints}")
 
 

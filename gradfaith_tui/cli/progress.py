@@ -14,16 +14,29 @@ def warn(msg: str) -> None:
     console.print(f"[yellow]warning:[/] {msg}", highlight=False)
 
 
+def main_rank() -> bool:
+    """Under torchrun only rank 0 reports; a plain run is rank 0."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 @contextmanager
 def bars():
+    """Progress bars on rank 0; None on the other ranks, which stay silent."""
+    if not main_rank():
+        yield None
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), console=console, transient=False) as p:
         yield p
 
 
-def fit_events(progress: Progress):
+def fit_events(progress: Progress | None):
     from gradfaith_tui.models.fit import FitEvents
 
+    if progress is None:
+        return FitEvents()
     tasks: dict[str, int] = {}
 
     def start(model_id, epochs, batches):
@@ -41,7 +54,9 @@ def fit_events(progress: Progress):
     return FitEvents(warn=warn, start=start, batch=batch, epoch=epoch, skip=skip)
 
 
-def precompute_progress(progress: Progress):
+def precompute_progress(progress: Progress | None):
+    if progress is None:
+        return lambda *a: None
     tasks: dict[str, int] = {}
 
     def update(model_id, done, total):

@@ -31,8 +31,12 @@ def blurred(x: torch.Tensor, sigma_fraction: float = 0.05) -> torch.Tensor:
 @torch.no_grad()
 def faith(model, x: torch.Tensor, logits: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
           baseline: str = "black") -> tuple[torch.Tensor, torch.Tensor]:
-    """(probability drop, logit drop) of the target class; logits are the model's on the clean x."""
-    masked = model(remove(x, maps, baseline)).float()
+    """(probability drop, logit drop) of the target class; logits are the model's on the clean x.
+
+    The masked forward runs under bf16 autocast on CUDA, as the clean one does in the fast engine.
+    """
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+        masked = model(remove(x, maps, baseline)).float()
     t = targets.long()[:, None]
     p0 = torch.softmax(logits.float(), 1).gather(1, t)[:, 0]
     p1 = torch.softmax(masked, 1).gather(1, t)[:, 0]

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.prepared import SplitArrays
+from gradfaith_tui.errors import CheckpointError
 from gradfaith_tui.models.card import CARD_NAME, read_card
 from gradfaith_tui.models.factory import IMAGENET_MEAN, IMAGENET_STD, build, load_weights, save_checkpoint, versions
 
@@ -83,7 +84,7 @@ def recalibrate_bn(model, data: SplitArrays, batch_size: int, device) -> None:
 def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
     try:
         card = read_card(directory)
-    except Exception:
+    except CheckpointError:  # missing or unreadable card: not trained yet
         return False
     return card.get("epochs_done", 0) >= epochs and card.get("data_fingerprint") == fingerprint
 
