@@ -27,8 +27,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
+# CPU figures for this machine; the GPU ones need --device cuda (see README).
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/explorer_startup.py
+	$(BIN)/python benchmarks/explorer_speed.py --sizes 10000
+	$(BIN)/python benchmarks/cam_speed.py --img-size 64 --archs resnet10t,tinynet_e
+	$(BIN)/python benchmarks/train_speed.py --img-size 64 --archs resnet10t,tinynet_e
 
 clean-demo:
 	rm -rf data/phantoms data/cache checkpoints/demo

@@ -67,6 +67,57 @@ def test_checkpoint_card_and_resume(phantoms, tmp_path):
     assert model(torch.rand(1, 1, 32, 32)).shape == (1, 3)
 
 
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
+def test_a_run_killed_mid_write_resumes_from_the_last_whole_epoch(phantoms, tmp_path, monkeypatch, background):
+    import gradfaith_tui.models.train as train_mod
+    from gradfaith_tui.models.epoch_saver import EpochSaver
+    from safetensors import safe_open
+
+    # CUDA runs write in the background; force either way here.
+    monkeypatch.setattr(train_mod, "EpochSaver", lambda out, background_: EpochSaver(out, background))
+
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=1e-3, img_size=32)
+    out = tmp_path / "resnet10t" / "seed0"
+    real = train_mod._write_epoch
+
+    def dies_in_epoch_two(out_, slot, weights, optim, state, best_card):
+        if state["epoch"] < 2:
+            return real(out_, slot, weights, optim, state, best_card)
+        train_mod.save_weights(weights, out_ / f"last{slot}.safetensors")  # half of epoch 2's files, no commit
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train_mod, "_write_epoch", dies_in_epoch_two)
+    with pytest.raises(OSError, match="disk full"):  # a failed write stops the run, in the training thread
+        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov)
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["epoch"] == 1 and state["slot"] == "-0"
+    with safe_open(str(out / "last-0.safetensors"), "pt") as f:
+        assert f.metadata()["epoch"] == "1"  # the slot the state points at is epoch 1's, whole
+    monkeypatch.setattr(train_mod, "_write_epoch", real)
+    resumed = []
+    card = train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, on_epoch=lambda e, r: resumed.append(e))
+    assert resumed == [2, 3] and card["epochs_done"] == 3
+    assert [r["epoch"] for r in json.loads((out / "train_state.json").read_text())["history"]] == [1, 2, 3]
+    assert not list(out.glob("last*")) and not list(out.glob("optim*")), "a finished run keeps no resume files"
+    load_checkpoint(out, prep.fingerprint)
+
+
+def test_host_copies_are_taken_at_the_epoch_end_not_when_written():
+    from gradfaith_tui.models.epoch_saver import HostCopy
+
+    w = torch.ones(3)
+    state = {"state": {0: {"exp_avg": w, "step": torch.tensor(4.0)}}, "param_groups": [{"lr": 0.1, "params": [0]}]}
+    copy = HostCopy()
+    snap = copy(state)
+    w.add_(1)  # training goes on
+    assert torch.equal(snap["state"][0]["exp_avg"], torch.ones(3)) and snap["param_groups"][0]["lr"] == 0.1
+    again = copy(state)
+    assert again["state"][0]["exp_avg"].data_ptr() == snap["state"][0]["exp_avg"].data_ptr(), "buffers are reused"
+    assert torch.equal(again["state"][0]["exp_avg"], torch.full((3,), 2.0))
+
+
 def test_fingerprint_guard(trained):
     ckpt = trained / "resnet10t" / "seed0"
     with pytest.raises(CheckpointError, match="trained on other data"):

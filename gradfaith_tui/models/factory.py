@@ -73,20 +73,29 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()}
 
 
-def save_checkpoint(model: Classifier, directory: Path, card: dict, name: str = WEIGHTS_NAME) -> None:
-    """Weights then card, each written to a temporary file and renamed: a crash never leaves half a checkpoint."""
+def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Safetensors written to a temporary file and renamed: a crash never leaves half a file."""
     from safetensors.torch import save_file
 
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+    tmp.replace(path)
+
+
+def write_card(directory: Path, card: dict) -> None:
+    """The card for the weights already at directory/model.safetensors, stamped with their hash."""
+    card = {**card, "weights_sha1": file_hash(directory / WEIGHTS_NAME),
+            "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    tmp = directory / (CARD_NAME + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2, sort_keys=True))
+    tmp.replace(directory / CARD_NAME)
+
+
+def save_checkpoint(model: Classifier, directory: Path, card: dict) -> None:
+    """Weights then card, each atomic: a crash never leaves half a checkpoint."""
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (name + ".tmp")
-    save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(tmp))
-    tmp.replace(directory / name)
-    if name == WEIGHTS_NAME:
-        card = {**card, "weights_sha1": file_hash(directory / name),
-                "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        tmpc = directory / (CARD_NAME + ".tmp")
-        tmpc.write_text(json.dumps(card, indent=2, sort_keys=True))
-        tmpc.replace(directory / CARD_NAME)
+    save_weights(model.net.state_dict(), directory / WEIGHTS_NAME)
+    write_card(directory, card)
 
 
 def read_state(path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,132 @@
+"""Saving each finished epoch without stalling training: copy the state off the device, write it in the background.
+
+A paper-size model's weights plus AdamW state are 0.3-1 GB per epoch (ViT-B: 1.1 s to write on our disk),
+longer than an epoch of 700 images takes on an H100, so writing inline would dominate the protocol's time.
+On CUDA the copy is taken at the epoch's end (pinned buffers, reused) and written by a background thread,
+one write in flight at a time. On the CPU the write stays inline: there the writer would take cores and
+the interpreter lock from training (measured slower on 2 cores). Either way two slots alternate: a run
+killed mid-write still finds the previous epoch whole, pointed at by the state file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+STATE_NAME = "train_state.json"
+SLOTS = ("-0", "-1")
+
+
+def weights_name(slot: str) -> str:
+    return f"last{slot}.safetensors"  # slot "" is the single-slot layout of earlier versions
+
+
+def optim_name(slot: str) -> str:
+    return f"optim{slot}.pt"
+
+
+def read_resume_state(out: Path) -> dict | None:
+    """The saved state with the files it points at, or None where there is nothing whole to resume from."""
+    try:
+        state = json.loads((out / STATE_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    slot = state.get("slot", "")
+    if not ((out / weights_name(slot)).is_file() and (out / optim_name(slot)).is_file()):
+        return None
+    return state
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """dst becomes src's content; a hard link costs no I/O and survives src being replaced later."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # file systems without hard links
+        shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+
+
+class HostCopy:
+    """Copies nested state (dicts, lists, tensors) to the host, reusing pinned buffers for device tensors."""
+
+    def __init__(self) -> None:
+        self._bufs: list[torch.Tensor] = []
+
+    def __call__(self, tree):
+        self._i = 0
+        copied = self._copy(tree)
+        if any(b.is_pinned() for b in self._bufs):
+            torch.cuda.synchronize()  # the non-blocking copies must land before the writer reads them
+        return copied
+
+    def _copy(self, obj):
+        if isinstance(obj, torch.Tensor):
+            return self._tensor(obj.detach())
+        if isinstance(obj, dict):
+            return {k: self._copy(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self._copy(v) for v in obj)
+        return obj  # numbers, strings, None: immutable
+
+    def _tensor(self, t: torch.Tensor) -> torch.Tensor:
+        i, self._i = self._i, self._i + 1
+        if i == len(self._bufs):
+            self._bufs.append(torch.empty(0))
+        buf = self._bufs[i]
+        if buf.shape != t.shape or buf.dtype != t.dtype:
+            buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=t.is_cuda)
+            self._bufs[i] = buf
+        buf.copy_(t, non_blocking=t.is_cuda)
+        return buf
+
+
+class EpochSaver:
+    """At most one write in flight; wait() before reading the files, and on the way out (close)."""
+
+    def __init__(self, out: Path, background: bool) -> None:
+        self.out = out
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="epoch-saver") if background else None
+        self._pending: Future | None = None
+        self._copy = HostCopy()
+
+    def next_slot(self, state: dict) -> str:
+        return SLOTS[1] if state.get("slot") == SLOTS[0] else SLOTS[0]
+
+    def snapshot(self, weights: dict, optim: dict) -> tuple[dict, dict]:
+        """Host copies the writer can take its time over, or the live state where the write is inline."""
+        if self._pool is None:
+            return weights, optim
+        self.wait()  # the buffers are reused: the previous write must be done with them
+        return self._copy(weights), self._copy(optim)
+
+    def submit(self, job, *args) -> None:
+        self.wait()
+        if self._pool is None:
+            job(*args)
+        else:
+            self._pending = self._pool.submit(job, *args)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # a failed write surfaces here, in the training thread
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
