@@ -92,6 +92,32 @@ def test_pointing_game_relevance_mass_and_rank():
     assert np.isnan(pointing_game(cam, np.zeros((2, 4, 4), bool))).all()
 
 
+def test_batched_metrics_match_per_case_references_on_random_maps():
+    from scipy.ndimage import distance_transform_edt
+
+    from gradfaith_tui.metrics.localization import _inside_top_k, heat_share, pointing_game, relevance_mass
+
+    rng = np.random.default_rng(3)
+    maps = rng.random((12, 32, 32)).astype(np.float32)
+    masks = np.zeros((12, 32, 32), bool)
+    for i in range(11):  # the last case has no mask
+        y, x, r = rng.integers(4, 28, 2).tolist() + [int(rng.integers(1, 6))]
+        masks[i, max(0, y - r):y + r, max(0, x - r):x + r] = True
+    tol = 3 / 32
+    want = []
+    for m, k in zip(maps, masks):
+        peak = np.unravel_index(m.argmax(), m.shape)
+        want.append(float(distance_transform_edt(~k)[peak] <= tol * 32) if k.any() else np.nan)
+    np.testing.assert_array_equal(pointing_game(maps, masks, tol).numpy(), np.array(want, np.float32))
+    mass = [(m * k).sum() / m.sum() for m, k in zip(maps, masks)]
+    np.testing.assert_allclose(relevance_mass(maps, masks).numpy()[:11], mass[:11], rtol=1e-5)
+    np.testing.assert_allclose(heat_share(maps, masks).numpy(), mass, rtol=1e-5)
+    # The GPU's sort and the CPU's partial selection count the same pixels (no ties in random maps).
+    m, k = torch.from_numpy(maps).flatten(1), torch.from_numpy(masks).flatten(1)
+    area = k.sum(1)
+    assert torch.equal(_inside_top_k(m, k, area, sort=True), _inside_top_k(m, k, area, sort=False))
+
+
 def test_shortcut_evidence_on_a_phantom_with_a_marker():
     from gradfaith_tui.data.phantom import PhantomConfig, generate
     from gradfaith_tui.metrics.shortcuts import body_mask, heat_evidence, lung_mask, suspect_reasons

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from gradfaith_tui.metrics.localization import binarise, iou
 
@@ -12,5 +13,5 @@ def consist(maps_by_seed: list[np.ndarray], tau: float = 0.5, ref: int = 0) -> n
     if len(maps_by_seed) < 2:
         raise ValueError("Consist needs maps from at least two seeds")
     ref_b = binarise(maps_by_seed[ref], tau)
-    others = [binarise(m, tau) for r, m in enumerate(maps_by_seed) if r != ref]
-    return np.mean([iou(o, ref_b) for o in others], axis=0)
+    others = [iou(binarise(m, tau), ref_b) for r, m in enumerate(maps_by_seed) if r != ref]
+    return torch.stack(others).double().mean(0).cpu().numpy()

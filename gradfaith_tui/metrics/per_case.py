@@ -8,34 +8,39 @@ import torch
 from gradfaith_tui.cam.fast_gradcam import Explained
 from gradfaith_tui.cam.methods import upsample
 from gradfaith_tui.metrics.faithfulness import faith, remove
-from gradfaith_tui.metrics.localization import loc_acc, mask_iou, pointing_game, relevance_mass, relevance_rank
+from gradfaith_tui.metrics.localization import (heat_share, loc_acc, mask_iou, pointing_game, relevance_mass,
+                                                relevance_rank)
 from gradfaith_tui.metrics.perturbation import deletion_insertion
-from gradfaith_tui.metrics.shortcuts import border_band, heat_share
+from gradfaith_tui.metrics.shortcuts import border_band
 
 
 @torch.no_grad()
 def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body: np.ndarray, lungs: np.ndarray,
                   tau: float = 0.5, baseline: str = "black", deep_steps: int = 0) -> dict[str, np.ndarray]:
-    """masks, body, lungs: (B, S, S) bool at the input size S. NaN marks a metric that does not apply."""
-    size = x.shape[-1]
-    up = upsample(ex.maps, size).to(x.device)
+    """masks, body, lungs: (B, S, S) bool at the input size S. NaN marks a metric that does not apply.
+
+    Everything runs batched on the model's device; the values cross to the host once, at the end.
+    """
+    size, dev = x.shape[-1], x.device
+    heat = upsample(ex.maps, size).to(dev)
     if ex.faith_prob is None or baseline != "black":
-        ex.faith_prob, ex.faith_logit = faith(model, x, ex.logits, up, ex.targets, baseline)
-    heat = up.cpu().numpy()
-    out = {"faith": ex.faith_prob.cpu().numpy(), "faith_logit": ex.faith_logit.cpu().numpy(),
+        ex.faith_prob, ex.faith_logit = faith(model, x, ex.logits, heat, ex.targets, baseline)
+    masks, body, lungs = (torch.from_numpy(np.ascontiguousarray(a)).to(dev, non_blocking=True) for a in (masks, body, lungs))
+    out = {"faith": ex.faith_prob, "faith_logit": ex.faith_logit,
            "locacc": loc_acc(heat, masks, tau), "iou": mask_iou(heat, masks, tau),
            "pointing_game": pointing_game(heat, masks), "relevance_mass": relevance_mass(heat, masks),
-           "relevance_rank": relevance_rank(heat, masks)}
-    band = border_band(heat.shape[1:])
-    out["border_heat"] = np.array([heat_share(h, band) for h in heat])
-    out["outside_body_heat"] = np.array([heat_share(h, ~b) for h, b in zip(heat, body)])
-    out["outside_lung_heat"] = np.array([heat_share(h, ~l) if l.any() else np.nan for h, l in zip(heat, lungs)])
+           "relevance_rank": relevance_rank(heat, masks),
+           "border_heat": heat_share(heat, torch.from_numpy(border_band(heat.shape[1:])).to(dev)),
+           "outside_body_heat": heat_share(heat, ~body)}
+    has_lungs = lungs.flatten(1).any(1)
+    nan = torch.full((len(x),), float("nan"), device=dev)
+    out["outside_lung_heat"] = torch.where(has_lungs, heat_share(heat, ~lungs), nan)
     # Counterfactual: keep only the lung fields; a prediction that changes leaned on context outside them.
-    keep = torch.from_numpy(lungs).to(x.device).float()
-    lungs_only = model(remove(x, 1 - keep, "black")).float().argmax(1)
-    flip = (lungs_only != ex.logits.argmax(1)).float().cpu().numpy()
-    out["lungs_only_flip"] = np.where(lungs.any(axis=(1, 2)), flip, np.nan)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):  # as the engine's passes
+        lungs_only = model(remove(x, 1 - lungs[:, None].float(), "black")).float().argmax(1)
+    out["lungs_only_flip"] = torch.where(has_lungs, (lungs_only != ex.logits.argmax(1)).float(), nan)
     if deep_steps:
-        d, i = deletion_insertion(model, x, up, ex.targets, deep_steps)
-        out["deletion_auc"], out["insertion_auc"] = d.cpu().numpy(), i.cpu().numpy()
-    return out
+        out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
+    names = list(out)
+    values = torch.stack([out[k].float() for k in names]).double().cpu().numpy()  # one transfer
+    return dict(zip(names, values))

@@ -60,20 +60,16 @@ def border_band(shape: tuple[int, int], fraction: float = BORDER_FRACTION) -> np
     return band
 
 
-def heat_share(heat: np.ndarray, region: np.ndarray) -> float:
-    """Share of the non-negative heat inside region (0 for an all-zero map)."""
-    h = np.clip(np.asarray(heat, np.float64), 0, None)
-    total = h.sum()
-    return float((h * region).sum() / total) if total > 0 else 0.0
-
-
 def heat_evidence(heat: np.ndarray, image: np.ndarray) -> dict[str, float]:
     """Border, outside-body and outside-lung heat shares for one map at image resolution."""
+    from gradfaith_tui.metrics.localization import heat_share  # torch: this module stays importable without it
+
     body = body_mask(image)
     lungs = lung_mask(image, body)
-    return {"border_heat": heat_share(heat, border_band(heat.shape)),
-            "outside_body_heat": heat_share(heat, ~body),
-            "outside_lung_heat": heat_share(heat, ~lungs) if lungs.any() else float("nan")}
+    heat = np.asarray(heat, np.float32)
+    return {"border_heat": float(heat_share(heat, border_band(heat.shape))),
+            "outside_body_heat": float(heat_share(heat, ~body)),
+            "outside_lung_heat": float(heat_share(heat, ~lungs)) if lungs.any() else float("nan")}
 
 
 @dataclass(frozen=True)
