@@ -72,7 +72,7 @@ def run_protocol(data: Path, archs: list[str], a) -> None:
     events = FitEvents(start=start, epoch=lambda m, e, row: epoch_s[m].append(row["seconds"]))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gradfaith-protocol-") as tmp:
-        fit_all(data, Path(tmp), [spec_for(n) for n in archs], [0], cfg, events=events)
+        fit_all(data, a.checkpoints or Path(tmp), [spec_for(n) for n in archs], [0], cfg, events=events)
         end = time.perf_counter()  # before the scratch checkpoints are deleted
     print(f"{'data (decode, split)':24s} {starts[0][1] - t0:7.1f} s")
     for (model_id, t), nxt in zip(starts, [s[1] for s in starts[1:]] + [end]):
@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--train-images", type=int, default=714)
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--protocol", type=Path, help="dataset folder: time the real training on it instead")
+    ap.add_argument("--checkpoints", type=Path, help="with --protocol: keep the checkpoints here (default: a scratch folder)")
     a = ap.parse_args()
     name = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
     print(f"device: {name} · {a.img_size} px · batch {a.batch_size} · torch {torch.__version__}")

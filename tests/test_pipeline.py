@@ -200,3 +200,18 @@ def test_a_reader_open_during_writes_sees_only_complete_rows(phantoms, trained, 
     precompute(phantoms, trained, out, cam=CamSettings(batch_size=3, sanity_cases=0), warn=lambda m: None,
                with_timing=False, progress=look)
     assert snapshots and all(snapshots), "a row with metrics always has its map on disk"
+
+
+def test_segmentation_spread_over_worker_processes_matches_one_process(phantoms, monkeypatch):
+    from gradfaith_tui.data.dataset import discover
+    from gradfaith_tui.data.prepared import load_split, prepare
+    from gradfaith_tui.pipeline import _Segmentations
+
+    ds = discover(phantoms)
+    arr = load_split(prepare(ds).samples(ds, "test"), 48)
+    serial = _Segmentations(workers=1).get(arr)
+    monkeypatch.setattr(_Segmentations, "PARALLEL_PIXELS", 1)  # a small set takes the worker path too
+    parallel = _Segmentations(workers=2).get(arr)
+    assert serial[0].shape == parallel[0].shape == arr.images.shape
+    assert np.array_equal(serial[0], parallel[0]) and np.array_equal(serial[1], parallel[1])
+    assert serial[1].any(axis=(1, 2)).mean() > 0.9, "lung fields found on nearly every phantom slice"

@@ -44,12 +44,21 @@ def lung_mask(image: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
     sizes = ndi.sum(dark, labels, range(1, n + 1))
     keep = [1 + i for i in np.argsort(sizes)[::-1][:2] if sizes[i] >= 0.01 * body.sum()]
     # Each lung's convex hull: a lesion touching the pleura would otherwise be carved out of its lung.
+    # The hull lies inside the component's bounding box, so only that box is tested (3-5x less work).
     from skimage.morphology import convex_hull_image
 
     out = np.zeros(img.shape, bool)
+    boxes = ndi.find_objects(labels)
     for k in keep:
-        out |= convex_hull_image(labels == k)
+        box = boxes[k - 1]
+        out[box] |= convex_hull_image(labels[box] == k)
     return out & body
+
+
+def segment(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bodies, lungs) for a stack of slices, each (N, S, S) bool."""
+    bodies = np.stack([body_mask(im) for im in images])
+    return bodies, np.stack([lung_mask(im, b) for im, b in zip(images, bodies)])
 
 
 def border_band(shape: tuple[int, int], fraction: float = BORDER_FRACTION) -> np.ndarray:
