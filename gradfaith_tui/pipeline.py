@@ -162,8 +162,10 @@ class _Job:
     def load(self, device: str, target_layer: str | None) -> None:
         from gradfaith_tui.cam.layers import find as find_layer
 
+        from gradfaith_tui.models.precision import to_device
+
         self.model, self.card = load_checkpoint(self.ckpt.directory, force=True)
-        self.model.to(device)
+        self.model = to_device(self.model, device)
         self.layer = find_layer(self.model.net, target_layer)
 
     def register(self, writer: CacheWriter, cam: CamSettings, target: str, arr: SplitArrays) -> None:

@@ -1,7 +1,7 @@
-"""Batched Grad-CAM that stays on the device, with Faith's masked re-forward fused into the same call.
+"""Batched Grad-CAM that stays on the device.
 
-pytorch-grad-cam moves every batch to NumPy and back; here activations, gradients, maps and the
-perturbed forward all stay on the GPU, under bf16 autocast on CUDA. In fp32 it computes exactly the
+pytorch-grad-cam moves every batch to NumPy and back; here activations, gradients and maps stay on the
+GPU, under bf16 autocast on CUDA, so Faith's masked forward (metrics/) can follow with no host round trip. In fp32 it computes exactly the
 library's Grad-CAM: weights = spatial mean of the gradients, ReLU of the weighted sum, min-max per map
 (tests check Pearson r >= 0.99 against pytorch_grad_cam.GradCAM on every architecture).
 """
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from gradfaith_tui.cam.layers import TargetLayer
-from gradfaith_tui.cam.methods import upsample
-from gradfaith_tui.metrics.faithfulness import faith
+from gradfaith_tui.models.precision import autocast
 
 
 @dataclass
@@ -22,8 +21,6 @@ class Explained:
     maps: torch.Tensor  # (B, h, w) native grid, min-max normalised to [0, 1]
     logits: torch.Tensor  # (B, K) on the clean input, float32
     targets: torch.Tensor  # (B,) the class each map explains
-    faith_prob: torch.Tensor | None = None  # (B,) drop in target probability with the CAM region removed
-    faith_logit: torch.Tensor | None = None
 
 
 def normalise(cam: torch.Tensor) -> torch.Tensor:
@@ -53,9 +50,8 @@ class FastGradCAM:
     def _keep(self, module, inputs, output) -> None:
         self._act = output
 
-    def __call__(self, x: torch.Tensor, targets: torch.Tensor | None = None, baseline: str | None = "black") -> Explained:
-        cuda = x.device.type == "cuda"
-        with torch.enable_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda):
+    def __call__(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> Explained:
+        with torch.enable_grad(), autocast(x.device):
             logits = self.model(x)
             act = self._act
             tgt = logits.argmax(1) if targets is None else targets.to(x.device).long()
@@ -66,8 +62,4 @@ class FastGradCAM:
             act, grad = self.layer.reshape(act), self.layer.reshape(grad)
         weights = grad.mean(dim=(2, 3), keepdim=True)
         maps = normalise(torch.relu((weights * act).sum(1)))
-        out = Explained(maps, logits.detach().float(), tgt)
-        if baseline is not None:  # fused: the masked forward follows while the batch is on the device
-            out.faith_prob, out.faith_logit = faith(self.model, x, out.logits, upsample(maps, x.shape[-1]).to(x.device),
-                                                    tgt, baseline)
-        return out
+        return Explained(maps, logits.detach().float(), tgt)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from gradfaith_tui.models.precision import autocast
+
 BASELINES = ("black", "mean", "blur")
 
 
@@ -35,7 +37,7 @@ def faith(model, x: torch.Tensor, logits: torch.Tensor, maps: torch.Tensor, targ
 
     The masked forward runs under bf16 autocast on CUDA, as the clean one does in the fast engine.
     """
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+    with autocast(x.device):
         masked = model(remove(x, maps, baseline)).float()
     t = targets.long()[:, None]
     p0 = torch.softmax(logits.float(), 1).gather(1, t)[:, 0]

@@ -12,6 +12,7 @@ from gradfaith_tui.metrics.localization import (heat_share, loc_acc, mask_iou, p
                                                 relevance_rank)
 from gradfaith_tui.metrics.perturbation import deletion_insertion
 from gradfaith_tui.metrics.shortcuts import border_band
+from gradfaith_tui.models.precision import autocast
 
 
 @torch.no_grad()
@@ -23,10 +24,10 @@ def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body
     """
     size, dev = x.shape[-1], x.device
     heat = upsample(ex.maps, size).to(dev)
-    if ex.faith_prob is None or baseline != "black":
-        ex.faith_prob, ex.faith_logit = faith(model, x, ex.logits, heat, ex.targets, baseline)
+    # Faith's masked forward follows the CAM while the batch is still on the device (the fused pass).
+    faith_prob, faith_logit = faith(model, x, ex.logits, heat, ex.targets, baseline)
     masks, body, lungs = (torch.from_numpy(np.ascontiguousarray(a)).to(dev, non_blocking=True) for a in (masks, body, lungs))
-    out = {"faith": ex.faith_prob, "faith_logit": ex.faith_logit,
+    out = {"faith": faith_prob, "faith_logit": faith_logit,
            "locacc": loc_acc(heat, masks, tau), "iou": mask_iou(heat, masks, tau),
            "pointing_game": pointing_game(heat, masks), "relevance_mass": relevance_mass(heat, masks),
            "relevance_rank": relevance_rank(heat, masks),
@@ -36,7 +37,7 @@ def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body
     nan = torch.full((len(x),), float("nan"), device=dev)
     out["outside_lung_heat"] = torch.where(has_lungs, heat_share(heat, ~lungs), nan)
     # Counterfactual: keep only the lung fields; a prediction that changes leaned on context outside them.
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):  # as the engine's passes
+    with autocast(dev):  # as the engine's passes
         lungs_only = model(remove(x, 1 - lungs[:, None].float(), "black")).float().argmax(1)
     out["lungs_only_flip"] = torch.where(has_lungs, (lungs_only != ex.logits.argmax(1)).float(), nan)
     if deep_steps:

@@ -19,6 +19,7 @@ from gradfaith_tui.errors import CheckpointError
 from gradfaith_tui.models.card import CARD_NAME, WEIGHTS_NAME, read_card
 from gradfaith_tui.models.epoch_saver import (STATE_NAME, EpochSaver, link_or_copy, optim_name, read_resume_state,
                                               weights_name, write_atomic)
+from gradfaith_tui.models.precision import autocast, to_device
 from gradfaith_tui.models.factory import (IMAGENET_MEAN, IMAGENET_STD, build, load_weights, save_weights, versions,
                                           write_card)
 
@@ -72,16 +73,12 @@ class DeviceSplit:
             yield self.batch(torch.arange(i, min(i + size, len(self))))
 
 
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 @torch.no_grad()
 def _validate(model, data: DeviceSplit, batch_size: int) -> dict:
     model.eval()
     loss, correct = torch.zeros((), device=data.device), torch.zeros((), device=data.device)
     for x, y in data.batches(batch_size):
-        with _autocast(data.device):
+        with autocast(data.device):
             logits = model(x).float()
         loss += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -104,7 +101,7 @@ def recalibrate_bn(model, data: DeviceSplit, batch_size: int) -> None:
         m.momentum = None  # cumulative average over the pass
     model.train()
     for x, _ in data.batches(batch_size):
-        with _autocast(data.device):  # the statistics of the activations training produces
+        with autocast(data.device):  # the statistics of the activations training produces
             model(x)
     for m, mom in zip(bns, saved):
         m.momentum = mom
@@ -159,9 +156,7 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
         torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 parts outside autocast
     torch.manual_seed(seed)
     np.random.seed(seed)
-    model = build(spec, cfg.img_size, Path(cfg.pretrained_file) if cfg.pretrained_file else None).to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
+    model = to_device(build(spec, cfg.img_size, Path(cfg.pretrained_file) if cfg.pretrained_file else None), device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05, fused=cuda or None)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * -(-len(train_data) // cfg.batch_size)),
                                                 pct_start=0.15)
@@ -240,7 +235,7 @@ def _train_epoch(step_model, model, opt, sched, train_set: DeviceSplit, val_set:
         idx, flip = batch[dist.rank::dist.world], flip[dist.rank::dist.world]
         x, y = train_set.batch(idx)
         x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
-        with _autocast(device):
+        with autocast(device):
             logits = step_model(x)
         loss = F.cross_entropy(logits.float(), y, weight=weights)
         opt.zero_grad(set_to_none=True)
