@@ -204,8 +204,9 @@ class _Job:
                 x = to_tensor(arr.images[idx], device)
                 targets = None if target == "pred" else torch.from_numpy(arr.labels[idx])
                 ex = explain(x, targets)
+                planted = None if arr.shortcut_regions is None else arr.shortcut_regions[idx]
                 metrics = batch_metrics(self.model, x, ex, arr.masks[idx], body[idx], lungs[idx],
-                                        cam.tau, cam.baseline, cam.deep_steps)
+                                        cam.tau, cam.baseline, cam.deep_steps, planted)
                 suspects = [(int(i), *s) for k, i in enumerate(idx)
                             for s in suspect_reasons({m: v[k] for m, v in metrics.items()})]
                 probs = torch.softmax(ex.logits, 1).cpu().numpy()

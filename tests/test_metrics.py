@@ -136,3 +136,31 @@ def test_shortcut_evidence_on_a_phantom_with_a_marker():
     assert ("border", 1.0, "100% of heat in the image border band") in reasons
     on_lesion = sl.mask.astype(float)
     assert suspect_reasons(heat_evidence(on_lesion, sl.image)) == []
+
+
+def test_planted_shortcut_ground_truth_drop_flip_and_heat():
+    from gradfaith_tui.cam.fast_gradcam import Explained
+    from gradfaith_tui.metrics.per_case import batch_metrics
+
+    class LooksAtTheCorner(torch.nn.Module):  # Malignant exactly when the top-left corner is bright
+        def forward(self, x):
+            corner = x[:, 0, :2, :2].mean(dim=(1, 2))
+            return torch.stack([torch.zeros_like(corner), torch.full_like(corner, 0.5), 4 * corner], 1)
+
+    x = torch.zeros(3, 1, 8, 8)
+    x[:2, :, :2, :2] = 1.0  # cases 0 and 1 carry the marker
+    region = np.zeros((3, 8, 8), bool)
+    region[:2, :2, :2] = True  # case 2 has no planted marker
+    model = LooksAtTheCorner()
+    logits = model(x)
+    heat = torch.zeros(3, 8, 8)
+    heat[0, :2, :2] = 1.0  # case 0: the map shows the marker
+    heat[1, 4:, 4:] = 1.0  # case 1: the map points elsewhere, though the model used the marker
+    heat[2, 4:, 4:] = 1.0
+    ex = Explained(heat, logits, logits.argmax(1))
+    none = np.zeros((3, 8, 8), bool)
+    m = batch_metrics(model, x, ex, none, ~none, none, shortcut_regions=region)
+    assert m["shortcut_flip"][:2].tolist() == [1.0, 1.0] and np.isnan(m["shortcut_flip"][2])
+    assert (m["shortcut_drop"][:2] > 0.5).all()
+    assert m["shortcut_heat"][:2].tolist() == [1.0, 0.0] and np.isnan(m["shortcut_heat"][2])
+    assert "shortcut_flip" not in batch_metrics(model, x, ex, none, ~none, none)  # no truth: no such metric

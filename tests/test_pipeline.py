@@ -90,6 +90,13 @@ def test_every_default_metric_suspects_and_sanity_are_stored(cache):
     assert all(-1 <= rho <= 1 for _, _, rho in stages)
     for idx, rule, value, reason in con.execute("SELECT idx, rule, value, reason FROM suspects"):
         assert rule in {"border", "off-body", "off-lung", "lung-context"} and reason
+    # The phantoms' planted marker is ground truth: measured on exactly the marked cases.
+    marked = {i for (i,) in con.execute("SELECT idx FROM cases WHERE shortcut=1")}
+    assert marked
+    for name in ("shortcut_flip", "shortcut_drop", "shortcut_heat"):
+        rows = con.execute("SELECT e.model_id, m.idx FROM metrics m JOIN explanations e USING (expl_id) "
+                           "WHERE m.name=? AND m.value IS NOT NULL", (name,)).fetchall()
+        assert {i for _, i in rows} == marked and len(rows) == 4 * len(marked)
 
 
 def _copy_cache(cache, tmp_path):

@@ -21,6 +21,7 @@ class Sample:
     shortcut: int | None = None  # planted-shortcut truth; phantoms only
     window: tuple[float, float] | None = None  # DICOM (width, level); None = lung
     boxes: tuple[Box, ...] = ()  # lesion boxes from a CSV, original pixel coordinates
+    shortcut_box: Box | None = None  # where the planted shortcut sits (phantoms): its removal is the ground truth
 
 
 @dataclass

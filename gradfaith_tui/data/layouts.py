@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gradfaith_tui.config import CLASS_FOLDERS
 from gradfaith_tui.data.dataset import Dataset, Sample, parse_label
-from gradfaith_tui.data.imageio import DICOM_EXTS, is_dicom, parse_window
+from gradfaith_tui.data.imageio import DICOM_EXTS, Box, is_dicom, parse_window
 from gradfaith_tui.errors import DataError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_EXTS
@@ -77,6 +77,20 @@ def from_class_folders(root: Path, window: tuple[float, float] | None) -> Datase
     return Dataset(root, samples, "class-folders", warnings, problems)
 
 
+def _box_text(text: str, where: str) -> Box | None:
+    """'x0 y0 x1 y1' (the shortcut_box column), or None when empty."""
+    if not text:
+        return None
+    parts = text.replace(",", " ").split()
+    try:
+        box = tuple(int(float(p)) for p in parts)
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise DataError(f"{where}: shortcut_box must be four numbers 'x0 y0 x1 y1', got '{text}'")
+    return box  # type: ignore[return-value]
+
+
 def _int(row: dict, col: str, where: str) -> int:
     try:
         return int(float(row[col]))
@@ -85,7 +99,7 @@ def _int(row: dict, col: str, where: str) -> int:
 
 
 def from_manifest(root: Path, manifest: Path, window: tuple[float, float] | None) -> Dataset:
-    """Rows path,label[,patient][,mask][,window][,x0,y0,x1,y1][,shortcut]; a path repeated adds boxes."""
+    """Rows path,label[,patient][,mask][,window][,x0,y0,x1,y1][,shortcut][,shortcut_box]; a path repeated adds boxes."""
     warnings: list[str] = []
     problems: list[str] = []
     by_path: dict[str, Sample] = {}
@@ -126,7 +140,12 @@ def from_manifest(root: Path, manifest: Path, window: tuple[float, float] | None
             warnings.append(f"{where}: mask not found: {mask_rel} (image kept without a mask)")
             mask = None
         shortcut = (row.get("shortcut") or "").strip()
+        try:
+            shortcut_box = _box_text((row.get("shortcut_box") or "").strip(), where)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
         by_path[case_id] = Sample(case_id, path, label, (row.get("patient") or "").strip() or None, mask,
                                   int(shortcut) if shortcut.isdigit() else None,
-                                  win if is_dicom(path) else None, (box,) if box else ())
+                                  win if is_dicom(path) else None, (box,) if box else (), shortcut_box)
     return Dataset(root, list(by_path.values()), "manifest", warnings, problems, manifest)

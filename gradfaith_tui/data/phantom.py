@@ -41,6 +41,7 @@ class PhantomSlice:
     label: int
     patient: str
     shortcut: bool
+    shortcut_box: tuple[int, int, int, int] | None = None  # the marker, x0, y0, x1, y1 (x1, y1 exclusive)
 
 
 def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
@@ -160,8 +161,8 @@ class _Patient:
         return hu, mask
 
 
-def _draw_marker(img: Image.Image, rng: np.random.Generator) -> None:
-    """A burned-in annotation at the periphery: a bright tag with a letter, like a scanner label."""
+def _draw_marker(img: Image.Image, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A burned-in annotation at the periphery: a bright tag with a letter, like a scanner label. Returns its box."""
     s = img.size[0]
     w = max(4, s // 10)
     corner = rng.integers(4)
@@ -170,6 +171,7 @@ def _draw_marker(img: Image.Image, rng: np.random.Generator) -> None:
     d = ImageDraw.Draw(img)
     d.rectangle([x0, y0, x0 + w, y0 + w], fill=255)
     d.text((x0 + w // 4, y0), "R", fill=0)
+    return x0, y0, x0 + w + 1, y0 + w + 1  # PIL's rectangle includes both corners
 
 
 def shortcut_images(cfg: PhantomConfig, labels: list[int]) -> set[int]:
@@ -198,9 +200,8 @@ def generate(cfg: PhantomConfig):
             hu = gaussian_filter(hu, 0.6 * n / 256) + rng.normal(0, cfg.noise_hu, hu.shape)
             img = Image.fromarray(window(hu, *LUNG_WINDOW))
             shortcut = p * cfg.slices_per_patient + k in marked
-            if shortcut:
-                _draw_marker(img, marker_rng)
-            yield PhantomSlice(np.asarray(img), mask, label, f"P{p:04d}", shortcut)
+            box = _draw_marker(img, marker_rng) if shortcut else None
+            yield PhantomSlice(np.asarray(img), mask, label, f"P{p:04d}", shortcut, box)
 
 
 def write_dataset(cfg: PhantomConfig, out: Path) -> int:
@@ -221,11 +222,12 @@ def write_dataset(cfg: PhantomConfig, out: Path) -> int:
         if sl.mask.any():
             mask_rel = f"masks/{WRITE_FOLDERS[sl.label]}/{name}.png"
             Image.fromarray(sl.mask.astype(np.uint8) * 255).save(out / mask_rel)
-        rows.append((rel, sl.label, sl.patient, mask_rel, int(sl.shortcut)))
+        box = " ".join(map(str, sl.shortcut_box)) if sl.shortcut_box else ""
+        rows.append((rel, sl.label, sl.patient, mask_rel, int(sl.shortcut), box))
     tmp = out / "manifest.csv.tmp"
     with tmp.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label", "patient", "mask", "shortcut"])
+        w.writerow(["path", "label", "patient", "mask", "shortcut", "shortcut_box"])
         w.writerows(rows)
     tmp.replace(out / "manifest.csv")
     return len(rows)

@@ -22,6 +22,7 @@ class SplitArrays:
     masks: np.ndarray  # (N, S, S) bool
     has_mask: np.ndarray  # (N,) bool
     labels: np.ndarray  # (N,) int64
+    shortcut_regions: np.ndarray | None = None  # (N, S, S) bool where a planted shortcut sits; None: no such truth
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -40,7 +41,7 @@ def read_sample(s: Sample) -> tuple[np.ndarray, np.ndarray | None]:
 def load_split(samples: list[Sample], size: int, strict: bool = False,
                warn: Callable[[str], None] = lambda msg: None) -> SplitArrays:
     """Read and resize every sample; a bad file is skipped with a warning naming it, or raised if strict."""
-    kept, imgs, masks, has = [], [], [], []
+    kept, imgs, masks, has, regions = [], [], [], [], []
     for s in samples:
         try:
             grey, mask = read_sample(s)
@@ -53,10 +54,22 @@ def load_split(samples: list[Sample], size: int, strict: bool = False,
         imgs.append(to_square(grey, size))
         masks.append(to_square(mask, size, is_mask=True) if mask is not None else np.zeros((size, size), bool))
         has.append(mask is not None)
+        if s.shortcut_box is not None:  # the same resize policy as the masks, so it lines up with the CAM
+            try:
+                region = to_square(boxes_mask((s.shortcut_box,), grey.shape, str(s.path)), size, is_mask=True)
+            except DataError as exc:  # a box off the image: keep the case, without this truth
+                warn(f"{exc} (shortcut_box ignored)")
+                region = None
+            regions.append(region)
+        else:
+            regions.append(None)
     if not kept:
         raise DataError("no readable images left in this split")
+    truth = None
+    if any(r is not None for r in regions):
+        truth = np.stack([r if r is not None else np.zeros((size, size), bool) for r in regions])
     return SplitArrays(kept, np.stack(imgs), np.stack(masks), np.array(has, bool),
-                       np.array([s.label for s in kept], np.int64))
+                       np.array([s.label for s in kept], np.int64), truth)
 
 
 @dataclass

@@ -42,6 +42,15 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("lungs_only_flip", "Lungs-only flip", False,
                "Share of cases whose prediction flips when only the lungs are kept (everything outside them removed); "
                "per case 1 for a flip, else 0. High: the model relies on context outside the lungs."),
+    # Ground truth, phantoms only: the planted marker's place is known, so its removal is a real intervention.
+    MetricInfo("shortcut_flip", "Marker flip", False,
+               "Phantoms with a planted marker: 1 when painting the marker out changes the prediction (the model "
+               "relied on the shortcut), else 0. Absent where no marker was planted."),
+    MetricInfo("shortcut_drop", "Marker drop", False,
+               "Phantoms with a planted marker: drop in the target class's probability when the marker is painted out."),
+    MetricInfo("shortcut_heat", "Marker heat", True,
+               "Phantoms with a planted marker: share of the CAM's heat on the marker. Where the model relied on "
+               "the marker, a faithful map puts heat there."),
 )}
 # Sanity check (cascading model-parameter randomisation): a method FAILS for a model when the mean Spearman
 # rank correlation of its maps with the trained model's, after the last stage is randomised, is at least this.

@@ -17,8 +17,12 @@ from gradfaith_tui.models.precision import autocast
 
 @torch.no_grad()
 def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body: np.ndarray, lungs: np.ndarray,
-                  tau: float = 0.5, baseline: str = "black", deep_steps: int = 0) -> dict[str, np.ndarray]:
+                  tau: float = 0.5, baseline: str = "black", deep_steps: int = 0,
+                  shortcut_regions: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """masks, body, lungs: (B, S, S) bool at the input size S. NaN marks a metric that does not apply.
+
+    shortcut_regions (phantoms): where a planted shortcut sits. Removing it is the ground truth a map is
+    judged against: did the prediction depend on it, and did the map show it?
 
     Everything runs batched on the model's device; the values cross to the host once, at the end.
     """
@@ -40,8 +44,23 @@ def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body
     with autocast(dev):  # as the engine's passes
         lungs_only = model(remove(x, 1 - lungs[:, None].float(), "black")).float().argmax(1)
     out["lungs_only_flip"] = torch.where(has_lungs, (lungs_only != ex.logits.argmax(1)).float(), nan)
+    if shortcut_regions is not None:
+        out.update(_planted_shortcut(model, x, ex, heat, torch.from_numpy(np.ascontiguousarray(shortcut_regions)).to(dev), nan))
     if deep_steps:
         out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
     names = list(out)
     values = torch.stack([out[k].float() for k in names]).double().cpu().numpy()  # one transfer
     return dict(zip(names, values))
+
+
+def _planted_shortcut(model, x: torch.Tensor, ex: Explained, heat: torch.Tensor, region: torch.Tensor,
+                      nan: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Heat on the planted shortcut, and the target probability's drop (and any flip) when it is painted out."""
+    has = region.flatten(1).any(1)
+    with autocast(x.device):
+        painted = model(remove(x, region[:, None].float(), "black")).float()
+    t = ex.targets.long()[:, None]
+    drop = torch.softmax(ex.logits, 1).gather(1, t)[:, 0] - torch.softmax(painted, 1).gather(1, t)[:, 0]
+    flip = (painted.argmax(1) != ex.logits.argmax(1)).float()
+    return {"shortcut_heat": torch.where(has, heat_share(heat, region), nan),
+            "shortcut_drop": torch.where(has, drop, nan), "shortcut_flip": torch.where(has, flip, nan)}
