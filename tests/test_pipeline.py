@@ -222,3 +222,31 @@ def test_segmentation_spread_over_worker_processes_matches_one_process(phantoms,
     assert serial[0].shape == parallel[0].shape == arr.images.shape
     assert np.array_equal(serial[0], parallel[0]) and np.array_equal(serial[1], parallel[1])
     assert serial[1].any(axis=(1, 2)).mean() > 0.9, "lung fields found on nearly every phantom slice"
+
+
+def test_report_scores_maps_and_suspect_rules_against_the_planted_shortcut(cache, tmp_path):
+    import shutil
+
+    from gradfaith_tui.report import markdown
+    from gradfaith_tui.report.build import build
+    from tests.test_report import md_table
+
+    rows = md_table(markdown.render(build(CacheReader(cache))), "## Planted shortcut: ground truth")
+    con = sqlite3.connect(cache / "audit.sqlite")
+    marked = {i for (i,) in con.execute("SELECT idx FROM cases WHERE shortcut=1")}
+    refs = [m for (m,) in con.execute("SELECT model_id FROM models WHERE is_ref=1")]
+    assert sorted(r["Model"] for r in rows) == sorted(refs)
+    for r in rows:
+        expl = con.execute("SELECT expl_id FROM explanations WHERE model_id=?", (r["Model"],)).fetchone()[0]
+        flips = [v for (v,) in con.execute("SELECT value FROM metrics WHERE expl_id=? AND name='shortcut_flip' AND value IS NOT NULL", (expl,))]
+        assert r["Marked"] == str(len(marked)) == str(len(flips))
+        assert r["Relied on it"].startswith(f"{int(sum(flips))} (")
+        flagged = {i for (i,) in con.execute("SELECT DISTINCT idx FROM suspects WHERE model_id=?", (r["Model"],))}
+        assert r["Flagged, unmarked"] == f"{len(flagged - marked)} of {CacheReader(cache).n_cases - len(marked)}"
+    con.close()
+    copy = Path(shutil.copytree(cache, tmp_path / "c"))  # real data: no marker, so no such section
+    con = sqlite3.connect(copy / "audit.sqlite")
+    con.execute("DELETE FROM metrics WHERE name LIKE 'shortcut%'")
+    con.commit()
+    con.close()
+    assert "## Planted shortcut" not in markdown.render(build(CacheReader(copy)))

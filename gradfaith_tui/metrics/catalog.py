@@ -51,6 +51,8 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("shortcut_heat", "Marker heat", True,
                "Phantoms with a planted marker: share of the CAM's heat on the marker. Where the model relied on "
                "the marker, a faithful map puts heat there."),
+    MetricInfo("shortcut_area", "Marker area", False,
+               "Phantoms with a planted marker: the marker's share of the slice, the heat share an evenly spread map gives it."),
 )}
 # Sanity check (cascading model-parameter randomisation): a method FAILS for a model when the mean Spearman
 # rank correlation of its maps with the trained model's, after the last stage is randomised, is at least this.

@@ -63,4 +63,5 @@ def _planted_shortcut(model, x: torch.Tensor, ex: Explained, heat: torch.Tensor,
     drop = torch.softmax(ex.logits, 1).gather(1, t)[:, 0] - torch.softmax(painted, 1).gather(1, t)[:, 0]
     flip = (painted.argmax(1) != ex.logits.argmax(1)).float()
     return {"shortcut_heat": torch.where(has, heat_share(heat, region), nan),
-            "shortcut_drop": torch.where(has, drop, nan), "shortcut_flip": torch.where(has, flip, nan)}
+            "shortcut_drop": torch.where(has, drop, nan), "shortcut_flip": torch.where(has, flip, nan),
+            "shortcut_area": torch.where(has, region.float().mean(dim=(1, 2)), nan)}

@@ -10,6 +10,7 @@ from gradfaith_tui import __version__
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
 from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
 from gradfaith_tui.report.paper import paper_rows
+from gradfaith_tui.report.planted import Planted, planted_check
 from gradfaith_tui.report.provenance import provenance
 from gradfaith_tui.store.cache import CacheReader
 from gradfaith_tui.store.exports import TABLE1_COLUMNS
@@ -45,6 +46,7 @@ class Report:
     paired: list[faithfulness.PairedRow]
     sanity: checks.Sanity
     suspects: checks.Suspects
+    planted: Planted
     flags: list[dict]
     figures: list[Figure]
     provenance: dict
@@ -105,5 +107,5 @@ def build(reader: CacheReader) -> Report:
         version=__version__, classes=CLASS_NAMES, columns=columns, table1=table1, table1_missing=missing,
         confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays), paired=faithfulness.paired(arrays),
-        sanity=checks.sanity(reader), suspects=checks.suspects(reader), flags=flag_rows,
+        sanity=checks.sanity(reader), suspects=checks.suspects(reader), planted=planted_check(reader), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))

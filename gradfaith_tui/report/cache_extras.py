@@ -6,13 +6,9 @@ from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.store.cache import CacheReader
 
 
-def _tables(reader: CacheReader) -> set[str]:
-    return {r[0] for r in reader.con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
 def flags(reader: CacheReader) -> list[dict]:
     """The user's flags that are not undone, oldest first, with the case they point at."""
-    if "flags" not in _tables(reader):
+    if "flags" not in reader.tables():
         return []
     rows = reader.con.execute(
         "SELECT f.flag_id, f.idx, f.category, f.note, f.created, c.case_id, c.label FROM flags f "

@@ -67,12 +67,8 @@ class Suspects:
         return known + sorted({r for c in self.counts.values() for r in c} - set(known))
 
 
-def _tables(reader: CacheReader) -> set[str]:
-    return {r[0] for r in reader.con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
 def sanity(reader: CacheReader) -> Sanity:
-    if "sanity" not in _tables(reader):
+    if "sanity" not in reader.tables():
         return Sanity()
     rows = reader.con.execute("SELECT model_id, method, stage, randomised, spearman, n_cases FROM sanity "
                               "ORDER BY model_id, method, stage").fetchall()
@@ -112,7 +108,7 @@ def rule_texts() -> list[RuleText]:
 
 
 def suspects(reader: CacheReader) -> Suspects:
-    if "suspects" not in _tables(reader):
+    if "suspects" not in reader.tables():
         return Suspects(False, rule_texts())
     con = reader.con
     res = Suspects(True, rule_texts())

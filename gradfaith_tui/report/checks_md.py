@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gradfaith_tui.report.checks import Sanity, Suspects
+from gradfaith_tui.report.planted import Planted
 from gradfaith_tui.report.tables import markdown_table
 
 NOT_COMPUTED = "Not computed in this cache"
@@ -60,4 +61,40 @@ def suspects_section(s: Suspects) -> list[str]:
             for e in s.examples]
     out.append("Examples (the strongest evidence per rule):\n\n"
                + markdown_table(["Case", "True class", "Model", "Rule", "Value", "Reason"], rows) + "\n")
+    return out
+
+
+def _of(part: int | None, whole: int) -> str:
+    return "–" if part is None else f"{part} of {whole}"
+
+
+def _pct(v: float) -> str:
+    return "–" if v != v else f"{v:.0%}"
+
+
+def planted_section(p: Planted) -> list[str]:
+    """Only for caches of phantoms with a planted marker: elsewhere there is no such truth to show."""
+    if not p.computed:
+        return []
+    out = ["## Planted shortcut: ground truth\n",
+           "These phantoms carry a burned-in marker on some slices of one class, and the marker's place is known. "
+           "Painting it out and predicting again shows whether a model **relied** on it; where it did, a faithful "
+           f"map puts heat on the marker, which covers {_pct(p.area)} of the slice (what an evenly spread map would "
+           "give it). The suspect rules are scored against the same truth. Reference seeds; median heat shares.\n"]
+    rows = [[r.model_id, str(r.marked), f"{r.relied} ({_pct(r.relied / r.marked if r.marked else float('nan'))})",
+             f"{r.mean_drop:+.3f}", _pct(r.heat_relied), _pct(r.heat_other), _of(r.caught, r.relied),
+             _of(r.flagged_unmarked, r.unmarked)] for r in p.rows]
+    out.append(markdown_table(["Model", "Marked", "Relied on it", "Mean drop", "Heat on marker (relied)",
+                               "Heat on marker (not relied)", "Suspect rules caught", "Flagged, unmarked"], rows) + "\n")
+    relied = sum(r.relied for r in p.rows)
+    if not relied:
+        out.append("No model changed its prediction when the marker was painted out: none relied on it here.\n")
+        return out
+    shown = [r for r in p.rows if r.relied and r.heat_relied == r.heat_relied]
+    unseen = [r.model_id for r in shown if r.heat_relied < 2 * p.area]
+    caught = "" if any(r.caught is None for r in p.rows) else f"; the suspect rules caught {sum(r.caught for r in p.rows)} of them"
+    out.append(f"{relied} relied-on cases in all{caught}. "
+               + (f"Where they relied on the marker, the maps of {', '.join(unseen)} put less than twice an even "
+                  "share of heat on it: those maps hide the shortcut the model used.\n" if unseen else
+                  "Where a model relied on the marker, its map put more heat on it than an even spread would.\n"))
     return out

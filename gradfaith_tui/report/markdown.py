@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.build import Figure, Report
-from gradfaith_tui.report.checks_md import sanity_section, suspects_section
+from gradfaith_tui.report.checks_md import planted_section, sanity_section, suspects_section
 from gradfaith_tui.report.paper import PAPER_TABLE1_SOURCE
 from gradfaith_tui.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PAIRED_TEST_NAME
 from gradfaith_tui.report.tables import markdown_table
@@ -128,7 +128,7 @@ def render(r: Report, image_src: Callable[[Figure], str] = lambda f: f.file) -> 
     parts += _table1(r, image_src) + _confusion(r, image_src) + _faithfulness(r)
     parts += ["## Figs. 2 and 3: heatmaps of chosen cases\n", _figure(r.figure("fig2"), image_src),
               _figure(r.figure("fig3"), image_src)]
-    parts += sanity_section(r.sanity) + suspects_section(r.suspects) + _flags(r, image_src) + _provenance(r)
+    parts += sanity_section(r.sanity) + suspects_section(r.suspects) + planted_section(r.planted) + _flags(r, image_src) + _provenance(r)
     return "\n".join(parts)
 
 

@@ -47,4 +47,9 @@ def print_report(r: Report, console: Console | None = None) -> None:
                           for m, c in sus.counts.items()], left=1))
     else:
         con.print("shortcut suspects: " + (NO_SUSPECTS.lower() if sus.computed else NOT_COMPUTED.lower()))
+    if r.planted.computed:
+        con.print(_table(f"Planted shortcut: ground truth (the marker covers {r.planted.area:.1%} of a slice)",
+                         ["Model", "Marked", "Relied on it", "Heat on marker (relied)", "Rules caught"],
+                         [[p.model_id, str(p.marked), str(p.relied), "–" if p.heat_relied != p.heat_relied
+                           else f"{p.heat_relied:.0%}", f"{p.caught} of {p.relied}" if p.caught is not None else "–"] for p in r.planted.rows], left=1))
     con.print(f"flagged cases: {len(r.flags) or 'none'}")

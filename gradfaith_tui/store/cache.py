@@ -395,6 +395,10 @@ class CacheReader:
         order = [m.model_id for m in self.models]
         return dict(sorted(bodies.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
+    def tables(self) -> set[str]:
+        """Table names: caches from earlier versions, or before a first flag, lack some."""
+        return {r[0] for r in self.con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
     def summary(self) -> list[dict]:
         """Per model (all seeds): accuracy and mean metrics over the cases where they exist."""
         out = []

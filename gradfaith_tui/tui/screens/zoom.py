@@ -112,6 +112,10 @@ class ZoomScreen(Screen[None]):
                                "green" if ok else "bold red"),
                               f"\nFaith {fmt_metric(metrics.get('faith'), 0)}  LocAcc {fmt_metric(metrics.get('locacc'), 0)}"
                               f"\nConsist {fmt_metric(metrics.get('consist'), 0)}\n")
+        if metrics.get("shortcut_flip") is not None:  # phantom ground truth: the planted marker on this slice
+            relied, heat = metrics["shortcut_flip"] == 1.0, metrics.get("shortcut_heat")
+            lab_r.append(f"marker: {'relied on' if relied else 'not used'}, "
+                         f"{'–' if heat is None else f'{heat:.0%}'} of heat on it\n", "bold magenta" if relied else "dim")
         for s in self.source.suspects(idx):
             if s.model_id in (col.model.model_id, col.model.name):
                 lab_r.append(f"⚠ {s.reason}\n", "bold yellow")

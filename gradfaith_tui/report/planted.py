@@ -1,0 +1,72 @@
+"""The planted-shortcut check (phantoms): the marker's removal is ground truth that real data lacks.
+
+Per model: on how many marked cases painting the marker out changed the prediction (the model relied on
+it), how much heat the map put on the marker there (a faithful map shows what the model used), and how
+the documented suspect rules fared against that truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradfaith_tui.store.cache import CacheReader
+
+NAMES = ("shortcut_flip", "shortcut_drop", "shortcut_heat", "shortcut_area")
+
+
+@dataclass
+class PlantedRow:
+    model_id: str
+    marked: int  # test cases carrying the marker
+    relied: int  # of them, cases whose prediction changed when it was painted out
+    mean_drop: float  # target-probability drop, mean over marked cases
+    heat_relied: float  # median share of the map's heat on the marker where the model relied on it (NaN: none)
+    heat_other: float  # the same where it did not
+    caught: int | None  # relied cases that a suspect rule flagged (None: the cache has no suspects)
+    flagged_unmarked: int | None  # unmarked cases that a suspect rule flagged
+    unmarked: int
+
+
+@dataclass
+class Planted:
+    computed: bool = False  # the cache holds the marker metrics (phantoms with a planted marker)
+    area: float = float("nan")  # the marker's mean share of the slice: what an evenly spread map puts on it
+    rows: list[PlantedRow] = field(default_factory=list)
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
+
+
+def planted_check(reader: CacheReader) -> Planted:
+    con = reader.con
+    marked_cases = {i for (i,) in con.execute("SELECT idx FROM cases WHERE shortcut=1")}
+    res = Planted()
+    has_suspects = "suspects" in reader.tables()  # caches from before the engine stored them have none
+    flagged: dict[str, set[int]] = {}
+    for model_id, idx in con.execute("SELECT DISTINCT model_id, idx FROM suspects") if has_suspects else ():
+        flagged.setdefault(model_id, set()).add(idx)
+    areas = []
+    for col in reader.columns:
+        by: dict[int, dict[str, float]] = {}
+        rows = con.execute(f"SELECT idx, name, value FROM metrics WHERE expl_id=? AND name IN ({','.join('?' * len(NAMES))}) "
+                           "AND value IS NOT NULL", (col.expl_id, *NAMES))
+        for idx, name, value in rows:
+            by.setdefault(idx, {})[name] = value
+        if not by:
+            continue
+        res.computed = True
+        areas += [v["shortcut_area"] for v in by.values() if "shortcut_area" in v]
+        relied = [i for i, v in by.items() if v.get("shortcut_flip") == 1.0]
+        mine = flagged.get(col.model.model_id, set())
+        unmarked = reader.n_cases - len(marked_cases)
+        res.rows.append(PlantedRow(
+            col.model.model_id, len(by), len(relied), float(np.mean([v.get("shortcut_drop", np.nan) for v in by.values()])),
+            _median([by[i]["shortcut_heat"] for i in relied if "shortcut_heat" in by[i]]),
+            _median([v["shortcut_heat"] for i, v in by.items() if i not in relied and "shortcut_heat" in v]),
+            len(set(relied) & mine) if has_suspects else None, len(mine - marked_cases) if has_suspects else None,
+            unmarked))
+    res.area = float(np.mean(areas)) if areas else float("nan")
+    return res
