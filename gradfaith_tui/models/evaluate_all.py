@@ -9,6 +9,7 @@ from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.models.evaluate import evaluate
 from gradfaith_tui.models.factory import load_checkpoint
+from gradfaith_tui.models.precision import to_device
 from gradfaith_tui.models.registry import find_checkpoints
 
 
@@ -29,6 +30,6 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
         if key not in arrays:
             arrays[key] = load_split(sorted(prep.samples(ds, "test"), key=lambda s: s.case_id), card["img_size"], strict, warn)
         arr = arrays[key]
-        _, body = evaluate(model.to(device), arr.images, arr.labels, card["img_size"], device)
+        _, body = evaluate(to_device(model, device), arr.images, arr.labels, card["img_size"], device)
         bodies[c.model_id] = body
     return bodies
