@@ -164,3 +164,29 @@ def test_planted_shortcut_ground_truth_drop_flip_and_heat():
     assert (m["shortcut_drop"][:2] > 0.5).all()
     assert m["shortcut_heat"][:2].tolist() == [1.0, 0.0] and np.isnan(m["shortcut_heat"][2])
     assert "shortcut_flip" not in batch_metrics(model, x, ex, none, ~none, none)  # no truth: no such metric
+
+
+def test_body_only_counterfactual_fills_with_the_slices_air_and_catches_a_corner_shortcut():
+    from gradfaith_tui.cam.fast_gradcam import Explained
+    from gradfaith_tui.metrics.per_case import air_value, batch_metrics
+    from gradfaith_tui.metrics.shortcuts import suspect_reasons
+
+    class LooksAtTheCorner(torch.nn.Module):
+        def forward(self, x):
+            c = x[:, 0, :2, :2].mean(dim=(1, 2))  # bright corner: Malignant; black corner: Normal
+            return torch.stack([8 * (0.1 - c), torch.zeros_like(c), 8 * (c - 0.5)], 1)
+
+    x = torch.full((2, 1, 8, 8), 0.25)  # air is mid-grey in a lung window, not black
+    x[:, :, 2:6, 2:6] = 0.6  # the body
+    x[0, :, :2, :2] = 1.0  # case 0 carries a marker outside the body
+    body = np.zeros((2, 8, 8), bool)
+    body[:, 2:6, 2:6] = True
+    assert air_value(x, torch.from_numpy(~body)).flatten().tolist() == [0.25, 0.25]
+    model = LooksAtTheCorner()
+    logits = model(x)
+    ex = Explained(torch.rand(2, 8, 8), logits, logits.argmax(1))
+    m = batch_metrics(model, x, ex, np.zeros((2, 8, 8), bool), body, body)
+    assert m["body_only_flip"].tolist() == [1.0, 0.0]  # air leaves case 1 as it was
+    blacked = model(remove(x, 1 - torch.from_numpy(body)[:, None].float())).argmax(1)
+    assert blacked[1] != ex.targets[1], "black would have flipped it: a new artefact, not a removal"
+    assert ("body-only", 1.0) == suspect_reasons({"body_only_flip": 1.0})[0][:2]

@@ -84,12 +84,12 @@ def test_every_default_metric_suspects_and_sanity_are_stored(cache):
     con = sqlite3.connect(cache / "audit.sqlite")
     names = {r[0] for r in con.execute("SELECT DISTINCT name FROM metrics")}
     assert names >= {"faith", "faith_logit", "locacc", "iou", "pointing_game", "relevance_mass", "relevance_rank",
-                     "border_heat", "outside_body_heat", "outside_lung_heat", "lungs_only_flip", "consist"}
+                     "border_heat", "outside_body_heat", "outside_lung_heat", "lungs_only_flip", "body_only_flip", "consist"}
     stages = con.execute("SELECT model_id, stage, spearman FROM sanity ORDER BY model_id, stage").fetchall()
     assert {m for m, _, _ in stages} == {"resnet10t/seed0", "vit-tiny-p8/seed0"}  # reference seeds only
     assert all(-1 <= rho <= 1 for _, _, rho in stages)
     for idx, rule, value, reason in con.execute("SELECT idx, rule, value, reason FROM suspects"):
-        assert rule in {"border", "off-body", "off-lung", "lung-context"} and reason
+        assert rule in {"border", "off-body", "off-lung", "lung-context", "body-only"} and reason
     # The phantoms' planted marker is ground truth: measured on exactly the marked cases.
     marked = {i for (i,) in con.execute("SELECT idx FROM cases WHERE shortcut=1")}
     assert marked

@@ -42,12 +42,15 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("lungs_only_flip", "Lungs-only flip", False,
                "Share of cases whose prediction flips when only the lungs are kept (everything outside them removed); "
                "per case 1 for a flip, else 0. High: the model relies on context outside the lungs."),
+    MetricInfo("body_only_flip", "Body-only flip", False,
+               "Per case 1 when replacing everything outside the body outline with the slice's air changes the "
+               "prediction, else 0: the model used something outside the patient (a marker, burned-in text, the table)."),
     # Ground truth, phantoms only: the planted marker's place is known, so its removal is a real intervention.
     MetricInfo("shortcut_flip", "Marker flip", False,
-               "Phantoms with a planted marker: 1 when painting the marker out changes the prediction (the model "
+               "Phantoms with a planted marker: 1 when painting the marker over with air changes the prediction (the model "
                "relied on the shortcut), else 0. Absent where no marker was planted."),
     MetricInfo("shortcut_drop", "Marker drop", False,
-               "Phantoms with a planted marker: drop in the target class's probability when the marker is painted out."),
+               "Phantoms with a planted marker: drop in the target class's probability when the marker is painted over."),
     MetricInfo("shortcut_heat", "Marker heat", True,
                "Phantoms with a planted marker: share of the CAM's heat on the marker. Where the model relied on "
                "the marker, a faithful map puts heat there."),

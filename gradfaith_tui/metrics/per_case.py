@@ -37,15 +37,20 @@ def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body
            "relevance_rank": relevance_rank(heat, masks),
            "border_heat": heat_share(heat, torch.from_numpy(border_band(heat.shape[1:])).to(dev)),
            "outside_body_heat": heat_share(heat, ~body)}
-    has_lungs = lungs.flatten(1).any(1)
+    has_lungs, has_body = lungs.flatten(1).any(1), body.flatten(1).any(1)
     nan = torch.full((len(x),), float("nan"), device=dev)
     out["outside_lung_heat"] = torch.where(has_lungs, heat_share(heat, ~lungs), nan)
-    # Counterfactual: keep only the lung fields; a prediction that changes leaned on context outside them.
+    planted = None if shortcut_regions is None else torch.from_numpy(np.ascontiguousarray(shortcut_regions)).to(dev)
+    air = air_value(x, ~body if planted is None else ~body & ~planted)
+    # Counterfactuals, in one forward: keep only the lung fields (the rest black); keep only the body, with
+    # air where anything else was (a marker, text, the table). A prediction that changes leaned on what went.
+    pred = ex.logits.argmax(1)
     with autocast(dev):  # as the engine's passes
-        lungs_only = model(remove(x, 1 - lungs[:, None].float(), "black")).float().argmax(1)
-    out["lungs_only_flip"] = torch.where(has_lungs, (lungs_only != ex.logits.argmax(1)).float(), nan)
-    if shortcut_regions is not None:
-        out.update(_planted_shortcut(model, x, ex, heat, torch.from_numpy(np.ascontiguousarray(shortcut_regions)).to(dev), nan))
+        cf = model(torch.cat([remove(x, 1 - lungs[:, None].float(), "black"), replace(x, ~body, air)])).float().argmax(1)
+    out["lungs_only_flip"] = torch.where(has_lungs, (cf[:len(x)] != pred).float(), nan)
+    out["body_only_flip"] = torch.where(has_body, (cf[len(x):] != pred).float(), nan)
+    if planted is not None:
+        out.update(_planted_shortcut(model, x, ex, heat, planted, air, nan))
     if deep_steps:
         out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
     names = list(out)
@@ -53,12 +58,27 @@ def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body
     return dict(zip(names, values))
 
 
+def air_value(x: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 1, 1): each slice's median intensity over `outside` (air around the body); 0 where there is none.
+
+    In a lung window air is mid-grey, not black, so black would paint in a new artefact rather than remove one.
+    """
+    vals = torch.where(outside, x[:, 0], float("nan")).flatten(1).nanmedian(1).values
+    return torch.nan_to_num(vals, nan=0.0).view(-1, 1, 1, 1)
+
+
+def replace(x: torch.Tensor, region: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    r = region[:, None].float()
+    return x * (1 - r) + value * r
+
+
 def _planted_shortcut(model, x: torch.Tensor, ex: Explained, heat: torch.Tensor, region: torch.Tensor,
-                      nan: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Heat on the planted shortcut, and the target probability's drop (and any flip) when it is painted out."""
+                      air: torch.Tensor, nan: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Heat on the planted shortcut, and the target probability's drop (and any flip) when it is painted over
+    with the slice's air."""
     has = region.flatten(1).any(1)
     with autocast(x.device):
-        painted = model(remove(x, region[:, None].float(), "black")).float()
+        painted = model(replace(x, region, air)).float()
     t = ex.targets.long()[:, None]
     drop = torch.softmax(ex.logits, 1).gather(1, t)[:, 0] - torch.softmax(painted, 1).gather(1, t)[:, 0]
     flip = (painted.argmax(1) != ex.logits.argmax(1)).float()

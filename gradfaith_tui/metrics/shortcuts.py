@@ -90,16 +90,23 @@ class Rule:
     also: tuple[str, float] | None = None  # a second metric that must reach its threshold too
 
 
-# Thresholds sit well above what an evenly spread map scores (border band 19% of the area, body ~40%,
-# lungs ~15%), so a flag means the heat is concentrated where a lung lesion cannot be.
+# Heat thresholds sit above what an evenly spread map scores (border band 19% of the area; outside the body
+# ~60%; outside the lungs ~85%), so a flag means heat concentrated where a lung lesion cannot be. Off-body
+# was 0.50, below an even spread: on phantoms with a planted marker it flagged 91 of 205 unmarked cases and
+# caught 1 of 9 that relied on the marker; at 0.80 it flags 1 and catches none. Heat rules can only catch
+# what the map shows; the body-only counterfactual below does not depend on the map.
 RULES: tuple[Rule, ...] = (
     Rule("border", "border_heat", 0.40, "{:.0%} of heat in the image border band"),
-    Rule("off-body", "outside_body_heat", 0.50, "{:.0%} of heat outside the body"),
+    Rule("off-body", "outside_body_heat", 0.80, "{:.0%} of heat outside the body"),
     Rule("off-lung", "outside_lung_heat", 0.90, "{:.0%} of heat outside the lung fields"),
     # Keeping only the lungs is itself unusual input (on the demo even well-localised models flip on ~60%
     # of cases), so a flip counts only together with heat that is almost all outside the lungs.
     Rule("lung-context", "lungs_only_flip", 1.0, "prediction changes when only the lungs are kept, "
          "and almost all heat lies outside them", also=("outside_lung_heat", 0.9)),
+    # Replacing what lies outside the body with air leaves ordinary slices as they were, so a flip means the
+    # model used something there (a marker, text, the table). On phantoms with a planted marker (all ten demo
+    # checkpoints) it caught 19 of 23 cases that relied on the marker and flagged 9 of 410 unmarked ones.
+    Rule("body-only", "body_only_flip", 1.0, "prediction changes when everything outside the body is replaced by air"),
 )
 
 

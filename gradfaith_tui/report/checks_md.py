@@ -86,7 +86,11 @@ def planted_section(p: Planted) -> list[str]:
              _of(r.flagged_unmarked, r.unmarked)] for r in p.rows]
     out.append(markdown_table(["Model", "Marked", "Relied on it", "Mean drop", "Heat on marker (relied)",
                                "Heat on marker (not relied)", "Suspect rules caught", "Flagged, unmarked"], rows) + "\n")
-    relied = sum(r.relied for r in p.rows)
+    relied = p.relied
+    if relied and p.rules:
+        out.append("Each suspect rule against the truth (reference seeds together):\n\n" + markdown_table(
+            ["Rule", "Relied-on cases caught", "Unmarked cases flagged"],
+            [[s.rule, f"{s.caught} of {relied}", f"{s.flagged_unmarked} of {p.unmarked}"] for s in p.rules]) + "\n")
     if not relied:
         out.append("No model changed its prediction when the marker was painted out: none relied on it here.\n")
         return out

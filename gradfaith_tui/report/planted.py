@@ -30,10 +30,26 @@ class PlantedRow:
 
 
 @dataclass
+class RuleScore:
+    rule: str
+    caught: int  # relied-on cases (summed over the shown models) that this rule flagged
+    flagged_unmarked: int  # unmarked cases it flagged
+
+
+@dataclass
 class Planted:
     computed: bool = False  # the cache holds the marker metrics (phantoms with a planted marker)
     area: float = float("nan")  # the marker's mean share of the slice: what an evenly spread map puts on it
     rows: list[PlantedRow] = field(default_factory=list)
+    rules: list[RuleScore] = field(default_factory=list)  # every suspect rule scored against the truth
+
+    @property
+    def relied(self) -> int:
+        return sum(r.relied for r in self.rows)
+
+    @property
+    def unmarked(self) -> int:
+        return sum(r.unmarked for r in self.rows)
 
 
 def _median(values: list[float]) -> float:
@@ -46,8 +62,12 @@ def planted_check(reader: CacheReader) -> Planted:
     res = Planted()
     has_suspects = "suspects" in reader.tables()  # caches from before the engine stored them have none
     flagged: dict[str, set[int]] = {}
-    for model_id, idx in con.execute("SELECT DISTINCT model_id, idx FROM suspects") if has_suspects else ():
+    by_rule: dict[tuple[str, str], set[int]] = {}
+    for model_id, idx, rule in con.execute("SELECT model_id, idx, rule FROM suspects") if has_suspects else ():
         flagged.setdefault(model_id, set()).add(idx)
+        by_rule.setdefault((model_id, rule), set()).add(idx)
+    rules = sorted({r for _, r in by_rule} | set(_documented()), key=_rule_order)
+    scores = {r: RuleScore(r, 0, 0) for r in rules}
     areas = []
     for col in reader.columns:
         by: dict[int, dict[str, float]] = {}
@@ -61,6 +81,10 @@ def planted_check(reader: CacheReader) -> Planted:
         areas += [v["shortcut_area"] for v in by.values() if "shortcut_area" in v]
         relied = [i for i, v in by.items() if v.get("shortcut_flip") == 1.0]
         mine = flagged.get(col.model.model_id, set())
+        for r in rules:
+            hit = by_rule.get((col.model.model_id, r), set())
+            scores[r].caught += len(set(relied) & hit)
+            scores[r].flagged_unmarked += len(hit - marked_cases)
         unmarked = reader.n_cases - len(marked_cases)
         res.rows.append(PlantedRow(
             col.model.model_id, len(by), len(relied), float(np.mean([v.get("shortcut_drop", np.nan) for v in by.values()])),
@@ -69,4 +93,16 @@ def planted_check(reader: CacheReader) -> Planted:
             len(set(relied) & mine) if has_suspects else None, len(mine - marked_cases) if has_suspects else None,
             unmarked))
     res.area = float(np.mean(areas)) if areas else float("nan")
+    res.rules = list(scores.values()) if res.computed else []
     return res
+
+
+def _documented() -> list[str]:
+    from gradfaith_tui.metrics.shortcuts import RULES  # scipy, as in report/checks
+
+    return [r.name for r in RULES]
+
+
+def _rule_order(name: str) -> tuple[int, str]:
+    names = _documented()
+    return (names.index(name) if name in names else len(names), name)
