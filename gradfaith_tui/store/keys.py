@@ -9,7 +9,13 @@ import hashlib
 import json
 
 
+# Raised whenever the stored metrics change in set or definition, so older entries count as stale and are
+# recomputed rather than shown beside new ones. 2: the body-only counterfactual, the planted-marker truth.
+METRICS_VERSION = 2
+
+
 def explanation_key(weights_sha1: str | None, fingerprint: str, method: str, layer: str, tau: float, baseline: str,
                     target: str, deep_steps: int) -> str:
-    raw = json.dumps([weights_sha1, fingerprint, method, layer, tau, baseline, target, deep_steps])
+    raw = json.dumps([weights_sha1, fingerprint, method, layer, tau, baseline, target, deep_steps]
+                     + ([METRICS_VERSION] if METRICS_VERSION > 1 else []))  # version 1 keys stay as they were
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
