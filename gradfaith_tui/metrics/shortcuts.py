@@ -106,7 +106,7 @@ RULES: tuple[Rule, ...] = (
     # Replacing what lies outside the body with air leaves ordinary slices as they were, so a flip means the
     # model used something there (a marker, text, the table). On phantoms with a planted marker (all ten demo
     # checkpoints) it caught 19 of 23 cases that relied on the marker and flagged 9 of 410 unmarked ones.
-    Rule("body-only", "body_only_flip", 1.0, "prediction changes when everything outside the body is replaced by air"),
+    Rule("body-only", "body_only_flip", 1.0, "prediction flips with only air around the body"),
 )
 
 
