@@ -46,7 +46,7 @@ def sanity_section(s: Sanity) -> list[str]:
 def suspects_section(s: Suspects) -> list[str]:
     out = ["## Shortcut suspects\n",
            "A case is a suspect for a model when the evidence of its map crosses a documented threshold: heat where a "
-           "lung lesion cannot be, or a prediction that depends on what lies outside the lungs.\n",
+           "lung lesion cannot be, or a prediction that depends on what lies outside the lungs or outside the body.\n",
            markdown_table(["Rule", "Threshold", "In words"],
                           [[r.name, _esc(r.threshold), _esc(r.words)] for r in s.rules]) + "\n"]
     if not s.computed:
