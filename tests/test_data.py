@@ -130,6 +130,20 @@ def test_manifest_row_pointing_nowhere_names_the_line(tmp_path):
         discover(tmp_path)
 
 
+def test_shortcut_box_is_read_resized_like_masks_and_a_bad_one_names_its_line(tmp_path):
+    for k in (1, 2, 3):
+        _jpg(tmp_path / f"n{k}.jpg", size=(40, 20))
+    (tmp_path / "manifest.csv").write_text("path,label,shortcut,shortcut_box\n"
+                                           "n1.jpg,Normal,1,0 0 10 10\nn2.jpg,Normal,0,\nn3.jpg,Normal,1,4 4 x\n")
+    ds = discover(tmp_path)
+    assert ds.samples[0].shortcut_box == (0, 0, 10, 10) and ds.samples[1].shortcut_box is None
+    assert len(ds.samples) == 2 and "manifest.csv:4: shortcut_box must be four numbers" in ds.problems[0]
+    arr = load_split(ds.samples, 20)
+    # 40x20 padded to 40x40 (10 rows of black above), then halved: the box lands at rows 5-9, columns 0-4.
+    assert arr.shortcut_regions[0, 5:10, 0:5].all() and arr.shortcut_regions[0].sum() == 25
+    assert not arr.shortcut_regions[1].any()
+
+
 def test_corrupt_or_empty_image_is_skipped_with_a_warning_or_fatal_when_strict(tmp_path):
     _jpg(tmp_path / "Normal cases" / "Normal case (1).jpg")
     (tmp_path / "Normal cases" / "Normal case (2).jpg").write_bytes(b"not a jpeg")
