@@ -1,5 +1,6 @@
 """Grad-CAM throughput: pytorch-grad-cam one image at a time, the library batched, and our fused engine
-(Grad-CAM + Faith's masked re-forward in one call), side by side in one run, plus end-to-end precompute.
+(Grad-CAM kept on the device, Faith's masked forward following with no host round trip), side by side in
+one run, plus end-to-end precompute.
 
     python benchmarks/cam_speed.py                          # CPU, demo-size models at 64 px
     python benchmarks/cam_speed.py --device cuda --img-size 224 --archs resnet50,resnet101,densenet161,efficientnet_b0,vit_base_patch16_224
@@ -106,7 +107,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
     print(f"\nend to end precompute of {data} ({n_cases} test cases x {len(marks)} models): {total:.1f} s in all, "
           f"{n_cases * len(marks) / total:.1f} maps/s (start-up, decode, segmentation, Consist included)")
     print(f"{'model':22s} {'end to end':>11s} {'engine':>10s} {'e2e/engine':>11s}   (e2e: CAM, Faith, every metric, "
-          "lungs-only re-forward, cache writes)")
+          "counterfactual re-forwards, cache writes)")
     dev = torch.device(device)
     for c in find_checkpoints(Path(checkpoints)):
         m = marks.get(c.model_id)
