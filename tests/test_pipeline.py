@@ -250,3 +250,32 @@ def test_report_scores_maps_and_suspect_rules_against_the_planted_shortcut(cache
     con.commit()
     con.close()
     assert "## Planted shortcut" not in markdown.render(build(CacheReader(copy)))
+
+
+def test_explorer_shows_the_planted_marker_truth(cache, tmp_path):
+    import asyncio
+    import shutil
+
+    from rich.console import Console
+
+    from gradfaith_tui.tui.app import make_app
+    from tests.test_tui_triage import settle
+
+    copy = Path(shutil.copytree(cache, tmp_path / "c"))  # the explorer may write flags: keep the shared cache clean
+    reader = CacheReader(copy)
+    marked = [r.idx for r in reader.rows(range(reader.n_cases)) if r.shortcut]
+    reader.close()
+
+    async def main():
+        app = make_app(copy)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(pilot)
+            await pilot.press("M")
+            await settle(pilot)
+            console = Console(width=160, record=True, color_system=None)
+            console.print(app.screen.query_one("#models-body").content)
+            text = console.export_text()
+            assert "Planted shortcut (phantom ground truth)" in text
+            line = next(ln for ln in text.splitlines() if ln.strip().startswith("M1 resnet10t") and " of " in ln)
+            assert line.split()[2] == str(len(marked))
+    asyncio.run(main())

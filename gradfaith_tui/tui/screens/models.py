@@ -93,7 +93,7 @@ class ModelsScreen(Screen[None]):
             for i, name in enumerate(names):
                 hist.add_row(name, *(cells[(i, m)] for m in HIST_METRICS[k:k + per_table]))
             parts += [hist, Text("")]
-        parts += self._suspects(a) + [Text("")] + self._sanity()
+        parts += self._suspects(a) + [Text("")] + self._planted(a, names) + self._sanity()
         self.app.call_from_thread(self.query_one("#models-body", Static).update, Group(*parts))
 
     @staticmethod
@@ -118,6 +118,27 @@ class ModelsScreen(Screen[None]):
         for (model, rule), n in sorted(counts.items()):
             t.add_row(model, rule, f"{n:,}")
         return [head, Text(f"{len(a.suspects):,} cases with at least one suspect"), t]
+
+    @staticmethod
+    def _planted(a, names: list[str]) -> list:
+        """Phantoms with a planted marker only: which models relied on it, and did map or rules show it."""
+        flip = a.metric("shortcut_flip")
+        if np.isnan(flip).all():
+            return []
+        heat = a.metric("shortcut_heat")
+        t = Table(box=None, padding=(0, 1), header_style="bold")
+        for h in ("model", "marked", "relied on it", "heat on it", "flagged"):
+            t.add_column(h, justify="left" if h == "model" else "right", no_wrap=True)
+        for i, (name, col) in enumerate(zip(names, a.columns)):
+            marked, relied = ~np.isnan(flip[i]), flip[i] == 1.0
+            ids = (col.model.model_id, col.model.name)
+            flagged = sum(any(s.model_id in ids for s in a.suspects.get(int(k), ())) for k in np.flatnonzero(relied))
+            t.add_row(name, f"{marked.sum():,}", f"{relied.sum():,}",
+                      f"{np.median(heat[i][relied]):.0%}" if relied.any() else "–", f"{flagged:,} of {relied.sum():,}")
+        area = np.nanmean(a.metric("shortcut_area"))
+        return [Text("Planted shortcut (phantom ground truth)", style="bold underline"),
+                Text(f"painting the marker over with air changes the prediction: the model relied on it; "
+                     f"an even map puts {area:.0%} of its heat there"), t, Text("")]
 
     def _sanity(self) -> list:
         head = Text("Sanity checks", style="bold underline")
