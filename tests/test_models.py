@@ -74,7 +74,8 @@ def test_a_run_killed_mid_write_resumes_from_the_last_whole_epoch(phantoms, tmp_
     from safetensors import safe_open
 
     # CUDA runs write in the background; force either way here.
-    monkeypatch.setattr(train_mod, "EpochSaver", lambda out, background_: EpochSaver(out, background))
+    forced = background
+    monkeypatch.setattr(train_mod, "EpochSaver", lambda background: EpochSaver(background=forced))
 
     prep, tr, va = _arrays(phantoms)
     prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from gradfaith_tui.models.card import replace_atomically
+
 STATE_NAME = "train_state.json"
 SLOTS = ("-0", "-1")
 
@@ -42,21 +44,15 @@ def read_resume_state(out: Path) -> dict | None:
     return state
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def link_or_copy(src: Path, dst: Path) -> None:
     """dst becomes src's content; a hard link costs no I/O and survives src being replaced later."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # file systems without hard links
-        shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+    def write(tmp: Path) -> None:
+        try:
+            os.link(src, tmp)
+        except OSError:  # file systems without hard links
+            shutil.copyfile(src, tmp)
+
+    replace_atomically(dst, write)
 
 
 class HostCopy:
@@ -96,8 +92,7 @@ class HostCopy:
 class EpochSaver:
     """At most one write in flight; wait() before reading the files, and on the way out (close)."""
 
-    def __init__(self, out: Path, background: bool) -> None:
-        self.out = out
+    def __init__(self, background: bool) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="epoch-saver") if background else None
         self._pending: Future | None = None
         self._copy = HostCopy()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,7 +11,7 @@ from torch import nn
 
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec, family_of
 from gradfaith_tui.errors import CheckpointError, GradfaithError
-from gradfaith_tui.models.card import CARD_NAME, WEIGHTS_NAME, file_hash, read_card
+from gradfaith_tui.models.card import WEIGHTS_NAME, file_hash, read_card, replace_atomically, write_card_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,18 +76,14 @@ def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str,
     """Safetensors written to a temporary file and renamed: a crash never leaves half a file."""
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    replace_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def write_card(directory: Path, card: dict) -> None:
     """The card for the weights already at directory/model.safetensors, stamped with their hash."""
-    card = {**card, "weights_sha1": file_hash(directory / WEIGHTS_NAME),
-            "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    tmp = directory / (CARD_NAME + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2, sort_keys=True))
-    tmp.replace(directory / CARD_NAME)
+    write_card_file(directory, {**card, "weights_sha1": file_hash(directory / WEIGHTS_NAME),
+                                "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
 
 def save_checkpoint(model: Classifier, directory: Path, card: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import time
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.prepared import SplitArrays
 from gradfaith_tui.errors import CheckpointError
-from gradfaith_tui.models.card import CARD_NAME, WEIGHTS_NAME, read_card
-from gradfaith_tui.models.epoch_saver import (STATE_NAME, EpochSaver, link_or_copy, optim_name, read_resume_state,
-                                              weights_name, write_atomic)
+from gradfaith_tui.models.card import WEIGHTS_NAME, read_card, replace_atomically, write_card_file
+from gradfaith_tui.models.epoch_saver import (SLOTS, STATE_NAME, EpochSaver, link_or_copy, optim_name,
+                                              read_resume_state, weights_name)
 from gradfaith_tui.models.precision import autocast, to_device
 from gradfaith_tui.models.factory import (IMAGENET_MEAN, IMAGENET_STD, build, load_weights, save_weights, versions,
                                           write_card)
@@ -119,22 +120,19 @@ def _write_epoch(out: Path, slot: str, weights: dict, optim: dict, state: dict, 
     """One epoch's files, in the order resume relies on: the slot's weights and optimiser, the best
     checkpoint and card, then the state file that points at the slot (its rename is the commit)."""
     save_weights(weights, out / weights_name(slot), {"epoch": str(state["epoch"])})
-    torch.save(optim, out / (optim_name(slot) + ".tmp"))
-    (out / (optim_name(slot) + ".tmp")).replace(out / optim_name(slot))
+    replace_atomically(out / optim_name(slot), lambda tmp: torch.save(optim, tmp))
     if best_card is not None:
         link_or_copy(out / weights_name(slot), out / WEIGHTS_NAME)
         write_card(out, best_card)
     else:  # the card still records how far training got
-        card = read_card(out)
-        card["epochs_done"] = state["epoch"]
-        write_atomic(out / CARD_NAME, json.dumps(card, indent=2, sort_keys=True))
+        write_card_file(out, {**read_card(out), "epochs_done": state["epoch"]})
     _write_history(out / "history.csv", state["history"])
-    write_atomic(out / STATE_NAME, json.dumps(state, indent=1))
+    replace_atomically(out / STATE_NAME, lambda tmp: tmp.write_text(json.dumps(state, indent=1)))
 
 
 def _drop_resume_files(out: Path) -> None:
     """A finished run needs no resume point (other settings start over): free the 1-3 GB a paper model's take."""
-    for slot in ("-0", "-1", ""):
+    for slot in (*SLOTS, ""):
         (out / weights_name(slot)).unlink(missing_ok=True)
         (out / optim_name(slot)).unlink(missing_ok=True)
 
@@ -188,7 +186,7 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
         "input": "grey [0,1], repeated to RGB", "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
         "epochs": cfg.epochs, "train_config": asdict(cfg), "world_size": dist.world, "versions": versions(), **provenance,
     }
-    saver = EpochSaver(out, cuda) if dist.main else None
+    saver = EpochSaver(background=cuda) if dist.main else None
     try:
         for epoch in range(state["epoch"], cfg.epochs):
             row = _train_epoch(step_model, model, opt, sched, train_set, val_set, cfg, weights, gen, seed, epoch, dist,
@@ -204,7 +202,7 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
                 snap_w, snap_o = saver.snapshot(model.net.state_dict(), {"opt": opt.state_dict(), "sched": sched.state_dict()})
                 best_card = ({**card, "epochs_done": epoch + 1, "best_epoch": epoch + 1,
                               "best_val": {k: row[k] for k in ("val_acc", "val_loss")}} if improved else None)
-                saver.submit(_write_epoch, out, state["slot"], snap_w, snap_o, json.loads(json.dumps(state)), best_card)
+                saver.submit(_write_epoch, out, state["slot"], snap_w, snap_o, copy.deepcopy(state), best_card)
             on_epoch(epoch + 1, row)
         if saver is not None:
             saver.wait()
