@@ -10,9 +10,9 @@ from gradfaith_tui import __version__
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
 from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
 from gradfaith_tui.report.paper import paper_rows
-from gradfaith_tui.report.planted import Planted, planted_check
 from gradfaith_tui.report.provenance import provenance
 from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.planted import Planted, planted_check
 from gradfaith_tui.store.exports import TABLE1_COLUMNS
 
 FIGURES_DIR = "figures"
@@ -107,5 +107,5 @@ def build(reader: CacheReader) -> Report:
         version=__version__, classes=CLASS_NAMES, columns=columns, table1=table1, table1_missing=missing,
         confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays), paired=faithfulness.paired(arrays),
-        sanity=checks.sanity(reader), suspects=checks.suspects(reader), planted=planted_check(reader), flags=flag_rows,
+        sanity=checks.sanity(reader), suspects=checks.suspects(reader), planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))

@@ -90,6 +90,13 @@ def _pct_or_number(metric: str, v: float) -> str:
     return f"{v:.0%}" if metric.endswith("_heat") else f"{v:g}"
 
 
+def rule_names() -> list[str]:
+    """The documented suspect rules in their order (imported here: scipy)."""
+    from gradfaith_tui.metrics.shortcuts import RULES
+
+    return [r.name for r in RULES]
+
+
 def rule_texts() -> list[RuleText]:
     """Every documented suspect rule with its threshold, from metrics/shortcuts.RULES (imported here: scipy)."""
     from gradfaith_tui.metrics.shortcuts import RULES

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gradfaith_tui.report.checks import Sanity, Suspects
-from gradfaith_tui.report.planted import Planted
 from gradfaith_tui.report.tables import markdown_table
+from gradfaith_tui.store.planted import Planted
 
 NOT_COMPUTED = "Not computed in this cache"
 NO_SUSPECTS = "No case crossed a suspect threshold"

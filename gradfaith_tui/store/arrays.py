@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradfaith_tui.store.cache import Column
+from gradfaith_tui.store.cache import Column, table_names
 
 WORST = -1  # the "model" index meaning the worst value across models
 
@@ -76,7 +76,7 @@ class CaseArrays:
         self._metrics: dict[str, np.ndarray] = {}
         self._orders: dict[tuple, np.ndarray] = {}
         self._case_ids: list[str] | None = None
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = table_names(con)
         self.has_suspects = "suspects" in tables
         self.suspects: dict[int, list[Suspect]] = {}
         self.suspect_any = np.zeros((len(columns), n_cases), bool)

@@ -270,6 +270,11 @@ class CacheWriter:
 SORT_KEYS = ("case", "faith", "locacc", "consist", "iou", "wrong")
 
 
+def table_names(con: sqlite3.Connection) -> set[str]:
+    """Table names: caches from earlier versions, or before a first flag, lack some."""
+    return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
 class CacheReader:
     """Read-only view for the explorer and the report: rows on demand, maps from memory-mapped arrays."""
 
@@ -396,8 +401,7 @@ class CacheReader:
         return dict(sorted(bodies.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
     def tables(self) -> set[str]:
-        """Table names: caches from earlier versions, or before a first flag, lack some."""
-        return {r[0] for r in self.con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return table_names(self.con)
 
     def summary(self) -> list[dict]:
         """Per model (all seeds): accuracy and mean metrics over the cases where they exist."""

@@ -16,6 +16,8 @@ from textual.widgets import Footer, Static
 
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.metrics.catalog import METRICS
+from gradfaith_tui.store.cache import table_names
+from gradfaith_tui.store.planted import planted_check
 from gradfaith_tui.tui.source import CaseSource
 
 BARS = " ▁▂▃▄▅▆▇█"
@@ -122,28 +124,25 @@ class ModelsScreen(Screen[None]):
     @staticmethod
     def _planted(a, names: list[str]) -> list:
         """Phantoms with a planted marker only: which models relied on it, and did map or rules show it."""
-        flip = a.metric("shortcut_flip")
-        if np.isnan(flip).all():
+        truth = planted_check(a.con, a.columns, a.n)
+        if not truth.computed:
             return []
-        heat = a.metric("shortcut_heat")
         t = Table(box=None, padding=(0, 1), header_style="bold")
         for h in ("model", "marked", "relied on it", "heat on it", "flagged"):
             t.add_column(h, justify="left" if h == "model" else "right", no_wrap=True)
-        for i, (name, col) in enumerate(zip(names, a.columns)):
-            marked, relied = ~np.isnan(flip[i]), flip[i] == 1.0
-            ids = (col.model.model_id, col.model.name)
-            flagged = sum(any(s.model_id in ids for s in a.suspects.get(int(k), ())) for k in np.flatnonzero(relied))
-            t.add_row(name, f"{marked.sum():,}", f"{relied.sum():,}",
-                      f"{np.median(heat[i][relied]):.0%}" if relied.any() else "–", f"{flagged:,} of {relied.sum():,}")
-        area = np.nanmean(a.metric("shortcut_area"))
+        label = dict(zip((c.model.model_id for c in a.columns), names))
+        for r in truth.rows:
+            t.add_row(label[r.model_id], f"{r.marked:,}", f"{r.relied:,}",
+                      "–" if r.heat_relied != r.heat_relied else f"{r.heat_relied:.0%}",
+                      "–" if r.caught is None else f"{r.caught:,} of {r.relied:,}")
         return [Text("Planted shortcut (phantom ground truth)", style="bold underline"),
                 Text(f"painting the marker over with air changes the prediction: the model relied on it; "
-                     f"an even map puts {area:.0%} of its heat there"), t, Text("")]
+                     f"an even map puts {truth.area:.0%} of its heat there"), t, Text("")]
 
     def _sanity(self) -> list:
         head = Text("Sanity checks", style="bold underline")
         con = self.source.arrays.con
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = table_names(con)
         name = next((t for t in ("sanity", "sanity_checks") if t in tables), None)
         cur = con.execute(f'SELECT * FROM "{name}" LIMIT 50') if name else None
         rows = cur.fetchall() if cur else []

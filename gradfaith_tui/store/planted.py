@@ -2,16 +2,18 @@
 
 Per model: on how many marked cases painting the marker out changed the prediction (the model relied on
 it), how much heat the map put on the marker there (a faithful map shows what the model used), and how
-the documented suspect rules fared against that truth.
+the documented suspect rules fared against that truth. Torch- and scipy-free: the report and the
+explorer's models screen both read it.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.cache import Column, table_names
 
 NAMES = ("shortcut_flip", "shortcut_drop", "shortcut_heat", "shortcut_area")
 
@@ -56,20 +58,23 @@ def _median(values: list[float]) -> float:
     return float(np.median(values)) if values else float("nan")
 
 
-def planted_check(reader: CacheReader) -> Planted:
-    con = reader.con
+def planted_check(con: sqlite3.Connection, columns: list[Column], n_cases: int,
+                  rule_order: list[str] | tuple[str, ...] = ()) -> Planted:
+    """columns: the shown models (reference seeds); rule_order: the documented rules, listed first and
+    scored even when they flagged nothing."""
     marked_cases = {i for (i,) in con.execute("SELECT idx FROM cases WHERE shortcut=1")}
     res = Planted()
-    has_suspects = "suspects" in reader.tables()  # caches from before the engine stored them have none
+    has_suspects = "suspects" in table_names(con)  # caches from before the engine stored them have none
     flagged: dict[str, set[int]] = {}
     by_rule: dict[tuple[str, str], set[int]] = {}
     for model_id, idx, rule in con.execute("SELECT model_id, idx, rule FROM suspects") if has_suspects else ():
         flagged.setdefault(model_id, set()).add(idx)
         by_rule.setdefault((model_id, rule), set()).add(idx)
-    rules = sorted({r for _, r in by_rule} | set(_documented()), key=_rule_order)
+    rank = {name: i for i, name in enumerate(rule_order)}
+    rules = sorted({r for _, r in by_rule} | set(rule_order), key=lambda r: (rank.get(r, len(rank)), r))
     scores = {r: RuleScore(r, 0, 0) for r in rules}
     areas = []
-    for col in reader.columns:
+    for col in columns:
         by: dict[int, dict[str, float]] = {}
         rows = con.execute(f"SELECT idx, name, value FROM metrics WHERE expl_id=? AND name IN ({','.join('?' * len(NAMES))}) "
                            "AND value IS NOT NULL", (col.expl_id, *NAMES))
@@ -85,7 +90,7 @@ def planted_check(reader: CacheReader) -> Planted:
             hit = by_rule.get((col.model.model_id, r), set())
             scores[r].caught += len(set(relied) & hit)
             scores[r].flagged_unmarked += len(hit - marked_cases)
-        unmarked = reader.n_cases - len(marked_cases)
+        unmarked = n_cases - len(marked_cases)
         res.rows.append(PlantedRow(
             col.model.model_id, len(by), len(relied), float(np.mean([v.get("shortcut_drop", np.nan) for v in by.values()])),
             _median([by[i]["shortcut_heat"] for i in relied if "shortcut_heat" in by[i]]),
@@ -96,13 +101,3 @@ def planted_check(reader: CacheReader) -> Planted:
     res.rules = list(scores.values()) if res.computed else []
     return res
 
-
-def _documented() -> list[str]:
-    from gradfaith_tui.metrics.shortcuts import RULES  # scipy, as in report/checks
-
-    return [r.name for r in RULES]
-
-
-def _rule_order(name: str) -> tuple[int, str]:
-    names = _documented()
-    return (names.index(name) if name in names else len(names), name)
