@@ -49,6 +49,19 @@ def test_fast_gradcam_fp32_equals_a_float64_run():
     torch.testing.assert_close(single.double(), double.double(), atol=1e-4, rtol=0)
 
 
+def test_fast_gradcam_records_only_from_the_target_layer_and_restores_the_weights():
+    torch.manual_seed(0)
+    model = build(spec_for("resnet10t"), 64).eval()
+    seen = []
+    model.net.conv1.register_forward_hook(lambda m, i, o: seen.append(o.requires_grad))
+    with FastGradCAM(model, find(model.net)) as f:
+        f(torch.rand(2, 1, 64, 64))
+        with torch.no_grad():  # a plain forward inside the block (Faith's) is left alone
+            model(torch.rand(2, 1, 64, 64))
+    assert seen == [False, False]  # no graph (no saved activations) for the trunk
+    assert all(p.requires_grad for p in model.parameters()) and all(p.grad is None for p in model.parameters())
+
+
 def test_rollout_for_vit_only_and_restores_fused_attention():
     vit = build(spec_for("vit-tiny-p8"), 32).eval()
     fused = vit.net.blocks[0].attn.fused_attn

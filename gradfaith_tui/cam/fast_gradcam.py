@@ -37,8 +37,14 @@ class FastGradCAM:
         self.model, self.layer = model, layer
         self._act: torch.Tensor | None = None
         self._handle = None
+        self._frozen: list[torch.nn.Parameter] = []
 
     def __enter__(self) -> "FastGradCAM":
+        # Only the gradient at the target layer is needed: with the weights frozen, autograd records
+        # nothing before the layer (no saved activations for the trunk), and the hook starts the graph there.
+        self._frozen = [p for p in self.model.parameters() if p.requires_grad]
+        for p in self._frozen:
+            p.requires_grad_(False)
         self._handle = self.layer.module.register_forward_hook(self._keep)
         return self
 
@@ -46,9 +52,15 @@ class FastGradCAM:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        for p in self._frozen:
+            p.requires_grad_(True)
+        self._frozen = []
 
-    def _keep(self, module, inputs, output) -> None:
-        self._act = output
+    def _keep(self, module, inputs, output) -> torch.Tensor | None:
+        if not torch.is_grad_enabled():  # a plain forward (Faith's) while the hook is on: leave it alone
+            return None
+        self._act = output.detach().requires_grad_(True)
+        return self._act
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> Explained:
         with torch.enable_grad(), autocast(x.device):
