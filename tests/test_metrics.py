@@ -190,3 +190,40 @@ def test_body_only_counterfactual_fills_with_the_slices_air_and_catches_a_corner
     blacked = model(remove(x, 1 - torch.from_numpy(body)[:, None].float())).argmax(1)
     assert blacked[1] != ex.targets[1], "black would have flipped it: a new artefact, not a removal"
     assert ("body-only", 1.0) == suspect_reasons({"body_only_flip": 1.0})[0][:2]
+
+
+def test_one_fused_forward_gives_what_separate_passes_give():
+    """Faith, both counterfactuals and the marker check share one forward; each edit must be judged alone."""
+    from gradfaith_tui.cam.fast_gradcam import FastGradCAM
+    from gradfaith_tui.cam.layers import find
+    from gradfaith_tui.cam.methods import upsample
+    from gradfaith_tui.config import spec_for
+    from gradfaith_tui.metrics.per_case import air_value, batch_metrics, replace
+    from gradfaith_tui.models.factory import build
+
+    torch.manual_seed(0)
+    model = build(spec_for("resnet10t"), 32).eval()
+    x = torch.rand(4, 1, 32, 32)
+    body = np.zeros((4, 32, 32), bool)
+    body[:, 4:28, 4:28] = True
+    lungs = np.zeros_like(body)
+    lungs[:, 8:24, 8:24] = True
+    region = np.zeros_like(body)
+    region[1, :3, :3] = region[3, :4, -4:] = True  # two of four slices carry a marker
+    with FastGradCAM(model, find(model.net)) as f:
+        ex = f(x)
+    m = batch_metrics(model, x, ex, lungs, body, lungs, shortcut_regions=region)
+    with torch.no_grad():
+        drop, logit_drop = faith(model, x, ex.logits, upsample(ex.maps, 32), ex.targets)
+        air = air_value(x, torch.from_numpy(~body & ~region))
+        lungs_only = model(remove(x, 1 - torch.from_numpy(lungs)[:, None].float())).argmax(1)
+        body_only = model(replace(x, torch.from_numpy(~body), air)).argmax(1)
+        painted = torch.softmax(model(replace(x[[1, 3]], torch.from_numpy(region[[1, 3]]), air[[1, 3]])), 1)
+    pred = ex.logits.argmax(1)
+    np.testing.assert_allclose(m["faith"], drop.numpy(), atol=1e-5)
+    np.testing.assert_allclose(m["faith_logit"], logit_drop.numpy(), atol=1e-4)
+    assert m["lungs_only_flip"].tolist() == (lungs_only != pred).float().tolist()
+    assert m["body_only_flip"].tolist() == (body_only != pred).float().tolist()
+    clean = torch.softmax(ex.logits, 1)[[1, 3], pred[[1, 3]]]
+    np.testing.assert_allclose(m["shortcut_drop"][[1, 3]], (clean - painted[[0, 1], pred[[1, 3]]]).numpy(), atol=1e-5)
+    assert np.isnan(m["shortcut_drop"][[0, 2]]).all()

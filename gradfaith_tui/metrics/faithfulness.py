@@ -39,7 +39,12 @@ def faith(model, x: torch.Tensor, logits: torch.Tensor, maps: torch.Tensor, targ
     """
     with autocast(x.device):
         masked = model(remove(x, maps, baseline)).float()
+    return score_drop(logits, masked, targets)
+
+
+def score_drop(logits: torch.Tensor, masked: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probability drop, logit drop) of the target class from the clean to the masked logits."""
     t = targets.long()[:, None]
     p0 = torch.softmax(logits.float(), 1).gather(1, t)[:, 0]
-    p1 = torch.softmax(masked, 1).gather(1, t)[:, 0]
-    return p0 - p1, logits.float().gather(1, t)[:, 0] - masked.gather(1, t)[:, 0]
+    p1 = torch.softmax(masked.float(), 1).gather(1, t)[:, 0]
+    return p0 - p1, logits.float().gather(1, t)[:, 0] - masked.float().gather(1, t)[:, 0]

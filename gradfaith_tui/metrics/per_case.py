@@ -7,7 +7,7 @@ import torch
 
 from gradfaith_tui.cam.fast_gradcam import Explained
 from gradfaith_tui.cam.methods import upsample
-from gradfaith_tui.metrics.faithfulness import faith, remove
+from gradfaith_tui.metrics.faithfulness import remove, score_drop
 from gradfaith_tui.metrics.localization import (heat_share, loc_acc, mask_iou, pointing_game, relevance_mass,
                                                 relevance_rank)
 from gradfaith_tui.metrics.perturbation import deletion_insertion
@@ -26,32 +26,37 @@ def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body
 
     Everything runs batched on the model's device; the values cross to the host once, at the end.
     """
-    size, dev = x.shape[-1], x.device
+    size, dev, n = x.shape[-1], x.device, len(x)
     heat = upsample(ex.maps, size).to(dev)
-    # Faith's masked forward follows the CAM while the batch is still on the device (the fused pass).
-    faith_prob, faith_logit = faith(model, x, ex.logits, heat, ex.targets, baseline)
     masks, body, lungs = (torch.from_numpy(np.ascontiguousarray(a)).to(dev, non_blocking=True) for a in (masks, body, lungs))
-    out = {"faith": faith_prob, "faith_logit": faith_logit,
-           "locacc": loc_acc(heat, masks, tau), "iou": mask_iou(heat, masks, tau),
+    out = {"locacc": loc_acc(heat, masks, tau), "iou": mask_iou(heat, masks, tau),
            "pointing_game": pointing_game(heat, masks), "relevance_mass": relevance_mass(heat, masks),
            "relevance_rank": relevance_rank(heat, masks),
            "border_heat": heat_share(heat, torch.from_numpy(border_band(heat.shape[1:])).to(dev)),
            "outside_body_heat": heat_share(heat, ~body)}
     has_lungs, has_body = lungs.flatten(1).any(1), body.flatten(1).any(1)
-    nan = torch.full((len(x),), float("nan"), device=dev)
+    nan = torch.full((n,), float("nan"), device=dev)
     out["outside_lung_heat"] = torch.where(has_lungs, heat_share(heat, ~lungs), nan)
     planted = None if shortcut_regions is None else torch.from_numpy(np.ascontiguousarray(shortcut_regions)).to(dev)
+    rows = np.zeros(0, np.int64) if planted is None else np.flatnonzero(np.asarray(shortcut_regions).any(axis=(1, 2)))
     air = air_value(x, ~body if planted is None else ~body & ~planted)
-    # Counterfactuals, in one forward: keep only the lung fields (the rest black); keep only the body, with
-    # air where anything else was (a marker, text, the table). A prediction that changes leaned on what went.
-    pred = ex.logits.argmax(1)
+    # One forward while the batch is still on the device (the fused pass), on four edits of it:
+    # Faith's (the CAM region removed, eq. 5); the lung fields only, the rest black; the body only, with
+    # air where anything else was (a marker, text, the table); and, on marked phantoms, the marker painted
+    # over with air. A prediction that changes leaned on what went.
+    i = torch.from_numpy(rows).to(dev)
+    edits = [remove(x, heat, baseline), remove(x, 1 - lungs[:, None].float(), "black"), replace(x, ~body, air)]
+    if len(rows):
+        edits.append(replace(x[i], planted[i], air[i]))
     with autocast(dev):  # as the engine's passes
-        cf = model(torch.cat([remove(x, 1 - lungs[:, None].float(), "black"), replace(x, ~body, air)])).float().argmax(1)
-    out["lungs_only_flip"] = torch.where(has_lungs, (cf[:len(x)] != pred).float(), nan)
-    out["body_only_flip"] = torch.where(has_body, (cf[len(x):] != pred).float(), nan)
+        logits = model(torch.cat(edits)).float()
+    masked, lungs_only, body_only, painted = logits[:n], logits[n:2 * n], logits[2 * n:3 * n], logits[3 * n:]
+    out["faith"], out["faith_logit"] = score_drop(ex.logits, masked, ex.targets)
+    pred = ex.logits.argmax(1)
+    out["lungs_only_flip"] = torch.where(has_lungs, (lungs_only.argmax(1) != pred).float(), nan)
+    out["body_only_flip"] = torch.where(has_body, (body_only.argmax(1) != pred).float(), nan)
     if planted is not None:
-        rows = np.flatnonzero(np.asarray(shortcut_regions).any(axis=(1, 2)))
-        out.update(_planted_shortcut(model, x, ex, heat, planted, air, nan, rows))
+        out.update(_planted_shortcut(ex, heat, planted, painted, i, nan))
     if deep_steps:
         out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
     names = list(out)
@@ -73,18 +78,14 @@ def replace(x: torch.Tensor, region: torch.Tensor, value: torch.Tensor) -> torch
     return x * (1 - r) + value * r
 
 
-def _planted_shortcut(model, x: torch.Tensor, ex: Explained, heat: torch.Tensor, region: torch.Tensor,
-                      air: torch.Tensor, nan: torch.Tensor, rows: np.ndarray) -> dict[str, torch.Tensor]:
+def _planted_shortcut(ex: Explained, heat: torch.Tensor, region: torch.Tensor, painted: torch.Tensor,
+                      rows: torch.Tensor, nan: torch.Tensor) -> dict[str, torch.Tensor]:
     """Heat on the planted shortcut, and the target probability's drop (and any flip) when it is painted over
-    with the slice's air. Only the marked rows go through the model: on the demo that is one slice in six."""
+    with the slice's air (`painted`: the logits of the marked `rows`, on the demo one slice in six)."""
     has = region.flatten(1).any(1)
     drop, flip = nan.clone(), nan.clone()
     if len(rows):
-        i = torch.from_numpy(rows).to(x.device)
-        with autocast(x.device):
-            painted = model(replace(x[i], region[i], air[i])).float()
-        t = ex.targets[i].long()[:, None]
-        drop[i] = torch.softmax(ex.logits[i], 1).gather(1, t)[:, 0] - torch.softmax(painted, 1).gather(1, t)[:, 0]
-        flip[i] = (painted.argmax(1) != ex.logits[i].argmax(1)).float()
+        drop[rows] = score_drop(ex.logits[rows], painted, ex.targets[rows])[0]
+        flip[rows] = (painted.argmax(1) != ex.logits[rows].argmax(1)).float()
     return {"shortcut_heat": torch.where(has, heat_share(heat, region), nan), "shortcut_drop": drop,
             "shortcut_flip": flip, "shortcut_area": torch.where(has, region.float().mean(dim=(1, 2)), nan)}

@@ -21,6 +21,14 @@ from gradfaith_tui.errors import CacheError
 from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
 
 
+def sql_floats(values) -> list:
+    """Floats with NaN and inf as None (SQL NULL), converted in bulk rather than one np.isfinite per value."""
+    v = np.asarray(values, dtype=np.float64)
+    out = v.astype(object)
+    out[~np.isfinite(v)] = None
+    return out.tolist()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -211,7 +219,8 @@ class CacheWriter:
             self.con.executemany("INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?)", [
                 (model_id, int(i), int(p), float(pr[p]), *map(float, pr[:3])) for i, p, pr in zip(idxs, preds, probs)])
             self._put_metrics(expl_id, idxs, metrics)
-            self.con.executemany("DELETE FROM suspects WHERE expl_id=? AND idx=?", [(expl_id, int(i)) for i in idxs])
+            self.con.execute(f"DELETE FROM suspects WHERE expl_id=? AND idx IN ({','.join(map(str, map(int, idxs)))})",
+                             (expl_id,))
             self.con.executemany("INSERT OR REPLACE INTO suspects VALUES (?,?,?,?,?,?)",
                                  [(expl_id, model_id, int(i), rule, float(v), reason) for i, rule, v, reason in suspects])
 
@@ -220,11 +229,10 @@ class CacheWriter:
             self._put_metrics(expl_id, idxs, metrics)
 
     def _put_metrics(self, expl_id, idxs, metrics) -> None:
-        rows = []
-        for name, values in metrics.items():
-            for i, v in zip(idxs, values):
-                rows.append((expl_id, int(i), name, None if v is None or not np.isfinite(v) else float(v)))
-        self.con.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)", rows)
+        idxs = np.asarray(idxs, dtype=np.int64).tolist()
+        self.con.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)",
+                             ((expl_id, i, name, v) for name, values in metrics.items()
+                              for i, v in zip(idxs, sql_floats(values))))
 
     def read_maps(self, expl_id: int) -> np.ndarray:
         return np.asarray(self._map(expl_id), dtype=np.float32)

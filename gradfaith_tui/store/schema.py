@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     value REAL,                       -- NULL where the metric does not apply (no mask)
     PRIMARY KEY (expl_id, name, idx)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS metrics_by_value ON metrics (expl_id, name, value);
+-- Sorting by a metric aggregates over models (MIN/MAX per case), which the primary key serves; an index on
+-- value only doubled the b-tree inserts of every batch (and was slower to sort with), so older caches lose it.
+DROP INDEX IF EXISTS metrics_by_value;
 CREATE TABLE IF NOT EXISTS suspects (   -- shortcut evidence that crossed a documented threshold
     expl_id INTEGER NOT NULL,
     model_id TEXT NOT NULL,

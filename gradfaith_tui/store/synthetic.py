@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gradfaith_tui.config import DEMO_SPECS, WRITE_FOLDERS, WRITE_STEMS, ModelSpec
-from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
+from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo, sql_floats
 from gradfaith_tui.store.synthetic_results import sanity_rows, suspect_rows, table1_body
 
 _CLASS_P = (0.38, 0.11, 0.51)  # like IQ-OTH/NCCD
@@ -69,17 +69,10 @@ def _maps(rng, centres: np.ndarray, grid: int) -> np.ndarray:
     return ((m - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
 
 
-def _values(v: np.ndarray) -> list:
-    """Floats with NaN as None (SQL NULL), built in bulk rather than one np.isfinite per value."""
-    out = np.asarray(v, dtype=np.float64).astype(object)
-    out[~np.isfinite(np.asarray(v, dtype=np.float64))] = None
-    return out.tolist()
-
-
 def _put(con, expl_id: int, idx: list[int], metrics: dict[str, np.ndarray]) -> None:
     for name, v in metrics.items():
         con.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)",
-                        zip(repeat(expl_id), idx, repeat(name), _values(v)))
+                        zip(repeat(expl_id), idx, repeat(name), sql_floats(v)))
 
 
 def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int = 2, size: int = 64,
@@ -108,9 +101,7 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
               "cam": {"method": "gradcam", "tau": 0.5, "baseline": "black"}}
     writer = CacheWriter(root, f"synthetic-{seed}-{n}", f"synthetic-split-{seed}", config, cases, images, masks)
     writer.con.execute("PRAGMA synchronous=OFF")  # a throwaway cache: speed over crash safety
-    writer.con.execute("PRAGMA cache_size=-262144")  # 256 MiB: the value index takes random inserts
     con = writer.con
-    con.execute("DROP INDEX IF EXISTS metrics_by_value")  # built once at the end: far faster than per insert
     idx_list = list(range(n))
     try:
         specs = _specs(models)
@@ -162,8 +153,6 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
                 with con:
                     for expl_id in expl_ids:
                         _put(con, expl_id, idx_list, {"consist": consist})
-        with con:
-            con.execute("CREATE INDEX IF NOT EXISTS metrics_by_value ON metrics (expl_id, name, value)")
     finally:
         writer.close()
     return Path(root)
