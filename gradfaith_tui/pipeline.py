@@ -188,9 +188,9 @@ class _Job:
 
     def explain(self, writer, arr, seg, cam, target, dist, device, progress) -> None:
         from gradfaith_tui.cam.engine import explainer
-        from gradfaith_tui.metrics.per_case import batch_metrics
+        from gradfaith_tui.metrics.per_case import device_metrics, to_host
         from gradfaith_tui.metrics.shortcuts import suspect_reasons
-        from gradfaith_tui.models.train import to_tensor
+        from gradfaith_tui.metrics.staging import Stager
 
         n, todo = len(arr), self.todo
         done = n - len(todo)
@@ -198,18 +198,22 @@ class _Job:
         if not len(todo):
             return
         body, lungs = seg.get(arr)
+        stage = Stager(arr.images, arr.masks, body, lungs, arr.shortcut_regions,
+                       arr.labels if target == "true" else None, cam.batch_size, device)
+        batches = [todo[s:s + cam.batch_size] for s in range(0, len(todo), cam.batch_size)]
+        nxt = stage(batches[0])
         with explainer(self.model, self.layer, cam.method, cam.engine) as explain:
-            for start in range(0, len(todo), cam.batch_size):
-                idx = todo[start:start + cam.batch_size]
-                x = to_tensor(arr.images[idx], device)
-                targets = None if target == "pred" else torch.from_numpy(arr.labels[idx])
-                ex = explain(x, targets)
-                planted = None if arr.shortcut_regions is None else arr.shortcut_regions[idx]
-                metrics = batch_metrics(self.model, x, ex, arr.masks[idx], body[idx], lungs[idx],
-                                        cam.tau, cam.baseline, cam.deep_steps, planted)
-                suspects = [(int(i), *s) for k, i in enumerate(idx)
-                            for s in suspect_reasons({m: v[k] for m, v in metrics.items()})]
-                probs = torch.softmax(ex.logits, 1).cpu().numpy()
+            for k, idx in enumerate(batches):
+                b = nxt
+                ex = explain(b.x, b.labels)
+                on_device = device_metrics(self.model, b, ex, cam.tau, cam.baseline, cam.deep_steps)
+                probs = torch.softmax(ex.logits, 1)
+                if k + 1 < len(batches):
+                    nxt = stage(batches[k + 1])  # host work while the device still runs this batch
+                metrics, probs = to_host(on_device), probs.cpu().numpy()
+                suspects = [(int(i), *s) for j, i in enumerate(idx)
+                            for s in suspect_reasons({m: v[j] for m, v in metrics.items()})]
+                # Written before the next batch starts: a kill loses at most the batch in flight.
                 writer.write_batch(self.expl_id, self.ckpt.model_id, idx, ex.maps.cpu().numpy(), probs.argmax(1), probs,
                                    metrics, suspects)
                 done += len(idx)

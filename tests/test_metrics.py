@@ -227,3 +227,26 @@ def test_one_fused_forward_gives_what_separate_passes_give():
     clean = torch.softmax(ex.logits, 1)[[1, 3], pred[[1, 3]]]
     np.testing.assert_allclose(m["shortcut_drop"][[1, 3]], (clean - painted[[0, 1], pred[[1, 3]]]).numpy(), atol=1e-5)
     assert np.isnan(m["shortcut_drop"][[0, 2]]).all()
+
+
+def test_stager_gathers_rows_and_keeps_the_previous_batch_while_staging_the_next():
+    from gradfaith_tui.metrics.staging import Stager
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 6, 6), dtype=np.uint8)
+    masks, body, lungs = images > 100, images > 20, images > 200
+    regions = np.zeros_like(masks)
+    regions[[2, 5], :2, :2] = True
+    labels = np.arange(7) % 3
+    stage = Stager(images, masks, body, lungs, regions, labels, batch=3, device="cpu")
+    a = stage(np.array([0, 1, 2]))
+    b = stage(np.array([5, 6]))  # the last, short batch
+    for s, idx in ((a, [0, 1, 2]), (b, [5, 6])):  # staging b left a whole: the caller still reads it
+        torch.testing.assert_close(s.x[:, 0], torch.from_numpy(images[idx]).float() / 255)
+        for got, want in ((s.masks, masks), (s.body, body), (s.lungs, lungs), (s.regions, regions)):
+            assert torch.equal(got, torch.from_numpy(want[idx]))
+        assert s.labels.tolist() == labels[idx].tolist()
+    assert a.marked.tolist() == [2] and a.marked_on_device.tolist() == [2]
+    assert b.marked.tolist() == [0] and b.marked_on_device.tolist() == [0]
+    plain = Stager(images, masks, body, lungs, None, None, batch=3, device="cpu")(np.array([4]))
+    assert plain.regions is None and plain.labels is None and len(plain.marked) == 0
