@@ -93,9 +93,34 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
     from gradfaith_tui.pipeline import precompute
 
     marks: dict[str, list[tuple[float, int]]] = {}
+    phases: dict[str, dict[str, float]] = {}
+    current = [""]
 
     def progress(model_id: str, done: int, total: int) -> None:
         marks.setdefault(model_id, []).append((time.perf_counter(), done))
+        current[0] = model_id
+
+    def clocked(owner, name: str, phase: str) -> None:  # where each batch's host time goes, per model
+        inner = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                times = phases.setdefault(current[0], {})
+                times[phase] = times.get(phase, 0.0) + time.perf_counter() - t
+        setattr(owner, name, timed)
+
+    from gradfaith_tui.metrics import per_case, staging
+    from gradfaith_tui.store.cache import CacheWriter
+
+    clocked(per_case, "to_host", "wait")  # the read-back waits for the device to finish the batch
+    clocked(staging.Stager, "__call__", "stage")
+    clocked(CacheWriter, "write_batch", "write")
+    import gradfaith_tui.pipeline as pipeline
+
+    clocked(pipeline._Segmentations, "get", "segment")  # once per input size, before the first batch: left out
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -106,8 +131,8 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
     n_cases = max(m[-1][1] for m in marks.values())
     print(f"\nend to end precompute of {data} ({n_cases} test cases x {len(marks)} models): {total:.1f} s in all, "
           f"{n_cases * len(marks) / total:.1f} maps/s (start-up, decode, segmentation, Consist included)")
-    print(f"{'model':22s} {'end to end':>11s} {'engine':>10s} {'e2e/engine':>11s}   (e2e: CAM, Faith, every metric, "
-          "counterfactual re-forwards, cache writes)")
+    print(f"{'model':22s} {'end to end':>11s} {'engine':>10s} {'e2e/engine':>11s}   {'per batch: wait':>15s} {'stage':>6s} "
+          f"{'write':>6s} {'rest':>6s} ms   (e2e: CAM, Faith, every metric, counterfactual re-forwards, cache writes)")
     dev = torch.device(device)
     for c in find_checkpoints(Path(checkpoints)):
         m = marks.get(c.model_id)
@@ -121,7 +146,14 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
         layer = find(model.net)
         fused(model, layer, x[:batch], batch, device)  # warm-up
         engine = fused(model, layer, x, batch, device)
-        print(f"{c.model_id:22s} {e2e:9.1f}/s {engine:8.1f}/s {e2e / engine:10.2f}x")
+        # Host time per batch over the whole run: waiting for the device, staging the next batch (overlapped on
+        # CUDA), writing the cache, and the rest (on a GPU launching the work, on the CPU doing it); a big
+        # "write" or "rest" on a GPU means the device idles.
+        nb = max(1, -(-m[-1][1] // batch) - -(-m[0][1] // batch))
+        ph = phases.get(c.model_id, {})
+        rest = (m[-1][0] - m[0][0]) - sum(ph.values())
+        print(f"{c.model_id:22s} {e2e:9.1f}/s {engine:8.1f}/s {e2e / engine:10.2f}x   {ph.get('wait', 0) / nb * 1e3:15.1f} "
+              f"{ph.get('stage', 0) / nb * 1e3:6.1f} {ph.get('write', 0) / nb * 1e3:6.1f} {rest / nb * 1e3:6.1f}")
 
 
 if __name__ == "__main__":
