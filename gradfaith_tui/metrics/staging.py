@@ -16,7 +16,6 @@ import torch
 
 @dataclass
 class Staged:
-    idx: np.ndarray  # rows of the split
     x: torch.Tensor  # (B, 1, S, S) float in [0, 1]
     masks: torch.Tensor  # (B, S, S) bool: lesion masks (all False where there is none)
     body: torch.Tensor  # (B, S, S) bool
@@ -35,7 +34,7 @@ class Staged:
             return None if a is None else torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a).to(dev)
 
         marked = np.zeros(0, np.int64) if regions is None else np.flatnonzero(np.asarray(regions).any(axis=(1, 2)))
-        return cls(np.arange(len(x)), x, on(masks), on(body), on(lungs), on(regions), marked,
+        return cls(x, on(masks), on(body), on(lungs), on(regions), marked,
                    torch.from_numpy(marked).to(dev), on(labels))
 
 
@@ -67,5 +66,5 @@ class Stager:
         marked = np.zeros(0, np.int64) if self._marked is None else np.flatnonzero(self._marked[idx])
         rows = bufs["marked"][:len(marked)]
         rows.numpy()[:] = marked
-        return Staged(np.asarray(idx), dev["images"].unsqueeze(1).float().div_(255.0), dev["masks"], dev["body"],
+        return Staged(dev["images"].unsqueeze(1).float().div_(255.0), dev["masks"], dev["body"],
                       dev["lungs"], dev.get("regions"), marked, rows.to(self.device, non_blocking=True), dev.get("labels"))
