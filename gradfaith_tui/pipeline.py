@@ -206,7 +206,7 @@ class _Job:
             for k, idx in enumerate(batches):
                 b = nxt
                 ex = explain(b.x, b.labels)
-                on_device = device_metrics(self.model, b, ex, cam.tau, cam.baseline, cam.deep_steps)
+                on_device = device_metrics(explain.forward, b, ex, cam.tau, cam.baseline, cam.deep_steps)
                 probs = torch.softmax(ex.logits, 1)
                 if k + 1 < len(batches):
                     nxt = stage(batches[k + 1])  # host work while the device still runs this batch
@@ -243,7 +243,9 @@ class _Job:
             return
 
         def maps(model, x, targets):
-            with explainer(model, find_layer(model.net, self.layer.name), cam.method, cam.engine) as explain:
+            layer = find_layer(model.net, self.layer.name)
+            # fold=False: a fresh fold per randomised stage would cost more than it saves on a few cases
+            with explainer(model, layer, cam.method, cam.engine, fold=False) as explain:
                 return explain(x, targets).maps
 
         k = min(cam.sanity_cases, len(arr))

@@ -7,7 +7,7 @@ import torch
 from gradfaith_tui.cam.engine import explainer
 from gradfaith_tui.cam.fast_gradcam import FastGradCAM
 from gradfaith_tui.cam.layers import find
-from gradfaith_tui.cam.methods import cam_batch
+from gradfaith_tui.cam.methods import cam_batch, upsample
 from gradfaith_tui.config import PAPER_ARCHS, spec_for
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.metrics.perturbation import deletion_insertion
@@ -54,12 +54,45 @@ def test_fast_gradcam_records_only_from_the_target_layer_and_restores_the_weight
     model = build(spec_for("resnet10t"), 64).eval()
     seen = []
     model.net.conv1.register_forward_hook(lambda m, i, o: seen.append(o.requires_grad))
-    with FastGradCAM(model, find(model.net)) as f:
+    with FastGradCAM(model, find(model.net), fold=False) as f:  # the hooked engine
         f(torch.rand(2, 1, 64, 64))
         with torch.no_grad():  # a plain forward inside the block (Faith's) is left alone
             model(torch.rand(2, 1, 64, 64))
     assert seen == [False, False]  # no graph (no saved activations) for the trunk
     assert all(p.requires_grad for p in model.parameters()) and all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", ["resnet10t", "resnet14t"])
+def test_folded_split_gives_the_hooked_engines_maps_logits_and_faith(arch):
+    from gradfaith_tui.metrics.faithfulness import faith
+
+    torch.manual_seed(0)
+    model = build(spec_for(arch), 64).eval()
+    x, t = torch.rand(3, 1, 64, 64), torch.tensor([0, 1, 2])
+    with FastGradCAM(model, find(model.net), fold=False) as f:
+        hooked = f(x, t)
+        hooked_faith = faith(f.forward, x, hooked.logits, upsample(hooked.maps, 64), t)
+    with FastGradCAM(model, find(model.net)) as f:
+        assert f.split is not None and f.forward is f.split
+        folded = f(x, t)
+        folded_faith = faith(f.forward, x, folded.logits, upsample(folded.maps, 64), t)
+        # a ResNet's BatchNorms are all folded into its convolutions
+        assert not any(type(m) is torch.nn.BatchNorm2d for m in f.split.trunk.modules())
+    torch.testing.assert_close(folded.maps, hooked.maps, atol=1e-4, rtol=0)
+    torch.testing.assert_close(folded.logits, hooked.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(folded_faith, hooked_faith, atol=1e-4, rtol=1e-4)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_split_only_where_the_target_layer_ends_the_features():
+    model = build(spec_for("resnet10t"), 64).eval()
+    with FastGradCAM(model, find(model.net, "layer3")) as f:  # a layer inside the net: the hook
+        assert f.split is None and f.forward is model
+        assert f(torch.rand(2, 1, 64, 64)).maps.shape == (2, 4, 4)
+    for other in ("vit-tiny-p8", "tinynet_e", "densenet-s"):  # ViT tokens; BatchNormAct, nothing to fold
+        net = build(spec_for(other), 64).eval()
+        with FastGradCAM(net, find(net.net)) as f:
+            assert f.split is None
 
 
 def test_rollout_for_vit_only_and_restores_fused_attention():

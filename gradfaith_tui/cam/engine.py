@@ -23,6 +23,7 @@ class _Library:
 
     def __init__(self, model, layer: TargetLayer, method: str):
         self.model, self.layer, self.method = model, layer, method
+        self.forward = model  # the plain forward the maps are judged with
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> Explained:
         # Without targets the library explains the argmax of the same forward, so no extra pass is needed.
@@ -32,8 +33,9 @@ class _Library:
 
 
 @contextlib.contextmanager
-def explainer(model, layer: TargetLayer, method: str = "gradcam", engine: str = "fast"):
-    """Yields explain(x, targets=None) -> Explained. The fast engine also fills faith_* when asked."""
+def explainer(model, layer: TargetLayer, method: str = "gradcam", engine: str = "fast", fold: bool = True):
+    """Yields explain(x, targets=None) -> Explained; explain.forward is the plain forward to judge the maps
+    with (Faith, counterfactuals): the fast engine's folded trunk where it has one (fold=False: never)."""
     if method not in ALL_METHODS:
         raise GradfaithError(f"--method: unknown method '{method}' (choose from {', '.join(ALL_METHODS)})")
     if engine not in ENGINES:
@@ -42,7 +44,7 @@ def explainer(model, layer: TargetLayer, method: str = "gradcam", engine: str = 
         with AttentionRollout(model, gradient=method == "grad-rollout") as r:
             yield r
     elif method == "gradcam" and engine == "fast":
-        with FastGradCAM(model, layer) as f:
+        with FastGradCAM(model, layer, fold) as f:
             yield f
     else:
         yield _Library(model, layer, method)

@@ -1,8 +1,9 @@
 """Batched Grad-CAM that stays on the device.
 
 pytorch-grad-cam moves every batch to NumPy and back; here activations, gradients and maps stay on the
-GPU, under bf16 autocast on CUDA, so Faith's masked forward (metrics/) can follow with no host round trip. In fp32 it computes exactly the
-library's Grad-CAM: weights = spatial mean of the gradients, ReLU of the weighted sum, min-max per map
+GPU, under bf16 autocast on CUDA, so Faith's masked forward (metrics/) can follow with no host round trip.
+Autograd records only from the target layer on; where that layer ends forward_features, the trunk runs
+with its BatchNorms folded (cam/split.py). In fp32 it computes exactly the library's Grad-CAM: weights = spatial mean of the gradients, ReLU of the weighted sum, min-max per map
 (tests check Pearson r >= 0.99 against pytorch_grad_cam.GradCAM on every architecture).
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from gradfaith_tui.cam.layers import TargetLayer
+from gradfaith_tui.cam.split import SplitNet, split_at
 from gradfaith_tui.models.precision import autocast
 
 
@@ -33,19 +35,23 @@ def normalise(cam: torch.Tensor) -> torch.Tensor:
 class FastGradCAM:
     """Use as a context manager: the forward hook is released on exit, as in pytorch-grad-cam."""
 
-    def __init__(self, model: torch.nn.Module, layer: TargetLayer):
-        self.model, self.layer = model, layer
+    def __init__(self, model: torch.nn.Module, layer: TargetLayer, fold: bool = True):
+        self.model, self.layer, self.fold = model, layer, fold
         self._act: torch.Tensor | None = None
         self._handle = None
         self._frozen: list[torch.nn.Parameter] = []
+        self.split: SplitNet | None = None
 
     def __enter__(self) -> "FastGradCAM":
         # Only the gradient at the target layer is needed: with the weights frozen, autograd records
-        # nothing before the layer (no saved activations for the trunk), and the hook starts the graph there.
+        # nothing before the layer (no saved activations for the trunk), and the graph starts there
+        # (at the split, or at the hook).
         self._frozen = [p for p in self.model.parameters() if p.requires_grad]
         for p in self._frozen:
             p.requires_grad_(False)
-        self._handle = self.layer.module.register_forward_hook(self._keep)
+        self.split = split_at(self.model, self.layer) if self.fold else None
+        if self.split is None:
+            self._handle = self.layer.module.register_forward_hook(self._keep)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -55,6 +61,12 @@ class FastGradCAM:
         for p in self._frozen:
             p.requires_grad_(True)
         self._frozen = []
+        self.split = None
+
+    @property
+    def forward(self):
+        """The plain forward the maps are judged with (Faith, counterfactuals): the folded one where there is one."""
+        return self.model if self.split is None else self.split
 
     def _keep(self, module, inputs, output) -> torch.Tensor | None:
         if not torch.is_grad_enabled():  # a plain forward (Faith's) while the hook is on: leave it alone
@@ -63,9 +75,16 @@ class FastGradCAM:
         return self._act
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> Explained:
+        if self.split is not None:  # the trunk without autograd, the graph from its output on
+            with torch.no_grad(), autocast(x.device):
+                act = self.split.features(x)
         with torch.enable_grad(), autocast(x.device):
-            logits = self.model(x)
-            act = self._act
+            if self.split is not None:
+                act = act.detach().requires_grad_(True)
+                logits = self.split.head(act)
+            else:
+                logits = self.model(x)
+                act = self._act
             tgt = logits.argmax(1) if targets is None else targets.to(x.device).long()
             score = logits.float().gather(1, tgt[:, None]).sum()
             (grad,) = torch.autograd.grad(score, act)

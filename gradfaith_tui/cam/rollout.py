@@ -22,6 +22,7 @@ class AttentionRollout:
         if not (hasattr(net, "blocks") and hasattr(net, "patch_embed") and hasattr(net.blocks[0], "attn")):
             raise GradfaithError("--method rollout: only for ViT-style models (timm blocks with attention)")
         self.model, self.net, self.gradient, self.head_fusion = model, net, gradient, head_fusion
+        self.forward = model  # the plain forward the maps are judged with
         self._attn: list[torch.Tensor] = []
         self._handles, self._fused = [], []
 
