@@ -192,8 +192,10 @@ def test_body_only_counterfactual_fills_with_the_slices_air_and_catches_a_corner
     assert ("body-only", 1.0) == suspect_reasons({"body_only_flip": 1.0})[0][:2]
 
 
-def test_one_fused_forward_gives_what_separate_passes_give():
-    """Faith, both counterfactuals and the marker check share one forward; each edit must be judged alone."""
+@pytest.mark.parametrize("baseline", ["black", "mean"])
+def test_one_fused_forward_gives_what_separate_passes_give(baseline):
+    """Faith, both counterfactuals and the marker check share one forward; each edit must be judged alone.
+    The lungs-only counterfactual fills with Faith's baseline, as the issue defines it."""
     from gradfaith_tui.cam.fast_gradcam import FastGradCAM
     from gradfaith_tui.cam.layers import find
     from gradfaith_tui.cam.methods import upsample
@@ -212,11 +214,11 @@ def test_one_fused_forward_gives_what_separate_passes_give():
     region[1, :3, :3] = region[3, :4, -4:] = True  # two of four slices carry a marker
     with FastGradCAM(model, find(model.net)) as f:
         ex = f(x)
-    m = batch_metrics(model, x, ex, lungs, body, lungs, shortcut_regions=region)
+    m = batch_metrics(model, x, ex, lungs, body, lungs, baseline=baseline, shortcut_regions=region)
     with torch.no_grad():
-        drop, logit_drop = faith(model, x, ex.logits, upsample(ex.maps, 32), ex.targets)
+        drop, logit_drop = faith(model, x, ex.logits, upsample(ex.maps, 32), ex.targets, baseline)
         air = air_value(x, torch.from_numpy(~body & ~region))
-        lungs_only = model(remove(x, 1 - torch.from_numpy(lungs)[:, None].float())).argmax(1)
+        lungs_only = model(remove(x, 1 - torch.from_numpy(lungs)[:, None].float(), baseline)).argmax(1)
         body_only = model(replace(x, torch.from_numpy(~body), air)).argmax(1)
         painted = torch.softmax(model(replace(x[[1, 3]], torch.from_numpy(region[[1, 3]]), air[[1, 3]])), 1)
     pred = ex.logits.argmax(1)
@@ -250,3 +252,22 @@ def test_stager_gathers_rows_and_keeps_the_previous_batch_while_staging_the_next
     assert b.marked.tolist() == [0] and b.marked_on_device.tolist() == [0]
     plain = Stager(images, masks, body, lungs, None, None, batch=3, device="cpu")(np.array([4]))
     assert plain.regions is None and plain.labels is None and len(plain.marked) == 0
+
+
+def test_lungs_only_counterfactual_fills_with_faiths_baseline():
+    from gradfaith_tui.cam.fast_gradcam import Explained
+    from gradfaith_tui.metrics.per_case import batch_metrics
+
+    class LooksAtTheCorner(torch.nn.Module):  # Malignant while the top-left corner stays bright
+        def forward(self, x):
+            c = x[:, 0, :2, :2].mean(dim=(1, 2))
+            return torch.stack([torch.zeros_like(c), torch.full_like(c, 0.1), 4 * (c - 0.3)], 1)
+
+    x = torch.full((1, 1, 8, 8), 0.5)
+    lungs = np.zeros((1, 8, 8), bool)
+    lungs[:, 2:6, 2:6] = True
+    model = LooksAtTheCorner()
+    logits = model(x)
+    ex = Explained(torch.rand(1, 8, 8), logits, logits.argmax(1))
+    flip = {b: batch_metrics(model, x, ex, lungs, ~lungs, lungs, baseline=b)["lungs_only_flip"][0] for b in ("black", "mean")}
+    assert flip == {"black": 1.0, "mean": 0.0}  # black darkens the corner; the image's mean keeps it as it was

@@ -40,8 +40,8 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("outside_lung_heat", "Outside-lung heat", False,
                "Share of the CAM's heat outside the lung fields, where the classes' lesions cannot be."),
     MetricInfo("lungs_only_flip", "Lungs-only flip", False,
-               "Share of cases whose prediction flips when only the lungs are kept (everything outside them removed); "
-               "per case 1 for a flip, else 0. High: the model relies on context outside the lungs."),
+               "Share of cases whose prediction flips when only the lungs are kept (everything outside them replaced by "
+               "Faith's baseline); per case 1 for a flip, else 0. High: the model relies on context outside the lungs."),
     MetricInfo("body_only_flip", "Body-only flip", False,
                "Per case 1 when replacing everything outside the body outline with the slice's air changes the "
                "prediction, else 0: the model used something outside the patient (a marker, burned-in text, the table)."),

@@ -11,7 +11,8 @@ import json
 
 # Raised whenever the stored metrics change in set or definition, so older entries count as stale and are
 # recomputed rather than shown beside new ones. 2: the body-only counterfactual, the planted-marker truth.
-METRICS_VERSION = 2
+# 3: the lungs-only counterfactual fills with --baseline (it was always black).
+METRICS_VERSION = 3
 
 
 def explanation_key(weights_sha1: str | None, fingerprint: str, method: str, layer: str, tau: float, baseline: str,
