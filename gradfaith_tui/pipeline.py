@@ -176,7 +176,8 @@ class _Job:
         info = ModelInfo(self.ckpt.model_id, card["name"], card["arch"], card["family"], card.get("describe", card["arch"]),
                          card["seed"], self.is_ref, self.size)
         writer.add_model(info, card["weights_sha1"], card)
-        with explainer(self.model, self.layer, cam.method, cam.engine) as explain:  # one probe gives the grid
+        # One image gives the grid: not worth folding the trunk for (explain() folds it for the real batches).
+        with explainer(self.model, self.layer, cam.method, cam.engine, fold=False) as explain:
             grid = tuple(explain(to_tensor(arr.images[:1], next(self.model.parameters()).device)).maps.shape[1:])
         self.expl_id = writer.explanation(self.ckpt.model_id, cam.method, self.layer.name, self.key, grid,
                                           {"tau": cam.tau, "baseline": cam.baseline, "target": target,

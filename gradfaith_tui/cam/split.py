@@ -66,8 +66,8 @@ class SplitNet:
 def split_at(model: torch.nn.Module, layer: TargetLayer) -> SplitNet | None:
     """The split, or None where the target layer is not the end of forward_features or fx cannot trace the net."""
     net = model.net
-    if layer.reshape is not None or model.training or not hasattr(net, "forward_features"):
-        return None
+    if layer.reshape is not None or model.training or not hasattr(net, "forward_features") or not _plain_batchnorms(net):
+        return None  # (no plain BatchNorm: nothing to fold, so no trace; DenseNet-161's takes ~1 s)
     p = next(model.parameters())
     seen: list[torch.Tensor] = []
     handle = layer.module.register_forward_hook(lambda m, i, o: seen.append(o))
@@ -88,7 +88,7 @@ def split_at(model: torch.nn.Module, layer: TargetLayer) -> SplitNet | None:
         trunk = fuse(traced, inplace=True, no_trace=True)
     except Exception:  # not traceable: the hooked engine computes the same maps
         return None
-    if _plain_batchnorms(trunk) == before:  # nothing folded (DenseNet, EfficientNet): the hook costs no more
+    if _plain_batchnorms(trunk) == before:  # none of them after a convolution: the hook costs no more
         return None
     if p.device.type == "cuda":
         trunk = trunk.to(memory_format=torch.channels_last)  # the folded weights are new tensors
