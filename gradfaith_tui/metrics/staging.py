@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gradfaith_tui.models.train import to_unit
+
 
 @dataclass
 class Staged:
@@ -31,7 +33,7 @@ class Staged:
         dev = x.device
 
         def on(a):
-            return None if a is None else torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a).to(dev)
+            return None if a is None else torch.as_tensor(a, device=dev)
 
         marked = np.zeros(0, np.int64) if regions is None else np.flatnonzero(np.asarray(regions).any(axis=(1, 2)))
         return cls(x, on(masks), on(body), on(lungs), on(regions), marked,
@@ -66,5 +68,5 @@ class Stager:
         marked = np.zeros(0, np.int64) if self._marked is None else np.flatnonzero(self._marked[idx])
         rows = bufs["marked"][:len(marked)]
         rows.numpy()[:] = marked
-        return Staged(dev["images"].unsqueeze(1).float().div_(255.0), dev["masks"], dev["body"],
+        return Staged(to_unit(dev["images"]), dev["masks"], dev["body"],
                       dev["lungs"], dev.get("regions"), marked, rows.to(self.device, non_blocking=True), dev.get("labels"))

@@ -39,9 +39,14 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (pays off on long GPU runs)
 
 
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, S, S) -> float (N, 1, S, S) in [0, 1], where the tensor is."""
+    return images.unsqueeze(1).float().div_(255.0)
+
+
 def to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """uint8 (N, S, S) -> float (N, 1, S, S) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).unsqueeze(1).float().div_(255.0)
+    """uint8 (N, S, S) array -> float (N, 1, S, S) in [0, 1] on device."""
+    return to_unit(torch.from_numpy(np.ascontiguousarray(images)).to(device))
 
 
 def class_weights(labels: np.ndarray) -> torch.Tensor:
@@ -66,7 +71,7 @@ class DeviceSplit:
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = idx.to(self.images.device)
-        x = self.images[idx].to(self.device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+        x = to_unit(self.images[idx].to(self.device, non_blocking=True))
         return x, self.labels[idx].to(self.device, non_blocking=True)
 
     def batches(self, size: int):

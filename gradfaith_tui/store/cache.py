@@ -21,7 +21,7 @@ from gradfaith_tui.errors import CacheError
 from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
 
 
-def sql_floats(values) -> list:
+def _sql_floats(values) -> list:
     """Floats with NaN and inf as None (SQL NULL), converted in bulk rather than one np.isfinite per value."""
     v = np.asarray(values, dtype=np.float64)
     out = v.astype(object)
@@ -218,7 +218,7 @@ class CacheWriter:
         with self.con:
             self.con.executemany("INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?)", [
                 (model_id, int(i), int(p), float(pr[p]), *map(float, pr[:3])) for i, p, pr in zip(idxs, preds, probs)])
-            self._put_metrics(expl_id, idxs, metrics)
+            self.put_metrics(expl_id, idxs, metrics)
             self.con.execute(f"DELETE FROM suspects WHERE expl_id=? AND idx IN ({','.join(map(str, map(int, idxs)))})",
                              (expl_id,))
             self.con.executemany("INSERT OR REPLACE INTO suspects VALUES (?,?,?,?,?,?)",
@@ -226,13 +226,14 @@ class CacheWriter:
 
     def set_metrics(self, expl_id: int, idxs: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
         with self.con:
-            self._put_metrics(expl_id, idxs, metrics)
+            self.put_metrics(expl_id, idxs, metrics)
 
-    def _put_metrics(self, expl_id, idxs, metrics) -> None:
+    def put_metrics(self, expl_id, idxs, metrics: dict[str, np.ndarray]) -> None:
+        """Metric rows inside the caller's transaction (set_metrics opens its own)."""
         idxs = np.asarray(idxs, dtype=np.int64).tolist()
         self.con.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)",
                              ((expl_id, i, name, v) for name, values in metrics.items()
-                              for i, v in zip(idxs, sql_floats(values))))
+                              for i, v in zip(idxs, _sql_floats(values))))
 
     def read_maps(self, expl_id: int) -> np.ndarray:
         return np.asarray(self._map(expl_id), dtype=np.float32)

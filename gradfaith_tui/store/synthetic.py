@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gradfaith_tui.config import DEMO_SPECS, WRITE_FOLDERS, WRITE_STEMS, ModelSpec
-from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo, sql_floats
+from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
 from gradfaith_tui.store.synthetic_results import sanity_rows, suspect_rows, table1_body
 
 _CLASS_P = (0.38, 0.11, 0.51)  # like IQ-OTH/NCCD
@@ -67,12 +67,6 @@ def _maps(rng, centres: np.ndarray, grid: int) -> np.ndarray:
     m = np.exp(-d2 / 0.18) + 0.25 * rng.random((len(centres), grid, grid), dtype=np.float32)
     lo, hi = m.min(axis=(1, 2), keepdims=True), m.max(axis=(1, 2), keepdims=True)
     return ((m - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
-
-
-def _put(con, expl_id: int, idx: list[int], metrics: dict[str, np.ndarray]) -> None:
-    for name, v in metrics.items():
-        con.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)",
-                        zip(repeat(expl_id), idx, repeat(name), sql_floats(v)))
 
 
 def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int = 2, size: int = 64,
@@ -140,7 +134,7 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
                     con.executemany("INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?)", zip(
                         repeat(info.model_id), idx_list, preds.tolist(), conf.tolist(),
                         *(probs[:, j].tolist() for j in range(3))))
-                    _put(con, expl_id, idx_list, metrics_all)
+                    writer.put_metrics(expl_id, idx_list, metrics_all)
                     con.executemany("INSERT OR REPLACE INTO suspects VALUES (?,?,?,?,?,?)",
                                     suspect_rows(extra, expl_id, info.model_id, ~look_at_lesion))
                     writer.write_evaluation(info.model_id, table1_body(labels, preds))
@@ -152,7 +146,7 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
                 consist = np.clip(np.exp(-drift ** 2 / 0.4) + rng.normal(0, 0.05, n), 0, 1)
                 with con:
                     for expl_id in expl_ids:
-                        _put(con, expl_id, idx_list, {"consist": consist})
+                        writer.put_metrics(expl_id, idx_list, {"consist": consist})
     finally:
         writer.close()
     return Path(root)
