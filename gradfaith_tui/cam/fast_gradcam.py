@@ -3,8 +3,9 @@
 pytorch-grad-cam moves every batch to NumPy and back; here activations, gradients and maps stay on the
 GPU, under bf16 autocast on CUDA, so Faith's masked forward (metrics/) can follow with no host round trip.
 Autograd records only from the target layer on; where that layer ends forward_features, the trunk runs
-with its BatchNorms folded (cam/split.py). In fp32 it computes exactly the library's Grad-CAM: weights = spatial mean of the gradients, ReLU of the weighted sum, min-max per map
-(tests check Pearson r >= 0.99 against pytorch_grad_cam.GradCAM on every architecture).
+with its BatchNorms folded (cam/split.py). In fp32 it computes exactly the library's Grad-CAM: weights =
+spatial mean of the gradients, ReLU of the weighted sum, min-max per map (tests check Pearson r >= 0.99
+against pytorch_grad_cam.GradCAM on every architecture).
 """
 
 from __future__ import annotations

@@ -53,11 +53,11 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     nan = torch.full((n,), float("nan"), device=dev)
     out["outside_lung_heat"] = torch.where(has_lungs, heat_share(heat, ~lungs), nan)
     air = air_value(x, ~body if planted is None else ~body & ~planted)
-    # One forward while the batch is still on the device (the fused pass), on four edits of it:
-    # Faith's (the CAM region removed, eq. 5); the lung fields only, the rest replaced by the same baseline
-    # (as the issue defines it; black by default); the body only, with
-    # air where anything else was (a marker, text, the table); and, on marked phantoms, the marker painted
-    # over with air. A prediction that changes leaned on what went.
+    # One forward while the batch is still on the device (the fused pass), on four edits of it: Faith's
+    # (the CAM region removed, eq. 5); the lung fields only, the rest replaced by the same baseline (as the
+    # issue defines it; black by default); the body only, with air where anything else was (a marker, text,
+    # the table); and, on marked phantoms, the marker painted over with air. A prediction that changes
+    # leaned on what went.
     i = b.marked_on_device
     edits = [remove(x, heat, baseline), remove(x, 1 - lungs[:, None].float(), baseline), replace(x, ~body, air)]
     if len(b.marked):

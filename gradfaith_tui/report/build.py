@@ -107,5 +107,6 @@ def build(reader: CacheReader) -> Report:
         version=__version__, classes=CLASS_NAMES, columns=columns, table1=table1, table1_missing=missing,
         confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays), paired=faithfulness.paired(arrays),
-        sanity=checks.sanity(reader), suspects=checks.suspects(reader), planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,
+        sanity=checks.sanity(reader), suspects=checks.suspects(reader),
+        planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gradfaith_tui.report.checks import Sanity, Suspects
 from gradfaith_tui.report.tables import markdown_table
-from gradfaith_tui.store.planted import Planted
+from gradfaith_tui.store.planted import Planted, share_text
 
 NOT_COMPUTED = "Not computed in this cache"
 NO_SUSPECTS = "No case crossed a suspect threshold"
@@ -68,10 +68,6 @@ def _of(part: int | None, whole: int) -> str:
     return "–" if part is None else f"{part} of {whole}"
 
 
-def _pct(v: float) -> str:
-    return "–" if v != v else f"{v:.0%}"
-
-
 def planted_section(p: Planted) -> list[str]:
     """Only for caches of phantoms with a planted marker: elsewhere there is no such truth to show."""
     if not p.computed:
@@ -79,10 +75,10 @@ def planted_section(p: Planted) -> list[str]:
     out = ["## Planted shortcut: ground truth\n",
            "These phantoms carry a burned-in marker on some slices of one class, and the marker's place is known. "
            "Painting it out and predicting again shows whether a model **relied** on it; where it did, a faithful "
-           f"map puts heat on the marker, which covers {_pct(p.area)} of the slice (what an evenly spread map would "
+           f"map puts heat on the marker, which covers {share_text(p.area)} of the slice (what an evenly spread map would "
            "give it). The suspect rules are scored against the same truth. Reference seeds; median heat shares.\n"]
-    rows = [[r.model_id, str(r.marked), f"{r.relied} ({_pct(r.relied / r.marked if r.marked else float('nan'))})",
-             f"{r.mean_drop:+.3f}", _pct(r.heat_relied), _pct(r.heat_other), _of(r.caught, r.relied),
+    rows = [[r.model_id, str(r.marked), f"{r.relied} ({share_text(r.relied / r.marked if r.marked else float('nan'))})",
+             f"{r.mean_drop:+.3f}", share_text(r.heat_relied), share_text(r.heat_other), _of(r.caught, r.relied),
              _of(r.flagged_unmarked, r.unmarked)] for r in p.rows]
     out.append(markdown_table(["Model", "Marked", "Relied on it", "Mean drop", "Heat on marker (relied)",
                                "Heat on marker (not relied)", "Suspect rules caught", "Flagged, unmarked"], rows) + "\n")

@@ -128,7 +128,8 @@ def render(r: Report, image_src: Callable[[Figure], str] = lambda f: f.file) -> 
     parts += _table1(r, image_src) + _confusion(r, image_src) + _faithfulness(r)
     parts += ["## Figs. 2 and 3: heatmaps of chosen cases\n", _figure(r.figure("fig2"), image_src),
               _figure(r.figure("fig3"), image_src)]
-    parts += sanity_section(r.sanity) + suspects_section(r.suspects) + planted_section(r.planted) + _flags(r, image_src) + _provenance(r)
+    parts += sanity_section(r.sanity) + suspects_section(r.suspects) + planted_section(r.planted)
+    parts += _flags(r, image_src) + _provenance(r)
     return "\n".join(parts)
 
 

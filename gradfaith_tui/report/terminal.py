@@ -8,6 +8,7 @@ from rich.table import Table
 from gradfaith_tui.report.build import Report
 from gradfaith_tui.report.checks_md import NO_SUSPECTS, NOT_COMPUTED
 from gradfaith_tui.report.markdown import T1_HEADER, T1_KEYS, fmt
+from gradfaith_tui.store.planted import share_text
 
 
 def _table(title: str, header: list[str], rows: list[list[str]], left: int = 2) -> Table:
@@ -50,6 +51,6 @@ def print_report(r: Report, console: Console | None = None) -> None:
     if r.planted.computed:
         con.print(_table(f"Planted shortcut: ground truth (the marker covers {r.planted.area:.1%} of a slice)",
                          ["Model", "Marked", "Relied on it", "Heat on marker (relied)", "Rules caught"],
-                         [[p.model_id, str(p.marked), str(p.relied), "–" if p.heat_relied != p.heat_relied
-                           else f"{p.heat_relied:.0%}", f"{p.caught} of {p.relied}" if p.caught is not None else "–"] for p in r.planted.rows], left=1))
+                         [[p.model_id, str(p.marked), str(p.relied), share_text(p.heat_relied),
+                           "–" if p.caught is None else f"{p.caught} of {p.relied}"] for p in r.planted.rows], left=1))
     con.print(f"flagged cases: {len(r.flags) or 'none'}")

@@ -54,6 +54,11 @@ class Planted:
         return sum(r.unmarked for r in self.rows)
 
 
+def share_text(v: float) -> str:
+    """A share as a percentage, "–" where there is none (NaN): for the report and the models screen alike."""
+    return "–" if v != v else f"{v:.0%}"
+
+
 def _median(values: list[float]) -> float:
     return float(np.median(values)) if values else float("nan")
 
@@ -100,4 +105,3 @@ def planted_check(con: sqlite3.Connection, columns: list[Column], n_cases: int,
     res.area = float(np.mean(areas)) if areas else float("nan")
     res.rules = list(scores.values()) if res.computed else []
     return res
-

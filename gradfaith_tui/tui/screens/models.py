@@ -17,7 +17,7 @@ from textual.widgets import Footer, Static
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.store.cache import table_names
-from gradfaith_tui.store.planted import planted_check
+from gradfaith_tui.store.planted import planted_check, share_text
 from gradfaith_tui.tui.source import CaseSource
 
 BARS = " ▁▂▃▄▅▆▇█"
@@ -133,7 +133,7 @@ class ModelsScreen(Screen[None]):
         label = dict(zip((c.model.model_id for c in a.columns), names))
         for r in truth.rows:
             t.add_row(label[r.model_id], f"{r.marked:,}", f"{r.relied:,}",
-                      "–" if r.heat_relied != r.heat_relied else f"{r.heat_relied:.0%}",
+                      share_text(r.heat_relied),
                       "–" if r.caught is None else f"{r.caught:,} of {r.relied:,}")
         return [Text("Planted shortcut (phantom ground truth)", style="bold underline"),
                 Text(f"painting the marker over with air changes the prediction: the model relied on it; "
