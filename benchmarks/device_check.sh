@@ -11,7 +11,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEV=${DEV:-cuda} IMG=${IMG:-224} EPOCHS=${EPOCHS:-50} N=${N:-512} PY=${PY:-python3} STEPS=${STEPS:-1,2,3}
-PATIENTS=${PATIENTS:-119} E2E_PATIENTS=${E2E_PATIENTS:-300}
+PATIENTS=${PATIENTS:-119} E2E_PATIENTS=${E2E_PATIENTS:-500}
+# Caps per step (s), so one slow step cannot starve the next inside a 10-minute device call.
+CAP1=${CAP1:-110} CAP2=${CAP2:-320} CAP3=${CAP3:-140}
 ARCHS=${ARCHS:-resnet50,resnet101,densenet161,efficientnet_b0,vit_base_patch16_224}
 LOGDIR=${OUT:-.gpuwork}
 WORK=.gpuwork
@@ -29,21 +31,25 @@ print('phantoms:', write_dataset(PhantomConfig(n_patients=int(sys.argv[1]), slic
   step "setup, steps $STEPS"
   nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import torch, timm, pytorch_grad_cam; print('torch', torch.__version__, '· timm', timm.__version__)" || exit 1
+  # The phantoms are drawn on the host's CPUs while step 1 keeps the GPU busy.
+  want 2 && { phantoms "$PATIENTS" "$WORK/ph" > "$WORK/ph.log" 2>&1 & }
+  want 3 && { phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" > "$WORK/ph-e2e.log" 2>&1 & }
   if want 1; then
     step "1. Grad-CAM + Faith, images/s"
-    $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 --archs "$ARCHS"
+    timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 --archs "$ARCHS"
   fi
   if want 2; then
     step "2. paper protocol, real training"
+    wait; cat "$WORK"/ph*.log 2>/dev/null
     phantoms "$PATIENTS" "$WORK/ph" || exit 1
     rm -rf "$WORK/ck"
-    $PY benchmarks/train_speed.py --protocol "$WORK/ph" --checkpoints "$WORK/ck" --device "$DEV" --img-size "$IMG" \
+    timeout "$CAP2" $PY benchmarks/train_speed.py --protocol "$WORK/ph" --checkpoints "$WORK/ck" --device "$DEV" --img-size "$IMG" \
         --epochs "$EPOCHS" --archs "$ARCHS"
   fi
   if want 3; then
     step "3. end-to-end precompute"
-    phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" || exit 1
-    $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --archs "" --batch-size 64 --e2e "$WORK/ph-e2e" "$WORK/ck"
+    wait; phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" || exit 1
+    timeout "$CAP3" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --archs "" --batch-size 64 --e2e "$WORK/ph-e2e" "$WORK/ck"
   fi
   step done
 } 2>&1 | tee -a "$LOGDIR/device_check.log"

@@ -65,8 +65,18 @@ def run_protocol(data: Path, archs: list[str], a) -> None:
     starts: list[tuple[str, float]] = []
     epoch_s: dict[str, list[float]] = {}
 
+    def report(model_id: str, t: float, end: float) -> None:  # as each model finishes: a cut-off run still says
+        e = epoch_s[model_id]
+        last = f"last epoch {e[-1]:.2f} s" if e else "no epoch finished"
+        print(f"{model_id:24s} {end - t:7.1f} s wall   {sum(e):7.1f} s in epochs   {len(e)} epochs   {last}", flush=True)
+
     def start(model_id, epochs, batches):
-        starts.append((model_id, time.perf_counter()))
+        now = time.perf_counter()
+        if starts:
+            report(*starts[-1], now)
+        else:
+            print(f"{'data (decode, split)':24s} {now - t0:7.1f} s", flush=True)
+        starts.append((model_id, now))
         epoch_s[model_id] = []
 
     events = FitEvents(start=start, epoch=lambda m, e, row: epoch_s[m].append(row["seconds"]))
@@ -74,11 +84,7 @@ def run_protocol(data: Path, archs: list[str], a) -> None:
     with tempfile.TemporaryDirectory(prefix="gradfaith-protocol-") as tmp:
         fit_all(data, a.checkpoints or Path(tmp), [spec_for(n) for n in archs], [0], cfg, events=events)
         end = time.perf_counter()  # before the scratch checkpoints are deleted
-    print(f"{'data (decode, split)':24s} {starts[0][1] - t0:7.1f} s")
-    for (model_id, t), nxt in zip(starts, [s[1] for s in starts[1:]] + [end]):
-        e = epoch_s[model_id]
-        print(f"{model_id:24s} {nxt - t:7.1f} s wall   {sum(e):7.1f} s in epochs   {len(e)} epochs   "
-              f"last epoch {e[-1]:.2f} s", flush=True)
+    report(*starts[-1], end)
     total = end - t0
     print(f"{'all':24s} {total:7.1f} s wall = {total / 60:.2f} min   (paper protocol target: under 5 min on one H100/H200)")
 
