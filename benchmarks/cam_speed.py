@@ -126,10 +126,19 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
 
     clocked(pipeline._Segmentations, "get", "segment")  # once per input size, before the first batch: left out
 
+    from gradfaith_tui.errors import CheckpointError
+
+    names = []
+    for c in find_checkpoints(Path(checkpoints)):  # a broken checkpoint is named here, not fatal to the rest
+        try:
+            load_checkpoint(c.directory, force=True)
+            names.append(c.card["name"])
+        except CheckpointError as e:
+            print(f"left out: {e}")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         # force: the checkpoints may come from another (smaller) set; this is a speed run, not an audit.
-        precompute(Path(data), Path(checkpoints), Path(tmp) / "cache", cam=CamSettings(batch_size=batch, sanity_cases=0),
+        precompute(Path(data), Path(checkpoints), Path(tmp) / "cache", names=names, cam=CamSettings(batch_size=batch, sanity_cases=0),
                    device=device, force=True, with_timing=False, warn=lambda m: None, progress=progress)
         total = time.perf_counter() - t
     n_cases = max(m[-1][1] for m in marks.values())

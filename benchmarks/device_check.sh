@@ -32,15 +32,16 @@ print('phantoms:', write_dataset(PhantomConfig(n_patients=int(sys.argv[1]), slic
   nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import torch, timm, pytorch_grad_cam; print('torch', torch.__version__, '· timm', timm.__version__)" || exit 1
   # The phantoms are drawn on the host's CPUs while step 1 keeps the GPU busy.
-  want 2 && { phantoms "$PATIENTS" "$WORK/ph" > "$WORK/ph.log" 2>&1 & }
-  want 3 && { phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" > "$WORK/ph-e2e.log" 2>&1 & }
+  PH=; PH_E2E=
+  want 2 && { phantoms "$PATIENTS" "$WORK/ph" > "$WORK/ph.log" 2>&1 & PH=$!; }
+  want 3 && { phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" > "$WORK/ph-e2e.log" 2>&1 & PH_E2E=$!; }
   if want 1; then
     step "1. Grad-CAM + Faith, images/s"
     timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 --archs "$ARCHS"
   fi
   if want 2; then
     step "2. paper protocol, real training"
-    wait; cat "$WORK"/ph*.log 2>/dev/null
+    [ -n "$PH" ] && wait "$PH"; cat "$WORK/ph.log" 2>/dev/null
     phantoms "$PATIENTS" "$WORK/ph" || exit 1
     rm -rf "$WORK/ck"
     timeout "$CAP2" $PY benchmarks/train_speed.py --protocol "$WORK/ph" --checkpoints "$WORK/ck" --device "$DEV" --img-size "$IMG" \
@@ -48,7 +49,8 @@ print('phantoms:', write_dataset(PhantomConfig(n_patients=int(sys.argv[1]), slic
   fi
   if want 3; then
     step "3. end-to-end precompute"
-    wait; phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" || exit 1
+    [ -n "$PH_E2E" ] && wait "$PH_E2E"; cat "$WORK/ph-e2e.log" 2>/dev/null
+    phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" || exit 1
     timeout "$CAP3" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --archs "" --batch-size 64 --e2e "$WORK/ph-e2e" "$WORK/ck"
   fi
   step done

@@ -15,5 +15,9 @@ class CheckpointError(GradfaithError):
     """A checkpoint is missing, does not fit its architecture, or belongs to other data."""
 
 
+class TrainingError(GradfaithError):
+    """Training cannot go on (a diverged loss, say); the finished epochs stay on disk."""
+
+
 class CacheError(GradfaithError):
     """A cache is missing, empty, of another schema version, or stale."""

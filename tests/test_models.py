@@ -119,6 +119,26 @@ def test_host_copies_are_taken_at_the_epoch_end_not_when_written():
     assert torch.equal(again["state"][0]["exp_avg"], torch.full((3,), 2.0))
 
 
+def test_a_background_snapshot_keeps_weights_and_optimiser_apart():
+    from gradfaith_tui.models.epoch_saver import EpochSaver
+
+    # AdamW's moments have the shapes of the weights they follow: a buffer shared between the two trees
+    # would hand the writer a moment in place of a weight.
+    weights = {"conv.weight": torch.full((4, 3), 1.0), "bn.running_var": torch.full((4,), 2.0)}
+    optim = {"state": {0: {"exp_avg": torch.full((4, 3), -5.0), "exp_avg_sq": torch.full((4,), -7.0)}}}
+    saver = EpochSaver(background=True)
+    try:
+        for epoch in range(2):  # the second snapshot reuses the first one's buffers
+            w, o = saver.snapshot(weights, optim)
+            assert torch.equal(w["conv.weight"], weights["conv.weight"])
+            assert torch.equal(w["bn.running_var"], weights["bn.running_var"])
+            assert torch.equal(o["state"][0]["exp_avg"], optim["state"][0]["exp_avg"])
+            assert torch.equal(o["state"][0]["exp_avg_sq"], optim["state"][0]["exp_avg_sq"])
+            weights["conv.weight"].add_(1)
+    finally:
+        saver.close()
+
+
 def test_fingerprint_guard(trained):
     ckpt = trained / "resnet10t" / "seed0"
     with pytest.raises(CheckpointError, match="trained on other data"):

@@ -105,7 +105,10 @@ class EpochSaver:
         if self._pool is None:
             return weights, optim
         self.wait()  # the buffers are reused: the previous write must be done with them
-        return self._copy(weights), self._copy(optim)
+        # One call for both trees: each call starts over at the first buffer, so two calls would copy the
+        # optimiser's moments into the weights' buffers wherever their shapes match (a BatchNorm's running
+        # variance became a first moment, negative: NaN in eval mode).
+        return self._copy((weights, optim))
 
     def submit(self, job, *args) -> None:
         self.wait()

@@ -132,6 +132,11 @@ def load_weights(model: Classifier, path: Path, state: dict | None = None) -> No
         parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise CheckpointError(f"{path}: weights do not fit {type(model.net).__name__} ({'; '.join(parts)})")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    broken += [k for k, v in state.items() if k.endswith("running_var") and bool((v < 0).any())]
+    if broken:  # such a net answers NaN for every case: say so here, not as a crash deep in the audit
+        raise CheckpointError(f"{path}: weights hold NaN, inf or a negative running variance "
+                              f"({', '.join(broken[:4])}{' ...' if len(broken) > 4 else ''}); retrain or re-export them")
     model.net.load_state_dict(state)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.prepared import SplitArrays
-from gradfaith_tui.errors import CheckpointError
+from gradfaith_tui.errors import CheckpointError, TrainingError
 from gradfaith_tui.models.card import WEIGHTS_NAME, read_card, replace_atomically, write_card_file
 from gradfaith_tui.models.epoch_saver import (SLOTS, STATE_NAME, EpochSaver, link_or_copy, optim_name,
                                               read_resume_state, weights_name)
@@ -196,6 +197,11 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
         for epoch in range(state["epoch"], cfg.epochs):
             row = _train_epoch(step_model, model, opt, sched, train_set, val_set, cfg, weights, gen, seed, epoch, dist,
                                on_batch)
+            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
+                # Saving this epoch would put NaN weights in the resume slot; the finished ones stay.
+                raise TrainingError(f"{out}: training diverged in epoch {epoch + 1} (loss {row['train_loss']}, "
+                                    f"validation loss {row['val_loss']}); epochs 1-{epoch} are kept; "
+                                    f"try a lower --lr (now {cfg.lr})")
             state["history"] = [*state["history"], row]
             best = state["best"]
             improved = best is None or (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"])
