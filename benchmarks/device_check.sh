@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Every GPU figure issues 4 and 5 ask for, in one run on a lent H100/H200 (about 8 minutes):
+# Every GPU figure issues 4 and 5 ask for, in one run on a lent H100/H200 (about 5-6 minutes):
 #   1. Grad-CAM + Faith: pytorch-grad-cam one by one and batched (64, fp32) vs the fused bf16 engine, at 224 px;
-#   2. the paper protocol through the real training (5 architectures, 1 seed, 50 epochs, ~714 images);
+#   2. the paper protocol through the real training (5 architectures, 1 seed, ~714 images at 224 px): EPOCHS
+#      epochs each (default 6), projected to PROJECT (default 50) from the first epoch (cuDNN's kernel search)
+#      and the later ones' rate; EPOCHS=50 PROJECT= runs the whole protocol (on an H200, 2026-11-26,
+#      ResNet-50 took 67 s and ResNet-101 81 s, and DenseNet-161 alone needs about 220 s);
 #   3. end-to-end precompute with those checkpoints on a larger phantom set, beside the engine's rate for each.
 # Prepare here:   bash benchmarks/device_deps.sh
 # Device call:    run(command="bash benchmarks/device_check.sh", carry=[".gpudeps"], timeout_s=600)
 #                 STEPS=1,2 then STEPS=3 splits it over two calls on the same warm machine (.gpuwork/ stays there).
-# CPU dry run:    DEV=cpu IMG=32 EPOCHS=1 N=16 PATIENTS=12 E2E_PATIENTS=20 ARCHS=resnet10t,tinynet_e \
+# CPU dry run:    DEV=cpu IMG=32 EPOCHS=2 N=16 PATIENTS=12 E2E_PATIENTS=20 ARCHS=resnet10t,tinynet_e \
 #                 PY=.venv/bin/python bash benchmarks/device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DEV=${DEV:-cuda} IMG=${IMG:-224} EPOCHS=${EPOCHS:-50} N=${N:-512} PY=${PY:-python3} STEPS=${STEPS:-1,2,3}
-PATIENTS=${PATIENTS:-119} E2E_PATIENTS=${E2E_PATIENTS:-500}
+DEV=${DEV:-cuda} IMG=${IMG:-224} EPOCHS=${EPOCHS:-6} N=${N:-512} PY=${PY:-python3} STEPS=${STEPS:-1,2,3}
+PATIENTS=${PATIENTS:-119} E2E_PATIENTS=${E2E_PATIENTS:-300} PROJECT=${PROJECT-50}
 # Caps per step (s), so one slow step cannot starve the next inside a 10-minute device call.
 CAP1=${CAP1:-110} CAP2=${CAP2:-320} CAP3=${CAP3:-140}
 ARCHS=${ARCHS:-resnet50,resnet101,densenet161,efficientnet_b0,vit_base_patch16_224}
@@ -45,7 +48,7 @@ print('phantoms:', write_dataset(PhantomConfig(n_patients=int(sys.argv[1]), slic
     phantoms "$PATIENTS" "$WORK/ph" || exit 1
     rm -rf "$WORK/ck"
     timeout "$CAP2" $PY benchmarks/train_speed.py --protocol "$WORK/ph" --checkpoints "$WORK/ck" --device "$DEV" --img-size "$IMG" \
-        --epochs "$EPOCHS" --archs "$ARCHS"
+        --epochs "$EPOCHS" --archs "$ARCHS" ${PROJECT:+--project "$PROJECT"}
   fi
   if want 3; then
     step "3. end-to-end precompute"

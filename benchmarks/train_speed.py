@@ -64,11 +64,18 @@ def run_protocol(data: Path, archs: list[str], a) -> None:
                       device=a.device, compile=a.compile)
     starts: list[tuple[str, float]] = []
     epoch_s: dict[str, list[float]] = {}
+    projections: dict[str, float] = {}
 
     def report(model_id: str, t: float, end: float) -> None:  # as each model finishes: a cut-off run still says
         e = epoch_s[model_id]
-        last = f"last epoch {e[-1]:.2f} s" if e else "no epoch finished"
-        print(f"{model_id:24s} {end - t:7.1f} s wall   {sum(e):7.1f} s in epochs   {len(e)} epochs   {last}", flush=True)
+        last = f"first epoch {e[0]:.2f} s, last {e[-1]:.2f} s" if e else "no epoch finished"
+        line = f"{model_id:24s} {end - t:7.1f} s wall   {sum(e):7.1f} s in epochs   {len(e)} epochs   {last}"
+        if a.project and len(e) >= 2:  # the first epoch pays cuDNN's kernel search; the later ones are the rate
+            steady = sum(e[1:]) / (len(e) - 1)
+            projected = (end - t) - sum(e) + e[0] + steady * (a.project - 1)
+            projections[model_id] = projected
+            line += f"   -> {a.project} epochs about {projected:.0f} s"
+        print(line, flush=True)
 
     def start(model_id, epochs, batches):
         now = time.perf_counter()
@@ -87,6 +94,10 @@ def run_protocol(data: Path, archs: list[str], a) -> None:
     report(*starts[-1], end)
     total = end - t0
     print(f"{'all':24s} {total:7.1f} s wall = {total / 60:.2f} min   (paper protocol target: under 5 min on one H100/H200)")
+    if projections:
+        est = starts[0][1] - t0 + sum(projections.values())
+        print(f"{'projected':24s} {est:7.1f} s = {est / 60:.2f} min for {a.project} epochs of the "
+              f"{len(projections)} models above (data, first epoch and the measured later-epoch rate)")
 
 
 def main() -> None:
@@ -100,6 +111,8 @@ def main() -> None:
     ap.add_argument("--train-images", type=int, default=714)
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--protocol", type=Path, help="dataset folder: time the real training on it instead")
+    ap.add_argument("--project", type=int, default=0,
+                    help="with --protocol: also project each model's time for this many epochs from the ones run")
     ap.add_argument("--checkpoints", type=Path, help="with --protocol: keep the checkpoints here (default: a scratch folder)")
     a = ap.parse_args()
     name = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,6 +158,41 @@ def test_weights_that_do_not_fit_name_the_layers(trained, tmp_path):
     save_file({"fc.weight": torch.zeros(5, 5)}, str(bad / "model.safetensors"))
     with pytest.raises(CheckpointError, match="weights do not fit.*missing.*wrong shape: fc.weight"):
         load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("key,value", [("fc.weight", float("nan")), ("bn1.running_var", -0.5)],
+                         ids=["nan", "negative-variance"])
+def test_broken_weights_are_refused_on_load_naming_the_tensor(trained, tmp_path, key, value):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    bad = Path(shutil.copytree(trained / "resnet10t" / "seed0", tmp_path / "bad"))
+    state = load_file(str(bad / "model.safetensors"))
+    state[key][0] = value
+    save_file(state, str(bad / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=f"NaN, inf or a negative running variance \\({key}\\)"):
+        load_checkpoint(bad)
+
+
+def test_a_diverged_loss_stops_training_and_keeps_the_finished_epochs(phantoms, tmp_path, monkeypatch):
+    import gradfaith_tui.models.train as train_mod
+    from gradfaith_tui.errors import TrainingError
+
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    real = train_mod._train_epoch
+
+    def nan_in_epoch_two(*args):
+        row = real(*args)
+        return {**row, "train_loss": float("nan")} if row["epoch"] == 2 else row
+
+    monkeypatch.setattr(train_mod, "_train_epoch", nan_in_epoch_two)
+    out = tmp_path / "resnet10t" / "seed0"
+    with pytest.raises(TrainingError, match="diverged in epoch 2.*epochs 1-1 are kept.*lower --lr"):
+        train(spec_for("resnet10t"), 0, tr, va, TrainConfig(epochs=3, batch_size=16, lr=1e-3, img_size=32), out, prov)
+    assert json.loads((out / "train_state.json").read_text())["epoch"] == 1
+    assert read_card(out)["epochs_done"] == 1
 
 
 def test_import_checks_fit_reorders_the_head_and_writes_a_card(phantoms, tmp_path):

@@ -133,6 +133,22 @@ def test_a_crash_mid_run_loses_at_most_the_batch_in_flight(phantoms, trained, tm
     assert not np.isnan(r.heatmap(r.columns[0].expl_id, n - 1)).any()
 
 
+def test_scores_that_overflow_stop_precompute_with_one_clear_error(phantoms, trained, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "ck"
+    shutil.copytree(trained / "resnet10t" / "seed0", ckpt / "resnet10t" / "seed0")
+    weights = ckpt / "resnet10t" / "seed0" / "model.safetensors"
+    state = load_file(str(weights))
+    state["fc.weight"] = state["fc.weight"].sign() * 3e38  # finite weights, logits past float32's range
+    save_file(state, str(weights))
+    with pytest.raises(CheckpointError, match="resnet10t/seed0: non-finite class scores on cpu for .* case"):
+        precompute(phantoms, ckpt, tmp_path / "c", cam=CamSettings(batch_size=4, sanity_cases=0),
+                   warn=lambda m: None, with_timing=False)
+
+
 def test_killed_process_leaves_a_readable_cache_and_a_rerun_finishes(phantoms, trained, tmp_path):
     import os
     import signal
