@@ -33,5 +33,6 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/cam_speed.py --img-size 64 --archs resnet10t,tinynet_e
 	$(BIN)/python benchmarks/train_speed.py --img-size 64 --archs resnet10t,tinynet_e
 
+# The demo's phantoms, cache and models (the demo profile's names), so the next `make demo` starts over.
 clean-demo:
-	rm -rf data/phantoms data/cache checkpoints/demo
+	rm -rf data/phantoms data/cache $(addprefix checkpoints/,resnet10t resnet14t densenet-s tinynet_e vit-tiny-p8)

@@ -5,6 +5,7 @@
 #      epochs each (default 6), projected to PROJECT (default 50) from the first epoch (cuDNN's kernel search)
 #      and the later ones' rate; EPOCHS=50 PROJECT= runs the whole protocol (on an H200, 2026-11-26,
 #      ResNet-50 took 67 s and ResNet-101 81 s, and DenseNet-161 alone needs about 220 s);
+#      COMPILE=1 trains through torch.compile (`train --compile`), the next lever to measure;
 #   3. end-to-end precompute with those checkpoints on a larger phantom set, beside the engine's rate for each.
 # Prepare here:   bash benchmarks/device_deps.sh
 # Device call:    run(command="bash benchmarks/device_check.sh", carry=[".gpudeps"], timeout_s=600)
@@ -48,7 +49,7 @@ print('phantoms:', write_dataset(PhantomConfig(n_patients=int(sys.argv[1]), slic
     phantoms "$PATIENTS" "$WORK/ph" || exit 1
     rm -rf "$WORK/ck"
     timeout "$CAP2" $PY benchmarks/train_speed.py --protocol "$WORK/ph" --checkpoints "$WORK/ck" --device "$DEV" --img-size "$IMG" \
-        --epochs "$EPOCHS" --archs "$ARCHS" ${PROJECT:+--project "$PROJECT"}
+        --epochs "$EPOCHS" --archs "$ARCHS" ${PROJECT:+--project "$PROJECT"} ${COMPILE:+--compile}
   fi
   if want 3; then
     step "3. end-to-end precompute"

@@ -106,6 +106,26 @@ def test_a_run_killed_mid_write_resumes_from_the_last_whole_epoch(phantoms, tmp_
     load_checkpoint(out, prep.fingerprint)
 
 
+def test_training_steps_take_full_batches_and_validation_padding_changes_nothing(phantoms, tmp_path):
+    from gradfaith_tui.models.train import DeviceSplit, _validate
+
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    steps = []
+    batch = 8
+    assert len(tr.labels) % batch, "the fixture leaves a short last batch to drop"
+    train(spec_for("resnet10t"), 0, tr, va, TrainConfig(epochs=1, batch_size=batch, lr=1e-3, img_size=32),
+          tmp_path / "r", prov, on_batch=lambda e, b, n, loss: steps.append(n))
+    assert set(steps) == {len(tr.labels) // batch} and len(steps) == len(tr.labels) // batch
+
+    # Padding the short last validation batch (what CUDA runs do, for one kernel shape) gives the same numbers.
+    model = build(spec_for("resnet10t"), 32).eval()
+    val = DeviceSplit(va, torch.device("cpu"))
+    assert len(va.labels) % batch
+    plain, padded = _validate(model, val, batch, pad=False), _validate(model, val, batch, pad=True)
+    assert padded["val_acc"] == plain["val_acc"] and padded["val_loss"] == pytest.approx(plain["val_loss"], rel=1e-5)
+
+
 def test_host_copies_are_taken_at_the_epoch_end_not_when_written():
     from gradfaith_tui.models.epoch_saver import HostCopy
 

@@ -50,6 +50,13 @@ def to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> torch.T
     return to_unit(torch.from_numpy(np.ascontiguousarray(images)).to(device))
 
 
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Full batches only (as timm's training loader), where there is one: a short last batch is another
+    shape for cuDNN's benchmark mode to search kernels for (on an H200, most of a first epoch's time),
+    and each epoch's shuffle leaves out other images."""
+    return max(1, n_images // batch_size)
+
+
 def class_weights(labels: np.ndarray) -> torch.Tensor:
     counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
     w = counts.sum() / np.maximum(counts, 1) / len(CLASS_NAMES)
@@ -75,18 +82,25 @@ class DeviceSplit:
         x = to_unit(self.images[idx].to(self.device, non_blocking=True))
         return x, self.labels[idx].to(self.device, non_blocking=True)
 
-    def batches(self, size: int):
-        for i in range(0, len(self), size):
-            yield self.batch(torch.arange(i, min(i + size, len(self))))
+    def batches(self, size: int, full_only: bool = False):
+        """In order; full_only leaves out a short last batch where there is at least one full one."""
+        end = len(self) // size * size if full_only and len(self) >= size else len(self)
+        for i in range(0, end, size):
+            yield self.batch(torch.arange(i, min(i + size, end)))
 
 
 @torch.no_grad()
-def _validate(model, data: DeviceSplit, batch_size: int) -> dict:
+def _validate(model, data: DeviceSplit, batch_size: int, pad: bool | None = None) -> dict:
     model.eval()
     loss, correct = torch.zeros((), device=data.device), torch.zeros((), device=data.device)
+    if pad is None:  # on CUDA one batch shape: cuDNN's benchmark mode searches kernels for each new one
+        pad = data.device.type == "cuda"
     for x, y in data.batches(batch_size):
+        n = len(x)
+        if pad and n < batch_size:  # eval mode: the zero rows change nothing in the real ones
+            x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
         with autocast(data.device):
-            logits = model(x).float()
+            logits = model(x)[:n].float()
         loss += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     return {"val_loss": loss.item() / len(data), "val_acc": correct.item() / len(data)}
@@ -107,7 +121,7 @@ def recalibrate_bn(model, data: DeviceSplit, batch_size: int) -> None:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the pass
     model.train()
-    for x, _ in data.batches(batch_size):
+    for x, _ in data.batches(batch_size, full_only=True):  # the training steps' shape: no new kernel search
         with autocast(data.device):  # the statistics of the activations training produces
             model(x)
     for m, mom in zip(bns, saved):
@@ -162,7 +176,8 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
     np.random.seed(seed)
     model = to_device(build(spec, cfg.img_size, Path(cfg.pretrained_file) if cfg.pretrained_file else None), device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05, fused=cuda or None)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * -(-len(train_data) // cfg.batch_size)),
+    total = cfg.epochs * steps_per_epoch(len(train_data), cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
                                                 pct_start=0.15)
     fresh = {"epoch": 0, "best": None, "history": []}
     out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +246,7 @@ def _train_epoch(step_model, model, opt, sched, train_set: DeviceSplit, val_set:
     model.train()
     device = train_set.device
     perm = torch.randperm(len(train_set), generator=gen)
-    n_batches = -(-len(perm) // cfg.batch_size)
+    n_batches = steps_per_epoch(len(perm), cfg.batch_size)
     t0 = time.perf_counter()
     # Running sums stay on the device: no host sync per step, so the CPU queues the next step meanwhile.
     tot, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
