@@ -212,8 +212,9 @@ class _Job:
                 if k + 1 < len(batches):
                     nxt = stage(batches[k + 1])  # host work while the device still runs this batch
                 metrics, probs = to_host(on_device), probs.cpu().numpy()
-                if not np.isfinite(probs).all():  # finite weights (checked on load) yet an activation overflowed
-                    bad = idx[~np.isfinite(probs).all(1)]
+                finite = np.isfinite(probs).all(1)
+                if not finite.all():  # finite weights (checked on load) yet an activation overflowed
+                    bad = idx[~finite]
                     raise CheckpointError(f"{self.ckpt.directory}: non-finite class scores on {device} for "
                                           f"{len(bad)} case(s) (first: case {int(bad[0])}); the finished batches "
                                           f"are kept; try --device cpu, which runs in fp32")

@@ -83,8 +83,8 @@ class DeviceSplit:
         return x, self.labels[idx].to(self.device, non_blocking=True)
 
     def batches(self, size: int, full_only: bool = False):
-        """In order; full_only leaves out a short last batch where there is at least one full one."""
-        end = len(self) // size * size if full_only and len(self) >= size else len(self)
+        """In order; full_only takes the training steps' batches (steps_per_epoch): no short last one."""
+        end = min(len(self), steps_per_epoch(len(self), size) * size) if full_only else len(self)
         for i in range(0, end, size):
             yield self.batch(torch.arange(i, min(i + size, end)))
 
