@@ -95,6 +95,95 @@ def test_split_only_where_the_target_layer_ends_the_features():
             assert f.split is None
 
 
+class _Recorder:
+    """A stand-in for CUDA graph recording on the CPU: counts recordings and replays."""
+
+    def __init__(self, fail: bool = False):
+        self.recorded, self.replays, self.fail = 0, 0, fail
+
+    def __call__(self, graphed, x):
+        if self.fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        self.recorded += 1
+
+        def replay(inp):
+            self.replays += 1
+            return graphed.fn(inp)
+        return replay
+
+
+def _graphed_on_cpu(monkeypatch, recorder):
+    from gradfaith_tui.cam import graphs
+    from gradfaith_tui.models import precision
+
+    monkeypatch.setattr(precision, "GRAPH_DEVICES", ("cpu",))
+    monkeypatch.setattr(graphs.GraphedForward, "_record", lambda self, x: recorder(self, x))
+    return graphs.GraphedForward
+
+
+def test_a_graph_is_recorded_on_a_shapes_second_use_only_and_for_one_shape(monkeypatch):
+    rec = _Recorder()
+    g = _graphed_on_cpu(monkeypatch, rec)(lambda x: x * 2)
+    a, b = torch.ones(4, 3), torch.ones(2, 3)
+    with torch.no_grad():
+        assert torch.equal(g(a), a * 2) and rec.recorded == 0  # a one-off shape never pays for a recording
+        g(b)
+        assert torch.equal(g(a), a * 2) and (rec.recorded, rec.replays) == (1, 1)
+        g(a)
+        g(b)  # max_graphs=1: the second shape stays plain
+        assert (rec.recorded, rec.replays, g.recorded) == (1, 2, 1)
+    g(a)  # autograd on: always the plain forward
+    assert rec.replays == 2
+
+
+def test_a_failed_recording_falls_back_to_the_plain_forward_and_says_why(monkeypatch):
+    g = _graphed_on_cpu(monkeypatch, _Recorder(fail=True))(lambda x: x + 1)
+    with torch.no_grad():
+        for _ in range(3):
+            assert torch.equal(g(torch.zeros(2)), torch.ones(2))
+    assert "capturing" in g.broken and g.recorded == 0
+
+
+@pytest.mark.parametrize("arch", ["tinynet_e", "densenet-s"])
+def test_unfolded_split_for_graphs_gives_the_hooked_engines_maps_logits_and_faith(monkeypatch, arch):
+    """On CUDA, nets with nothing to fold still split, so their trunk can be replayed from a graph; here the
+    recording itself is a stand-in that counts (the real one needs a GPU: benchmarks/cam_speed.py checks it)."""
+    from gradfaith_tui.metrics.faithfulness import faith
+
+    rec = _Recorder()
+    _graphed_on_cpu(monkeypatch, rec)
+    torch.manual_seed(0)
+    model = build(spec_for(arch), 64).eval()
+    x, t = torch.rand(3, 1, 64, 64), torch.tensor([0, 1, 2])
+    with FastGradCAM(model, find(model.net), fold=False) as f:
+        hooked = f(x, t)
+        hooked_faith = faith(f.forward, x, hooked.logits, upsample(hooked.maps, 64), t)
+    with FastGradCAM(model, find(model.net)) as f:
+        assert f.split is not None and f.split.graphed is not None
+        split = [f(x, t) for _ in range(2)][-1]  # the clean trunk pass: recorded on the second batch, replayed after
+        split_faith = faith(f.forward, x, split.logits, upsample(split.maps, 64), t)
+        assert (rec.recorded, rec.replays) == (1, 2) and f.split.path == "graphed"
+    with FastGradCAM(model, find(model.net), graphs=False) as f:
+        assert f.split is None  # on a CPU without graphs: nothing to fold, so the hook
+    torch.testing.assert_close(split.maps, hooked.maps, atol=1e-4, rtol=0)
+    torch.testing.assert_close(split.logits, hooked.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(split_faith, hooked_faith, atol=1e-4, rtol=1e-4)
+
+
+def test_graph_recording_on_a_machine_without_cuda_fails_softly(monkeypatch):
+    from gradfaith_tui.models import precision
+
+    monkeypatch.setattr(precision, "GRAPH_DEVICES", ("cpu",))  # the real recorder, on a CPU tensor: it cannot record
+    model = build(spec_for("resnet10t"), 64).eval()
+    x = torch.rand(2, 1, 64, 64)
+    with FastGradCAM(model, find(model.net), graphs=False) as f:
+        expected = f(x)
+    with FastGradCAM(model, find(model.net)) as f:
+        got = [f(x) for _ in range(3)][-1]
+        assert f.split.graphed.broken and f.split.path.startswith("folded, not graphed")
+    torch.testing.assert_close(got.maps, expected.maps)
+
+
 def test_rollout_for_vit_only_and_restores_fused_attention():
     vit = build(spec_for("vit-tiny-p8"), 32).eval()
     fused = vit.net.blocks[0].attn.fused_attn

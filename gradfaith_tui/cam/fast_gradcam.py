@@ -3,9 +3,9 @@
 pytorch-grad-cam moves every batch to NumPy and back; here activations, gradients and maps stay on the
 GPU, under bf16 autocast on CUDA, so Faith's masked forward (metrics/) can follow with no host round trip.
 Autograd records only from the target layer on; where that layer ends forward_features, the trunk runs
-with its BatchNorms folded (cam/split.py). In fp32 it computes exactly the library's Grad-CAM: weights =
-spatial mean of the gradients, ReLU of the weighted sum, min-max per map (tests check Pearson r >= 0.99
-against pytorch_grad_cam.GradCAM on every architecture).
+with its BatchNorms folded, and on CUDA from a CUDA graph (cam/split.py, cam/graphs.py). In fp32 it
+computes exactly the library's Grad-CAM: weights = spatial mean of the gradients, ReLU of the weighted
+sum, min-max per map (tests check Pearson r >= 0.99 against pytorch_grad_cam.GradCAM on every architecture).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def normalise(cam: torch.Tensor) -> torch.Tensor:
 class FastGradCAM:
     """Use as a context manager: the forward hook is released on exit, as in pytorch-grad-cam."""
 
-    def __init__(self, model: torch.nn.Module, layer: TargetLayer, fold: bool = True):
-        self.model, self.layer, self.fold = model, layer, fold
+    def __init__(self, model: torch.nn.Module, layer: TargetLayer, fold: bool = True, graphs: bool = True):
+        """fold=False: no split (the hook, whole-model passes); graphs=False: no CUDA graphs (cam/graphs.py)."""
+        self.model, self.layer, self.fold, self.graphs = model, layer, fold, graphs
         self._act: torch.Tensor | None = None
         self._handle = None
         self._frozen: list[torch.nn.Parameter] = []
@@ -50,7 +51,7 @@ class FastGradCAM:
         self._frozen = [p for p in self.model.parameters() if p.requires_grad]
         for p in self._frozen:
             p.requires_grad_(False)
-        self.split = split_at(self.model, self.layer) if self.fold else None
+        self.split = split_at(self.model, self.layer, self.graphs) if self.fold else None
         if self.split is None:
             self._handle = self.layer.module.register_forward_hook(self._keep)
         return self

@@ -1,13 +1,13 @@
-"""The net split at the CAM target layer, with its BatchNorms folded, for the fast engine's passes.
+"""The net split at the CAM target layer, for the fast engine's passes: trunk without autograd, head with it.
 
 Where the target layer's output is what timm's forward_features returns (the default layer of ResNets,
 DenseNets and EfficientNets), the engine runs the trunk without autograd and only the head with it, so no
-hook is needed; and the trunk is a torch.fx trace in which each BatchNorm after a convolution is folded
-into it (torch.fx.experimental.optimization.fuse): fewer kernels in every pass, Faith's included. That
-folds ResNets' BatchNorms (CPU, 224 px, Grad-CAM + Faith: ResNet-50 1.03x, ResNet-101 1.08x; on a GPU,
-where BatchNorm is a memory-bound pass of its own, more is expected). timm's BatchNormAct layers (DenseNet,
-EfficientNet) are not folded (tried: EfficientNet-B0 0.93-0.95x on the CPU; worth measuring on a GPU), so
-those nets keep the hook, as do ViTs and a --target-layer inside the net.
+hook is needed. The trunk is a torch.fx trace in which each BatchNorm after a convolution is folded into it
+(torch.fx.experimental.optimization.fuse): fewer kernels in every pass, Faith's included (CPU, 224 px,
+Grad-CAM + Faith: ResNet-50 1.03x, ResNet-101 1.08x). timm's BatchNormAct layers (DenseNet, EfficientNet)
+are not folded (tried: EfficientNet-B0 0.93-0.95x on the CPU). On CUDA the trunk, folded or not, is also
+replayed from a CUDA graph (cam/graphs.py), which is what those many-layer nets need on a GPU. On the CPU a
+net with nothing to fold keeps the hook, as do ViTs and a --target-layer inside the net everywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import copy
 
 import torch
 
+from gradfaith_tui.cam.graphs import GraphedForward
+from gradfaith_tui.models import precision
 from gradfaith_tui.cam.layers import TargetLayer
 
 
@@ -50,11 +52,15 @@ def _plain_batchnorms(m: torch.nn.Module) -> int:
 class SplitNet:
     """Called like the Classifier it was made from; features() and head() are its two halves."""
 
-    def __init__(self, model: torch.nn.Module, trunk: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, trunk: torch.nn.Module, graphs: bool = False):
         self.model, self.trunk = model, trunk
+        self.graphed = GraphedForward(self._features) if graphs else None
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(self.model.prepare(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(self.model.prepare(x))
+        return self._features(x) if self.graphed is None else self.graphed(x)
 
     def head(self, act: torch.Tensor) -> torch.Tensor:
         return self.model.net.forward_head(act)
@@ -62,13 +68,45 @@ class SplitNet:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+    @property
+    def path(self) -> str:
+        """How the trunk runs, for benchmarks and logs: folded, graphed, both, or neither (split)."""
+        parts = ["folded"] if isinstance(self.trunk, torch.fx.GraphModule) else []
+        if self.graphed is not None and self.graphed.recorded:
+            parts.append("graphed")
+        elif self.graphed is not None and self.graphed.broken:
+            parts.append(f"not graphed: {self.graphed.broken[:60]}")
+        return ", ".join(parts) or "split"
 
-def split_at(model: torch.nn.Module, layer: TargetLayer) -> SplitNet | None:
-    """The split, or None where the target layer is not the end of forward_features or fx cannot trace the net."""
+
+def _folded(net: torch.nn.Module) -> torch.nn.Module | None:
+    """forward_features traced with its BatchNorms folded into their convolutions, or None where there is
+    nothing to fold or fx cannot trace the net."""
+    if not _plain_batchnorms(net):
+        return None  # no trace then (DenseNet-161's takes ~1 s)
+    try:
+        from torch.fx.experimental.optimization import fuse
+
+        traced = _trace(net)
+        before = _plain_batchnorms(traced)
+        trunk = fuse(traced, inplace=True, no_trace=True)
+    except Exception:  # not traceable: the unfolded trunk computes the same
+        return None
+    if _plain_batchnorms(trunk) == before:  # none of them after a convolution
+        return None
+    return trunk
+
+
+def split_at(model: torch.nn.Module, layer: TargetLayer, graphs: bool = True) -> SplitNet | None:
+    """The split, or None where the target layer is not the end of forward_features, or (on the CPU, or
+    with graphs=False) where there is nothing to fold, so the hooked engine costs no more."""
     net = model.net
-    if layer.reshape is not None or model.training or not hasattr(net, "forward_features") or not _plain_batchnorms(net):
-        return None  # (no plain BatchNorm: nothing to fold, so no trace; DenseNet-161's takes ~1 s)
+    if layer.reshape is not None or model.training or not hasattr(net, "forward_features"):
+        return None
     p = next(model.parameters())
+    graphs = graphs and p.device.type in precision.GRAPH_DEVICES
+    if not graphs and not _plain_batchnorms(net):
+        return None
     seen: list[torch.Tensor] = []
     handle = layer.module.register_forward_hook(lambda m, i, o: seen.append(o))
     try:
@@ -80,16 +118,11 @@ def split_at(model: torch.nn.Module, layer: TargetLayer) -> SplitNet | None:
         handle.remove()
     if not seen or seen[-1] is not out:
         return None
-    try:
-        from torch.fx.experimental.optimization import fuse
-
-        traced = _trace(net)
-        before = _plain_batchnorms(traced)
-        trunk = fuse(traced, inplace=True, no_trace=True)
-    except Exception:  # not traceable: the hooked engine computes the same maps
+    trunk = _folded(net)
+    if trunk is None and not graphs:
         return None
-    if _plain_batchnorms(trunk) == before:  # none of them after a convolution: the hook costs no more
-        return None
+    if trunk is None:
+        return SplitNet(model, _Features(net), graphs)
     if p.device.type == "cuda":
         trunk = trunk.to(memory_format=torch.channels_last)  # the folded weights are new tensors
-    return SplitNet(model, trunk)
+    return SplitNet(model, trunk, graphs)

@@ -58,17 +58,23 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     # issue defines it; black by default); the body only, with air where anything else was (a marker, text,
     # the table); and, on marked phantoms, the marker painted over with air. A prediction that changes
     # leaned on what went.
-    i = b.marked_on_device
-    edits = [remove(x, heat, baseline), remove(x, 1 - lungs[:, None].float(), baseline), replace(x, ~body, air)]
-    if len(b.marked):
-        edits.append(replace(x[i], planted[i], air[i]))
-    edits = torch.cat(edits)
+    i, k = b.marked_on_device, len(b.marked)
     # A GPU runs bigger batches faster, so one pass; a CPU slower (tinynet_e, 64 px: 3 x 64 images in
-    # 206 ms at once, 163 ms in passes of 64), so passes of the batch's size.
-    step = len(edits) if dev.type == "cuda" else n
+    # 206 ms at once, 163 ms in passes of 64), so passes of the batch's size; so too a trunk replayed from a
+    # CUDA graph (cam/graphs.py), recorded for the batch's shape.
+    graphed = getattr(model, "graphed", None) is not None
+    step = n if dev.type != "cuda" or graphed else 3 * n + k
+    edits = [remove(x, heat, baseline), remove(x, 1 - lungs[:, None].float(), baseline), replace(x, ~body, air)]
+    if k:
+        edits.append(replace(x[i], planted[i], air[i]))
+        if graphed and k < n:
+            # Padded to the recorded shape: each new batch size costs cuDNN up to 0.6 s of host time to plan
+            # its kernels (H200, EfficientNet-B0), far more than replaying a whole batch.
+            edits.append(x.new_zeros((n - k, *x.shape[1:])))
+    edits = torch.cat(edits)
     with autocast(dev):  # as the engine's passes
         logits = torch.cat([model(edits[s:s + step]) for s in range(0, len(edits), step)]).float()
-    masked, lungs_only, body_only, painted = logits[:n], logits[n:2 * n], logits[2 * n:3 * n], logits[3 * n:]
+    masked, lungs_only, body_only, painted = logits[:n], logits[n:2 * n], logits[2 * n:3 * n], logits[3 * n:3 * n + k]
     out["faith"], out["faith_logit"] = score_drop(ex.logits, masked, ex.targets)
     pred = ex.logits.argmax(1)
     out["lungs_only_flip"] = torch.where(has_lungs, (lungs_only.argmax(1) != pred).float(), nan)
