@@ -10,7 +10,7 @@ from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError
 from gradfaith_tui.models.factory import build, load_checkpoint, read_card
-from gradfaith_tui.models.train import TrainConfig, train
+from gradfaith_tui.models.train import CudaTuning, TrainConfig, train
 
 
 def test_unknown_architecture_is_a_clear_error():
@@ -282,3 +282,89 @@ def test_weighted_loss_weights_rare_classes_up():
     w = class_weights(np.array([0] * 38 + [1] * 11 + [2] * 51))
     assert w[1] > w[0] > w[2]
     assert float((w * torch.tensor([38, 11, 51.0])).sum()) == pytest.approx(100.0)
+
+
+def _record_on_cpu(monkeypatch, fake=None):
+    """Recording is tried on the CPU: with the real make_graphed_callables (it fails there: no CUDA) or a
+    stand-in that replays the plain forward and counts."""
+    from gradfaith_tui.models import precision
+
+    monkeypatch.setattr(precision, "GRAPH_DEVICES", ("cpu",))
+    if fake is not None:
+        monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake)
+
+
+def test_graphed_training_records_one_shape_and_leaves_the_model_itself_plain(monkeypatch):
+    from gradfaith_tui.models.step_graph import GraphedTraining
+
+    recorded = []
+
+    def fake(module, args, **kw):  # replaces the given module's forward, as the real one does
+        recorded.append(tuple(args[0].shape))
+        plain = module.forward
+        module.forward = lambda x: plain(x) * 1
+        return module
+
+    _record_on_cpu(monkeypatch, fake)
+    model = build(spec_for("resnet10t"), 32).train()
+    step = GraphedTraining(model)
+    x = torch.rand(4, 1, 32, 32)
+    step(x).sum().backward()
+    step(x)
+    step(torch.rand(2, 1, 32, 32))  # another shape: the plain forward, no second recording
+    with torch.no_grad():
+        step(x)  # no autograd (precise BN, validation): never the graph
+    assert recorded == [(4, 1, 32, 32)] and step.recorded and step.broken is None
+    assert model.forward.__func__ is type(model).forward  # validation and precise BN call the model, not a graph
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_training_where_graphs_cannot_be_recorded_runs_plain_steps_and_says_so(monkeypatch, phantoms, tmp_path):
+    _record_on_cpu(monkeypatch)  # the real make_graphed_callables, on a CPU: it cannot record
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-3, img_size=32)
+    rows = []
+    train(spec_for("resnet10t"), 0, tr, va, cfg, tmp_path / "g", prov, on_epoch=lambda e, r: rows.append(r))
+    plain = []
+    train(spec_for("resnet10t"), 0, tr, va, cfg, tmp_path / "p", prov, on_epoch=lambda e, r: plain.append(r),
+          tuning=CudaTuning(graphs=False))
+    assert rows[0]["steps_via"].startswith("eager (no graph: ") and plain[0]["steps_via"] == "eager"
+    for k in ("train_loss", "val_loss", "val_acc"):  # the failed recording changed nothing the run computes
+        assert rows[0][k] == pytest.approx(plain[0][k], rel=1e-5)
+    assert {"steps_seconds", "bn_seconds", "val_seconds", "save_seconds"} <= set(rows[0])
+
+
+def test_precise_bn_averages_an_even_sample_as_a_cumulative_pass_would():
+    from types import SimpleNamespace
+
+    from gradfaith_tui.models.train import DeviceSplit, recalibrate_bn
+
+    rng = np.random.default_rng(0)
+    n = 40
+    images = rng.integers(0, 256, (n, 16, 16), dtype=np.uint8)
+    split = DeviceSplit(SimpleNamespace(images=images, labels=np.zeros(n, np.int64)), torch.device("cpu"))
+    batches = [x for x, _ in split.spread_batches(8, 24)]
+    assert [len(x) for x in batches] == [8, 8, 8]  # 24 of 40, full batches
+    rows = torch.cat(batches).flatten(1)
+    picked = [int(np.flatnonzero((torch.from_numpy(images).flatten(1).float() / 255 == r).all(1))[0]) for r in rows]
+    assert picked == sorted(set(picked)) and picked[0] == 0 and picked[-1] == n - 1  # spread, no repeats
+    assert len(list(split.spread_batches(8, 1000))) == 5  # the whole split where it is smaller
+
+    torch.manual_seed(0)
+    model = build(spec_for("resnet10t"), 16)
+    reference = build(spec_for("resnet10t"), 16)
+    reference.load_state_dict(model.state_dict())
+    recalibrate_bn(model, split, 8, limit=24)
+    bns = [m for m in reference.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:  # what precise BN used to do: momentum None over the same batches
+        m.reset_running_stats()
+        m.momentum = None
+    reference.train()
+    with torch.no_grad():
+        for x in batches:
+            reference(x)
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        if "running" in name:
+            torch.testing.assert_close(a, b, msg=name)
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))

@@ -10,7 +10,7 @@ from gradfaith_tui.config import ModelSpec
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.models.factory import check_arch, checkpoint_dir
-from gradfaith_tui.models.train import TrainConfig, is_complete, train
+from gradfaith_tui.models.train import CudaTuning, TrainConfig, is_complete, steps_per_epoch, train
 
 
 @dataclass
@@ -25,7 +25,8 @@ class FitEvents:
 
 
 def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[int], cfg: TrainConfig,
-            split_seed: int = 0, strict: bool = False, events: FitEvents = FitEvents()) -> list[Path]:
+            split_seed: int = 0, strict: bool = False, events: FitEvents = FitEvents(),
+            tuning: CudaTuning = CudaTuning()) -> list[Path]:
     for spec in specs:  # fail on a bad name before spending any time
         check_arch(spec.arch)
     ds = discover(data, strict=strict)
@@ -44,9 +45,9 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
             if is_complete(out, cfg.epochs, prep.fingerprint):
                 events.skip(model_id)
             else:
-                events.start(model_id, cfg.epochs, -(-len(train_arr) // cfg.batch_size))
+                events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size))
                 train(spec, seed, train_arr, val_arr, cfg, out, provenance,
                       on_batch=lambda e, b, n, loss, m=model_id: events.batch(m, e, b, n, loss),
-                      on_epoch=lambda e, row, m=model_id: events.epoch(m, e, row))
+                      on_epoch=lambda e, row, m=model_id: events.epoch(m, e, row), tuning=tuning)
             done.append(out)
     return done

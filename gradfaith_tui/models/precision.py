@@ -9,15 +9,17 @@ from __future__ import annotations
 import torch
 
 AMP_DEVICE_TYPES = {"cuda"}
+GRAPH_DEVICES = ("cuda",)  # where CUDA graphs are recorded (tests add "cpu" to walk the fallbacks)
 
 
 def uses_amp(device: torch.device | str) -> bool:
     return torch.device(device).type in AMP_DEVICE_TYPES
 
 
-def autocast(device: torch.device | str) -> torch.autocast:
+def autocast(device: torch.device | str, cache: bool = True) -> torch.autocast:
+    """cache=False: no weight-cast cache, as passes recorded into CUDA graphs need."""
     device = torch.device(device)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_amp(device))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_amp(device), cache_enabled=cache)
 
 
 def to_device(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
