@@ -62,10 +62,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--e2e", nargs=2, metavar=("DATA", "CHECKPOINTS"),
                     help="also time a whole precompute (decode, CAM, every default metric, cache writes) of these")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="cuDNN searches kernels per shape (for the library and the engine alike) instead of its heuristics")
     a = ap.parse_args()
+    torch.backends.cudnn.benchmark = a.cudnn_benchmark
     dev = torch.device(a.device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"device: {name} · {a.img_size} px · {a.n} images · batch {a.batch_size} · torch {torch.__version__}")
+    print(f"device: {name} · {a.img_size} px · {a.n} images · batch {a.batch_size} · torch {torch.__version__}"
+          + (" · cuDNN kernel search on" if a.cudnn_benchmark else ""))
     if a.archs:
         print(f"{'model':22s} {'lib 1-by-1':>11s} {'lib batched':>12s} {'fused':>9s} {'fused/batched':>14s} {'fused/1-by-1':>13s}")
     for arch in filter(None, a.archs.split(",")):  # --archs "" runs only --e2e
@@ -77,10 +81,22 @@ def main() -> None:
         one = library(model, layer, x[: max(4, a.n // 8)], 1, a.device)
         lib = library(model, layer, x, a.batch_size, a.device)
         with FastGradCAM(model, layer) as f:
-            fused(f, x[: a.batch_size], a.batch_size, a.device)  # warm-up
+            fused(f, x[: a.batch_size], a.batch_size, a.device)  # warm-up (on CUDA, the graph's recording)
             fast = fused(f, x, a.batch_size, a.device)
-            folded = " (folded)" if f.split is not None else ""  # the engine's path: cam/split.py
-        print(f"{arch + folded:22s} {one:9.1f}/s {lib:10.1f}/s {fast:7.1f}/s {fast / lib:13.2f}x {fast / one:12.2f}x")
+            path = f.split.path if f.split is not None else "hook"  # the engine's path: cam/split.py
+            graphed = f.split is not None and f.split.graphed is not None and f.split.graphed.recorded
+            first = f(x[: a.batch_size]).maps if graphed else None
+        print(f"{arch:22s} {one:9.1f}/s {lib:10.1f}/s {fast:7.1f}/s {fast / lib:13.2f}x {fast / one:12.2f}x   {path}")
+        if graphed:  # the same engine without the graph: what the graph is worth, and that it computes the same
+            with FastGradCAM(model, layer, graphs=False) as f:
+                fused(f, x[: a.batch_size], a.batch_size, a.device)
+                eager = fused(f, x, a.batch_size, a.device)
+                plain = f(x[: a.batch_size]).maps
+            r = torch.corrcoef(torch.stack([first.flatten(1), plain.flatten(1)], 1).flatten(0, 1))
+            pairs = r.diagonal(1)[::2]
+            agree = pairs[~pairs.isnan()].min().item() if (~pairs.isnan()).any() else float("nan")
+            print(f"{'  without the graph':22s} {'':11s} {'':12s} {eager:7.1f}/s {eager / lib:13.2f}x   graph "
+                  f"{fast / eager:.2f}x, maps Pearson r >= {agree:.4f} graphed vs not")
     if a.e2e:
         end_to_end(*a.e2e, a.device, a.batch_size)
 

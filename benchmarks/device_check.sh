@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Every GPU figure issues 4 and 5 ask for, in one run on a lent H100/H200 (about 5-6 minutes):
-#   1. Grad-CAM + Faith: pytorch-grad-cam one by one and batched (64, fp32) vs the fused bf16 engine, at 224 px;
-#   2. the paper protocol through the real training (5 architectures, 1 seed, ~714 images at 224 px): EPOCHS
-#      epochs each (default 6), projected to PROJECT (default 50) from the first epoch (cuDNN's kernel search)
-#      and the later ones' rate; EPOCHS=50 PROJECT= runs the whole protocol (on an H200, 2026-11-26,
-#      ResNet-50 took 67 s and ResNet-101 81 s, and DenseNet-161 alone needs about 220 s);
-#      COMPILE=1 trains through torch.compile (`train --compile`), the next lever to measure;
-#   3. end-to-end precompute with those checkpoints on a larger phantom set, beside the engine's rate for each.
+# Every GPU figure issues 4 and 5 ask for, in one run on a lent H100/H200 (about 8 minutes with the defaults):
+#   1. Grad-CAM + Faith: pytorch-grad-cam one by one and batched (64, fp32) vs the fused bf16 engine, at 224 px,
+#      the engine with and without its CUDA graphs (CAM_ARCHS: other architectures than ARCHS); SEARCH_ARCHS=a,b
+#      repeats it for those with cuDNN's kernel search;
+#   2. bare training steps (batch 32, 224 px) per architecture: eager vs replayed from CUDA graphs, the first
+#      step's time (cuDNN's kernel search), and how busy the GPU is (torch.profiler);
+#   3. the same with cuDNN's heuristics instead of its search (NOBENCH=1 also trains step 4 so);
+#   4. the paper protocol through the real training (5 architectures, 1 seed, ~714 images at 224 px): EPOCHS
+#      epochs each (default 3), projected to PROJECT (default 50) from the first epoch (cuDNN's kernel search,
+#      the graphs' recording) and the later ones' rate; EPOCHS=50 PROJECT= runs the whole protocol;
+#      COMPILE=1 trains through torch.compile (`train --compile`) instead of graphs;
+#   5. end-to-end precompute with those checkpoints on a larger phantom set, beside the engine's rate for each.
 # Prepare here:   bash benchmarks/device_deps.sh
 # Device call:    run(command="bash benchmarks/device_check.sh", carry=[".gpudeps"], timeout_s=600)
-#                 STEPS=1,2 then STEPS=3 splits it over two calls on the same warm machine (.gpuwork/ stays there).
+#                 STEPS=1,2,4,5 then STEPS=3 splits it over two calls on the same warm machine (.gpuwork/ stays there).
 # CPU dry run:    DEV=cpu IMG=32 EPOCHS=2 N=16 PATIENTS=12 E2E_PATIENTS=20 ARCHS=resnet10t,tinynet_e \
 #                 PY=.venv/bin/python bash benchmarks/device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DEV=${DEV:-cuda} IMG=${IMG:-224} EPOCHS=${EPOCHS:-6} N=${N:-512} PY=${PY:-python3} STEPS=${STEPS:-1,2,3}
+DEV=${DEV:-cuda} IMG=${IMG:-224} EPOCHS=${EPOCHS:-3} N=${N:-512} PY=${PY:-python3} STEPS=${STEPS:-1,2,3,4,5}
 PATIENTS=${PATIENTS:-119} E2E_PATIENTS=${E2E_PATIENTS:-300} PROJECT=${PROJECT-50}
 # Caps per step (s), so one slow step cannot starve the next inside a 10-minute device call.
-CAP1=${CAP1:-110} CAP2=${CAP2:-320} CAP3=${CAP3:-140}
-ARCHS=${ARCHS:-resnet50,resnet101,densenet161,efficientnet_b0,vit_base_patch16_224}
+CAP1=${CAP1:-110} CAP2=${CAP2:-120} CAP3=${CAP3:-60} CAP4=${CAP4:-200} CAP5=${CAP5:-120}
+BARE_STEPS=${BARE_STEPS:-10}
+ARCHS=${ARCHS:-resnet50,resnet101,densenet161,efficientnet_b0,vit_base_patch16_224} CAM_ARCHS=${CAM_ARCHS:-}
 LOGDIR=${OUT:-.gpuwork}
 WORK=.gpuwork
 mkdir -p "$WORK" "$LOGDIR"
@@ -37,25 +42,38 @@ print('phantoms:', write_dataset(PhantomConfig(n_patients=int(sys.argv[1]), slic
   $PY -c "import torch, timm, pytorch_grad_cam; print('torch', torch.__version__, '· timm', timm.__version__)" || exit 1
   # The phantoms are drawn on the host's CPUs while step 1 keeps the GPU busy.
   PH=; PH_E2E=
-  want 2 && { phantoms "$PATIENTS" "$WORK/ph" > "$WORK/ph.log" 2>&1 & PH=$!; }
-  want 3 && { phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" > "$WORK/ph-e2e.log" 2>&1 & PH_E2E=$!; }
+  want 4 && { phantoms "$PATIENTS" "$WORK/ph" > "$WORK/ph.log" 2>&1 & PH=$!; }
+  want 5 && { phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" > "$WORK/ph-e2e.log" 2>&1 & PH_E2E=$!; }
   if want 1; then
     step "1. Grad-CAM + Faith, images/s"
-    timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 --archs "$ARCHS"
+    timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 --archs "${CAM_ARCHS:-$ARCHS}"
+    if [ -n "${SEARCH_ARCHS:-}" ]; then  # the same with cuDNN's per-shape kernel search, in a fresh process
+      timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 \
+          --archs "$SEARCH_ARCHS" --cudnn-benchmark
+    fi
   fi
   if want 2; then
-    step "2. paper protocol, real training"
+    step "2. bare training steps, eager vs CUDA graphs"
+    timeout "$CAP2" $PY benchmarks/train_speed.py --device "$DEV" --img-size "$IMG" --steps "$BARE_STEPS" --archs "$ARCHS"
+  fi
+  if want 3; then  # a fresh process: cuDNN keeps the kernels it searched for, heuristics or not
+    step "3. bare training steps, cuDNN heuristics (no kernel search)"
+    timeout "$CAP3" $PY benchmarks/train_speed.py --device "$DEV" --img-size "$IMG" --steps "$BARE_STEPS" --archs "$ARCHS" \
+        --no-benchmark
+  fi
+  if want 4; then
+    step "4. paper protocol, real training"
     [ -n "$PH" ] && wait "$PH"; cat "$WORK/ph.log" 2>/dev/null
     phantoms "$PATIENTS" "$WORK/ph" || exit 1
     rm -rf "$WORK/ck"
-    timeout "$CAP2" $PY benchmarks/train_speed.py --protocol "$WORK/ph" --checkpoints "$WORK/ck" --device "$DEV" --img-size "$IMG" \
-        --epochs "$EPOCHS" --archs "$ARCHS" ${PROJECT:+--project "$PROJECT"} ${COMPILE:+--compile}
+    timeout "$CAP4" $PY benchmarks/train_speed.py --protocol "$WORK/ph" --checkpoints "$WORK/ck" --device "$DEV" --img-size "$IMG" \
+        --epochs "$EPOCHS" --archs "$ARCHS" ${PROJECT:+--project "$PROJECT"} ${COMPILE:+--compile} ${NOBENCH:+--no-benchmark}
   fi
-  if want 3; then
-    step "3. end-to-end precompute"
+  if want 5; then
+    step "5. end-to-end precompute"
     [ -n "$PH_E2E" ] && wait "$PH_E2E"; cat "$WORK/ph-e2e.log" 2>/dev/null
     phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" || exit 1
-    timeout "$CAP3" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --archs "" --batch-size 64 --e2e "$WORK/ph-e2e" "$WORK/ck"
+    timeout "$CAP5" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --archs "" --batch-size 64 --e2e "$WORK/ph-e2e" "$WORK/ck"
   fi
   step done
 } 2>&1 | tee -a "$LOGDIR/device_check.log"
