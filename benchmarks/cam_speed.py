@@ -142,6 +142,15 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
 
     clocked(pipeline._Segmentations, "get", "segment")  # once per input size, before the first batch: left out
 
+    paths: dict[str, str] = {}  # how each model's trunk ran inside precompute (folded, graphed, hook...)
+    leave = FastGradCAM.__exit__
+
+    def noted_exit(self, *exc):
+        if current[0] and current[0] not in paths:
+            paths[current[0]] = self.split.path if self.split is not None else "hook"
+        return leave(self, *exc)
+    FastGradCAM.__exit__ = noted_exit
+
     from gradfaith_tui.errors import CheckpointError
 
     names = []
@@ -183,7 +192,8 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
         ph = phases.get(c.model_id, {})
         rest = (m[-1][0] - m[0][0]) - sum(ph.values())
         print(f"{c.model_id:22s} {e2e:9.1f}/s {engine:8.1f}/s {e2e / engine:10.2f}x   {ph.get('wait', 0) / nb * 1e3:15.1f} "
-              f"{ph.get('stage', 0) / nb * 1e3:6.1f} {ph.get('write', 0) / nb * 1e3:6.1f} {rest / nb * 1e3:6.1f}")
+              f"{ph.get('stage', 0) / nb * 1e3:6.1f} {ph.get('write', 0) / nb * 1e3:6.1f} {rest / nb * 1e3:6.1f}   "
+              f"{paths.get(c.model_id, '?')}")
 
 
 if __name__ == "__main__":

@@ -121,17 +121,18 @@ def _graphed_on_cpu(monkeypatch, recorder):
     return graphs.GraphedForward
 
 
-def test_a_graph_is_recorded_on_a_shapes_second_use_only_and_for_one_shape(monkeypatch):
+def test_the_first_shape_is_recorded_and_smaller_batches_replay_padded_into_it(monkeypatch):
     rec = _Recorder()
-    g = _graphed_on_cpu(monkeypatch, rec)(lambda x: x * 2)
-    a, b = torch.ones(4, 3), torch.ones(2, 3)
+    seen = []
+    g = _graphed_on_cpu(monkeypatch, rec)(lambda x: seen.append(len(x)) or x * 2)
+    a = torch.arange(12.0).view(4, 3)
     with torch.no_grad():
-        assert torch.equal(g(a), a * 2) and rec.recorded == 0  # a one-off shape never pays for a recording
-        g(b)
         assert torch.equal(g(a), a * 2) and (rec.recorded, rec.replays) == (1, 1)
-        g(a)
-        g(b)  # max_graphs=1: the second shape stays plain
-        assert (rec.recorded, rec.replays, g.recorded) == (1, 2, 1)
+        assert torch.equal(g(a[:2]), a[:2] * 2) and rec.replays == 2  # the last batch: padded, not a new shape
+        assert seen[-1] == 4
+        assert torch.equal(g(torch.ones(6, 3)), torch.full((6, 3), 2.0)) and rec.replays == 2  # larger: plain
+        g(torch.ones(4, 5))  # another image size: max_graphs=1, so plain
+        assert (rec.recorded, g.recorded) == (1, 1)
     g(a)  # autograd on: always the plain forward
     assert rec.replays == 2
 
@@ -160,9 +161,9 @@ def test_unfolded_split_for_graphs_gives_the_hooked_engines_maps_logits_and_fait
         hooked_faith = faith(f.forward, x, hooked.logits, upsample(hooked.maps, 64), t)
     with FastGradCAM(model, find(model.net)) as f:
         assert f.split is not None and f.split.graphed is not None
-        split = [f(x, t) for _ in range(2)][-1]  # the clean trunk pass: recorded on the second batch, replayed after
+        split = [f(x, t) for _ in range(2)][-1]  # the clean trunk pass: recorded on the first batch, then replayed
         split_faith = faith(f.forward, x, split.logits, upsample(split.maps, 64), t)
-        assert (rec.recorded, rec.replays) == (1, 2) and f.split.path == "graphed"
+        assert (rec.recorded, rec.replays) == (1, 3) and f.split.path == "graphed"
     with FastGradCAM(model, find(model.net), graphs=False) as f:
         assert f.split is None  # on a CPU without graphs: nothing to fold, so the hook
     torch.testing.assert_close(split.maps, hooked.maps, atol=1e-4, rtol=0)
@@ -246,3 +247,30 @@ def test_spearman_and_cascading_randomisation():
     assert result[-1]["randomised"].startswith("fc")
     assert all(-1 <= r["spearman"] <= 1 for r in result)
     assert model.net.fc.weight.abs().sum() > 0  # the original model is untouched (randomised on a copy)
+
+
+def test_every_metric_is_the_same_when_passes_are_padded_into_a_recorded_graph(monkeypatch):
+    """The run's last batch and the marked rows' counterfactual pass are smaller than the recorded batch."""
+    from gradfaith_tui.metrics.per_case import batch_metrics
+
+    rec = _Recorder()
+    _graphed_on_cpu(monkeypatch, rec)
+    torch.manual_seed(0)
+    model = build(spec_for("tinynet_e"), 32).eval()
+    first, last = torch.rand(8, 1, 32, 32), torch.rand(5, 1, 32, 32)
+    masks = np.zeros((5, 32, 32), bool)
+    masks[:, 10:20, 10:20] = True
+    body = np.zeros((5, 32, 32), bool)
+    body[:, 4:28, 4:28] = True
+    regions = np.zeros((5, 32, 32), bool)
+    regions[[1, 3], :3, :3] = True  # two marked rows: a pass of 2
+    out = {}
+    for graphs in (True, False):
+        with FastGradCAM(model, find(model.net), graphs=graphs) as f:
+            if graphs:
+                f(first)  # records the batch of 8
+            ex = f(last)
+            out[graphs] = batch_metrics(f.forward, last, ex, masks, body, masks, shortcut_regions=regions)
+    assert rec.recorded == 1 and rec.replays > 4
+    for k, v in out[False].items():
+        np.testing.assert_allclose(out[True][k], v, atol=1e-5, err_msg=k)

@@ -61,16 +61,12 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     i, k = b.marked_on_device, len(b.marked)
     # A GPU runs bigger batches faster, so one pass; a CPU slower (tinynet_e, 64 px: 3 x 64 images in
     # 206 ms at once, 163 ms in passes of 64), so passes of the batch's size; so too a trunk replayed from a
-    # CUDA graph (cam/graphs.py), recorded for the batch's shape.
+    # CUDA graph (cam/graphs.py), recorded for the batch's shape (the marked rows' pass is padded into it).
     graphed = getattr(model, "graphed", None) is not None
     step = n if dev.type != "cuda" or graphed else 3 * n + k
     edits = [remove(x, heat, baseline), remove(x, 1 - lungs[:, None].float(), baseline), replace(x, ~body, air)]
     if k:
         edits.append(replace(x[i], planted[i], air[i]))
-        if graphed and k < n:
-            # Padded to the recorded shape: each new batch size costs cuDNN up to 0.6 s of host time to plan
-            # its kernels (H200, EfficientNet-B0), far more than replaying a whole batch.
-            edits.append(x.new_zeros((n - k, *x.shape[1:])))
     edits = torch.cat(edits)
     with autocast(dev):  # as the engine's passes
         logits = torch.cat([model(edits[s:s + step]) for s in range(0, len(edits), step)]).float()
