@@ -89,3 +89,19 @@ def test_demo_end_to_end_prints_a_summary_when_not_a_terminal(tmp_path):
     again = run(*args)
     assert again.returncode == 0 and "is current, reusing it" in again.stderr
     assert time.perf_counter() - t < 10, "a second demo must not retrain or recompute"
+
+
+def test_train_says_when_cuda_graphs_could_not_be_recorded_and_takes_no_cuda_graphs(phantoms, tmp_path):
+    """Recording is tried on the CPU here (it cannot succeed there), as a net that cannot be recorded would fail."""
+    boot = ("import sys; from gradfaith_tui.models import precision; precision.GRAPH_DEVICES = ('cpu',); "
+            "from gradfaith_tui.cli import main; sys.argv[0] = 'gradfaith-tui'; main()")
+    args = ["train", "--data", phantoms, "--models", "resnet10t", "--seeds", "0", "--epochs", "1", "--img-size", "32"]
+    env = {**os.environ, "COLUMNS": "200"}
+    res = subprocess.run([sys.executable, "-c", boot, *map(str, args), "--checkpoints", tmp_path / "a"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "train resnet10t/seed0: plain steps, no graph: " in res.stdout + res.stderr
+    res = subprocess.run([sys.executable, "-c", boot, *map(str, args), "--checkpoints", tmp_path / "b", "--no-cuda-graphs"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "plain steps" not in res.stdout + res.stderr

@@ -25,6 +25,8 @@ def train(
     weighted_loss: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = False,
     pretrained_file: Annotated[Optional[Path], typer.Option(help="Local ImageNet weights for timm (never downloaded).")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the training forward (GPU runs).")] = False,
+    cuda_graphs: Annotated[bool, typer.Option(help="On one GPU, replay each step's forward and backward from CUDA "
+                                                   "graphs (--no-cuda-graphs: plain steps).")] = True,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
     strict: StrictOpt = False,
 ) -> None:
@@ -32,7 +34,7 @@ def train(
     from gradfaith_tui.cli.progress import bars, fit_events, main_rank
     from gradfaith_tui.config import profile as get_profile, spec_for
     from gradfaith_tui.models.fit import fit_all
-    from gradfaith_tui.models.train import TrainConfig
+    from gradfaith_tui.models.train import CudaTuning, TrainConfig
 
     prof = get_profile(profile, epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr)
     specs = [spec_for(n) for n in names(models)] if models else list(prof.specs)
@@ -40,7 +42,8 @@ def train(
                       weighted_loss=weighted_loss, device=check_device(device),
                       pretrained_file=str(pretrained_file) if pretrained_file else None, compile=compile_)
     with bars() as p:
-        outs = fit_all(data, checkpoints, specs, seeds(seeds_) or list(prof.seeds), cfg, split_seed, strict, fit_events(p))
+        outs = fit_all(data, checkpoints, specs, seeds(seeds_) or list(prof.seeds), cfg, split_seed, strict, fit_events(p),
+                       CudaTuning(graphs=cuda_graphs))
     if main_rank():
         typer.echo(f"{len(outs)} checkpoints under {checkpoints}")
 

@@ -38,6 +38,7 @@ def fit_events(progress: Progress | None):
     if progress is None:
         return FitEvents()
     tasks: dict[str, int] = {}
+    noted: set[str] = set()
 
     def start(model_id, epochs, batches):
         tasks[model_id] = progress.add_task(f"train {model_id}", total=epochs * batches, info="")
@@ -47,6 +48,10 @@ def fit_events(progress: Progress | None):
 
     def epoch(model_id, e, row):
         progress.update(tasks[model_id], info=f"epoch {e} val acc {row['val_acc']:.2f}")
+        via = row.get("steps_via", "")
+        if via.startswith("eager (") and model_id not in noted:  # graphs asked for, not recorded: say so once
+            noted.add(model_id)
+            progress.console.print(f"[dim]train {model_id}: plain steps, {via[len('eager ('):-1]}[/]")
 
     def skip(model_id):
         progress.console.print(f"[dim]train {model_id}: already trained, skipped[/]")
