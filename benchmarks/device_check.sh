@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure issues 4 and 5 ask for, in one run on a lent H100/H200 (about 8 minutes with the defaults):
+# Every GPU figure issues 4 and 5 ask for, on a lent H100/H200 (steps 1, 2, 4, 5 took 5 minutes on an H200):
 #   1. Grad-CAM + Faith: pytorch-grad-cam one by one and batched (64, fp32) vs the fused bf16 engine, at 224 px,
 #      the engine with and without its CUDA graphs (CAM_ARCHS: other architectures than ARCHS); SEARCH_ARCHS=a,b
 #      repeats it for those with cuDNN's kernel search;
@@ -12,8 +12,10 @@
 #      COMPILE=1 trains through torch.compile (`train --compile`) instead of graphs;
 #   5. end-to-end precompute with those checkpoints on a larger phantom set, beside the engine's rate for each.
 # Prepare here:   bash benchmarks/device_deps.sh
-# Device call:    run(command="bash benchmarks/device_check.sh", carry=[".gpudeps"], timeout_s=600)
-#                 STEPS=1,2,4,5 then STEPS=3 splits it over two calls on the same warm machine (.gpuwork/ stays there).
+# Device call:    run(command="STEPS=1,2,4,5 bash benchmarks/device_check.sh", carry=[".gpudeps"], timeout_s=560)
+#                 (all five steps' caps add up to more than one 10-minute call; STEPS=3 can follow on the warm machine,
+#                 whose .gpuwork/ stays there). The whole 50-epoch protocol with its end-to-end run fits one call:
+#                 STEPS=4,5 EPOCHS=50 PROJECT= CAP4=400 (on an H200 the four CNNs took 213 s, ViT-B/16 over a minute).
 # CPU dry run:    DEV=cpu IMG=32 EPOCHS=2 N=16 PATIENTS=12 E2E_PATIENTS=20 ARCHS=resnet10t,tinynet_e \
 #                 PY=.venv/bin/python bash benchmarks/device_check.sh
 set -uo pipefail

