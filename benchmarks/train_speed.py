@@ -105,8 +105,10 @@ def run_protocol(data: Path, archs: list[str], a) -> None:
         last = f"first epoch {e[0]:.2f} s, last {e[-1]:.2f} s" if e else "no epoch finished"
         line = f"{model_id:24s} {end - t:7.1f} s wall   {sum(e):7.1f} s in epochs   {len(e)} epochs   {last}"
         if a.project and len(e) >= 2:  # the first epoch pays cuDNN's kernel search; the later ones are the rate
-            steady = sum(e[1:]) / (len(e) - 1)
-            projected = (end - t) - sum(e) + e[0] + steady * (a.project - 1)
+            # Saving stalls every epoch where a write outlasts the next epoch (ViT-B: 1 GB of weights and AdamW state)
+            saves = [r.get("save_seconds", 0.0) for r in rows[model_id]]
+            steady = (sum(e[1:]) + sum(saves[1:])) / (len(e) - 1)
+            projected = (end - t) - sum(e) - sum(saves) + e[0] + saves[0] + steady * (a.project - 1)
             projections[model_id] = projected
             line += f"   -> {a.project} epochs about {projected:.0f} s"
         print(line, flush=True)
