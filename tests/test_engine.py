@@ -62,25 +62,34 @@ def test_fast_gradcam_records_only_from_the_target_layer_and_restores_the_weight
     assert all(p.requires_grad for p in model.parameters()) and all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("arch", ["resnet10t", "resnet14t"])
-def test_folded_split_gives_the_hooked_engines_maps_logits_and_faith(arch):
+def _explained_with_faith(f: FastGradCAM, x, t):
     from gradfaith_tui.metrics.faithfulness import faith
 
+    ex = f(x, t)
+    return ex, faith(f.forward, x, ex.logits, upsample(ex.maps, 64), t)
+
+
+def _assert_same_as_hooked(model, x, t, got):
+    """got: (Explained, Faith) from a split engine; the hooked engine's on the same input must match."""
+    with FastGradCAM(model, find(model.net), fold=False) as f:
+        hooked, hooked_faith = _explained_with_faith(f, x, t)
+    (ex, ex_faith) = got
+    torch.testing.assert_close(ex.maps, hooked.maps, atol=1e-4, rtol=0)
+    torch.testing.assert_close(ex.logits, hooked.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ex_faith, hooked_faith, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["resnet10t", "resnet14t"])
+def test_folded_split_gives_the_hooked_engines_maps_logits_and_faith(arch):
     torch.manual_seed(0)
     model = build(spec_for(arch), 64).eval()
     x, t = torch.rand(3, 1, 64, 64), torch.tensor([0, 1, 2])
-    with FastGradCAM(model, find(model.net), fold=False) as f:
-        hooked = f(x, t)
-        hooked_faith = faith(f.forward, x, hooked.logits, upsample(hooked.maps, 64), t)
     with FastGradCAM(model, find(model.net)) as f:
         assert f.split is not None and f.forward is f.split
-        folded = f(x, t)
-        folded_faith = faith(f.forward, x, folded.logits, upsample(folded.maps, 64), t)
+        folded = _explained_with_faith(f, x, t)
         # a ResNet's BatchNorms are all folded into its convolutions
         assert not any(type(m) is torch.nn.BatchNorm2d for m in f.split.trunk.modules())
-    torch.testing.assert_close(folded.maps, hooked.maps, atol=1e-4, rtol=0)
-    torch.testing.assert_close(folded.logits, hooked.logits, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(folded_faith, hooked_faith, atol=1e-4, rtol=1e-4)
+    _assert_same_as_hooked(model, x, t, folded)
     assert all(p.requires_grad for p in model.parameters())
 
 
@@ -149,26 +158,19 @@ def test_a_failed_recording_falls_back_to_the_plain_forward_and_says_why(monkeyp
 def test_unfolded_split_for_graphs_gives_the_hooked_engines_maps_logits_and_faith(monkeypatch, arch):
     """On CUDA, nets with nothing to fold still split, so their trunk can be replayed from a graph; here the
     recording itself is a stand-in that counts (the real one needs a GPU: benchmarks/cam_speed.py checks it)."""
-    from gradfaith_tui.metrics.faithfulness import faith
-
     rec = _Recorder()
     _graphed_on_cpu(monkeypatch, rec)
     torch.manual_seed(0)
     model = build(spec_for(arch), 64).eval()
     x, t = torch.rand(3, 1, 64, 64), torch.tensor([0, 1, 2])
-    with FastGradCAM(model, find(model.net), fold=False) as f:
-        hooked = f(x, t)
-        hooked_faith = faith(f.forward, x, hooked.logits, upsample(hooked.maps, 64), t)
     with FastGradCAM(model, find(model.net)) as f:
         assert f.split is not None and f.split.graphed is not None
-        split = [f(x, t) for _ in range(2)][-1]  # the clean trunk pass: recorded on the first batch, then replayed
-        split_faith = faith(f.forward, x, split.logits, upsample(split.maps, 64), t)
+        f(x, t)  # the clean trunk pass: recorded on the first batch, replayed from then on
+        split = _explained_with_faith(f, x, t)
         assert (rec.recorded, rec.replays) == (1, 3) and f.split.path == "graphed"
     with FastGradCAM(model, find(model.net), graphs=False) as f:
         assert f.split is None  # on a CPU without graphs: nothing to fold, so the hook
-    torch.testing.assert_close(split.maps, hooked.maps, atol=1e-4, rtol=0)
-    torch.testing.assert_close(split.logits, hooked.logits, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(split_faith, hooked_faith, atol=1e-4, rtol=1e-4)
+    _assert_same_as_hooked(model, x, t, split)
 
 
 def test_graph_recording_on_a_machine_without_cuda_fails_softly(monkeypatch):
