@@ -17,8 +17,8 @@ import copy
 import torch
 
 from gradfaith_tui.cam.graphs import GraphedForward
-from gradfaith_tui.models import precision
 from gradfaith_tui.cam.layers import TargetLayer
+from gradfaith_tui.models import precision
 
 
 class _Features(torch.nn.Module):
@@ -119,10 +119,8 @@ def split_at(model: torch.nn.Module, layer: TargetLayer, graphs: bool = True) ->
     if not seen or seen[-1] is not out:
         return None
     trunk = _folded(net)
-    if trunk is None and not graphs:
-        return None
-    if trunk is None:
-        return SplitNet(model, _Features(net), graphs)
+    if trunk is None:  # nothing folded: worth splitting only for the graphs
+        return SplitNet(model, _Features(net), graphs) if graphs else None
     if p.device.type == "cuda":
         trunk = trunk.to(memory_format=torch.channels_last)  # the folded weights are new tensors
     return SplitNet(model, trunk, graphs)

@@ -34,6 +34,7 @@ def bars():
 
 def fit_events(progress: Progress | None):
     from gradfaith_tui.models.fit import FitEvents
+    from gradfaith_tui.models.train import NO_GRAPH
 
     if progress is None:
         return FitEvents()
@@ -49,9 +50,9 @@ def fit_events(progress: Progress | None):
     def epoch(model_id, e, row):
         progress.update(tasks[model_id], info=f"epoch {e} val acc {row['val_acc']:.2f}")
         via = row.get("steps_via", "")
-        if via.startswith("eager (") and model_id not in noted:  # graphs asked for, not recorded: say so once
+        if via.startswith(NO_GRAPH) and model_id not in noted:  # graphs asked for, not recorded: say so once
             noted.add(model_id)
-            progress.console.print(f"[dim]train {model_id}: plain steps, {via[len('eager ('):-1]}[/]")
+            progress.console.print(f"[dim]train {model_id}: {via}[/]")
 
     def skip(model_id):
         progress.console.print(f"[dim]train {model_id}: already trained, skipped[/]")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 import csv
-from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -318,10 +318,13 @@ def _train_epoch(step_model, model, opt, sched, train_set: DeviceSplit, val_set:
             "steps_seconds": t1 - t0, "bn_seconds": t2 - t1, "val_seconds": t3 - t2}
 
 
+NO_GRAPH = "plain steps, no graph: "  # how an epoch row's steps_via begins where graphs failed to record
+
+
 def _via(step_model) -> str:
     """How the steps ran, for benchmarks and logs."""
     if isinstance(step_model, GraphedTraining):
-        return "CUDA graphs" if step_model.recorded else f"eager (no graph: {step_model.broken})"
+        return "CUDA graphs" if step_model.recorded else f"{NO_GRAPH}{step_model.broken}"
     return "eager"
 
 
