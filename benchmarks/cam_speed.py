@@ -62,6 +62,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--e2e", nargs=2, metavar=("DATA", "CHECKPOINTS"),
                     help="also time a whole precompute (decode, CAM, every default metric, cache writes) of these")
+    ap.add_argument("--compile", action="store_true",
+                    help="also the engine with its trunk through torch.compile (precompute --compile), with the "
+                         "compile time, and --e2e so too")
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="cuDNN searches kernels per shape (for the library and the engine alike) instead of its heuristics")
     a = ap.parse_args()
@@ -92,18 +95,34 @@ def main() -> None:
                 fused(f, x[: a.batch_size], a.batch_size, a.device)
                 eager = fused(f, x, a.batch_size, a.device)
                 plain = f(x[: a.batch_size]).maps
-            r = torch.corrcoef(torch.stack([first.flatten(1), plain.flatten(1)], 1).flatten(0, 1))
-            pairs = r.diagonal(1)[::2]
-            agree = pairs[~pairs.isnan()].min().item() if (~pairs.isnan()).any() else float("nan")
             print(f"{'  without the graph':22s} {'':11s} {'':12s} {eager:7.1f}/s {eager / lib:13.2f}x   graph "
-                  f"{fast / eager:.2f}x, maps Pearson r >= {agree:.4f} graphed vs not")
+                  f"{fast / eager:.2f}x, maps Pearson r >= {_agreement(first, plain):.4f} graphed vs not")
+        if a.compile:
+            with FastGradCAM(model, layer, graphs=False) as f:
+                plain = f(x[: a.batch_size]).maps
+            with FastGradCAM(model, layer, compile=True) as f:
+                t = time.perf_counter()
+                fused(f, x[: a.batch_size], a.batch_size, a.device)  # compiles (and records the graph)
+                took = time.perf_counter() - t
+                comp = fused(f, x, a.batch_size, a.device)
+                maps, path = f(x[: a.batch_size]).maps, f.split.path if f.split is not None else "hook"
+            print(f"{'  compiled':22s} {'':11s} {'':12s} {comp:7.1f}/s {comp / lib:13.2f}x   {path}: {comp / fast:.2f}x "
+                  f"the engine above, compiling {took:.0f} s, maps Pearson r >= {_agreement(maps, plain):.4f} vs plain")
     if a.e2e:
-        end_to_end(*a.e2e, a.device, a.batch_size)
+        end_to_end(*a.e2e, a.device, a.batch_size, a.compile)
 
 
-def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
+def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The lowest Pearson r between corresponding maps (flat ones, with no r, left out)."""
+    r = torch.corrcoef(torch.stack([a.flatten(1).float(), b.flatten(1).float()], 1).flatten(0, 1))
+    pairs = r.diagonal(1)[::2]
+    return pairs[~pairs.isnan()].min().item() if (~pairs.isnan()).any() else float("nan")
+
+
+def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bool = False) -> None:
     """Images/s of each model's explain phase in a fresh precompute (Table I timing and sanity checks off),
-    beside the fused engine's rate for the same checkpoint, input size and batch, measured right after."""
+    beside the fused engine's rate for the same checkpoint, input size and batch, measured right after
+    (compile: both with the trunk through torch.compile; its first batch, which compiles, is left out)."""
     import tempfile
     from pathlib import Path
 
@@ -163,7 +182,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         # force: the checkpoints may come from another (smaller) set; this is a speed run, not an audit.
-        precompute(Path(data), Path(checkpoints), Path(tmp) / "cache", names=names, cam=CamSettings(batch_size=batch, sanity_cases=0),
+        precompute(Path(data), Path(checkpoints), Path(tmp) / "cache", names=names, cam=CamSettings(batch_size=batch, sanity_cases=0, compile=compile),
                    device=device, force=True, with_timing=False, warn=lambda m: None, progress=progress)
         total = time.perf_counter() - t
     n_cases = max(m[-1][1] for m in marks.values())
@@ -182,7 +201,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int) -> None:
         model = to_device(model, dev).eval()
         x = torch.rand(min(512, max(batch, d1 - d0)), 1, card["img_size"], card["img_size"], device=dev)
         layer = find(model.net)
-        with FastGradCAM(model, layer) as f:
+        with FastGradCAM(model, layer, compile=compile) as f:
             fused(f, x[:batch], batch, device)  # warm-up
             engine = fused(f, x, batch, device)
         # Host time per batch over the whole run: waiting for the device, staging the next batch (overlapped on

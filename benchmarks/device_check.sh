@@ -2,7 +2,8 @@
 # Every GPU figure issues 4 and 5 ask for, on a lent H100/H200 (steps 1, 2, 4, 5 took 5 minutes on an H200):
 #   1. Grad-CAM + Faith: pytorch-grad-cam one by one and batched (64, fp32) vs the fused bf16 engine, at 224 px,
 #      the engine with and without its CUDA graphs (CAM_ARCHS: other architectures than ARCHS); SEARCH_ARCHS=a,b
-#      repeats it for those with cuDNN's kernel search;
+#      repeats it for those with cuDNN's kernel search, COMPILE_ARCHS=a,b with the trunk through torch.compile
+#      too (precompute --compile; compiling takes about a minute per model, so give CAP1 room);
 #   2. bare training steps (batch 32, 224 px) per architecture: eager vs replayed from CUDA graphs, the first
 #      step's time (cuDNN's kernel search), and how busy the GPU is (torch.profiler);
 #   3. the same with cuDNN's heuristics instead of its search (NOBENCH=1 also trains step 4 so);
@@ -16,6 +17,8 @@
 #                 (all five steps' caps add up to more than one 10-minute call; STEPS=3 can follow on the warm machine,
 #                 whose .gpuwork/ stays there). The whole 50-epoch protocol with its end-to-end run fits one call:
 #                 STEPS=4,5 EPOCHS=50 PROJECT= CAP4=400 (on an H200 the four CNNs took 213 s, ViT-B/16 over a minute).
+#                 DenseNet-161's engine (4.5x of the 5x target on an H200) compiled:
+#                 STEPS=1 CAM_ARCHS=densenet161 COMPILE_ARCHS=densenet161 CAP1=240
 # CPU dry run:    DEV=cpu IMG=32 EPOCHS=2 N=16 PATIENTS=12 E2E_PATIENTS=20 ARCHS=resnet10t,tinynet_e \
 #                 PY=.venv/bin/python bash benchmarks/device_check.sh
 set -uo pipefail
@@ -52,6 +55,10 @@ print('phantoms:', write_dataset(PhantomConfig(n_patients=int(sys.argv[1]), slic
     if [ -n "${SEARCH_ARCHS:-}" ]; then  # the same with cuDNN's per-shape kernel search, in a fresh process
       timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 \
           --archs "$SEARCH_ARCHS" --cudnn-benchmark
+    fi
+    if [ -n "${COMPILE_ARCHS:-}" ]; then  # DenseNet-161's memory-bound norms, ReLUs and concatenations, fused
+      timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 \
+          --archs "$COMPILE_ARCHS" --compile
     fi
   fi
   if want 2; then

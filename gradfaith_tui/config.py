@@ -113,3 +113,4 @@ class CamSettings:
     engine: str = "fast"  # our fused Grad-CAM; "library" runs pytorch-grad-cam for every method
     deep_steps: int = 0  # deletion/insertion curve steps (--deep); 0 skips them
     sanity_cases: int = 8  # cases for the cascading randomisation test per reference model; 0 skips it
+    compile: bool = False  # the fast engine's trunk through torch.compile (~1 min per model; for large sets)

@@ -127,7 +127,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         dist.barrier()
         seg = _Segmentations(max(1, (_cores() - 1) // dist.world))
         for job in jobs:
-            job.explain(writer, arrays_at(job.size), seg, cam, target, dist, device, progress)
+            job.explain(writer, arrays_at(job.size), seg, cam, target, dist, device, progress, warn)
             if not dist.main:
                 job.model = None
         dist.barrier()
@@ -187,7 +187,7 @@ class _Job:
         self.todo = np.array(sorted(set(range(n)) - writer.done(self.expl_id)), dtype=np.int64)[dist.rank::dist.world]
         self.computed = len(self.todo)
 
-    def explain(self, writer, arr, seg, cam, target, dist, device, progress) -> None:
+    def explain(self, writer, arr, seg, cam, target, dist, device, progress, warn=print) -> None:
         from gradfaith_tui.cam.engine import explainer
         from gradfaith_tui.metrics.per_case import device_metrics, to_host
         from gradfaith_tui.metrics.shortcuts import suspect_reasons
@@ -203,7 +203,7 @@ class _Job:
                        arr.labels if target == "true" else None, cam.batch_size, device)
         batches = [todo[s:s + cam.batch_size] for s in range(0, len(todo), cam.batch_size)]
         nxt = stage(batches[0])
-        with explainer(self.model, self.layer, cam.method, cam.engine) as explain:
+        with explainer(self.model, self.layer, cam.method, cam.engine, compile=cam.compile) as explain:
             for k, idx in enumerate(batches):
                 b = nxt
                 ex = explain(b.x, b.labels)
@@ -225,6 +225,10 @@ class _Job:
                                    metrics, suspects)
                 done += len(idx)
                 progress(self.ckpt.model_id, done, n)
+            if cam.compile and dist.main:
+                warning = _not_compiled(explain)
+                if warning:
+                    warn(f"{self.ckpt.model_id}: {warning}")
 
     def evaluate(self, writer, arr, with_timing: bool, device: str) -> None:
         from gradfaith_tui.models.evaluate import timing
@@ -261,6 +265,16 @@ class _Job:
             targets = self.model(x).argmax(1)
         stages = cascading_randomisation(self.model, x, targets, maps)
         writer.write_sanity(self.ckpt.model_id, cam.method, stages, k)
+
+
+def _not_compiled(explain) -> str | None:
+    """Why --compile did not apply to this model's engine, or None where its trunk ran compiled."""
+    split = getattr(explain, "split", None)
+    if split is None:
+        return "--compile: not compiled (only the fast Grad-CAM engine's trunk is, up to a target layer that ends the features)"
+    if split.compiled is not None and split.compiled.broken:
+        return f"--compile: the plain trunk ran, compiling failed ({split.compiled.broken})"
+    return None
 
 
 def _rederive_suspects(writer: CacheWriter, jobs: list[_Job]) -> None:

@@ -8,7 +8,7 @@ from gradfaith_tui.cam.engine import explainer
 from gradfaith_tui.cam.fast_gradcam import FastGradCAM
 from gradfaith_tui.cam.layers import find
 from gradfaith_tui.cam.methods import cam_batch, upsample
-from gradfaith_tui.config import PAPER_ARCHS, spec_for
+from gradfaith_tui.config import PAPER_ARCHS, ModelSpec, spec_for
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.metrics.perturbation import deletion_insertion
 from gradfaith_tui.metrics.sanity import cascading_randomisation, spearman, stages
@@ -276,3 +276,54 @@ def test_every_metric_is_the_same_when_passes_are_padded_into_a_recorded_graph(m
     assert rec.recorded == 1 and rec.replays > 4
     for k, v in out[False].items():
         np.testing.assert_allclose(out[True][k], v, atol=1e-5, err_msg=k)
+
+
+def _compiled_by(monkeypatch, backend="aot_eager"):
+    from gradfaith_tui.cam import compiled
+
+    monkeypatch.setattr(compiled, "BACKEND", backend)  # inductor's C++ code generation takes minutes on this VM
+
+
+# A two-layer DenseNet: nothing to fold (timm's BatchNormAct), and traced in seconds where densenet-s takes ~50.
+TINY_DENSENET = ModelSpec("densenet-xs", "densenet121", "densenet161", {"growth_rate": 8, "block_config": (1, 1)})
+
+
+@pytest.mark.parametrize("spec", [spec_for("resnet10t"), TINY_DENSENET], ids=lambda s: s.name)
+def test_compiled_trunk_gives_the_same_maps_and_faith_for_every_batch_size(monkeypatch, spec):
+    """A net with nothing to fold splits for the compiler too; the batch dimension stays dynamic where no
+    graph pads batches into one shape, so the last batch needs no recompilation."""
+    import torch._dynamo.utils as dynamo_utils
+
+    _compiled_by(monkeypatch)
+    torch.manual_seed(0)
+    model = build(spec, 32).eval()
+    x, t = torch.rand(5, 1, 32, 32), torch.tensor([0, 1, 2, 1, 0])
+    with FastGradCAM(model, find(model.net)) as f:
+        plain, plain_logits = f(x, t), f.forward(x)
+    dynamo_utils.counters.clear()
+    with FastGradCAM(model, find(model.net), compile=True) as f:
+        parts = [f(x[:3], t[:3]), f(x[3:], t[3:])]
+        with torch.no_grad():
+            logits = f.forward(x)
+        assert f.split.path.endswith("compiled") and f.split.compiled.broken is None
+    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+    assert 1 <= graphs <= 2  # traced once (twice at most where a layer breaks the graph), not per batch size
+    torch.testing.assert_close(torch.cat([p.maps for p in parts]), plain.maps, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits, plain_logits, atol=1e-5, rtol=1e-5)
+    assert all(p.requires_grad for p in model.parameters())  # restored on exit
+
+
+def test_a_failed_compile_falls_back_to_the_plain_trunk_and_says_why(monkeypatch):
+    def no_compiler(gm, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    _compiled_by(monkeypatch, no_compiler)
+    torch.manual_seed(0)
+    model = build(spec_for("resnet10t"), 32).eval()
+    x = torch.rand(2, 1, 32, 32)
+    with FastGradCAM(model, find(model.net)) as f:
+        expected = f(x).maps
+    with FastGradCAM(model, find(model.net), compile=True) as f:
+        got = [f(x).maps for _ in range(2)][-1]
+        assert "no C++ compiler" in f.split.compiled.broken and "not compiled" in f.split.path
+    torch.testing.assert_close(got, expected)

@@ -295,3 +295,45 @@ def test_explorer_shows_the_planted_marker_truth(cache, tmp_path):
             line = next(ln for ln in text.splitlines() if ln.strip().startswith("M1 resnet10t") and " of " in ln)
             assert line.split()[2] == str(len(marked))
     asyncio.run(main())
+
+
+def test_compiled_engine_fills_the_cache_with_the_same_numbers(cache, phantoms, trained, tmp_path, monkeypatch):
+    """precompute --compile: the trunk through torch.compile (traced here with aot_eager, no code generation)."""
+    from gradfaith_tui.cam import compiled
+
+    monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
+    ran = []
+    release = compiled.CompiledForward.release
+    monkeypatch.setattr(compiled.CompiledForward, "release",
+                        lambda self: ran.append((self.compiled_once, self.broken)) or release(self))
+    out = tmp_path / "compiled"
+    precompute(phantoms, trained, out, names=["resnet10t"], seeds=[0], warn=lambda m: None, with_timing=False,
+               cam=CamSettings(sanity_cases=0, compile=True))
+    query = ("SELECT m.idx, m.name, m.value FROM metrics m JOIN explanations e ON e.expl_id = m.expl_id "
+             "WHERE e.model_id = 'resnet10t/seed0' AND m.name != 'consist' ORDER BY m.idx, m.name")
+    got = sqlite3.connect(out / "audit.sqlite").execute(query).fetchall()
+    want = sqlite3.connect(cache / "audit.sqlite").execute(query).fetchall()
+    assert ran == [(True, None)]  # one model, compiled, no fallback
+    assert len(got) == len(want) > 0
+    for (i, name, a), (j, name2, b) in zip(got, want):
+        assert (i, name) == (j, name2)
+        assert (a is None and b is None) or a == pytest.approx(b, abs=1e-5), (i, name)
+
+
+def test_compile_that_cannot_apply_says_so_once_per_model_and_the_run_completes(phantoms, trained, tmp_path, monkeypatch):
+    from gradfaith_tui.cam import compiled
+
+    def no_compiler(gm, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(compiled, "BACKEND", no_compiler)
+    said = []
+    out = precompute(phantoms, trained, tmp_path / "c", names=["resnet10t", "vit-tiny-p8"], seeds=[0], warn=said.append,
+                     with_timing=False, cam=CamSettings(sanity_cases=0, compile=True))
+    notes = [m for m in said if "--compile" in m]
+    assert len(notes) == 2, said
+    assert "resnet10t/seed0: --compile: the plain trunk ran, compiling failed (RuntimeError: no C++ compiler found)" in notes
+    assert any(m.startswith("vit-tiny-p8/seed0: --compile: not compiled") for m in notes)
+    r = CacheReader(out)
+    assert len(r.rows(range(r.n_cases))) == r.n_cases
+    r.close()

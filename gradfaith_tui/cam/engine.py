@@ -33,9 +33,11 @@ class _Library:
 
 
 @contextlib.contextmanager
-def explainer(model, layer: TargetLayer, method: str = "gradcam", engine: str = "fast", fold: bool = True):
+def explainer(model, layer: TargetLayer, method: str = "gradcam", engine: str = "fast", fold: bool = True,
+              compile: bool = False):
     """Yields explain(x, targets=None) -> Explained; explain.forward is the plain forward to judge the maps
-    with (Faith, counterfactuals): the fast engine's folded trunk where it has one (fold=False: never)."""
+    with (Faith, counterfactuals): the fast engine's folded trunk where it has one (fold=False: never),
+    through torch.compile with compile=True (the fast engine's split trunk only)."""
     if method not in ALL_METHODS:
         raise GradfaithError(f"--method: unknown method '{method}' (choose from {', '.join(ALL_METHODS)})")
     if engine not in ENGINES:
@@ -44,7 +46,7 @@ def explainer(model, layer: TargetLayer, method: str = "gradcam", engine: str = 
         with AttentionRollout(model, gradient=method == "grad-rollout") as r:
             yield r
     elif method == "gradcam" and engine == "fast":
-        with FastGradCAM(model, layer, fold) as f:
+        with FastGradCAM(model, layer, fold, compile=compile) as f:
             yield f
     else:
         yield _Library(model, layer, method)

@@ -36,9 +36,11 @@ def normalise(cam: torch.Tensor) -> torch.Tensor:
 class FastGradCAM:
     """Use as a context manager: the forward hook is released on exit, as in pytorch-grad-cam."""
 
-    def __init__(self, model: torch.nn.Module, layer: TargetLayer, fold: bool = True, graphs: bool = True):
-        """fold=False: no split (the hook, whole-model passes); graphs=False: no CUDA graphs (cam/graphs.py)."""
-        self.model, self.layer, self.fold, self.graphs = model, layer, fold, graphs
+    def __init__(self, model: torch.nn.Module, layer: TargetLayer, fold: bool = True, graphs: bool = True,
+                 compile: bool = False):
+        """fold=False: no split (the hook, whole-model passes); graphs=False: no CUDA graphs (cam/graphs.py);
+        compile=True: the split trunk through torch.compile (cam/compiled.py)."""
+        self.model, self.layer, self.fold, self.graphs, self.compile = model, layer, fold, graphs, compile
         self._act: torch.Tensor | None = None
         self._handle = None
         self._frozen: list[torch.nn.Parameter] = []
@@ -51,7 +53,7 @@ class FastGradCAM:
         self._frozen = [p for p in self.model.parameters() if p.requires_grad]
         for p in self._frozen:
             p.requires_grad_(False)
-        self.split = split_at(self.model, self.layer, self.graphs) if self.fold else None
+        self.split = split_at(self.model, self.layer, self.graphs, self.compile) if self.fold else None
         if self.split is None:
             self._handle = self.layer.module.register_forward_hook(self._keep)
         return self
@@ -63,6 +65,8 @@ class FastGradCAM:
         for p in self._frozen:
             p.requires_grad_(True)
         self._frozen = []
+        if self.split is not None and self.split.compiled is not None:
+            self.split.compiled.release()
         self.split = None
 
     @property

@@ -6,8 +6,10 @@ hook is needed. The trunk is a torch.fx trace in which each BatchNorm after a co
 (torch.fx.experimental.optimization.fuse): fewer kernels in every pass, Faith's included (CPU, 224 px,
 Grad-CAM + Faith: ResNet-50 1.03x, ResNet-101 1.08x). timm's BatchNormAct layers (DenseNet, EfficientNet)
 are not folded (tried: EfficientNet-B0 0.93-0.95x on the CPU). On CUDA the trunk, folded or not, is also
-replayed from a CUDA graph (cam/graphs.py), which is what those many-layer nets need on a GPU. On the CPU a
-net with nothing to fold keeps the hook, as do ViTs and a --target-layer inside the net everywhere.
+replayed from a CUDA graph (cam/graphs.py), which is what those many-layer nets need on a GPU; with
+compile=True (`precompute --compile`) it also runs through torch.compile (cam/compiled.py). On the CPU
+without compile a net with nothing to fold keeps the hook, as do ViTs and a --target-layer inside the net
+everywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import copy
 
 import torch
 
+from gradfaith_tui.cam.compiled import CompiledForward
 from gradfaith_tui.cam.graphs import GraphedForward
 from gradfaith_tui.cam.layers import TargetLayer
 from gradfaith_tui.models import precision
@@ -52,12 +55,17 @@ def _plain_batchnorms(m: torch.nn.Module) -> int:
 class SplitNet:
     """Called like the Classifier it was made from; features() and head() are its two halves."""
 
-    def __init__(self, model: torch.nn.Module, trunk: torch.nn.Module, graphs: bool = False):
+    def __init__(self, model: torch.nn.Module, trunk: torch.nn.Module, graphs: bool = False, compile: bool = False):
         self.model, self.trunk = model, trunk
+        # Under a graph every batch is padded into one shape, so the compiled kernels can be specialised to it.
+        self.compiled = CompiledForward(self._plain, static=graphs) if compile else None
         self.graphed = GraphedForward(self._features) if graphs else None
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(self.model.prepare(x))
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._plain(x) if self.compiled is None else self.compiled(x)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self._features(x) if self.graphed is None else self.graphed(x)
@@ -72,6 +80,10 @@ class SplitNet:
     def path(self) -> str:
         """How the trunk runs, for benchmarks and logs: folded, graphed, both, or neither (split)."""
         parts = ["folded"] if isinstance(self.trunk, torch.fx.GraphModule) else []
+        if self.compiled is not None and self.compiled.compiled_once:
+            parts.append("compiled")
+        elif self.compiled is not None and self.compiled.broken:
+            parts.append(f"not compiled: {self.compiled.broken[:60]}")
         if self.graphed is not None and self.graphed.recorded:
             parts.append("graphed")
         elif self.graphed is not None and self.graphed.broken:
@@ -97,15 +109,15 @@ def _folded(net: torch.nn.Module) -> torch.nn.Module | None:
     return trunk
 
 
-def split_at(model: torch.nn.Module, layer: TargetLayer, graphs: bool = True) -> SplitNet | None:
+def split_at(model: torch.nn.Module, layer: TargetLayer, graphs: bool = True, compile: bool = False) -> SplitNet | None:
     """The split, or None where the target layer is not the end of forward_features, or (on the CPU, or
-    with graphs=False) where there is nothing to fold, so the hooked engine costs no more."""
+    with graphs=False, and without compile) where there is nothing to fold, so the hooked engine costs no more."""
     net = model.net
     if layer.reshape is not None or model.training or not hasattr(net, "forward_features"):
         return None
     p = next(model.parameters())
     graphs = graphs and p.device.type in precision.GRAPH_DEVICES
-    if not graphs and not _plain_batchnorms(net):
+    if not graphs and not compile and not _plain_batchnorms(net):
         return None
     seen: list[torch.Tensor] = []
     handle = layer.module.register_forward_hook(lambda m, i, o: seen.append(o))
@@ -119,8 +131,8 @@ def split_at(model: torch.nn.Module, layer: TargetLayer, graphs: bool = True) ->
     if not seen or seen[-1] is not out:
         return None
     trunk = _folded(net)
-    if trunk is None:  # nothing folded: worth splitting only for the graphs
-        return SplitNet(model, _Features(net), graphs) if graphs else None
+    if trunk is None:  # nothing folded: worth splitting only for the graphs or the compiler
+        return SplitNet(model, _Features(net), graphs, compile) if graphs or compile else None
     if p.device.type == "cuda":
         trunk = trunk.to(memory_format=torch.channels_last)  # the folded weights are new tensors
-    return SplitNet(model, trunk, graphs)
+    return SplitNet(model, trunk, graphs, compile)
