@@ -132,7 +132,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
     from gradfaith_tui.pipeline import precompute
 
     marks: dict[str, list[tuple[float, int]]] = {}
-    phases: dict[str, dict[str, float]] = {}
+    phases: dict[str, list[tuple[float, str, float]]] = {}  # per model: (start, phase, seconds)
     current = [""]
 
     def progress(model_id: str, done: int, total: int) -> None:
@@ -147,8 +147,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
             try:
                 return inner(*args, **kwargs)
             finally:
-                times = phases.setdefault(current[0], {})
-                times[phase] = times.get(phase, 0.0) + time.perf_counter() - t
+                phases.setdefault(current[0], []).append((t, phase, time.perf_counter() - t))
         setattr(owner, name, timed)
 
     from gradfaith_tui.metrics import per_case, staging
@@ -179,17 +178,29 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
             names.append(c.card["name"])
         except CheckpointError as e:
             print(f"left out: {e}")
-    with tempfile.TemporaryDirectory() as tmp:
+    import warnings
+
+    cuda = torch.device(device).type == "cuda"
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as syncs:
+        warnings.simplefilter("always")
+        if cuda:  # every operation that makes the host wait for the GPU, named by where it is called
+            torch.cuda.set_sync_debug_mode("warn")
         t = time.perf_counter()
         # force: the checkpoints may come from another (smaller) set; this is a speed run, not an audit.
         precompute(Path(data), Path(checkpoints), Path(tmp) / "cache", names=names, cam=CamSettings(batch_size=batch, sanity_cases=0, compile=compile),
                    device=device, force=True, with_timing=False, warn=lambda m: None, progress=progress)
         total = time.perf_counter() - t
+        if cuda:
+            torch.cuda.set_sync_debug_mode("default")
     n_cases = max(m[-1][1] for m in marks.values())
     print(f"\nend to end precompute of {data} ({n_cases} test cases x {len(marks)} models): {total:.1f} s in all, "
           f"{n_cases * len(marks) / total:.1f} maps/s (start-up, decode, segmentation, Consist included)")
-    print(f"{'model':22s} {'end to end':>11s} {'engine':>10s} {'e2e/engine':>11s}   {'per batch: wait':>15s} {'stage':>6s} "
-          f"{'write':>6s} {'rest':>6s} ms   (e2e: CAM, Faith, every metric, counterfactual re-forwards, cache writes)")
+    print("e2e: CAM, Faith, every metric, counterfactual re-forwards, cache writes, from the end of the first batch "
+          "(steady: without the last, smaller batch either); set-up: entering the engine and the first batch (folding, "
+          "graph recording, kernel planning); host ms per steady batch: waiting for the device, staging the next "
+          "batch, writing the cache, the rest (launching the work on a GPU, doing it on a CPU)")
+    print(f"{'model':22s} {'end to end':>11s} {'steady':>9s} {'engine':>10s} {'e2e/engine':>11s} {'steady/eng':>11s} "
+          f"{'set-up s':>9s} {'last ms':>8s}   {'wait':>5s} {'stage':>6s} {'write':>6s} {'rest':>6s}")
     dev = torch.device(device)
     for c in find_checkpoints(Path(checkpoints)):
         m = marks.get(c.model_id)
@@ -204,15 +215,28 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
         with FastGradCAM(model, layer, compile=compile) as f:
             fused(f, x[:batch], batch, device)  # warm-up
             engine = fused(f, x, batch, device)
-        # Host time per batch over the whole run: waiting for the device, staging the next batch (overlapped on
-        # CUDA), writing the cache, and the rest (on a GPU launching the work, on the CPU doing it); a big
-        # "write" or "rest" on a GPU means the device idles.
-        nb = max(1, -(-m[-1][1] // batch) - -(-m[0][1] // batch))
-        ph = phases.get(c.model_id, {})
-        rest = (m[-1][0] - m[0][0]) - sum(ph.values())
-        print(f"{c.model_id:22s} {e2e:9.1f}/s {engine:8.1f}/s {e2e / engine:10.2f}x   {ph.get('wait', 0) / nb * 1e3:15.1f} "
-              f"{ph.get('stage', 0) / nb * 1e3:6.1f} {ph.get('write', 0) / nb * 1e3:6.1f} {rest / nb * 1e3:6.1f}   "
+        # Steady batches: after the first (set-up) and before the last (smaller; before padding into the recorded
+        # graph it was a new shape, whose kernel planning cost EfficientNet-B0 seconds). A big "write" or "rest"
+        # on a GPU means the device idles.
+        setup = m[1][0] - m[0][0] if len(m) > 2 else float("nan")
+        last = (m[-1][0] - m[-2][0]) * 1e3 if len(m) > 3 else float("nan")
+        lo, hi = (m[1], m[-2]) if len(m) > 3 else (m[0], m[-1])
+        steady = (hi[1] - lo[1]) / (hi[0] - lo[0])
+        nb = max(1, len([k for k in m if lo[0] < k[0] <= hi[0]]))
+        inside = [(ph, sec) for start, ph, sec in phases.get(c.model_id, []) if lo[0] <= start < hi[0]]
+        host = {name: sum(sec for ph, sec in inside if ph == name) / nb * 1e3 for name in ("wait", "stage", "write")}
+        rest = (hi[0] - lo[0]) / nb * 1e3 - sum(host.values())
+        print(f"{c.model_id:22s} {e2e:9.1f}/s {steady:7.1f}/s {engine:8.1f}/s {e2e / engine:10.2f}x {steady / engine:10.2f}x "
+              f"{setup:9.2f} {last:8.1f}   {host['wait']:5.1f} {host['stage']:6.1f} {host['write']:6.1f} {rest:6.1f}   "
               f"{paths.get(c.model_id, '?')}")
+    sites: dict[str, int] = {}
+    for w in syncs:
+        if "synchroniz" in str(w.message):
+            site = f"{Path(w.filename).name}:{w.lineno}"
+            sites[site] = sites.get(site, 0) + 1
+    if cuda:
+        print("host waits for the GPU (torch.cuda sync debug), by call site: "
+              + (", ".join(f"{k} x{v}" for k, v in sorted(sites.items(), key=lambda kv: -kv[1])[:12]) or "none"))
 
 
 if __name__ == "__main__":
