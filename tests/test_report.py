@@ -282,3 +282,34 @@ def test_synthetic_table1_is_computed_as_evaluate_does():
     assert all(ours["per_class"][k] == pytest.approx(v) for k, v in theirs["per_class"].items())
     empty = table1_body(np.zeros(4, int), np.zeros(4, int))
     assert empty["macro"] == pytest.approx(table1(confusion(np.zeros(4, int), np.zeros(4, int)))["macro"])
+
+
+def test_table_i_in_the_terminal_keeps_model_names_whole_and_a_shared_device_below():
+    from rich.console import Console
+
+    from gradfaith_tui.report.tables import table1_rich
+
+    macro = {k: 0.5 for k in ("sensitivity", "specificity", "precision", "recall", "f1", "accuracy")}
+
+    def text(devices: list[str], width: int = 80) -> str:
+        evals = {f"densenet-s/seed{i}": {"macro": macro, "timing": {"latency_ms": 16.5, "device": d}}
+                 for i, d in enumerate(devices)}
+        console = Console(width=width, record=True, color_system=None)
+        console.print(table1_rich(evals))
+        return console.export_text()
+
+    shared = text(["cpu (2 threads)", "cpu (2 threads)"])  # fits 80 columns: names and numbers whole
+    assert "densenet-s/seed0" in shared and "densenet-s/seed1" in shared
+    assert shared.count("0.500") == 12 and shared.count("16.50") == 2
+    assert "Device" not in shared and "timed on cpu (2 threads)" in shared
+    mixed = text(["cpu (2 threads)", "NVIDIA H200"], width=140)
+    assert "Device" in mixed and "timed on" not in mixed and "NVIDIA H200" in mixed
+
+
+def test_tables_piped_to_a_file_are_not_cut_at_80_columns(monkeypatch):
+    from gradfaith_tui.cli.progress import tables_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert tables_console().width == 160  # pytest's stdout is not a terminal
+    monkeypatch.setenv("COLUMNS", "100")
+    assert tables_console().width == 100

@@ -85,19 +85,19 @@ def report(
     reader = CacheReader(cache)
     built, paths = write_report(reader, out, format_)
     if terminal:
+        from gradfaith_tui.cli.progress import tables_console
         from gradfaith_tui.report.terminal import print_report
 
-        print_report(built)
+        print_report(built, tables_console())
     for path in paths:
         if path.suffix in (".md", ".html"):
             typer.echo(f"report written: {path}")
 
 
 def print_summary(reader) -> None:
-    from rich.console import Console
-
+    from gradfaith_tui.cli.progress import tables_console
     from gradfaith_tui.report.tables import summary_rich, table1_rich
 
-    con = Console()
+    con = tables_console()
     con.print(table1_rich(reader.evaluation()))
     con.print(summary_rich(reader.summary()))

@@ -59,15 +59,13 @@ def evaluate(
     strict: StrictOpt = False,
 ) -> None:
     """Table I and confusion matrices on the test split; JSON and CSV written into the cache folder."""
-    from rich.console import Console
-
-    from gradfaith_tui.cli.progress import warn
+    from gradfaith_tui.cli.progress import tables_console, warn
     from gradfaith_tui.models.evaluate_all import evaluate_all
     from gradfaith_tui.report.tables import confusion_rich, per_class_rich, table1_rich
     from gradfaith_tui.store.exports import write_evaluation_files
 
     bodies = evaluate_all(data, checkpoints, names(models), seeds(seeds_), check_device(device), force, strict, warn)
-    con = Console()
+    con = tables_console()
     con.print(table1_rich(bodies))
     for model, body in bodies.items():
         con.print(per_class_rich(model, body))

@@ -10,6 +10,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(stderr=True)
 
 
+def tables_console() -> Console:
+    """stdout for tables. Piped or logged, rich would assume 80 columns and cut model names to "resne…";
+    there it takes COLUMNS, else 160."""
+    import os
+    import sys
+
+    wide = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    return Console(width=160 if wide else None)
+
+
 def warn(msg: str) -> None:
     console.print(f"[yellow]warning:[/] {msg}", highlight=False)
 

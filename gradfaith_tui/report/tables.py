@@ -25,11 +25,15 @@ TABLE1_HEADER = ["Model", "Sensitivity", "Specificity", "Precision", "Recall", "
 
 
 def table1_rich(evals: dict[str, dict], title: str = "Table I (macro over classes, test split)") -> Table:
-    t = Table(title=title)
-    for h in TABLE1_HEADER:
-        t.add_column(h, justify="left" if h in ("Model", "Device") else "right")
-    for row in table1_rows(evals):
-        t.add_row(*row)
+    """Model names are never cut; a device every row shares goes under the table instead of in a column."""
+    rows = table1_rows(evals)
+    devices = {r[-1] for r in rows}
+    shared = len(devices) == 1 and "–" not in devices
+    t = Table(title=title, caption=f"timed on {devices.pop()}" if shared else None)
+    for h in TABLE1_HEADER[:-1] if shared else TABLE1_HEADER:
+        t.add_column(h, justify="left" if h in ("Model", "Device") else "right", no_wrap=h == "Model")
+    for row in rows:
+        t.add_row(*(row[:-1] if shared else row))
     return t
 
 
@@ -65,7 +69,7 @@ def summary_rows(summary: list[dict]) -> list[list[str]]:
 def summary_rich(summary: list[dict]) -> Table:
     t = Table(title="Faithfulness audit (means over test cases; LocAcc only where a mask exists)")
     for h in SUMMARY_HEADER:
-        t.add_column(h, justify="left" if h in ("Model", "Stands for") else "right")
+        t.add_column(h, justify="left" if h in ("Model", "Stands for") else "right", no_wrap=h == "Model")
     for row in summary_rows(summary):
         t.add_row(*row)
     return t
