@@ -64,6 +64,9 @@ def test_checkpoint_card_and_resume(phantoms, tmp_path):
     assert card["epochs_done"] == 2 and card["arch"] == "resnet10t" and card["class_names"][1] == "Benign"
     assert len(json.loads((out / "train_state.json").read_text())["history"]) == 2
     assert (out / "history.csv").read_text().count("\n") == 3
+    from gradfaith_tui.models.card import file_hash
+
+    assert card["weights_sha1"] == file_hash(out / "model.safetensors")  # the best epoch's, taken while writing
     model, _ = load_checkpoint(out, prep.fingerprint)
     assert model(torch.rand(1, 1, 32, 32)).shape == (1, 3)
 

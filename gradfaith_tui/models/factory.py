@@ -84,9 +84,10 @@ def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str,
     replace_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
-def write_card(directory: Path, card: dict) -> None:
-    """The card for the weights already at directory/model.safetensors, stamped with their hash."""
-    write_card_file(directory, {**card, "weights_sha1": file_hash(directory / WEIGHTS_NAME),
+def write_card(directory: Path, card: dict, weights_sha1: str | None = None) -> None:
+    """The card for the weights already at directory/model.safetensors, stamped with their hash (weights_sha1:
+    already taken of the same bytes)."""
+    write_card_file(directory, {**card, "weights_sha1": weights_sha1 or file_hash(directory / WEIGHTS_NAME),
                                 "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.prepared import SplitArrays
 from gradfaith_tui.errors import CheckpointError, TrainingError
-from gradfaith_tui.models.card import WEIGHTS_NAME, read_card, replace_atomically, write_card_file
+from gradfaith_tui.models.card import WEIGHTS_NAME, file_hash, read_card, replace_atomically, write_card_file
 from gradfaith_tui.models.epoch_saver import (SLOTS, STATE_NAME, EpochSaver, link_or_copy, optim_name,
                                               read_resume_state, weights_name)
 from gradfaith_tui.models import precision
@@ -169,10 +169,13 @@ def _write_epoch(out: Path, slot: str, weights: dict, optim: dict, state: dict, 
     with ThreadPoolExecutor(1, thread_name_prefix="optim-writer") as pool:
         optim_written = pool.submit(replace_atomically, out / optim_name(slot), lambda tmp: torch.save(optim, tmp))
         save_weights(weights, out / weights_name(slot), {"epoch": str(state["epoch"])})
+        # A new best's hash (its card's identity), read back while the optimiser's larger file is still being
+        # written rather than after it (ViT-B: 0.3 GB to hash, half a second).
+        digest = file_hash(out / weights_name(slot)) if best_card is not None else None
         optim_written.result()  # a failed write surfaces here, before anything points at the slot
     if best_card is not None:
-        link_or_copy(out / weights_name(slot), out / WEIGHTS_NAME)
-        write_card(out, best_card)
+        link_or_copy(out / weights_name(slot), out / WEIGHTS_NAME)  # the same bytes, so the same hash
+        write_card(out, best_card, digest)
     else:  # the card still records how far training got
         write_card_file(out, {**read_card(out), "epochs_done": state["epoch"]})
     _write_history(out / "history.csv", state["history"])
