@@ -327,3 +327,20 @@ def test_a_failed_compile_falls_back_to_the_plain_trunk_and_says_why(monkeypatch
         got = [f(x).maps for _ in range(2)][-1]
         assert "no C++ compiler" in f.split.compiled.broken and "not compiled" in f.split.path
     torch.testing.assert_close(got, expected)
+
+
+def test_a_static_compile_recompiles_once_for_other_batch_sizes_not_once_each(monkeypatch):
+    """Should the CUDA graph fail to record, batches of other sizes reach the static compile: one more
+    (dynamic) compilation serves them all."""
+    import torch._dynamo.utils as dynamo_utils
+
+    from gradfaith_tui.cam.compiled import CompiledForward
+
+    _compiled_by(monkeypatch)
+    dynamo_utils.counters.clear()
+    f = CompiledForward(lambda x: torch.relu(x * 2 - 1).sum(-1), static=True)
+    for n in (8, 5, 3, 2):
+        x = torch.rand(n, 4)
+        torch.testing.assert_close(f(x), torch.relu(x * 2 - 1).sum(-1))
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == 2 and f.broken is None
+    f.release()
