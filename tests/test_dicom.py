@@ -73,3 +73,49 @@ def test_broken_dicom_names_the_file(tmp_path):
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"\x01" * 10)
     with pytest.raises(DataError, match="broken.dcm: not a readable DICOM slice"):
         read_grey(bad)
+
+
+def _slice_of(patient: str, path):
+    ds = pydicom.dcmread(CT)
+    ds.PatientID = patient
+    ds.save_as(path)
+
+
+def test_dicom_slices_are_split_by_a_pseudonym_of_their_patient_id(tmp_path):
+    from gradfaith_tui.data.splits import split_samples
+
+    for folder in ("malignant", "normal"):
+        (tmp_path / folder).mkdir()
+    for p in range(6):  # six patients of three slices each per class; one anonymised slice
+        for k in range(3):
+            _slice_of(f"PAT{p:03d}", tmp_path / ("malignant" if p < 3 else "normal") / f"p{p}_{k}.dcm")
+    _slice_of("", tmp_path / "normal" / "anonymous.dcm")
+    ds = discover(tmp_path)
+    by_name = {s.path.name: s.patient for s in ds.samples}
+    assert by_name["anonymous.dcm"] is None
+    assert len({by_name[f"p{p}_0.dcm"] for p in range(6)}) == 6
+    assert all(by_name[f"p1_{k}.dcm"] == by_name["p1_0.dcm"] for k in range(3))
+    assert all(v.startswith("dcm-") and "PAT" not in v for v in by_name.values() if v)  # no identifier kept
+    split = split_samples(ds.samples)
+    for p in range(6):
+        assert len({split[f"{'malignant' if p < 3 else 'normal'}/p{p}_{k}.dcm"] for k in range(3)}) == 1
+
+
+def test_a_split_saved_before_patient_ids_were_read_is_kept_with_a_warning(tmp_path):
+    from gradfaith_tui.data.prepared import prepare
+
+    for folder in ("malignant", "normal"):
+        (tmp_path / folder).mkdir()
+    for p in range(4):
+        for k in range(2):
+            _slice_of(f"PAT{p}", tmp_path / ("malignant" if p < 2 else "normal") / f"p{p}_{k}.dcm")
+    ds = discover(tmp_path)
+    first = prepare(ds)
+    # As an earlier version saved it: the same assignment, no patient column values.
+    text = first.split_file.read_text().splitlines()
+    rows = [line.split(",") for line in text[1:]]
+    first.split_file.write_text("\n".join([text[0]] + [f"{r[0]},{r[1]},,{r[3]}" for r in rows]) + "\n")
+    said = []
+    again = prepare(discover(tmp_path), warn=said.append)
+    assert again.split_hash == first.split_hash and again.assignment == first.assignment
+    assert len(said) == 1 and "before 8 slices had patient ids" in said[0] and "--force" in said[0]

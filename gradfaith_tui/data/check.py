@@ -59,7 +59,8 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
     saved = find_saved(ds, split_seed)
     split_note = f"saved in {saved}" if saved else "not saved yet (the first train saves it)"
     try:
-        assignment = verify(ds, saved, read_split(saved)) if saved else split_samples(ds.samples, split_seed)
+        assignment = (verify(ds, saved, read_split(saved), warnings.append) if saved
+                      else split_samples(ds.samples, split_seed))
     except DataError as exc:
         errors.append(str(exc))
         assignment, split_note = split_samples(ds.samples, split_seed), "saved split does not match the data"

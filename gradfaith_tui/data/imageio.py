@@ -76,6 +76,22 @@ def read_dicom_hu(path: Path) -> np.ndarray:
     return hu
 
 
+def dicom_patient(path: Path) -> str | None:
+    """The slice's patient, for splitting by patient: a pseudonym of its PatientID tag ("dcm-" and 12 hex
+    digits of its SHA-1), so no identifier reaches splits, caches or reports. None where the tag is empty
+    (anonymised) or the header cannot be read (reading the pixels reports that)."""
+    import hashlib
+
+    import pydicom
+
+    try:
+        pid = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"]).get("PatientID", ""))
+    except Exception:  # broken files are named when their pixels are read
+        return None
+    pid = pid.strip()
+    return f"dcm-{hashlib.sha1(pid.encode()).hexdigest()[:12]}" if pid else None
+
+
 def read_grey(path: Path, win: tuple[float, float] | None = None) -> np.ndarray:
     """A slice as a 2-D uint8 array; RGB files of grey content are converted to luminance,
     DICOM is windowed (default lung)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gradfaith_tui.config import CLASS_FOLDERS
 from gradfaith_tui.data.dataset import Dataset, Sample, parse_label
-from gradfaith_tui.data.imageio import DICOM_EXTS, Box, is_dicom, parse_window
+from gradfaith_tui.data.imageio import DICOM_EXTS, Box, dicom_patient, is_dicom, parse_window
 from gradfaith_tui.errors import DataError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_EXTS
@@ -71,9 +71,11 @@ def from_class_folders(root: Path, window: tuple[float, float] | None) -> Datase
         if not files:
             warnings.append(f"{folder}: empty class folder")
         for p in files:
-            win = window if is_dicom(p) else None
-            samples.append(Sample(p.relative_to(root).as_posix(), p, CLASS_OF_FOLDER[key], None,
-                                  find_mask(parent, folder.name, p.stem), window=win))
+            dicom = is_dicom(p)
+            # A DICOM slice names its patient, so a series never straddles train and test.
+            samples.append(Sample(p.relative_to(root).as_posix(), p, CLASS_OF_FOLDER[key],
+                                  dicom_patient(p) if dicom else None, find_mask(parent, folder.name, p.stem),
+                                  window=window if dicom else None))
     return Dataset(root, samples, "class-folders", warnings, problems)
 
 
@@ -145,7 +147,8 @@ def from_manifest(root: Path, manifest: Path, window: tuple[float, float] | None
         except DataError as exc:
             problems.append(str(exc))
             continue
-        by_path[case_id] = Sample(case_id, path, label, (row.get("patient") or "").strip() or None, mask,
-                                  int(shortcut) if shortcut.isdigit() else None,
-                                  win if is_dicom(path) else None, (box,) if box else (), shortcut_box)
+        dicom = is_dicom(path)
+        patient = (row.get("patient") or "").strip() or (dicom_patient(path) if dicom else None)  # the column wins
+        by_path[case_id] = Sample(case_id, path, label, patient, mask, int(shortcut) if shortcut.isdigit() else None,
+                                  win if dicom else None, (box,) if box else (), shortcut_box)
     return Dataset(root, list(by_path.values()), "manifest", warnings, problems, manifest)

@@ -89,7 +89,7 @@ def prepare(ds: Dataset, split_seed: int = 0, warn: Callable[[str], None] = lamb
     """The saved split for this seed, checked against the data; made and saved on first use (or with force)."""
     saved = None if force else find_saved(ds, split_seed)
     if saved is not None:
-        assignment = verify(ds, saved, read_split(saved))
+        assignment = verify(ds, saved, read_split(saved), warn)
     else:
         assignment = split_samples(ds.samples, split_seed)
         saved = write_split(ds, split_seed, assignment, warn)

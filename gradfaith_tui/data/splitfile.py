@@ -52,14 +52,20 @@ def read_split(path: Path) -> list[dict]:
     return rows
 
 
-def verify(ds: Dataset, path: Path, rows: list[dict]) -> dict[str, str]:
-    """The saved assignment, if it still describes exactly this data; otherwise a DataError saying what changed."""
+def verify(ds: Dataset, path: Path, rows: list[dict], warn: Callable[[str], None] = lambda msg: None) -> dict[str, str]:
+    """The saved assignment, if it still describes exactly this data; otherwise a DataError saying what changed.
+
+    A split saved without patient ids where the slices now have them (DICOM slices take theirs from the
+    PatientID tag; splits saved before that did not) is kept, so trained models stay valid, with a warning:
+    it may put one patient in two splits."""
     saved = {r["case_id"]: r for r in rows}
     now = {s.case_id: s for s in ds.samples}
     added = sorted(now.keys() - saved.keys())
     removed = sorted(saved.keys() - now.keys())
+    gained = sorted(k for k in now.keys() & saved.keys() if not saved[k]["patient"] and now[k].patient)
     relabelled = sorted(k for k in now.keys() & saved.keys()
-                        if saved[k]["label"] != str(now[k].label) or saved[k]["patient"] != (now[k].patient or ""))
+                        if saved[k]["label"] != str(now[k].label)
+                        or (saved[k]["patient"] != (now[k].patient or "") and saved[k]["patient"]))
     if added or removed or relabelled:
         parts = [f"{len(v)} {what} (e.g. {v[0]})" for v, what in
                  ((added, "added"), (removed, "removed"), (relabelled, "with another label or patient")) if v]
@@ -69,6 +75,10 @@ def verify(ds: Dataset, path: Path, rows: list[dict]) -> dict[str, str]:
     bad = sorted({r["split"] for r in rows} - {"train", "val", "test"})
     if bad:
         raise DataError(f"{path}: unknown split name '{bad[0]}' (use train, val, test)")
+    if gained:
+        warn(f"{path}: saved by slice, before {len(gained)} slices had patient ids (e.g. {gained[0]}), so one "
+             f"patient's slices may sit in train and test; re-split with `gradfaith-tui data split "
+             f"{ds.manifest or ds.root} --force` and retrain")
     return {k: r["split"] for k, r in saved.items()}
 
 
