@@ -86,7 +86,7 @@ def main() -> None:
         with FastGradCAM(model, layer) as f:
             fused(f, x[: a.batch_size], a.batch_size, a.device)  # warm-up (on CUDA, the graph's recording)
             fast = fused(f, x, a.batch_size, a.device)
-            path = f.split.path if f.split is not None else "hook"  # the engine's path: cam/split.py
+            path = _path(f)
             graphed = f.split is not None and f.split.graphed is not None and f.split.graphed.recorded
             first = f(x[: a.batch_size]).maps if graphed else None
         print(f"{arch:22s} {one:9.1f}/s {lib:10.1f}/s {fast:7.1f}/s {fast / lib:13.2f}x {fast / one:12.2f}x   {path}")
@@ -105,11 +105,16 @@ def main() -> None:
                 fused(f, x[: a.batch_size], a.batch_size, a.device)  # compiles (and records the graph)
                 took = time.perf_counter() - t
                 comp = fused(f, x, a.batch_size, a.device)
-                maps, path = f(x[: a.batch_size]).maps, f.split.path if f.split is not None else "hook"
+                maps, path = f(x[: a.batch_size]).maps, _path(f)
             print(f"{'  compiled':22s} {'':11s} {'':12s} {comp:7.1f}/s {comp / lib:13.2f}x   {path}: {comp / fast:.2f}x "
                   f"the engine above, compiling {took:.0f} s, maps Pearson r >= {_agreement(maps, plain):.4f} vs plain")
     if a.e2e:
         end_to_end(*a.e2e, a.device, a.batch_size, a.compile)
+
+
+def _path(f: FastGradCAM) -> str:
+    """How an entered engine's trunk runs (cam/split.py): folded, compiled, graphed..., or the hook."""
+    return f.split.path if f.split is not None else "hook"
 
 
 def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -165,7 +170,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
 
     def noted_exit(self, *exc):
         if current[0] and current[0] not in paths:
-            paths[current[0]] = self.split.path if self.split is not None else "hook"
+            paths[current[0]] = _path(self)
         return leave(self, *exc)
     FastGradCAM.__exit__ = noted_exit
 

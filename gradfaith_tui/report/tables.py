@@ -25,7 +25,8 @@ TABLE1_HEADER = ["Model", "Sensitivity", "Specificity", "Precision", "Recall", "
 
 
 def table1_rich(evals: dict[str, dict], title: str = "Table I (macro over classes, test split)") -> Table:
-    """Model names are never cut; a device every row shares goes under the table instead of in a column."""
+    """Model names do not wrap, and a device every row shares goes under the table instead of in a column
+    (so at 80 columns names and numbers stay whole, headers shortened instead)."""
     rows = table1_rows(evals)
     devices = {r[-1] for r in rows}
     shared = len(devices) == 1 and "–" not in devices
