@@ -65,6 +65,9 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true",
                     help="also the engine with its trunk through torch.compile (precompute --compile), with the "
                          "compile time, and --e2e so too")
+    ap.add_argument("--wider", default="", metavar="B1,B2",
+                    help="also the engine at these batch sizes: what a wider batch is worth per image (precompute "
+                         "sends a batch's three edits through the trunk as one pass of 3x its rows)")
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="cuDNN searches kernels per shape (for the library and the engine alike) instead of its heuristics")
     a = ap.parse_args()
@@ -90,6 +93,12 @@ def main() -> None:
             graphed = f.split is not None and f.split.graphed is not None and f.split.graphed.recorded
             first = f(x[: a.batch_size]).maps if graphed else None
         print(f"{arch:22s} {one:9.1f}/s {lib:10.1f}/s {fast:7.1f}/s {fast / lib:13.2f}x {fast / one:12.2f}x   {path}")
+        for wide in [int(b) for b in filter(None, a.wider.split(","))]:
+            with FastGradCAM(model, layer) as f:
+                fused(f, x[:wide], wide, a.device)  # warm-up (on CUDA, the graphs' recording)
+                rate = fused(f, x, wide, a.device)
+            print(f"{'  at batch ' + str(wide):22s} {'':11s} {'':12s} {rate:7.1f}/s {rate / lib:13.2f}x   "
+                  f"{rate / fast:.2f}x the engine at batch {a.batch_size}")
         if graphed:  # the same engine without the graph: what the graph is worth, and that it computes the same
             with FastGradCAM(model, layer, graphs=False) as f:
                 fused(f, x[: a.batch_size], a.batch_size, a.device)
@@ -155,10 +164,10 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
                 phases.setdefault(current[0], []).append((t, phase, time.perf_counter() - t))
         setattr(owner, name, timed)
 
-    from gradfaith_tui.metrics import per_case, staging
+    from gradfaith_tui.metrics import readback, staging
     from gradfaith_tui.store.cache import CacheWriter
 
-    clocked(per_case, "to_host", "wait")  # the read-back waits for the device to finish the batch
+    clocked(readback.Pending, "wait", "wait")  # the read-back waits for the device to finish the batch
     clocked(staging.Stager, "__call__", "stage")
     clocked(CacheWriter, "write_batch", "write")
     import gradfaith_tui.pipeline as pipeline

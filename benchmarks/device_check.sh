@@ -3,7 +3,8 @@
 #   1. Grad-CAM + Faith: pytorch-grad-cam one by one and batched (64, fp32) vs the fused bf16 engine, at 224 px,
 #      the engine with and without its CUDA graphs (CAM_ARCHS: other architectures than ARCHS); SEARCH_ARCHS=a,b
 #      repeats it for those with cuDNN's kernel search, COMPILE_ARCHS=a,b with the trunk through torch.compile
-#      too (precompute --compile; compiling takes about a minute per model, so give CAP1 room);
+#      too (precompute --compile; compiling takes about a minute per model, so give CAP1 room); WIDER=128,192
+#      adds the engine at those batch sizes (what the three edits' one wide pass in precompute is worth);
 #   2. bare training steps (batch 32, 224 px) per architecture: eager vs replayed from CUDA graphs, the first
 #      step's time (cuDNN's kernel search), and how busy the GPU is (torch.profiler);
 #   3. the same with cuDNN's heuristics instead of its search (NOBENCH=1 also trains step 4 so);
@@ -51,7 +52,8 @@ print('phantoms:', write_dataset(PhantomConfig(n_patients=int(sys.argv[1]), slic
   want 5 && { phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" > "$WORK/ph-e2e.log" 2>&1 & PH_E2E=$!; }
   if want 1; then
     step "1. Grad-CAM + Faith, images/s"
-    timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 --archs "${CAM_ARCHS:-$ARCHS}"
+    timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 --archs "${CAM_ARCHS:-$ARCHS}" \
+        ${WIDER:+--wider "$WIDER"}
     if [ -n "${SEARCH_ARCHS:-}" ]; then  # the same with cuDNN's per-shape kernel search, in a fresh process
       timeout "$CAP1" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --n "$N" --batch-size 64 \
           --archs "$SEARCH_ARCHS" --cudnn-benchmark

@@ -28,6 +28,9 @@ from gradfaith_tui.store.exports import write_evaluation_files
 from gradfaith_tui.store.keys import explanation_key
 
 
+AHEAD_DEVICES = ("cuda",)  # where the next batch is queued before this one is written (tests add "cpu")
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -189,7 +192,8 @@ class _Job:
 
     def explain(self, writer, arr, seg, cam, target, dist, device, progress, warn=print) -> None:
         from gradfaith_tui.cam.engine import explainer
-        from gradfaith_tui.metrics.per_case import device_metrics, to_host
+        from gradfaith_tui.metrics.per_case import device_metrics
+        from gradfaith_tui.metrics.readback import Pending
         from gradfaith_tui.metrics.shortcuts import suspect_reasons
         from gradfaith_tui.metrics.staging import Stager
 
@@ -202,29 +206,43 @@ class _Job:
         stage = Stager(arr.images, arr.masks, body, lungs, arr.shortcut_regions,
                        arr.labels if target == "true" else None, cam.batch_size, device)
         batches = [todo[s:s + cam.batch_size] for s in range(0, len(todo), cam.batch_size)]
-        nxt = stage(batches[0])
+
+        def launch(b) -> Pending:  # on a GPU this only queues the work: the host goes on at once
+            ex = explain(b.x, b.labels)
+            on_device = device_metrics(explain.forward, b, ex, cam.tau, cam.baseline, cam.deep_steps)
+            return Pending(ex.maps, torch.softmax(ex.logits, 1), on_device)
+
+        def finish(idx: np.ndarray, pending: Pending) -> None:
+            nonlocal done
+            r = pending.wait()
+            finite = np.isfinite(r.probs).all(1)
+            if not finite.all():  # finite weights (checked on load) yet an activation overflowed
+                bad = idx[~finite]
+                raise CheckpointError(f"{self.ckpt.directory}: non-finite class scores on {device} for "
+                                      f"{len(bad)} case(s) (first: case {int(bad[0])}); the finished batches "
+                                      f"are kept; try --device cpu, which runs in fp32")
+            suspects = [(int(i), *s) for j, i in enumerate(idx)
+                        for s in suspect_reasons({m: v[j] for m, v in r.metrics.items()})]
+            writer.write_batch(self.expl_id, self.ckpt.model_id, idx, r.maps, r.probs.argmax(1), r.probs,
+                               r.metrics, suspects)
+            done += len(idx)
+            progress(self.ckpt.model_id, done, n)
+
+        # On a GPU the next batch is queued before this one is written, so the device never waits for the
+        # host's writing; a kill then loses the two batches in flight (a fraction of a second's work). On the
+        # CPU, where the work itself is the wait, each batch is written before the next starts: at most one.
+        ahead = 1 if torch.device(device).type in AHEAD_DEVICES else 0
+        queue: list[tuple[np.ndarray, Pending]] = []
+        staged = stage(batches[0])
         with explainer(self.model, self.layer, cam.method, cam.engine, compile=cam.compile) as explain:
             for k, idx in enumerate(batches):
-                b = nxt
-                ex = explain(b.x, b.labels)
-                on_device = device_metrics(explain.forward, b, ex, cam.tau, cam.baseline, cam.deep_steps)
-                probs = torch.softmax(ex.logits, 1)
-                if k + 1 < len(batches):
-                    nxt = stage(batches[k + 1])  # host work while the device still runs this batch
-                metrics, probs = to_host(on_device), probs.cpu().numpy()
-                finite = np.isfinite(probs).all(1)
-                if not finite.all():  # finite weights (checked on load) yet an activation overflowed
-                    bad = idx[~finite]
-                    raise CheckpointError(f"{self.ckpt.directory}: non-finite class scores on {device} for "
-                                          f"{len(bad)} case(s) (first: case {int(bad[0])}); the finished batches "
-                                          f"are kept; try --device cpu, which runs in fp32")
-                suspects = [(int(i), *s) for j, i in enumerate(idx)
-                            for s in suspect_reasons({m: v[j] for m, v in metrics.items()})]
-                # Written before the next batch starts: a kill loses at most the batch in flight.
-                writer.write_batch(self.expl_id, self.ckpt.model_id, idx, ex.maps.cpu().numpy(), probs.argmax(1), probs,
-                                   metrics, suspects)
-                done += len(idx)
-                progress(self.ckpt.model_id, done, n)
+                queue.append((idx, launch(staged)))
+                if len(queue) > ahead:
+                    finish(*queue.pop(0))
+                if k + 1 < len(batches):  # into the buffers of a batch already read back (metrics/staging.py)
+                    staged = stage(batches[k + 1])
+            while queue:
+                finish(*queue.pop(0))
             if cam.compile and dist.main:
                 warning = _not_compiled(explain)
                 if warning:

@@ -105,17 +105,21 @@ def test_split_only_where_the_target_layer_ends_the_features():
 
 
 class _Recorder:
-    """A stand-in for CUDA graph recording on the CPU: counts recordings and replays."""
+    """A stand-in for CUDA graph recording on the CPU: counts recordings (by batch size) and replays."""
 
-    def __init__(self, fail: bool = False):
-        self.recorded, self.replays, self.fail = 0, 0, fail
+    def __init__(self, fail: bool = False, fail_wider: bool = False):
+        self.recorded, self.replays, self.fail, self.fail_wider = 0, 0, fail, fail_wider
+        self.sizes: list[int] = []
 
     def __call__(self, graphed, x):
-        if self.fail:
+        if self.fail or (self.fail_wider and self.recorded):
             raise RuntimeError("operation not permitted when stream is capturing")
         self.recorded += 1
+        self.sizes.append(len(x))
+        size = len(x)
 
         def replay(inp):
+            assert len(inp) == size  # a replay sees exactly the recorded shape
             self.replays += 1
             return graphed.fn(inp)
         return replay
@@ -139,11 +143,34 @@ def test_the_first_shape_is_recorded_and_smaller_batches_replay_padded_into_it(m
         assert torch.equal(g(a), a * 2) and (rec.recorded, rec.replays) == (1, 1)
         assert torch.equal(g(a[:2]), a[:2] * 2) and rec.replays == 2  # the last batch: padded, not a new shape
         assert seen[-1] == 4
-        assert torch.equal(g(torch.ones(6, 3)), torch.full((6, 3), 2.0)) and rec.replays == 2  # larger: plain
-        g(torch.ones(4, 5))  # another image size: max_graphs=1, so plain
-        assert (rec.recorded, g.recorded) == (1, 1)
+        g(torch.ones(4, 5))  # another image size: plain
+        assert (rec.recorded, rec.replays, seen[-1]) == (1, 2, 4)
     g(a)  # autograd on: always the plain forward
     assert rec.replays == 2
+
+
+def test_whole_multiples_of_the_batch_get_their_own_graphs_and_other_sizes_fit_into_them(monkeypatch):
+    """Precompute's three edits of a batch go through as one pass of 3x its rows; --deep's steps as 2x."""
+    rec = _Recorder()
+    g = _graphed_on_cpu(monkeypatch, rec)(lambda x: x * 2)
+    x = torch.arange(60.0).view(20, 3)
+    with torch.no_grad():
+        for rows, recorded in ((4, [4]), (12, [4, 12]), (9, [4, 12]), (8, [4, 12, 8]), (7, [4, 12, 8]),
+                               (16, [4, 12, 8]), (20, [4, 12, 8])):
+            assert torch.equal(g(x[:rows]), x[:rows] * 2), rows
+            assert rec.sizes == recorded, rows  # 9 and 7: padded into 12 and 8; 16 (widths=3 reached), 20: chunks of 12
+    assert rec.replays == 9 and g.recorded == 3 and g.narrow is None
+
+
+def test_a_wider_graph_that_fails_to_record_leaves_the_first_in_use(monkeypatch):
+    rec = _Recorder(fail_wider=True)
+    g = _graphed_on_cpu(monkeypatch, rec)(lambda x: x + 1)
+    x = torch.zeros(12, 3)
+    with torch.no_grad():
+        assert torch.equal(g(x[:4]), x[:4] + 1)
+        assert torch.equal(g(x), x + 1)  # 12 rows: no graph of 12, so three replays of the one of 4
+        assert torch.equal(g(x[:8]), x[:8] + 1)  # not tried again
+    assert (rec.recorded, rec.replays) == (1, 6) and g.broken is None and "capturing" in g.narrow
 
 
 def test_a_failed_recording_falls_back_to_the_plain_forward_and_says_why(monkeypatch):
@@ -252,28 +279,32 @@ def test_spearman_and_cascading_randomisation():
 
 
 def test_every_metric_is_the_same_when_passes_are_padded_into_a_recorded_graph(monkeypatch):
-    """The run's last batch and the marked rows' counterfactual pass are smaller than the recorded batch."""
+    """As in a run: the first batch records its shape and the three edits' (3x) in one pass; the last batch,
+    its edits and the marked rows' counterfactual pass are smaller than those and replay padded into them."""
     from gradfaith_tui.metrics.per_case import batch_metrics
 
     rec = _Recorder()
     _graphed_on_cpu(monkeypatch, rec)
     torch.manual_seed(0)
     model = build(spec_for("tinynet_e"), 32).eval()
-    first, last = torch.rand(8, 1, 32, 32), torch.rand(5, 1, 32, 32)
-    masks = np.zeros((5, 32, 32), bool)
+    x = torch.rand(8, 1, 32, 32)
+    masks = np.zeros((8, 32, 32), bool)
     masks[:, 10:20, 10:20] = True
-    body = np.zeros((5, 32, 32), bool)
+    body = np.zeros((8, 32, 32), bool)
     body[:, 4:28, 4:28] = True
-    regions = np.zeros((5, 32, 32), bool)
-    regions[[1, 3], :3, :3] = True  # two marked rows: a pass of 2
+    regions = np.zeros((8, 32, 32), bool)
+    regions[[1, 3], :3, :3] = True  # two marked rows in the last batch: a pass of 2
     out = {}
     for graphs in (True, False):
         with FastGradCAM(model, find(model.net), graphs=graphs) as f:
-            if graphs:
-                f(first)  # records the batch of 8
-            ex = f(last)
-            out[graphs] = batch_metrics(f.forward, last, ex, masks, body, masks, shortcut_regions=regions)
-    assert rec.recorded == 1 and rec.replays > 4
+            if graphs:  # the first batch, unmarked
+                batch_metrics(f.forward, x, f(x), masks, body, masks)
+                assert rec.sizes == [8, 24] and rec.replays == 2
+            last = slice(0, 5)
+            ex = f(x[last])
+            out[graphs] = batch_metrics(f.forward, x[last], ex, masks[last], body[last], masks[last],
+                                        shortcut_regions=regions[last])
+    assert rec.sizes == [8, 24] and rec.replays == 5  # the last: its clean pass into 8, edits 15 into 24, marked 2 into 8
     for k, v in out[False].items():
         np.testing.assert_allclose(out[True][k], v, atol=1e-5, err_msg=k)
 

@@ -337,3 +337,54 @@ def test_compile_that_cannot_apply_says_so_once_per_model_and_the_run_completes(
     r = CacheReader(out)
     assert len(r.rows(range(r.n_cases))) == r.n_cases
     r.close()
+
+
+def test_the_gpu_pipeline_on_the_cpu_stores_the_same_numbers_and_a_crash_keeps_written_batches(
+        cache, phantoms, trained, tmp_path, monkeypatch):
+    """As on CUDA: each batch queued before the one before it is written, trunks replayed from (stand-in)
+    graphs, three edits in one wide pass. The numbers equal the plain run's; a crash loses at most the two
+    batches in flight."""
+    import gradfaith_tui.pipeline as pipeline
+    from gradfaith_tui.cam import graphs
+    from gradfaith_tui.models import precision
+
+    recorded, replayed = [], []
+
+    def record(self, x):
+        recorded.append(len(x))
+        return lambda inp: replayed.append(len(inp)) or self.fn(inp)
+
+    monkeypatch.setattr(pipeline, "AHEAD_DEVICES", ("cpu", "cuda"))
+    monkeypatch.setattr(precision, "GRAPH_DEVICES", ("cpu",))
+    monkeypatch.setattr(graphs.GraphedForward, "_record", record)
+    out = tmp_path / "ahead"
+    cam = CamSettings(batch_size=4, sanity_cases=0)
+    precompute(phantoms, trained, out, names=["resnet10t"], seeds=[0], cam=cam, warn=lambda m: None,
+               with_timing=False)
+    assert recorded == [4, 12] and set(replayed) == {4, 12}  # the batch, and its three edits in one pass
+    query = ("SELECT m.idx, m.name, m.value FROM metrics m JOIN explanations e ON e.expl_id = m.expl_id "
+             "WHERE e.model_id = 'resnet10t/seed0' AND m.name != 'consist' ORDER BY m.idx, m.name")
+    got = sqlite3.connect(out / "audit.sqlite").execute(query).fetchall()
+    want = sqlite3.connect(cache / "audit.sqlite").execute(query).fetchall()
+    assert len(got) == len(want) > 0
+    for (i, name, a), (j, name2, b) in zip(got, want):
+        assert (i, name) == (j, name2)
+        assert (a is None and b is None) or a == pytest.approx(b, abs=1e-5), (i, name)
+    pred = "SELECT idx, pred, p0, p1, p2 FROM predictions WHERE model_id = 'resnet10t/seed0' ORDER BY idx"
+    assert sqlite3.connect(out / "audit.sqlite").execute(pred).fetchall() == pytest.approx(
+        sqlite3.connect(cache / "audit.sqlite").execute(pred).fetchall())
+
+    seen = []
+
+    def crash_after_two_batches(model_id, done, total):
+        seen.append(done)
+        if len([d for d in seen if d > 0]) == 2:
+            raise KeyboardInterrupt
+
+    crashed = tmp_path / "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        precompute(phantoms, trained, crashed, names=["resnet10t"], seeds=[0], cam=CamSettings(batch_size=2, sanity_cases=0),
+                   warn=lambda m: None, with_timing=False, progress=crash_after_two_batches)
+    r = CacheReader(crashed)
+    assert r.con.execute("SELECT COUNT(*) FROM metrics WHERE name='faith'").fetchone()[0] == 4  # two batches written
+    r.close()

@@ -6,12 +6,17 @@ by the GPU running them (H200, 224 px, batch 64, Grad-CAM + Faith: DenseNet-161 
 3.59x, ResNets 1.06-1.08x). A graph records the pass once and replays it whole, with the kernels cuDNN's
 heuristics chose while recording (no per-shape search: seconds per model for little).
 
-The first batch's shape is recorded (a run's batches are that size, but for the last); a smaller batch of
-the same images' size is padded with zero images into the recorded shape and its rows taken back out:
-rows do not interact in an eval-mode net, and each new shape would cost cuDNN host time to plan its
-kernels (up to seconds for EfficientNet-B0). A larger batch, other image sizes beyond max_graphs, a call
-with autograd on, and any failure to record (the reason is kept in .broken) run the plain forward, which
-computes the same thing.
+The first batch's shape is recorded (a run's batches are that size, but for the last), and so are whole
+multiples of it that reach the forward (up to `widths` sizes: precompute's three counterfactual edits of a
+batch go through in one pass of 3x its rows, --deep's deletion and insertion steps in passes of 2x), all in
+one memory pool, as they never run at once: a wider batch gives each kernel more work to spread over the
+GPU's units (what that is worth is for benchmarks/cam_speed.py --e2e to show). A smaller batch of
+the same images' size is padded with zero images into the smallest recorded shape that holds it and its
+rows taken back out: rows do not interact in an eval-mode net, and each new shape would cost cuDNN host time
+to plan its kernels (up to seconds for EfficientNet-B0); a larger one is replayed in chunks of the widest.
+Other image sizes, a call with autograd on, and any failure to record the first shape (the reason is kept in
+.broken) run the plain forward, which computes the same; a wider shape that fails to record (memory, say)
+leaves the recorded ones in use (the reason is kept in .narrow).
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 class GraphedForward:
     """For functions of independent rows (an eval-mode trunk): padding must not change the real rows."""
 
-    def __init__(self, fn: Forward, max_graphs: int = 1):
-        self.fn, self.max_graphs = fn, max_graphs
-        self.broken: str | None = None
-        self._graphs: dict[tuple, tuple[int, Forward]] = {}  # per image shape: (batch size, replay)
+    def __init__(self, fn: Forward, widths: int = 3):
+        self.fn, self.widths = fn, widths
+        self.broken: str | None = None  # the first recording failed: every call runs the plain forward
+        self.narrow: str | None = None  # a wider one failed: wider calls replay the recorded ones in chunks
+        self._key: tuple | None = None  # the image shape, dtype, device and autocast of the recorded graphs
+        self._graphs: dict[int, Forward] = {}  # batch size -> replay
+        self._pool = None  # one memory pool for all of them
 
     @property
     def recorded(self) -> int:
@@ -42,21 +50,36 @@ class GraphedForward:
             return self.fn(x)
         dev = x.device.type
         key = (tuple(x.shape[1:]), x.dtype, str(x.device), torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
-        if key not in self._graphs:
-            if len(self._graphs) >= self.max_graphs:
-                return self.fn(x)
-            try:
-                self._graphs[key] = (len(x), self._record(x))
-            except Exception as e:  # e.g. a layer that syncs with the host: the plain forward is as exact
-                self.broken = f"{type(e).__name__}: {e}"
-                return self.fn(x)
-        batch, replay = self._graphs[key]
         n = len(x)
-        if n > batch:
+        if self._key is None:
+            if not self._add(x, first=True):
+                return self.fn(x)
+            self._key = key
+        elif key != self._key:
             return self.fn(x)
+        base = min(self._graphs)
+        if n not in self._graphs and n % base == 0 and len(self._graphs) < self.widths and self.narrow is None:
+            self._add(x, first=False)
+        fits = [b for b in self._graphs if b >= n]
+        if not fits:
+            widest = max(self._graphs)
+            return torch.cat([self(x[s:s + widest]) for s in range(0, n, widest)])
+        batch = min(fits)
         if n < batch:
-            return replay(torch.cat([x, x.new_zeros((batch - n, *x.shape[1:]))]))[:n]
-        return replay(x)
+            return self._graphs[batch](torch.cat([x, x.new_zeros((batch - n, *x.shape[1:]))]))[:n]
+        return self._graphs[batch](x)
+
+    def _add(self, x: torch.Tensor, first: bool) -> bool:
+        try:
+            self._graphs[len(x)] = self._record(x)
+            return True
+        except Exception as e:  # e.g. a layer that syncs with the host, or memory: the plain forward is as exact
+            reason = f"{type(e).__name__}: {e}"
+            if first:
+                self.broken = reason
+            else:
+                self.narrow = reason
+            return False
 
     def _record(self, x: torch.Tensor) -> Forward:
         static_in = torch.empty_like(x, memory_format=torch.contiguous_format).copy_(x)
@@ -73,8 +96,10 @@ class GraphedForward:
         torch.cuda.current_stream(x.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: another thread's CUDA calls (a writer, say) do not spoil the recording
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"), amp:
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"), amp:
             static_out = self.fn(static_in)
+        # Shared: the graphs run one at a time on one stream, and each keeps its input and output alive.
+        self._pool = graph.pool() if self._pool is None else self._pool
 
         def replay(inp: torch.Tensor) -> torch.Tensor:
             static_in.copy_(inp)

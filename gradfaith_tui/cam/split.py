@@ -59,7 +59,8 @@ class SplitNet:
         self.model, self.trunk = model, trunk
         # Under a graph every batch is padded into one shape, so the compiled kernels can be specialised to it.
         self.compiled = CompiledForward(self._plain, static=graphs) if compile else None
-        self.graphed = GraphedForward(self._features) if graphs else None
+        # Compiled: one graph, so one compilation (each wider shape would compile once more).
+        self.graphed = GraphedForward(self._features, widths=1 if compile else 3) if graphs else None
 
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(self.model.prepare(x))

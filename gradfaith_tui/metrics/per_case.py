@@ -59,17 +59,17 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     # the table); and, on marked phantoms, the marker painted over with air. A prediction that changes
     # leaned on what went.
     i, k = b.marked_on_device, len(b.marked)
-    # A GPU runs bigger batches faster, so one pass; a CPU slower (tinynet_e, 64 px: 3 x 64 images in
-    # 206 ms at once, 163 ms in passes of 64), so passes of the batch's size; so too a trunk replayed from a
-    # CUDA graph (cam/graphs.py), recorded for the batch's shape (the marked rows' pass is padded into it).
-    graphed = getattr(model, "graphed", None) is not None
-    step = n if dev.type != "cuda" or graphed else 3 * n + k
-    edits = [remove(x, heat, baseline), remove(x, 1 - lungs[:, None].float(), baseline), replace(x, ~body, air)]
+    edits = [torch.cat([remove(x, heat, baseline), remove(x, 1 - lungs[:, None].float(), baseline), replace(x, ~body, air)])]
     if k:
         edits.append(replace(x[i], planted[i], air[i]))
-    edits = torch.cat(edits)
+    # A GPU runs the three edits as one wide pass (a trunk replayed from CUDA graphs records that width,
+    # cam/graphs.py) and the marked rows as another (padded into the batch's graph); a CPU in passes of the
+    # batch's size, as it runs bigger batches slower (tinynet_e, 64 px: 3 x 64 images in 206 ms at once,
+    # 163 ms in passes of 64).
+    if dev.type != "cuda" and getattr(model, "graphed", None) is None:
+        edits = list(torch.cat(edits).split(n))
     with autocast(dev):  # as the engine's passes
-        logits = torch.cat([model(edits[s:s + step]) for s in range(0, len(edits), step)]).float()
+        logits = torch.cat([model(e) for e in edits]).float()
     masked, lungs_only, body_only, painted = logits[:n], logits[n:2 * n], logits[2 * n:3 * n], logits[3 * n:3 * n + k]
     out["faith"], out["faith_logit"] = score_drop(ex.logits, masked, ex.targets)
     pred = ex.logits.argmax(1)
