@@ -78,7 +78,8 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     if planted is not None:
         out.update(_planted_shortcut(ex, heat, planted, painted, i, nan))
     if deep_steps:
-        out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
+        with autocast(dev):  # as Faith's pass, so on a GPU the steps replay the trunk's graphs (of 2x the batch)
+            out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
     return out
 
 
