@@ -105,3 +105,20 @@ def test_train_says_when_cuda_graphs_could_not_be_recorded_and_takes_no_cuda_gra
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "plain steps" not in res.stdout + res.stderr
+
+
+def test_precompute_batches_64_cases_on_cuda_and_32_elsewhere_unless_told(monkeypatch, tmp_path):
+    """The GPU figures in the README were measured at batch 64; a CPU gains nothing from more."""
+    from typer.testing import CliRunner
+
+    import gradfaith_tui.cli.audit as audit
+    import gradfaith_tui.pipeline as pipeline
+    from gradfaith_tui.cli import app
+
+    seen = []
+    monkeypatch.setattr(pipeline, "precompute", lambda *a, **k: seen.append((a[8], a[5].batch_size)))
+    monkeypatch.setattr(audit, "check_device", lambda d: d)  # no GPU here: the choice, not the run
+    for args in (["--device", "cpu"], ["--device", "cuda"], ["--device", "cuda:1"], ["--device", "cuda", "--batch-size", "8"]):
+        res = CliRunner().invoke(app, ["precompute", "--cache", str(tmp_path / "c"), *args])
+        assert res.exit_code == 0, res.output
+    assert seen == [("cpu", 32), ("cuda", 64), ("cuda:1", 64), ("cuda", 8)]
