@@ -228,8 +228,8 @@ class _Job:
             done += len(idx)
             progress(self.ckpt.model_id, done, n)
 
-        # On a GPU the next batch is queued before this one is written, so the device never waits for the
-        # host's writing; a kill then loses the two batches in flight (a fraction of a second's work). On the
+        # On a GPU the next batch is queued before this one is read back and written, so the device works
+        # while the host writes; a kill then loses the two batches in flight (a fraction of a second's work). On the
         # CPU, where the work itself is the wait, each batch is written before the next starts: at most one.
         ahead = 1 if torch.device(device).type in AHEAD_DEVICES else 0
         queue: list[tuple[np.ndarray, Pending]] = []
