@@ -16,16 +16,18 @@
 # Prepare here:   bash benchmarks/device_deps.sh
 # Device call:    run(command="STEPS=1,2,4,5 bash benchmarks/device_check.sh", carry=[".gpudeps"], timeout_s=560)
 #                 (all five steps' caps add up to more than one 10-minute call; STEPS=3 can follow on the warm machine,
-#                 whose .gpuwork/ stays there). The whole 50-epoch protocol with its end-to-end run fits one call:
-#                 STEPS=4,5 EPOCHS=50 PROJECT= CAP4=400 (on an H200 the four CNNs took 213 s, ViT-B/16 over a minute).
-#                 DenseNet-161's engine (4.5x of the 5x target on an H200) compiled:
-#                 STEPS=1 CAM_ARCHS=densenet161 COMPILE_ARCHS=densenet161 CAP1=240
+#                 whose .gpuwork/ stays there). What issues 4 and 5 still need, in two calls on one machine:
+#                 STEPS=4,5 EPOCHS=50 PROJECT= CAP4=400 CAP5=150   (the whole 50-epoch protocol, then end to end on
+#                 its checkpoints; on an H200 the four CNNs took 213 s, ViT-B/16 over a minute), then
+#                 STEPS=1,3 CAM_ARCHS=densenet161,resnet50 COMPILE_ARCHS=densenet161 WIDER=192 CAP1=240
+#                 (DenseNet-161's engine, 4.5x of the 5x target on an H200, compiled; wider batches; training
+#                 steps with cuDNN's heuristics, as its kernel search took 11-29 s of each CNN's first epoch)
 # CPU dry run:    DEV=cpu IMG=32 EPOCHS=2 N=16 PATIENTS=12 E2E_PATIENTS=20 ARCHS=resnet10t,tinynet_e \
 #                 PY=.venv/bin/python bash benchmarks/device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEV=${DEV:-cuda} IMG=${IMG:-224} EPOCHS=${EPOCHS:-3} N=${N:-512} PY=${PY:-python3} STEPS=${STEPS:-1,2,3,4,5}
-PATIENTS=${PATIENTS:-119} E2E_PATIENTS=${E2E_PATIENTS:-300} PROJECT=${PROJECT-50}
+PATIENTS=${PATIENTS:-119} E2E_PATIENTS=${E2E_PATIENTS:-500} PROJECT=${PROJECT-50}
 # Caps per step (s), so one slow step cannot starve the next inside a 10-minute device call.
 CAP1=${CAP1:-110} CAP2=${CAP2:-120} CAP3=${CAP3:-60} CAP4=${CAP4:-200} CAP5=${CAP5:-120}
 BARE_STEPS=${BARE_STEPS:-10}
