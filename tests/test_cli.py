@@ -18,7 +18,7 @@ def run(*args, cwd=None, timeout=300):
 
 def assert_one_line_error(res, *needles):
     assert res.returncode == 2, res.stderr
-    lines = res.stderr.strip().splitlines()
+    lines = res.stderr.rstrip("\n").splitlines()  # nothing before it either (an empty line, say)
     assert len(lines) == 1 and lines[0].startswith("gradfaith-tui: error: "), res.stderr
     for n in needles:
         assert n in lines[0]
@@ -122,3 +122,9 @@ def test_precompute_batches_64_cases_on_cuda_and_32_elsewhere_unless_told(monkey
         res = CliRunner().invoke(app, ["precompute", "--cache", str(tmp_path / "c"), *args])
         assert res.exit_code == 0, res.output
     assert seen == [("cpu", 32), ("cuda", 64), ("cuda:1", 64), ("cuda", 8)]
+
+
+def test_a_path_that_cannot_be_written_is_one_line_naming_it(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    assert_one_line_error(run("data", "synth", tmp_path / "a-file" / "phantoms", "--patients", "1", "--slices", "1"),
+                          "a-file/phantoms", "Not a directory")

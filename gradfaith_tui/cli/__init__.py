@@ -44,6 +44,10 @@ def main() -> None:
     except GradfaithError as exc:
         print(f"gradfaith-tui: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a path the user gave that cannot be written or read (permissions, a full disk...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"gradfaith-tui: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(GradfaithError.exit_code)
     except KeyboardInterrupt:
         print("gradfaith-tui: interrupted; finished epochs and computed maps are saved, rerun to resume", file=sys.stderr)
         sys.exit(130)

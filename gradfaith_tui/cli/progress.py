@@ -37,9 +37,23 @@ def bars():
     if not main_rank():
         yield None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=console, transient=False) as p:
+    p = _StartedByFirstTask(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=False)
+    try:
         yield p
+    finally:
+        if p.live.is_started:
+            p.stop()
+
+
+class _StartedByFirstTask(Progress):
+    """Shown from its first bar on, so a command that stops before any (a user's mistake) prints its one-line
+    error alone: a started display prints an empty line on the way out where stderr is not a terminal."""
+
+    def add_task(self, *args, **kwargs):
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
 
 
 def fit_events(progress: Progress | None):
