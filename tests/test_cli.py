@@ -128,3 +128,37 @@ def test_a_path_that_cannot_be_written_is_one_line_naming_it(tmp_path):
     (tmp_path / "a-file").write_text("")
     assert_one_line_error(run("data", "synth", tmp_path / "a-file" / "phantoms", "--patients", "1", "--slices", "1"),
                           "a-file/phantoms", "Not a directory")
+
+
+def test_a_mistyped_option_or_value_is_one_line_naming_it():
+    assert_one_line_error(run("train", "--epochs", "0"), "'--epochs'", "gradfaith-tui train --help")
+    assert_one_line_error(run("precompute", "--no-such-option"), "--no-such-option")
+    assert_one_line_error(run("no-such-command"), "no-such-command")
+    assert_one_line_error(run("train", "--seeds=-1"), "--seeds", "-1")
+    res = run()  # no command: the help, as before
+    assert res.returncode == 2 and "Commands" in res.stdout + res.stderr and "error" not in res.stderr
+
+
+def test_ctrl_c_says_the_work_is_kept_and_exits_130(phantoms, trained, tmp_path):
+    import signal
+    import sqlite3
+
+    out = tmp_path / "c"
+    proc = subprocess.Popen([sys.executable, "-m", "gradfaith_tui", "precompute", "--data", str(phantoms),
+                             "--checkpoints", str(trained), "--cache", str(out), "--batch-size", "1", "--deep",
+                             "--sanity-cases", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, done = time.time() + 240, 0
+    while time.time() < deadline and proc.poll() is None and done < 2:
+        try:
+            con = sqlite3.connect(f"file:{out / 'audit.sqlite'}?mode=ro", uri=True)
+            done = con.execute("SELECT COUNT(*) FROM metrics WHERE name='faith'").fetchone()[0]
+            con.close()
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C in a terminal
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.rstrip().splitlines()[-1] == ("gradfaith-tui: interrupted; finished epochs and computed maps are "
+                                             "saved, rerun to resume")
+    assert "Traceback" not in err

@@ -23,6 +23,19 @@ def test_missing_pretrained_file_is_a_clear_error(tmp_path):
         build(spec_for("resnet10t"), 32, tmp_path / "none.safetensors")
 
 
+def test_pretrained_file_that_does_not_fit_or_is_not_weights_is_a_clear_error(tmp_path):
+    import timm
+
+    other = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), other)
+    with pytest.raises(CheckpointError, match=r"resnet18.pth: not usable as resnet10t weights .*size mismatch for \S+"):
+        build(spec_for("resnet10t"), 32, other)
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a weights file")
+    with pytest.raises(CheckpointError, match="junk.pt: not usable as resnet10t weights"):
+        build(spec_for("resnet10t"), 32, junk)
+
+
 @pytest.mark.parametrize("arch", PAPER_ARCHS)
 def test_paper_architectures_take_a_training_step_on_tiny_input(arch):
     torch.manual_seed(0)

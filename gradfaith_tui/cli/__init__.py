@@ -38,9 +38,28 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """Audit whether Grad-CAM heatmaps of lung-CT classifiers can be trusted."""
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's errors for a mistyped command, option or value: Typer >= 0.2x raises those of its own copy of
+    Click (under typer.TyperException), older ones Click's."""
+    import click
+
+    return (click.ClickException, *[e for e in [getattr(typer, "TyperException", None)] if e is not None])
+
+
 def main() -> None:
+    code: object = 0
     try:
-        app()
+        code = app(prog_name="gradfaith-tui", standalone_mode=False)  # every error comes back here: one line
+    except _usage_errors() as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            print(f"gradfaith-tui: error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort as exc:  # Ctrl-C under older Typer (Click's Abort), or end of input at a prompt
+        if not isinstance(exc.__context__, KeyboardInterrupt):
+            sys.exit(1)
+        code = 130
     except GradfaithError as exc:
         print(f"gradfaith-tui: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -48,6 +67,8 @@ def main() -> None:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"gradfaith-tui: error: {where}{exc.strerror or exc}", file=sys.stderr)
         sys.exit(GradfaithError.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside a command (Typer turns one inside into exit code 130, below)
+        code = 130
+    if code == 130:
         print("gradfaith-tui: interrupted; finished epochs and computed maps are saved, rerun to resume", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -40,6 +40,9 @@ def seeds(value: str | None) -> list[int] | None:
         raise GradfaithError(f"--seeds: expected comma-separated integers, got '{value}'") from None
     if not out:
         raise GradfaithError("--seeds: give at least one seed")
+    bad = [v for v in out if not 0 <= v < 2**32]  # NumPy's seeding takes no more
+    if bad:
+        raise GradfaithError(f"--seeds: {bad[0]} is out of range (0 to 4294967295)")
     return out
 
 

@@ -62,7 +62,15 @@ def build(spec: ModelSpec, img_size: int, pretrained_file: Path | None = None) -
         if not Path(pretrained_file).is_file():
             raise CheckpointError(f"--pretrained-file: not found: {pretrained_file}")
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_file)))
-    net = timm.create_model(spec.arch, num_classes=len(CLASS_NAMES), **kwargs)
+    try:
+        net = timm.create_model(spec.arch, num_classes=len(CLASS_NAMES), **kwargs)
+    except Exception as e:
+        if pretrained_file is None:
+            raise
+        # load_state_dict's error lists every layer on lines of its own: its heading and first finding say enough
+        text = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])
+        raise CheckpointError(f"--pretrained-file: {pretrained_file}: not usable as {spec.arch} weights "
+                              f"({type(e).__name__}: {text[:240]})") from None
     return Classifier(net)
 
 
