@@ -21,3 +21,10 @@ class TrainingError(GradfaithError):
 
 class CacheError(GradfaithError):
     """A cache is missing, empty, of another schema version, or stale."""
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """torch's OutOfMemoryError (CUDA and other accelerators), Python's MemoryError, or a CPU allocation that
+    failed: a --batch-size too large for the machine, which a smaller one fixes. (No torch import here.)"""
+    return (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e)))

@@ -384,3 +384,16 @@ def test_precise_bn_averages_an_even_sample_as_a_cumulative_pass_would():
         if "running" in name:
             torch.testing.assert_close(a, b, msg=name)
     assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+
+
+def test_training_out_of_memory_names_the_batch_size(phantoms, tmp_path, monkeypatch):
+    from gradfaith_tui.errors import TrainingError
+    from gradfaith_tui.models import fit
+    from gradfaith_tui.models.train import TrainConfig
+
+    def too_big(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(fit, "train", too_big)
+    with pytest.raises(TrainingError, match=r"--batch-size 64: resnet10t/seed0 ran out of memory on cpu"):
+        fit.fit_all(phantoms, tmp_path / "ck", [spec_for("resnet10t")], [0], TrainConfig(epochs=1, batch_size=64, lr=1e-3, img_size=32))

@@ -388,3 +388,27 @@ def test_the_gpu_pipeline_on_the_cpu_stores_the_same_numbers_and_a_crash_keeps_w
     r = CacheReader(crashed)
     assert r.con.execute("SELECT COUNT(*) FROM metrics WHERE name='faith'").fetchone()[0] == 4  # two batches written
     r.close()
+
+
+def test_out_of_memory_names_the_batch_size_and_keeps_the_finished_batches(phantoms, trained, tmp_path, monkeypatch):
+    import torch
+
+    from gradfaith_tui.errors import GradfaithError
+    from gradfaith_tui.metrics import per_case
+
+    real, calls = per_case.device_metrics, []
+
+    def second_batch_too_big(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(per_case, "device_metrics", second_batch_too_big)
+    out = tmp_path / "c"
+    with pytest.raises(GradfaithError, match=r"--batch-size 2: resnet10t/seed0 ran out of memory on cpu .*smaller"):
+        precompute(phantoms, trained, out, names=["resnet10t"], seeds=[0], cam=CamSettings(batch_size=2, sanity_cases=0),
+                   warn=lambda m: None, with_timing=False)
+    r = CacheReader(out)
+    assert r.con.execute("SELECT COUNT(*) FROM metrics WHERE name='faith'").fetchone()[0] == 2
+    r.close()
