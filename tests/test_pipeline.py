@@ -412,3 +412,17 @@ def test_out_of_memory_names_the_batch_size_and_keeps_the_finished_batches(phant
     r = CacheReader(out)
     assert r.con.execute("SELECT COUNT(*) FROM metrics WHERE name='faith'").fetchone()[0] == 2
     r.close()
+
+
+def test_a_cache_copied_without_its_arrays_is_refused_naming_the_first_missing(cache, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copied"
+    shutil.copytree(cache, copy)
+    first = sorted((copy / "maps").iterdir())[0]
+    first.unlink()
+    with pytest.raises(CacheError, match=rf"{first.name}: missing from the cache \(1 of its \d+ array files\); copy"):
+        CacheReader(copy)
+    (copy / "images.npy").unlink()
+    with pytest.raises(CacheError, match=r"images.npy: missing from the cache \(2 of"):
+        CacheReader(copy)

@@ -310,6 +310,13 @@ class CacheReader:
         expl = {r["model_id"]: r["expl_id"] for r in self.con.execute(
             "SELECT model_id, expl_id FROM explanations WHERE method=?", (method,))}
         self.columns = [Column(m, expl.get(m.model_id), method) for m in self.models if m.is_ref]
+        # A cache copied without its arrays (only audit.sqlite, say) is refused here rather than failing later
+        # in the explorer's loading thread; the writer creates each array before the rows that point at it.
+        files = [IMAGES_NAME, MASKS_NAME, *(r[0] for r in self.con.execute("SELECT map_file FROM explanations") if r[0])]
+        missing = [f for f in files if not (self.root / f).is_file()]
+        if missing:
+            raise CacheError(f"{self.root / missing[0]}: missing from the cache ({len(missing)} of its {len(files)} "
+                             f"array files); copy the cache folder whole, or build it again into a new --cache folder")
         self._images = None
         self._masks = None
         self._maps: dict[int, np.ndarray] = {}

@@ -278,9 +278,12 @@ def run_explorer(cache: Path, export_dir: Path | None = None, graphics: str = "h
     image_cls = graphics_widget(graphics)
     reader = CacheReader(Path(cache))
     try:
-        ExplorerApp(reader, name=str(cache), export_dir=export_dir, image_cls=image_cls).run()
+        app = ExplorerApp(reader, name=str(cache), export_dir=export_dir, image_cls=image_cls)
+        app.run()
     finally:
         reader.close()
+    if app.return_code:  # Textual has shown what went wrong; the shell should see it failed too
+        raise SystemExit(app.return_code)
 
 
 __all__ = ["ExplorerApp", "HelpScreen", "make_app", "run_explorer", "export_flags"]
