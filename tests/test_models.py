@@ -249,6 +249,11 @@ def test_import_checks_fit_reorders_the_head_and_writes_a_card(phantoms, tmp_pat
                      ["Normal", "Benign", "Malignant"], phantoms, tmp_path / "ck2")
     with pytest.raises(CheckpointError, match="--classes"):
         import_model(tmp_path / "w.pth", spec, 32, ["Normal", "Cyst", "Malignant"], phantoms, tmp_path / "ck3")
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=3, img_size=64, depth=1)
+    torch.save(vit.state_dict(), tmp_path / "vit.pth")  # trained at 64 px, imported as if at 32
+    with pytest.raises(CheckpointError, match="wrong shape: pos_embed.*check --img-size"):
+        import_model(tmp_path / "vit.pth", ModelSpec("v", "vit_tiny_patch16_224", "vit_base_patch16_224", {"depth": 1}),
+                     32, ["Normal", "Benign", "Malignant"], phantoms, tmp_path / "ck4")
 
 
 def test_pickled_objects_are_refused(tmp_path):

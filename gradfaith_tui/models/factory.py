@@ -140,7 +140,10 @@ def load_weights(model: Classifier, path: Path, state: dict | None = None) -> No
     if missing or unexpected or wrong:
         parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
-        raise CheckpointError(f"{path}: weights do not fit {type(model.net).__name__} ({'; '.join(parts)})")
+        # A ViT's position embeddings are sized by its input: a mismatch there alone is the input size
+        hint = ("; the position embeddings fit another input size: check --img-size"
+                if wrong and all("pos_embed" in k for k in wrong) and not missing and not unexpected else "")
+        raise CheckpointError(f"{path}: weights do not fit {type(model.net).__name__} ({'; '.join(parts)}){hint}")
     broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     broken += [k for k, v in state.items() if k.endswith("running_var") and bool((v < 0).any())]
     if broken:  # such a net answers NaN for every case: say so here, not as a crash deep in the audit
