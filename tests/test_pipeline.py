@@ -426,3 +426,19 @@ def test_a_cache_copied_without_its_arrays_is_refused_naming_the_first_missing(c
     (copy / "images.npy").unlink()
     with pytest.raises(CacheError, match=r"images.npy: missing from the cache \(2 of"):
         CacheReader(copy)
+
+
+def test_a_cache_of_another_method_shows_that_method_and_refuses_one_it_lacks(cache, phantoms, trained, tmp_path):
+    out = tmp_path / "plus"
+    precompute(phantoms, trained, out, names=["resnet10t"], seeds=[0], warn=lambda m: None, with_timing=False,
+               cam=CamSettings(method="gradcam++", sanity_cases=0))
+    r = CacheReader(out)
+    assert (r.method, r.methods) == ("gradcam++", ["gradcam++"])
+    col = r.columns[0]
+    assert col.expl_id is not None and r.heatmap(col.expl_id, 0) is not None
+    r.close()
+    with pytest.raises(CacheError, match=r"--method: no gradcam maps in .* \(it holds gradcam\+\+\)"):
+        CacheReader(out, "gradcam")
+    r = CacheReader(cache)  # Grad-CAM, where a cache has it
+    assert r.method == "gradcam"
+    r.close()

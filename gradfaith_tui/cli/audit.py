@@ -57,8 +57,14 @@ def precompute(
         typer.echo(f"cache ready: {cache}")
 
 
+MethodShown = Annotated[Optional[str], typer.Option(
+    "--method", help="Whose maps and metrics to show, where the cache holds several (default: gradcam where it has "
+                     "it, else the method of its last precompute).")]
+
+
 def explore(
     cache: CacheOpt = DEFAULTS["cache"],
+    method: MethodShown = None,
     graphics: Annotated[str, typer.Option(help="Heatmap tiles: halfblock (any terminal), kitty or sixel (pixel "
                                                "resolution), auto (what the terminal supports, else halfblock).")] = "halfblock",
 ) -> None:
@@ -69,7 +75,7 @@ def explore(
 
     if graphics not in MODES:
         raise GradfaithError(f"--graphics: '{graphics}' (choose from {', '.join(MODES)})")
-    run_explorer(cache, graphics=graphics)
+    run_explorer(cache, graphics=graphics, method=method)
 
 
 def report(
@@ -77,6 +83,7 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder for the report files.")] = Path("reports/latest"),
     format_: Annotated[str, typer.Option("--format", help="md, html or all (Markdown with PNG figures, one self-contained HTML file).")] = "all",
     terminal: Annotated[bool, typer.Option("--terminal", help="Also print the main tables here.")] = False,
+    method: MethodShown = None,
 ) -> None:
     """Write the audit report: the paper's Table I and Figs. 1-4 from this cache, faithfulness with CIs, flags, provenance."""
     from gradfaith_tui.errors import GradfaithError
@@ -85,7 +92,7 @@ def report(
 
     if format_ not in FORMATS:
         raise GradfaithError(f"--format: '{format_}' (choose from {', '.join(FORMATS)})")
-    reader = CacheReader(cache)
+    reader = CacheReader(cache, method)
     built, paths = write_report(reader, out, format_)
     if terminal:
         from gradfaith_tui.cli.progress import tables_console

@@ -287,7 +287,9 @@ def table_names(con: sqlite3.Connection) -> set[str]:
 class CacheReader:
     """Read-only view for the explorer and the report: rows on demand, maps from memory-mapped arrays."""
 
-    def __init__(self, root: Path, method: str = "gradcam"):
+    def __init__(self, root: Path, method: str | None = None):
+        """method: whose maps the columns show; None: Grad-CAM where the cache has it, else the method of its
+        last precompute (a cache made with --method rollout, say), else the first it holds."""
         self.root = Path(root)
         db = self.root / DB_NAME
         if not db.is_file():
@@ -300,6 +302,12 @@ class CacheReader:
         if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
             raise CacheError(f"{db}: cache schema v{meta.get('schema_version')}, this tool reads v{SCHEMA_VERSION}")
         self.meta = meta
+        self.methods = [r[0] for r in self.con.execute("SELECT DISTINCT method FROM explanations ORDER BY method")]
+        if method is None:
+            last = json.loads(meta.get("config", "{}")).get("method")
+            method = next((m for m in ("gradcam", last) if m in self.methods), self.methods[0] if self.methods else "gradcam")
+        elif self.methods and method not in self.methods:
+            raise CacheError(f"--method: no {method} maps in {self.root} (it holds {', '.join(self.methods)})")
         self.method = method
         self.n_cases = int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
         self.models = sorted((ModelInfo(r["model_id"], r["name"], r["arch"], r["family"], r["describe"], r["seed"],

@@ -268,7 +268,7 @@ def make_app(cache: Path | str | CacheReader, **kwargs) -> ExplorerApp:
     return ExplorerApp(reader, **kwargs)
 
 
-def run_explorer(cache: Path, export_dir: Path | None = None, graphics: str = "halfblock") -> None:
+def run_explorer(cache: Path, export_dir: Path | None = None, graphics: str = "halfblock", method: str | None = None) -> None:
     """Open the cache (CacheError if missing or empty) and run the explorer until the user quits.
 
     graphics: halfblock (default), kitty, sixel, or auto (what textual-image detects, else half blocks);
@@ -276,7 +276,7 @@ def run_explorer(cache: Path, export_dir: Path | None = None, graphics: str = "h
     from gradfaith_tui.tui.widgets.pixel_tiles import graphics_widget
 
     image_cls = graphics_widget(graphics)
-    reader = CacheReader(Path(cache))
+    reader = CacheReader(Path(cache), method)
     try:
         app = ExplorerApp(reader, name=str(cache), export_dir=export_dir, image_cls=image_cls)
         app.run()
