@@ -73,6 +73,11 @@ def test_stale_cache_and_other_data_are_refused(cache, trained, tmp_path):
 
 
 def test_empty_or_missing_cache_is_a_clear_error(tmp_path):
+    from gradfaith_tui.store.cache import CacheWriter
+
+    (tmp_path / "blocked" / "audit.sqlite").mkdir(parents=True)  # a folder where the database should be
+    with pytest.raises(CacheError, match=r"blocked/audit.sqlite: cannot open the cache's database"):
+        CacheWriter(tmp_path / "blocked", "f", "s", {}, [], np.zeros((0, 8, 8)), np.zeros((0, 8, 8)))
     with pytest.raises(CacheError, match="no audit cache"):
         CacheReader(tmp_path)
     (tmp_path / "audit.sqlite").write_bytes(b"")

@@ -5,6 +5,7 @@ Heavy imports (torch, timm) happen inside the commands, so `explore` and `--help
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Annotated
 
@@ -66,6 +67,9 @@ def main() -> None:
     except OSError as exc:  # a path the user gave that cannot be written or read (permissions, a full disk...)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"gradfaith-tui: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(GradfaithError.exit_code)
+    except sqlite3.OperationalError as exc:  # a cache another process holds locked, a full disk, a read-only folder
+        print(f"gradfaith-tui: error: the cache's database: {exc}", file=sys.stderr)
         sys.exit(GradfaithError.exit_code)
     except KeyboardInterrupt:  # outside a command (Typer turns one inside into exit code 130, below)
         code = 130

@@ -34,12 +34,15 @@ def _now() -> str:
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    else:
-        con = sqlite3.connect(path, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
+    try:
+        if readonly:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            con = sqlite3.connect(path, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.OperationalError as exc:  # a folder in its place, no permission to write there...
+        raise CacheError(f"{path}: cannot open the cache's database ({exc})") from None
     con.row_factory = sqlite3.Row
     return con
 
