@@ -162,3 +162,23 @@ def test_ctrl_c_says_the_work_is_kept_and_exits_130(phantoms, trained, tmp_path)
     assert err.rstrip().splitlines()[-1] == ("gradfaith-tui: interrupted; finished epochs and computed maps are "
                                              "saved, rerun to resume")
     assert "Traceback" not in err
+
+
+def test_precompute_bars_show_the_rate_counted_from_where_a_run_resumed(monkeypatch):
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    import gradfaith_tui.cli.progress as progress
+
+    clock = iter([100.0, 102.0, 104.0])
+    monkeypatch.setattr(progress, "perf_counter", lambda: next(clock))
+    with Progress(TextColumn("{task.fields[info]}"), console=Console(file=io.StringIO())) as p:
+        update = progress.precompute_progress(p)
+        update("m/seed0", 40, 200)  # 40 cases found done: not counted
+        assert p.tasks[0].fields["info"] == ""
+        update("m/seed0", 104, 200)
+        assert p.tasks[0].fields["info"] == "32 maps/s"
+        update("m/seed0", 200, 200)
+        assert p.tasks[0].fields["info"] == "40 maps/s"

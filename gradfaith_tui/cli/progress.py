@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from time import perf_counter
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -88,10 +89,15 @@ def precompute_progress(progress: Progress | None):
     if progress is None:
         return lambda *a: None
     tasks: dict[str, int] = {}
+    start: dict[str, tuple[float, int]] = {}  # a resumed run counts from the cases it found done
 
     def update(model_id, done, total):
+        now = perf_counter()
         if model_id not in tasks:
             tasks[model_id] = progress.add_task(f"explain {model_id}", total=total, info="")
-        progress.update(tasks[model_id], completed=done)
+            start[model_id] = (now, done)
+        t0, d0 = start[model_id]
+        rate = f"{(done - d0) / (now - t0):,.0f} maps/s" if done > d0 and now > t0 else ""
+        progress.update(tasks[model_id], completed=done, info=rate)
 
     return update
