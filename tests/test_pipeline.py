@@ -442,6 +442,9 @@ def test_a_cache_of_another_method_shows_that_method_and_refuses_one_it_lacks(ca
     col = r.columns[0]
     assert col.expl_id is not None and r.heatmap(col.expl_id, 0) is not None
     r.close()
+    from gradfaith_tui.report.build import title
+
+    assert (title("gradcam"), title("gradcam++")) == ("Grad-CAM faithfulness audit", "Heatmap faithfulness audit: gradcam++")
     with pytest.raises(CacheError, match=r"--method: no gradcam maps in .* \(it holds gradcam\+\+\)"):
         CacheReader(out, "gradcam")
     r = CacheReader(cache)  # Grad-CAM, where a cache has it

@@ -96,6 +96,11 @@ def _figures(reader: CacheReader, arrays: dict[str, dict[str, np.ndarray]], flag
     ]
 
 
+def title(method: str) -> str:
+    """The paper's question for Grad-CAM; the same audit of another method's maps says which."""
+    return "Grad-CAM faithfulness audit" if method == "gradcam" else f"Heatmap faithfulness audit: {method}"
+
+
 def build(reader: CacheReader) -> Report:
     arrays = faithfulness.metric_arrays(reader)
     table1, missing, confusion = _table1(reader)
@@ -103,7 +108,7 @@ def build(reader: CacheReader) -> Report:
     columns = [{"name": c.model.name, "model_id": c.model.model_id, "stands_for": _stands_for(c.model.family),
                 "describe": c.model.describe, "expl_id": c.expl_id} for c in reader.columns]
     return Report(
-        title="Grad-CAM faithfulness audit", cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
+        title=title(reader.method), cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
         version=__version__, classes=CLASS_NAMES, columns=columns, table1=table1, table1_missing=missing,
         confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays), paired=faithfulness.paired(arrays),
