@@ -19,7 +19,7 @@ import torch
 from gradfaith_tui.config import CamSettings
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import SplitArrays, load_split, prepare
-from gradfaith_tui.errors import CheckpointError, GradfaithError, is_out_of_memory
+from gradfaith_tui.errors import CheckpointError, GradfaithError, batch_size_on_out_of_memory
 from gradfaith_tui.models.distributed import from_env
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.registry import find_checkpoints
@@ -235,7 +235,7 @@ class _Job:
         queue: list[tuple[np.ndarray, Pending]] = []
         staged = stage(batches[0])
         with explainer(self.model, self.layer, cam.method, cam.engine, compile=cam.compile) as explain:
-            try:
+            with batch_size_on_out_of_memory(cam.batch_size, self.ckpt.model_id, device, "batches"):
                 for k, idx in enumerate(batches):
                     queue.append((idx, launch(staged)))
                     if len(queue) > ahead:
@@ -244,11 +244,6 @@ class _Job:
                         staged = stage(batches[k + 1])
                 while queue:
                     finish(*queue.pop(0))
-            except Exception as e:
-                if not is_out_of_memory(e):
-                    raise
-                raise GradfaithError(f"--batch-size {cam.batch_size}: {self.ckpt.model_id} ran out of memory on "
-                                     f"{device} (the finished batches are kept); try a smaller --batch-size") from None
             if cam.compile and dist.main:
                 warning = _not_compiled(explain)
                 if warning:

@@ -13,6 +13,7 @@ from gradfaith_tui.metrics.faithfulness import remove, score_drop
 from gradfaith_tui.metrics.localization import (heat_share, loc_acc, mask_iou, pointing_game, relevance_mass,
                                                 relevance_rank)
 from gradfaith_tui.metrics.perturbation import deletion_insertion
+from gradfaith_tui.metrics.readback import Pending
 from gradfaith_tui.metrics.shortcuts import border_band
 from gradfaith_tui.metrics.staging import Staged
 from gradfaith_tui.models.precision import autocast
@@ -26,13 +27,8 @@ def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body
     shortcut_regions (phantoms): where a planted shortcut sits. Removing it is the ground truth a map is
     judged against: did the prediction depend on it, and did the map show it?
     """
-    return to_host(device_metrics(model, Staged.of(x, masks, body, lungs, shortcut_regions), ex, tau, baseline, deep_steps))
-
-
-def to_host(values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """The metrics as float64 arrays, in one transfer (and one wait for the device)."""
-    names = list(values)
-    return dict(zip(names, torch.stack([values[k].float() for k in names]).double().cpu().numpy()))
+    values = device_metrics(model, Staged.of(x, masks, body, lungs, shortcut_regions), ex, tau, baseline, deep_steps)
+    return Pending(ex.maps, ex.logits, values).wait().metrics  # one transfer, as precompute reads them back
 
 
 @torch.no_grad()

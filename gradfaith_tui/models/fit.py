@@ -9,7 +9,7 @@ from typing import Callable
 from gradfaith_tui.config import ModelSpec
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
-from gradfaith_tui.errors import TrainingError, is_out_of_memory
+from gradfaith_tui.errors import TrainingError, batch_size_on_out_of_memory
 from gradfaith_tui.models.factory import check_arch, checkpoint_dir
 from gradfaith_tui.models.train import CudaTuning, TrainConfig, is_complete, steps_per_epoch, train
 
@@ -47,14 +47,9 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
                 events.skip(model_id)
             else:
                 events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size))
-                try:
+                with batch_size_on_out_of_memory(cfg.batch_size, model_id, cfg.device, "epochs", TrainingError):
                     train(spec, seed, train_arr, val_arr, cfg, out, provenance,
                           on_batch=lambda e, b, n, loss, m=model_id: events.batch(m, e, b, n, loss),
                           on_epoch=lambda e, row, m=model_id: events.epoch(m, e, row), tuning=tuning)
-                except Exception as e:
-                    if not is_out_of_memory(e):
-                        raise
-                    raise TrainingError(f"--batch-size {cfg.batch_size}: {model_id} ran out of memory on {cfg.device} "
-                                        f"(the finished epochs are kept); try a smaller --batch-size") from None
             done.append(out)
     return done
