@@ -11,6 +11,18 @@ from gradfaith_tui.store.cache import CacheReader
 from tests.conftest import TINY_MODELS
 
 
+def assert_same_metrics(got_cache: Path, want_cache: Path, model_id: str) -> None:
+    """Every stored metric of one model (Consist aside: it depends on the other seeds) equal to 1e-5."""
+    query = ("SELECT m.idx, m.name, m.value FROM metrics m JOIN explanations e ON e.expl_id = m.expl_id "
+             "WHERE e.model_id = ? AND m.name != 'consist' ORDER BY m.idx, m.name")
+    got = sqlite3.connect(got_cache / "audit.sqlite").execute(query, (model_id,)).fetchall()
+    want = sqlite3.connect(want_cache / "audit.sqlite").execute(query, (model_id,)).fetchall()
+    assert len(got) == len(want) > 0
+    for (i, name, a), (j, name2, b) in zip(got, want):
+        assert (i, name) == (j, name2)
+        assert (a is None and b is None) or a == pytest.approx(b, abs=1e-5), (i, name)
+
+
 def test_cache_holds_every_case_model_and_metric(cache, phantoms):
     r = CacheReader(cache)
     assert [c.model.name for c in r.columns] == TINY_MODELS
@@ -314,15 +326,8 @@ def test_compiled_engine_fills_the_cache_with_the_same_numbers(cache, phantoms, 
     out = tmp_path / "compiled"
     precompute(phantoms, trained, out, names=["resnet10t"], seeds=[0], warn=lambda m: None, with_timing=False,
                cam=CamSettings(sanity_cases=0, compile=True))
-    query = ("SELECT m.idx, m.name, m.value FROM metrics m JOIN explanations e ON e.expl_id = m.expl_id "
-             "WHERE e.model_id = 'resnet10t/seed0' AND m.name != 'consist' ORDER BY m.idx, m.name")
-    got = sqlite3.connect(out / "audit.sqlite").execute(query).fetchall()
-    want = sqlite3.connect(cache / "audit.sqlite").execute(query).fetchall()
     assert ran == [(True, None)]  # one model, compiled, no fallback
-    assert len(got) == len(want) > 0
-    for (i, name, a), (j, name2, b) in zip(got, want):
-        assert (i, name) == (j, name2)
-        assert (a is None and b is None) or a == pytest.approx(b, abs=1e-5), (i, name)
+    assert_same_metrics(out, cache, "resnet10t/seed0")
 
 
 def test_compile_that_cannot_apply_says_so_once_per_model_and_the_run_completes(phantoms, trained, tmp_path, monkeypatch):
@@ -367,14 +372,7 @@ def test_the_gpu_pipeline_on_the_cpu_stores_the_same_numbers_and_a_crash_keeps_w
     precompute(phantoms, trained, out, names=["resnet10t"], seeds=[0], cam=cam, warn=lambda m: None,
                with_timing=False)
     assert recorded == [4, 12] and set(replayed) == {4, 12}  # the batch, and its three edits in one pass
-    query = ("SELECT m.idx, m.name, m.value FROM metrics m JOIN explanations e ON e.expl_id = m.expl_id "
-             "WHERE e.model_id = 'resnet10t/seed0' AND m.name != 'consist' ORDER BY m.idx, m.name")
-    got = sqlite3.connect(out / "audit.sqlite").execute(query).fetchall()
-    want = sqlite3.connect(cache / "audit.sqlite").execute(query).fetchall()
-    assert len(got) == len(want) > 0
-    for (i, name, a), (j, name2, b) in zip(got, want):
-        assert (i, name) == (j, name2)
-        assert (a is None and b is None) or a == pytest.approx(b, abs=1e-5), (i, name)
+    assert_same_metrics(out, cache, "resnet10t/seed0")
     pred = "SELECT idx, pred, p0, p1, p2 FROM predictions WHERE model_id = 'resnet10t/seed0' ORDER BY idx"
     assert sqlite3.connect(out / "audit.sqlite").execute(pred).fetchall() == pytest.approx(
         sqlite3.connect(cache / "audit.sqlite").execute(pred).fetchall())
