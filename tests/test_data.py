@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from gradfaith_tui.data.dataset import discover
-from gradfaith_tui.data.imageio import pad_square, read_grey, to_square, window
+from gradfaith_tui.data.imageio import pad_square, read_grey, read_mask, to_square, window
 from gradfaith_tui.data.prepared import load_split, read_sample
 from gradfaith_tui.data.splits import split_hash, split_samples
 from gradfaith_tui.errors import DataError
@@ -36,6 +36,33 @@ def test_finds_iqothnccd_folders_nested_0_1_2_levels_and_ignores_strays(tmp_path
     assert sorted((s.path.name, s.label) for s in ds.samples) == [
         ("Bengin case (1).jpg", 1), ("Malignant case (1).jpg", 2), ("Normal case (1).jpg", 0)]
     assert any("unlabelled" in w for w in ds.warnings)
+
+
+def test_mac_side_files_and_zip_folders_are_not_slices_or_datasets(tmp_path):
+    base = tmp_path / IQ
+    for folder, name in (("Normal cases", "Normal case (1).jpg"), ("Bengin cases", "Bengin case (1).jpg")):
+        _jpg(base / folder / name)
+        (base / folder / f"._{name}").write_bytes(b"\x00\x05\x16\x07junk")  # AppleDouble, not a JPEG
+        (base / folder / ".DS_Store").write_bytes(bytes(64))
+        mirror = tmp_path / "__MACOSX" / IQ / folder  # what a zip made on a Mac unpacks beside the data
+        mirror.mkdir(parents=True)
+        (mirror / f"._{name}").write_bytes(b"\x00\x05\x16\x07junk")
+    ds = discover(tmp_path)
+    assert sorted(s.path.name for s in ds.samples) == ["Bengin case (1).jpg", "Normal case (1).jpg"]
+    assert not ds.problems
+
+
+def test_16_bit_slices_are_stretched_and_16_bit_masks_keep_every_lesion_pixel(tmp_path):
+    ramp = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (8, 1))  # a 12-bit CT exported as PNG
+    Image.fromarray(ramp).save(tmp_path / "ct.png")
+    grey = read_grey(tmp_path / "ct.png")
+    assert grey.dtype == np.uint8 and grey[0, 0] == 0 and grey[0, -1] == 255
+    assert (grey == 255).mean() < 0.05  # 8-bit conversion alone clipped nearly all of it to white
+    assert np.all(np.diff(grey[0].astype(int)) >= 0)
+    lesion = np.zeros((8, 64), np.uint16)
+    lesion[2:4, 5:9] = 1  # 1 of 65535: still lesion
+    Image.fromarray(lesion).save(tmp_path / "mask.png")
+    assert read_mask(tmp_path / "mask.png", (8, 64)).sum() == 8
 
 
 def test_odd_sizes_like_512x623_are_padded_to_square(tmp_path):
@@ -218,6 +245,22 @@ def test_rgb_jpeg_of_grey_content_reads_as_grey(tmp_path):
     _jpg(tmp_path / "a.jpg", value=90)
     g = read_grey(tmp_path / "a.jpg")
     assert g.ndim == 2 and abs(int(g.mean()) - 90) <= 1
+
+
+def test_identical_files_share_a_split_whatever_their_labels(tmp_path):
+    for k, folder in enumerate(("Normal cases", "Bengin cases", "Malignant cases")):
+        for i in range(10):
+            _png(tmp_path / folder / f"{k}-{i}.png", np.full((8, 8), k * 40 + i, np.uint8))
+    original = (tmp_path / "Normal cases" / "0-0.png").read_bytes()
+    for i in range(4):  # copies filed under other classes, as in IQ-OTH/NCCD
+        (tmp_path / ("Bengin cases", "Malignant cases")[i % 2] / f"copy{i}.png").write_bytes(original)
+    ds = discover(tmp_path)
+    family = ["Normal cases/0-0.png"] + [f"{('Bengin cases', 'Malignant cases')[i % 2]}/copy{i}.png" for i in range(4)]
+    for seed in range(6):
+        a = split_samples(ds.samples, seed, ds.file_sha1())
+        assert len({a[c] for c in family}) == 1
+        assert a == split_samples(list(reversed(ds.samples)), seed, ds.file_sha1())  # order does not matter
+    assert any(len({split_samples(ds.samples, s)[c] for c in family}) > 1 for s in range(6))  # what it prevents
 
 
 def test_split_is_stratified_patient_grouped_and_deterministic(phantoms):

@@ -89,3 +89,23 @@ def test_check_on_phantoms_uses_patients_and_counts_masks(phantoms):
     assert r["usable"] and r["patients"] == 15 and not r["errors"]
     assert r["masks"]["with_mask"] == r["masks"]["abnormal"] == 30
     assert r["duplicates"]["near_pairs_across_splits"] == 0  # whole patients per split: nothing leaks
+
+
+def test_identical_files_with_other_labels_and_sizes_that_follow_the_class_are_warned(tmp_path):
+    root = _noise_dataset(tmp_path, n=10)
+    original = root / "Normal cases" / "0-3.png"
+    (root / "Malignant cases" / "copy.png").write_bytes(original.read_bytes())
+    rng = np.random.default_rng(5)
+    for i in range(6):  # only Malignant has tall slices: their padding bars could tell the class
+        Image.fromarray(rng.integers(0, 256, (56, 40), dtype=np.uint8)).save(root / "Malignant cases" / f"tall{i}.png")
+    r = check_dataset(root)
+    assert r["duplicates"]["exact_label_conflicts"] == 1 and r["duplicates"]["exact_across_splits"] == 0
+    conflict = next(w for w in r["warnings"] if "different labels" in w)
+    assert "Malignant cases/copy.png = Normal cases/0-3.png" in conflict
+    assert any(w.startswith("image size follows the class") and "of Malignant" in w for w in r["warnings"])
+    assert r["uncommon_size_share"]["Malignant"] > 0.4 > r["uncommon_size_share"]["Normal"]
+    warned = []
+    prep = prepare(discover(root), 0, warned.append)  # train, evaluate and precompute say it too
+    assert prep.identical["label_conflicts"] == 1 and any("different labels" in w for w in warned)
+    res = CliRunner().invoke(app, ["check", str(root)])
+    assert "1 with different labels" in res.output and "other than 40x40:" in res.output

@@ -286,6 +286,27 @@ def test_models_screen_contents(cache):
     run(body, cache)
 
 
+def test_models_screen_shows_a_metric_no_case_has_as_absent_not_nan(cache):
+    from rich.console import Console
+
+    con = sqlite3.connect(cache / "audit.sqlite")  # real IQ-OTH/NCCD: no masks, so no LocAcc anywhere
+    con.execute("UPDATE metrics SET value = NULL WHERE name = 'locacc'")
+    con.commit()
+    con.close()
+
+    async def body(app, pilot):
+        await pilot.press("M")
+        await settle(pilot)
+        console = Console(width=200, record=True, color_system=None)
+        console.print(app.screen.query_one("#models-body").content)
+        text = console.export_text()
+        assert "nan" not in text.lower() and "40 n/a" in text
+        row = next(line for line in text.splitlines() if line.strip().startswith("M1 ") and "n/a" in line)
+        assert "– 40 n/a" in row  # the mean is a dash, then the count of cases without a value
+
+    run(body, cache)
+
+
 def test_suspects_shown_in_words(cache):
     drop_optional_tables(cache)  # exactly one suspect, planted here
     con = sqlite3.connect(cache / "audit.sqlite")

@@ -109,6 +109,9 @@ def _print_check(r: dict) -> None:
     most = max(r["sizes"].values(), default=0)
     for k, v in r["sizes"].items():
         con.print(f"  {k:>10} {v:>6} {_bar(v, most)}")
+    if len(r["sizes"]) > 1:
+        common = next(iter(r["sizes"]))
+        con.print(f"  other than {common}: " + ", ".join(f"{k} {v:.0%}" for k, v in r["uncommon_size_share"].items()))
     con.print(f"patients: {r['patients'] if r['patients'] is not None else 'no patient ids (slice-level split)'}")
     m = r["masks"]
     con.print(f"masks: {m['with_mask']} images ({m['abnormal']} Benign/Malignant); LocAcc is absent, not zero, elsewhere")
@@ -118,7 +121,8 @@ def _print_check(r: dict) -> None:
         w, lv = r["dicom"]["default_window"]
         con.print(f"DICOM: {r['dicom']['files']} files, default window W{w:g}/L{lv:g} (a CSV 'window' column overrides)")
     d = r["duplicates"]
-    con.print(f"duplicates: {d['exact_groups']} groups of identical files ({d['exact_across_splits']} across splits), "
+    con.print(f"duplicates: {d['exact_groups']} groups of identical files ({d['exact_across_splits']} across splits, "
+              f"{d['exact_label_conflicts']} with different labels), "
               f"{d['near_pairs_across_splits']} near-duplicate pairs across splits")
     for g in d["exact"][:10]:
         con.print("  identical: " + escape(" = ".join(g)))

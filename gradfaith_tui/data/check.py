@@ -11,8 +11,8 @@ from PIL import Image
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.data.dataset import Sample, discover
 from gradfaith_tui.data.duplicates import exact_groups, near_pairs, phash_bits
-from gradfaith_tui.data.imageio import LUNG_WINDOW, is_dicom
-from gradfaith_tui.data.prepared import read_sample
+from gradfaith_tui.data.imageio import LUNG_WINDOW, is_dicom, read_grey
+from gradfaith_tui.data.prepared import identical_summary, identical_warnings, read_sample
 from gradfaith_tui.data.splitfile import find_saved, read_split, verify
 from gradfaith_tui.data.splits import SPLITS, split_samples
 from gradfaith_tui.errors import DataError
@@ -34,6 +34,8 @@ def _scan(s: Sample) -> tuple[str, tuple[int, int], object]:
     try:
         with Image.open(s.path) as im:
             size = im.size
+            if im.mode.startswith(("I", "F")):  # 16-bit: hash it as training sees it, stretched
+                return sha, size, phash_bits(Image.fromarray(read_grey(s.path)))
             im.draft("L", (128, 128))  # JPEG decodes at reduced scale: fast, enough for the hash
             im.load()
             return sha, size, phash_bits(im.convert("L"))
@@ -43,27 +45,50 @@ def _scan(s: Sample) -> tuple[str, tuple[int, int], object]:
         raise DataError(f"{s.path}: not a readable image ({exc.__class__.__name__})") from None
 
 
+ODD_SIZE_GAP = 0.10  # share of a class at uncommon sizes, above the other classes', that counts as a cue
+
+
+def _odd_sizes_by_class(readable: list[Sample], size_of: dict[str, str], sizes: Counter) -> dict:
+    """Per class, the share of slices not at the commonest size; a cue when one class has many more."""
+    common = sizes.most_common(1)[0][0] if sizes else ""
+    share = {}
+    for k, name in enumerate(CLASS_NAMES):
+        members = [s for s in readable if s.label == k]
+        if members:
+            share[name] = sum(size_of[s.case_id] != common for s in members) / len(members)
+    odd = sum(n for size, n in sizes.items() if size != common)
+    cue = odd >= 5 and len(share) > 1 and max(share.values()) - min(share.values()) >= ODD_SIZE_GAP
+    return {"common": common, "share": share, "cue": cue}
+
+
 def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] | None = None) -> dict:
     ds = discover(root, window)
     errors = list(ds.problems)
-    sizes, sha, hashes, readable = Counter(), {}, {}, []
+    sizes, sha, hashes, readable, size_of = Counter(), {}, {}, [], {}
     for s in ds.samples:
         try:
             sha[s.case_id], (w, h), hashes[s.case_id] = _scan(s)
         except DataError as exc:
             errors.append(str(exc))
             continue
+        size_of[s.case_id] = f"{w}x{h}"
         sizes[f"{w}x{h}"] += 1
         readable.append(s)
     warnings = list(ds.warnings)
+    odd_sizes = _odd_sizes_by_class(readable, size_of, sizes)
+    if odd_sizes["cue"]:
+        shares = ", ".join(f"{v:.0%} of {k}" for k, v in odd_sizes["share"].items())
+        warnings.append(f"image size follows the class: sizes other than {odd_sizes['common']} are {shares}; a "
+                        "non-square slice is padded with black bars, which a model can learn as a class cue")
     saved = find_saved(ds, split_seed)
     split_note = f"saved in {saved}" if saved else "not saved yet (the first train saves it)"
     try:
         assignment = (verify(ds, saved, read_split(saved), warnings.append) if saved
-                      else split_samples(ds.samples, split_seed))
+                      else split_samples(ds.samples, split_seed, ds.file_sha1()))
     except DataError as exc:
         errors.append(str(exc))
-        assignment, split_note = split_samples(ds.samples, split_seed), "saved split does not match the data"
+        assignment = split_samples(ds.samples, split_seed, ds.file_sha1())
+        split_note = "saved split does not match the data"
     classes = {}
     for k, name in enumerate(CLASS_NAMES):
         members = [s for s in readable if s.label == k]
@@ -77,10 +102,9 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
         warnings.append("no patient ids: the split is by slice, so slices of one patient can fall in train and test "
                         "(see the near-duplicates)")
     exact = exact_groups(sha)
-    cross_exact = [g for g in exact if len({assignment.get(c) for c in g}) > 1]
+    identical = identical_summary(ds, assignment)
     near = near_pairs(hashes, assignment)
-    if cross_exact:
-        warnings.append(f"{len(cross_exact)} groups of identical files span train/val/test: test scores are inflated")
+    warnings += identical_warnings(identical)
     if near:
         warnings.append(f"{len(near)} near-duplicate pairs across splits (pHash distance <= 12 of 256 bits)")
     abnormal = [s for s in readable if s.label]
@@ -92,12 +116,14 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
     usable = len(readable) > 0 and len(empty) < len(CLASS_NAMES) - 1 and split_note != "saved split does not match the data"
     return {"root": str(root), "layout": ds.layout, "n_images": len(ds.samples), "n_readable": len(readable),
             "fingerprint": ds.fingerprint(), "classes": classes, "sizes": dict(sizes.most_common()),
+            "uncommon_size_share": odd_sizes["share"],
             "patients": len(patients) or None, "split": {"seed": split_seed, "file": str(saved) if saved else None,
                                                           "note": split_note},
             "masks": {"with_mask": with_mask, "abnormal": len(abnormal)},
             "shortcut": shortcut if any(s.shortcut is not None for s in readable) else None,
             "dicom": {"files": n_dicom, "default_window": list(window or LUNG_WINDOW)},
-            "duplicates": {"exact_groups": len(exact), "exact_across_splits": len(cross_exact),
+            "duplicates": {"exact_groups": len(exact), "exact_across_splits": identical["across_splits"],
+                           "exact_label_conflicts": identical["label_conflicts"],
                            "near_pairs_across_splits": len(near), "exact": exact[:MAX_LISTED],
                            "near": [list(p) for p in near[:MAX_LISTED]]},
             "warnings": warnings, "errors": errors, "usable": usable}

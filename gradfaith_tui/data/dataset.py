@@ -33,17 +33,31 @@ class Dataset:
     problems: list[str] = field(default_factory=list)  # bad entries skipped, each naming its file
     manifest: Path | None = None  # the CSV, when the layout is a manifest
 
+    _file_sha1: dict[str, str | None] | None = field(default=None, init=False, repr=False)
+
+    def file_sha1(self) -> dict[str, str | None]:
+        """case_id -> SHA-1 of the file's bytes (None where unreadable), read once per Dataset."""
+        if self._file_sha1 is None:
+            out: dict[str, str | None] = {}
+            for s in self.samples:
+                try:
+                    out[s.case_id] = hashlib.sha1(s.path.read_bytes()).hexdigest()
+                except OSError:  # reported where the pixels are read
+                    out[s.case_id] = None
+            self._file_sha1 = out
+        return self._file_sha1
+
     def fingerprint(self) -> str:
         """Content hash of every labelled file and its label: checkpoints and caches are tied to it."""
         h = hashlib.sha1()
+        sha = self.file_sha1()
         for s in sorted(self.samples, key=lambda s: s.case_id):
             h.update(f"{s.case_id}\0{s.label}\0".encode())
             if s.window is not None or s.boxes:  # only then, so older fingerprints stay valid
                 h.update(f"{s.window}\0{s.boxes}\0".encode())
-            try:
-                h.update(hashlib.sha1(s.path.read_bytes()).digest())
-            except OSError:  # unreadable: still a stable fingerprint; the file is reported elsewhere
-                h.update(b"unreadable")
+            digest = sha[s.case_id]
+            # unreadable: still a stable fingerprint; the file is reported elsewhere
+            h.update(bytes.fromhex(digest) if digest else b"unreadable")
         return h.hexdigest()[:16]
 
     def counts(self) -> list[int]:

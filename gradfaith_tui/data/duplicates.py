@@ -27,6 +27,11 @@ def exact_groups(sha: dict[str, str]) -> list[list[str]]:
     return sorted(sorted(g) for g in by.values() if len(g) > 1)
 
 
+def label_conflicts(groups: list[list[str]], label_of: dict[str, int | None]) -> list[list[str]]:
+    """The identical-file groups whose copies carry different labels: all but one copy is mislabelled."""
+    return [g for g in groups if len({label_of.get(c) for c in g}) > 1]
+
+
 def near_pairs(hashes: dict[str, np.ndarray], split_of: dict[str, str], limit: int = NEAR_BITS) -> list[tuple[str, str, int]]:
     """Pairs of slices in different splits whose hashes differ in at most `limit` bits, closest first."""
     ids = sorted(hashes)

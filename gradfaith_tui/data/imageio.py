@@ -104,17 +104,34 @@ def read_grey(path: Path, win: tuple[float, float] | None = None) -> np.ndarray:
         raise DataError(f"{path}: permission denied") from None
     if is_dicom(path):
         return window(read_dicom_hu(path), *(win or LUNG_WINDOW))
+    return _pixels(path, lesion=False)
+
+
+def _pixels(path: Path, lesion: bool) -> np.ndarray:
+    """An image file as 8-bit grey, or (lesion) as a mask of its non-zero pixels at any bit depth.
+    16-bit and float slices (CT exported as PNG/TIFF) are stretched from their own range onto 0-255:
+    Pillow's conversion to 8 bits clips at 255, which whites out nearly every pixel of a 12-bit CT."""
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("L"))
+            wide = im.mode.startswith(("I", "F"))
+            if lesion:
+                return np.asarray(im if wide else im.convert("L")) != 0
+            return _stretch(np.asarray(im, np.float64)) if wide else np.asarray(im.convert("L"))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
 
 
+def _stretch(values: np.ndarray) -> np.ndarray:
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros(values.shape, np.uint8)
+    return np.round((values - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """A lesion mask (any non-zero pixel is lesion) that must match its image's size."""
-    mask = read_grey(path) > 0
+    mask = read_grey(path) > 0 if is_dicom(path) else _pixels(path, lesion=True)
     if mask.shape != shape:
         raise DataError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {shape[1]}x{shape[0]}")
     return mask

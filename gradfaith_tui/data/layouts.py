@@ -16,12 +16,14 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_EXTS
 UNLABELLED_FOLDERS = {"test cases"}  # IQ-OTH/NCCD ships unlabelled slices there
 # IQ-OTH/NCCD names plus generic ones; matched case-insensitively. Class order stays Normal, Benign, Malignant.
 CLASS_OF_FOLDER = {**CLASS_FOLDERS, "normal": 0, "benign": 1, "bengin": 1, "malignant": 2}
-NOT_DATA = {"masks", "splits"}  # our own side folders, which mirror the class folders
+NOT_DATA = {"masks", "splits", "__macosx"}  # our side folders mirror the class folders; so does a Mac zip's
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 
 
 def is_image(p: Path) -> bool:
-    return p.is_file() and (p.suffix.lower() in IMAGE_EXTS or (not p.suffix and is_dicom(p)))
+    # Hidden files are never slices: macOS leaves "._name.jpg" resource forks beside each copied image.
+    return (not p.name.startswith(".") and p.is_file()
+            and (p.suffix.lower() in IMAGE_EXTS or (not p.suffix and is_dicom(p))))
 
 
 def find_mask(base: Path, folder: str, stem: str) -> Path | None:
@@ -40,7 +42,7 @@ def _find_class_parent(root: Path, warnings: list[str]) -> Path:
         if len(Path(dirpath).relative_to(root).parts) > 3:
             dirnames[:] = []
             continue
-        dirnames[:] = [d for d in dirnames if d.lower() not in NOT_DATA]
+        dirnames[:] = [d for d in dirnames if d.lower() not in NOT_DATA and not d.startswith(".")]
         if any(d.lower() in CLASS_OF_FOLDER for d in dirnames):
             parents.add(Path(dirpath))
     if not parents:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from gradfaith_tui.data.dataset import Dataset, Sample
+from gradfaith_tui.data.duplicates import exact_groups, label_conflicts
 from gradfaith_tui.data.imageio import boxes_mask, read_grey, read_mask, to_square
 from gradfaith_tui.data.splitfile import find_saved, read_split, verify, write_split
 from gradfaith_tui.data.splits import split_hash, split_samples
@@ -79,6 +80,7 @@ class Prepared:
     split_hash: str
     assignment: dict[str, str]
     split_file: Path | None = None
+    identical: dict = field(default_factory=dict)  # what identical files mean for this split: identical_summary()
 
     def samples(self, ds: Dataset, split: str) -> list[Sample]:
         return [s for s in ds.samples if self.assignment.get(s.case_id) == split]
@@ -91,6 +93,29 @@ def prepare(ds: Dataset, split_seed: int = 0, warn: Callable[[str], None] = lamb
     if saved is not None:
         assignment = verify(ds, saved, read_split(saved), warn)
     else:
-        assignment = split_samples(ds.samples, split_seed)
+        assignment = split_samples(ds.samples, split_seed, ds.file_sha1())
         saved = write_split(ds, split_seed, assignment, warn)
-    return Prepared(ds.fingerprint(), split_seed, split_hash(assignment), assignment, saved)
+    identical = identical_summary(ds, assignment)
+    for line in identical_warnings(identical):
+        warn(line)
+    return Prepared(ds.fingerprint(), split_seed, split_hash(assignment), assignment, saved, identical)
+
+
+def identical_summary(ds: Dataset, assignment: dict[str, str]) -> dict:
+    """Groups of byte-identical files: how many, how many span splits, how many disagree on the label."""
+    groups = exact_groups({k: v for k, v in ds.file_sha1().items() if v})
+    conflicts = label_conflicts(groups, {s.case_id: s.label for s in ds.samples})
+    return {"groups": len(groups), "across_splits": sum(len({assignment.get(c) for c in g}) > 1 for g in groups),
+            "label_conflicts": len(conflicts), "conflict_examples": [g[:2] for g in conflicts[:3]]}
+
+
+def identical_warnings(summary: dict) -> list[str]:
+    out = []
+    if summary["label_conflicts"]:
+        eg = " = ".join(summary["conflict_examples"][0])
+        out.append(f"{summary['label_conflicts']} groups of identical files carry different labels (e.g. {eg}): "
+                   "all but one copy in each is mislabelled, and a model cannot get both right")
+    if summary["across_splits"]:
+        out.append(f"{summary['across_splits']} groups of identical files span train/val/test: test scores are "
+                   "inflated (a split saved now keeps copies together; `data split --force` re-splits)")
+    return out

@@ -13,11 +13,13 @@ SPLITS = ("train", "val", "test")
 RATIOS = (0.6, 0.2, 0.2)
 
 
-def split_samples(samples: list[Sample], seed: int = 0) -> dict[str, str]:
-    """case_id -> 'train' | 'val' | 'test'. Groups are patients, or single slices without ids."""
+def split_samples(samples: list[Sample], seed: int = 0, file_sha1: dict[str, str | None] | None = None) -> dict[str, str]:
+    """case_id -> 'train' | 'val' | 'test'. Groups are patients, or single slices without ids; with
+    file_sha1, identical files also share a group, so a copy never sits in train while another is tested."""
+    key = _group_keys(samples, file_sha1 or {})
     groups: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
-        groups[s.patient or f"slice:{s.case_id}"].append(s)
+        groups[key[s.case_id]].append(s)
     by_class: dict[int, list[str]] = defaultdict(list)
     for gid, members in groups.items():
         # A patient's class is its most severe slice label, so stratification follows the diagnosis.
@@ -38,6 +40,30 @@ def split_samples(samples: list[Sample], seed: int = 0) -> dict[str, str]:
             for m in groups[gid]:
                 out[m.case_id] = split
     return out
+
+
+def _group_keys(samples: list[Sample], file_sha1: dict[str, str | None]) -> dict[str, str]:
+    """case_id -> group: its patient or itself, merged (union-find) across identical files."""
+    parent: dict[str, str] = {}
+
+    def root(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first_of: dict[str, str] = {}
+    base = {s.case_id: s.patient or f"slice:{s.case_id}" for s in samples}
+    for s in samples:
+        digest = file_sha1.get(s.case_id)
+        if digest is None:
+            continue
+        if digest in first_of:
+            a, b = sorted((root(base[first_of[digest]]), root(base[s.case_id])))
+            parent[b] = a  # the smaller key wins, so the result does not depend on the order of samples
+        else:
+            first_of[digest] = s.case_id
+    return {cid: root(g) for cid, g in base.items()}
 
 
 def split_hash(assignment: dict[str, str]) -> str:

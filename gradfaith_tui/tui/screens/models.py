@@ -82,7 +82,7 @@ class ModelsScreen(Screen[None]):
         lines = ["\n".join(" ".join(f"{v:>{width},}" for v in row) for row in r["confusion"]) for r in results]
         cms.add_row(*lines)
         parts += [cms, Text("")]
-        parts.append(Text("Distributions (10 bins over [0, 1]; Faith clipped; – missing)", style="bold underline"))
+        parts.append(Text("Distributions (10 bins over [0, 1], then the mean; Faith clipped; n/a: cases without a value)", style="bold underline"))
         cells = {(i, m): self._hist_cell(a, m, i) for i in range(len(cols)) for m in HIST_METRICS}
         names = [f"M{i + 1} {c.model.name}" for i, c in enumerate(cols)]
         cell_w = max(len(s) for s in cells.values()) + 1
@@ -102,8 +102,8 @@ class ModelsScreen(Screen[None]):
     def _hist_cell(a, metric: str, model: int) -> str:
         counts, _, missing = a.histogram(metric, model)
         v = a.metric(metric)[model]
-        mean = np.nanmean(v) if (~np.isnan(v)).any() else float("nan")
-        return f"{sparkline(counts)} {mean:5.2f}" + (f" –{missing:,}" if missing else "")
+        mean = f"{np.nanmean(v):5.2f}" if (~np.isnan(v)).any() else f"{'–':>5}"  # absent, not a number
+        return f"{sparkline(counts)} {mean}" + (f" {missing:,} n/a" if missing else "")
 
     def _suspects(self, a) -> list:
         head = Text("Suspects from the engine", style="bold underline")
