@@ -119,3 +119,142 @@ def test_a_split_saved_before_patient_ids_were_read_is_kept_with_a_warning(tmp_p
     again = prepare(discover(tmp_path), warn=said.append)
     assert again.split_hash == first.split_hash and again.assignment == first.assignment
     assert len(said) == 1 and "before 8 slices had patient ids" in said[0] and "--force" in said[0]
+
+
+def _patients_dataset(root, n=4, per=2):
+    for folder in ("malignant", "normal"):
+        (root / folder).mkdir(parents=True)
+    for p in range(n):
+        for k in range(per):
+            _slice_of(f"PAT{p:03d}", root / ("malignant" if p < n // 2 else "normal") / f"p{p}_{k}.dcm")
+    return root
+
+
+def _unkeyed(pid: str) -> str:  # how pseudonyms were made before they were keyed
+    import hashlib
+
+    return f"dcm-{hashlib.sha1(pid.encode()).hexdigest()[:12]}"
+
+
+def test_pseudonyms_are_keyed_per_dataset_and_stable(tmp_path):
+    import hashlib
+    import hmac
+    import stat
+
+    a, b = _patients_dataset(tmp_path / "a"), _patients_dataset(tmp_path / "b")
+    first = {s.case_id: s.patient for s in discover(a).samples}
+    key_file = a / "splits" / "pseudonym.key"
+    assert key_file.is_file() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = bytes.fromhex(key_file.read_text())
+    assert len(key) == 32
+    pid0 = first["malignant/p0_0.dcm"]
+    # Not the unkeyed hash an ID guess can be checked against; only the key recomputes it.
+    assert pid0 != _unkeyed("PAT000") and all(v != _unkeyed(f"PAT{p:03d}") for p in range(4) for v in first.values())
+    assert pid0 == "dcm-" + hmac.new(key, b"PAT000", hashlib.sha256).hexdigest()[:12]
+    assert pid0 != "dcm-" + hmac.new(b"\0" * 32, b"PAT000", hashlib.sha256).hexdigest()[:12]
+    assert {s.case_id: s.patient for s in discover(a).samples} == first  # the key is read back, not remade
+    assert key_file.read_text() == key.hex() + "\n"
+    # Another dataset with the same IDs gets its own key, so its pseudonyms cannot be linked to these.
+    other = {s.case_id: s.patient for s in discover(b).samples}
+    assert (b / "splits" / "pseudonym.key").read_text() != key_file.read_text()
+    assert not set(other.values()) & set(first.values())
+
+
+def test_no_key_without_a_patient_id(tmp_path):
+    from PIL import Image
+
+    from gradfaith_tui.data.prepared import prepare
+
+    for folder in ("malignant", "normal"):
+        (tmp_path / folder).mkdir()
+        for i in range(5):
+            Image.new("RGB", (16, 16), (i * 40,) * 3).save(tmp_path / folder / f"{i}.jpg")
+    _slice_of("", tmp_path / "normal" / "anonymous.dcm")
+    prep = prepare(discover(tmp_path))
+    assert prep.split_file.is_file() and not (tmp_path / "splits" / "pseudonym.key").exists()
+
+
+def test_read_only_data_keeps_the_key_in_the_cache_folder(tmp_path, monkeypatch):
+    import os
+
+    from gradfaith_tui.data.splitfile import fallback_dir_of
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        pytest.skip("root writes to read-only folders")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _patients_dataset(tmp_path / "data")
+    root.chmod(0o555)
+    try:
+        ds = discover(root)
+        key_file = fallback_dir_of(root) / "pseudonym.key"
+        assert key_file.is_file() and not (root / "splits").exists()
+        assert any("not writable" in w and str(key_file) in w for w in ds.warnings)
+        again = discover(root)
+        assert [s.patient for s in again.samples] == [s.patient for s in ds.samples]
+        assert not any("pseudonym" in w for w in again.warnings)
+    finally:
+        root.chmod(0o755)
+    # A key beside the data wins over the cached one once the folder is writable and has one.
+    (root / "splits").mkdir()
+    (root / "splits" / "pseudonym.key").write_text("ab" * 32 + "\n")
+    assert [s.patient for s in discover(root).samples] != [s.patient for s in ds.samples]
+
+
+def test_an_unreadable_key_is_an_error_not_a_new_key(tmp_path):
+    root = _patients_dataset(tmp_path)
+    (root / "splits").mkdir()
+    (root / "splits" / "pseudonym.key").write_text("not hex")
+    with pytest.raises(DataError, match="pseudonym.key: not a pseudonym key"):
+        discover(root)
+
+
+def _rewrite_patients(split_file, patient_of, also=lambda r: None):
+    import csv
+
+    with split_file.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["patient"] = patient_of(r)
+        also(r)
+    with split_file.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["case_id", "label", "patient", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def test_a_split_with_unkeyed_pseudonyms_is_kept_with_a_warning(tmp_path):
+    from gradfaith_tui.data.prepared import prepare
+
+    root = _patients_dataset(tmp_path)
+    first = prepare(discover(root))
+    pid = lambda r: f"PAT{int(r['case_id'].split('/p')[1].split('_')[0]):03d}"  # noqa: E731
+    _rewrite_patients(first.split_file, lambda r: _unkeyed(pid(r)))  # as an earlier version saved it
+    said = []
+    again = prepare(discover(root), warn=said.append)
+    assert again.assignment == first.assignment and again.split_hash == first.split_hash
+    assert len(said) == 1 and "older patient pseudonyms (8 slices" in said[0]
+    assert "reversed by trying IDs" in said[0] and "--force" in said[0]
+    # The old pseudonyms must group the slices as today's do: two patients merged is a real change.
+    _rewrite_patients(first.split_file, lambda r: _unkeyed("PAT000" if pid(r) == "PAT001" else pid(r)))
+    with pytest.raises(DataError, match="4 with another label or patient"):
+        prepare(discover(root))
+    # A real label change is still refused, old pseudonyms or not.
+    relabel = "malignant/p0_0.dcm"
+    _rewrite_patients(first.split_file, lambda r: _unkeyed(pid(r)),
+                      lambda r: r.update(label="0") if r["case_id"] == relabel else None)
+    with pytest.raises(DataError, match=f"1 with another label or patient \\(e.g. {relabel}\\)"):
+        prepare(discover(root))
+
+
+def test_key_falls_back_where_splits_cannot_be_made(tmp_path, monkeypatch):
+    # The read-only case above, in a form that also runs as root: `splits` is a file, not a folder.
+    from gradfaith_tui.data.splitfile import fallback_dir_of
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _patients_dataset(tmp_path / "data")
+    (root / "splits").write_text("")
+    ds = discover(root)
+    key_file = fallback_dir_of(root) / "pseudonym.key"
+    assert key_file.is_file() and any(str(key_file) in w for w in ds.warnings)
+    assert [s.patient for s in discover(root).samples] == [s.patient for s in ds.samples]

@@ -11,6 +11,7 @@ and windowed to 8 bit; the lung window is the default.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -76,12 +77,10 @@ def read_dicom_hu(path: Path) -> np.ndarray:
     return hu
 
 
-def dicom_patient(path: Path) -> str | None:
-    """The slice's patient, for splitting by patient: a pseudonym of its PatientID tag ("dcm-" and 12 hex
-    digits of its SHA-1), so no identifier reaches splits, caches or reports. None where the tag is empty
+def dicom_patient(path: Path, pseudonym: Callable[[str], str]) -> str | None:
+    """The slice's patient, for splitting by patient: `pseudonym` of its PatientID tag (a keyed hash, see
+    data/pseudonym.py), so no identifier reaches splits, caches or reports. None where the tag is empty
     (anonymised) or the header cannot be read (reading the pixels reports that)."""
-    import hashlib
-
     import pydicom
 
     try:
@@ -89,7 +88,7 @@ def dicom_patient(path: Path) -> str | None:
     except Exception:  # broken files are named when their pixels are read
         return None
     pid = pid.strip()
-    return f"dcm-{hashlib.sha1(pid.encode()).hexdigest()[:12]}" if pid else None
+    return pseudonym(pid) if pid else None
 
 
 def read_grey(path: Path, win: tuple[float, float] | None = None) -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 from gradfaith_tui.config import CLASS_FOLDERS
 from gradfaith_tui.data.dataset import Dataset, Sample, parse_label
 from gradfaith_tui.data.imageio import DICOM_EXTS, Box, dicom_patient, is_dicom, parse_window
+from gradfaith_tui.data.pseudonym import Pseudonymizer
 from gradfaith_tui.errors import DataError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_EXTS
@@ -58,6 +59,7 @@ def from_class_folders(root: Path, window: tuple[float, float] | None) -> Datase
     warnings: list[str] = []
     problems: list[str] = []
     parent = _find_class_parent(root, warnings)
+    pseudonym = Pseudonymizer(root)
     samples = []
     for folder in sorted(parent.iterdir()):
         key = folder.name.lower()
@@ -76,8 +78,10 @@ def from_class_folders(root: Path, window: tuple[float, float] | None) -> Datase
             dicom = is_dicom(p)
             # A DICOM slice names its patient, so a series never straddles train and test.
             samples.append(Sample(p.relative_to(root).as_posix(), p, CLASS_OF_FOLDER[key],
-                                  dicom_patient(p) if dicom else None, find_mask(parent, folder.name, p.stem),
+                                  dicom_patient(p, pseudonym) if dicom else None,
+                                  find_mask(parent, folder.name, p.stem),
                                   window=window if dicom else None))
+    _note_new_key(pseudonym, warnings)
     return Dataset(root, samples, "class-folders", warnings, problems)
 
 
@@ -107,6 +111,7 @@ def from_manifest(root: Path, manifest: Path, window: tuple[float, float] | None
     warnings: list[str] = []
     problems: list[str] = []
     by_path: dict[str, Sample] = {}
+    pseudonym = Pseudonymizer(root)
     try:
         text = manifest.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -150,7 +155,17 @@ def from_manifest(root: Path, manifest: Path, window: tuple[float, float] | None
             problems.append(str(exc))
             continue
         dicom = is_dicom(path)
-        patient = (row.get("patient") or "").strip() or (dicom_patient(path) if dicom else None)  # the column wins
+        # the column wins
+        patient = (row.get("patient") or "").strip() or (dicom_patient(path, pseudonym) if dicom else None)
         by_path[case_id] = Sample(case_id, path, label, patient, mask, int(shortcut) if shortcut.isdigit() else None,
                                   win if dicom else None, (box,) if box else (), shortcut_box)
+    _note_new_key(pseudonym, warnings)
     return Dataset(root, list(by_path.values()), "manifest", warnings, problems, manifest)
+
+
+def _note_new_key(pseudonym: Pseudonymizer, warnings: list[str]) -> None:
+    """A key made outside the data folder (read-only) is said once, as a saved split there is."""
+    preferred = pseudonym.root / "splits"
+    if pseudonym.created is not None and pseudonym.created.parent != preferred:
+        warnings.append(f"{preferred}: not writable; patient pseudonym key saved to {pseudonym.created} "
+                        "(keep it private; deleting it changes the pseudonyms)")

@@ -27,8 +27,13 @@ def _name(ds: Dataset, seed: int) -> str:
 
 
 def fallback_dir(ds: Dataset) -> Path:
+    return fallback_dir_of(ds.root)
+
+
+def fallback_dir_of(root: Path) -> Path:
+    """Where a dataset whose folder is read-only keeps its splits (and its pseudonym key)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    key = hashlib.sha1(str(ds.root.resolve()).encode()).hexdigest()[:12]
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
     return base / "gradfaith-tui" / "splits" / key
 
 
@@ -57,15 +62,20 @@ def verify(ds: Dataset, path: Path, rows: list[dict], warn: Callable[[str], None
 
     A split saved without patient ids where the slices now have them (DICOM slices take theirs from the
     PatientID tag; splits saved before that did not) is kept, so trained models stay valid, with a warning:
-    it may put one patient in two splits."""
+    it may put one patient in two splits. So is one whose DICOM pseudonyms were derived otherwise (the older
+    unkeyed SHA-1, or another key) as long as they group the slices the same way, with a warning that
+    unkeyed ones can be reversed by trying IDs."""
     saved = {r["case_id"]: r for r in rows}
     now = {s.case_id: s for s in ds.samples}
     added = sorted(now.keys() - saved.keys())
     removed = sorted(saved.keys() - now.keys())
-    gained = sorted(k for k in now.keys() & saved.keys() if not saved[k]["patient"] and now[k].patient)
-    relabelled = sorted(k for k in now.keys() & saved.keys()
+    common = now.keys() & saved.keys()
+    gained = sorted(k for k in common if not saved[k]["patient"] and now[k].patient)
+    rederived = _rederived(saved, now, common)
+    relabelled = sorted(k for k in common
                         if saved[k]["label"] != str(now[k].label)
-                        or (saved[k]["patient"] != (now[k].patient or "") and saved[k]["patient"]))
+                        or (saved[k]["patient"] != (now[k].patient or "") and saved[k]["patient"]
+                            and k not in rederived))
     if added or removed or relabelled:
         parts = [f"{len(v)} {what} (e.g. {v[0]})" for v, what in
                  ((added, "added"), (removed, "removed"), (relabelled, "with another label or patient")) if v]
@@ -79,7 +89,27 @@ def verify(ds: Dataset, path: Path, rows: list[dict], warn: Callable[[str], None
         warn(f"{path}: saved by slice, before {len(gained)} slices had patient ids (e.g. {gained[0]}), so one "
              f"patient's slices may sit in train and test; re-split with `gradfaith-tui data split "
              f"{ds.manifest or ds.root} --force` and retrain")
+    if rederived:
+        warn(f"{path}: holds older patient pseudonyms ({len(rederived)} slices, e.g. {sorted(rederived)[0]}), "
+             "unkeyed hashes of PatientID that can be reversed by trying IDs (or made with another key); "
+             "they group the slices as now, so the split is kept; `gradfaith-tui data split "
+             f"{ds.manifest or ds.root} --force` (then retrain) replaces them")
     return {k: r["split"] for k, r in saved.items()}
+
+
+def _rederived(saved: dict[str, dict], now: dict, common: set[str]) -> set[str]:
+    """Slices whose saved DICOM pseudonym differs from today's while the two name the same groups: every
+    saved pseudonym maps to one current one and back. Where they do not, the patients really changed."""
+    prefix = "dcm-"
+    pairs = {k: (saved[k]["patient"], now[k].patient) for k in common
+             if saved[k]["patient"].startswith(prefix) and (now[k].patient or "").startswith(prefix)}
+    forward: dict[str, set[str]] = {}
+    backward: dict[str, set[str]] = {}
+    for old, new in pairs.values():
+        forward.setdefault(old, set()).add(new)
+        backward.setdefault(new, set()).add(old)
+    return {k for k, (old, new) in pairs.items()
+            if old != new and len(forward[old]) == 1 and len(backward[new]) == 1}
 
 
 def write_split(ds: Dataset, seed: int, assignment: dict[str, str], warn: Callable[[str], None]) -> Path:
