@@ -98,7 +98,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
     config = {"data": str(data), "layout": ds.layout, "checkpoints": str(checkpoints), "method": cam.method,
               "cam": asdict(cam), "target": target, "split_seed": prep.split_seed, "n_test": len(cases),
               "dataset_size": len(ds.samples), "class_counts": ds.counts(), "torch": torch.__version__,
-              "world_size": dist.world}
+              "world_size": dist.world, "identical_files": prep.identical}  # the report's data caveats read this
     if not dist.main:
         dist.barrier()  # rank 0 creates the cache and registers the models first
     writer = CacheWriter(cache, prep.fingerprint, prep.split_hash, config, cases, base.images, base.masks)

@@ -84,6 +84,19 @@ def test_stale_cache_and_other_data_are_refused(cache, trained, tmp_path):
         precompute(other, trained, cache, force=True, warn=lambda m: None)
 
 
+def test_reopened_cache_takes_the_patient_pseudonyms_of_today(tmp_path):
+    from gradfaith_tui.store.cache import CacheWriter, CaseInfo
+
+    images = np.zeros((2, 8, 8))
+    old = [CaseInfo("a.dcm", 2, "dcm-0123456789ab", False), CaseInfo("b.png", 0, None, False)]
+    CacheWriter(tmp_path, "f", "s", {}, old, images, images).close()
+    new = [CaseInfo("a.dcm", 2, "dcm-keyedkeyed1", False), CaseInfo("b.png", 0, None, False)]
+    CacheWriter(tmp_path, "f", "s", {}, new, images, images).close()
+    con = sqlite3.connect(tmp_path / "audit.sqlite")
+    assert [r[0] for r in con.execute("SELECT patient FROM cases ORDER BY idx")] == ["dcm-keyedkeyed1", None]
+    con.close()
+
+
 def test_empty_or_missing_cache_is_a_clear_error(tmp_path):
     from gradfaith_tui.store.cache import CacheWriter
 
@@ -283,6 +296,22 @@ def test_report_scores_maps_and_suspect_rules_against_the_planted_shortcut(cache
     con.commit()
     con.close()
     assert "## Planted shortcut" not in markdown.render(build(CacheReader(copy)))
+
+
+def test_phantom_report_has_masks_and_patients_and_says_the_data_are_synthetic(cache):
+    from gradfaith_tui.report import markdown
+    from gradfaith_tui.report.build import build
+
+    reader = CacheReader(cache)
+    assert reader.config["identical_files"] == {"groups": 0, "across_splits": 0, "label_conflicts": 0,
+                                                "conflict_examples": []}  # precompute stores the data's copies
+    marked = reader.con.execute("SELECT COUNT(*) FROM cases WHERE shortcut=1").fetchone()[0]
+    report = build(reader)
+    assert report.caveats == [f"The data are synthetic phantoms with a planted marker (on {marked} of {reader.n_cases} "
+                              "test slices): the findings are about the method, not about lung CT."]
+    text = markdown.render(report)
+    assert "lesion mask" not in text.split("## Table I")[0] and "patient id" not in text
+    assert text.count("not about lung CT") == 1
 
 
 def test_explorer_shows_the_planted_marker_truth(cache, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -216,6 +217,74 @@ def test_missing_results_are_said_plainly(cache, tmp_path):
     report = build(CacheReader(copy))
     assert not report.suspects.computed
     assert "*Not computed in this cache*: it has no suspects table" in markdown.render(report)
+
+
+def _edited_copy(cache: Path, dest: Path, *sql: tuple) -> Path:
+    copy = Path(shutil.copytree(cache, dest))
+    con = sqlite3.connect(copy / "audit.sqlite")
+    for statement in sql:
+        con.execute(*statement)
+    con.commit()
+    con.close()
+    return copy
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())  # rich wraps long lines in the terminal
+
+
+def test_data_without_masks_or_patients_gets_both_caveats_in_every_format(made, cache, tmp_path):
+    from rich.console import Console
+
+    from gradfaith_tui.report.terminal import print_report
+
+    assert "Data caveats" not in (made[0] / "report.md").read_text()  # masks, patients, no marker: nothing applies
+    copy = _edited_copy(cache, tmp_path / "c", ("UPDATE cases SET has_mask = 0, patient = NULL",),
+                        ("DELETE FROM metrics WHERE name IN ('locacc', 'iou')",))  # as IQ-OTH/NCCD: no masks, no ids
+    report, _ = write_report(CacheReader(copy), tmp_path / "out", "all")
+    no_mask = (f"No test case has a lesion mask: the localisation metrics (LocAcc, IoU, Pointing game, Relevance mass, "
+               f"Relevance rank) are absent for all {N_CASES} cases, not zero.")
+    no_ids = (f"None of the {N_CASES} test cases has a patient id, so the split is by slice: slices of one patient may "
+              "sit in both train and test, and Table I may be optimistic")
+    assert report.caveats[0] == no_mask and report.caveats[1].startswith(no_ids) and len(report.caveats) == 2
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert md.index("## Data caveats") < md.index("## Table I")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<h2>Data caveats</h2>" in page and page.index("Data caveats") < page.index("Table I: classification")
+    buf = Console(file=io.StringIO(), width=100)
+    print_report(report, buf)
+    term = _flat(buf.file.getvalue())
+    assert term.startswith("Data caveats:") and term.index("Data caveats") < term.index("Table I")
+    for text in (md, page, term):
+        assert no_mask in _flat(text) and no_ids in _flat(text)
+        assert "gradfaith-tui data check DATA" in text and "near-duplicate pairs across splits" in _flat(text)
+    masked = [i for (i,) in CacheReader(cache).con.execute("SELECT idx FROM cases WHERE has_mask = 1 ORDER BY idx")]
+    some = _edited_copy(cache, tmp_path / "d", ("UPDATE cases SET has_mask = 0 WHERE idx IN (?, ?)", masked[:2]))
+    assert build(CacheReader(some)).caveats == [
+        f"{len(masked) - 2} of {N_CASES} test cases have a lesion mask ({len(masked) - 2} of the {len(masked)} Benign "
+        "or Malignant ones); localisation metrics cover only those."]
+
+
+def test_identical_files_in_the_config_give_their_caveats_and_older_caches_none(cache, tmp_path):
+    config = CacheReader(cache).config
+    assert "identical_files" not in config
+    assert not [c for c in build(CacheReader(cache)).caveats if "identical" in c]  # no key: no claim, not even zero
+    found = {"groups": 4, "across_splits": 1, "label_conflicts": 2,
+             "conflict_examples": [["Bengin cases/Bengin case (3).jpg", "Malignant cases/Malignant case (9).jpg"],
+                                   ["Normal cases/x.jpg", "Bengin cases/y.jpg"]]}
+    copy = _edited_copy(cache, tmp_path / "c", ("UPDATE meta SET value = ? WHERE key = 'config'",
+                                                (json.dumps({**config, "identical_files": found}),)))
+    report = build(CacheReader(copy))
+    assert report.caveats == [
+        "2 groups of identical files carry different labels, e.g. Bengin cases/Bengin case (3).jpg = Malignant "
+        "cases/Malignant case (9).jpg: a model cannot get both right.",
+        "1 group of identical files spans more than one of train, validation and test: a test slice may have a copy "
+        "the model trained on, so test scores are inflated."]
+    assert _flat(report.caveats[0]) in _flat(markdown.render(report))
+    within = {"groups": 2, "across_splits": 0, "label_conflicts": 0, "conflict_examples": []}
+    clean = _edited_copy(cache, tmp_path / "d", ("UPDATE meta SET value = ? WHERE key = 'config'",
+                                                 (json.dumps({**config, "identical_files": within}),)))
+    assert build(CacheReader(clean)).caveats == []  # identical copies within one split, same label: nothing to say
 
 
 def test_flagged_cases_appear_with_notes_and_undone_ones_do_not(made, cache, tmp_path):

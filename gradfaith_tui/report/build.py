@@ -9,6 +9,7 @@ import numpy as np
 from gradfaith_tui import __version__
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
 from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
+from gradfaith_tui.report.caveats import caveats
 from gradfaith_tui.report.paper import paper_rows
 from gradfaith_tui.report.provenance import provenance
 from gradfaith_tui.store.cache import CacheReader
@@ -36,6 +37,7 @@ class Report:
     method: str
     version: str
     classes: tuple[str, ...]
+    caveats: list[str]  # the data's limits that apply to this cache, one sentence each (report.caveats)
     columns: list[dict]  # the shown models: name, model_id, family label, describe, expl_id
     table1: list[dict]  # per model_id: stands_for, the TABLE1_COLUMNS values, latency_ms, device, n
     table1_missing: list[str]  # model ids with no Table I in the cache
@@ -109,8 +111,8 @@ def build(reader: CacheReader) -> Report:
                 "describe": c.model.describe, "expl_id": c.expl_id} for c in reader.columns]
     return Report(
         title=title(reader.method), cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
-        version=__version__, classes=CLASS_NAMES, columns=columns, table1=table1, table1_missing=missing,
-        confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
+        version=__version__, classes=CLASS_NAMES, caveats=caveats(reader), columns=columns, table1=table1,
+        table1_missing=missing, confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays), paired=faithfulness.paired(arrays),
         sanity=checks.sanity(reader), suspects=checks.suspects(reader),
         planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,

@@ -39,6 +39,14 @@ def _figure(f: Figure, src: Callable[[Figure], str]) -> str:
     return f"![{f.title}]({src(f)})\n\n*{f.title}.* {f.caption}\n"
 
 
+def _caveats(r: Report) -> list[str]:
+    """Before Table I: what these data cannot show bounds every number below. Omitted when nothing applies."""
+    if not r.caveats:
+        return []
+    return ["## Data caveats\n", "Read the results below with these limits of the data in mind:\n",
+            "\n".join(f"- {escape(c)}" for c in r.caveats) + "\n"]
+
+
 def _table1(r: Report, src) -> list[str]:
     rows = [[t["model"], t["stands_for"], *(fmt(t[k]) for k in T1_KEYS), str(t["n"] or "–"),
              fmt(t["latency_ms"], 2), escape(t["device"] or "–")] for t in r.table1]
@@ -125,7 +133,7 @@ def render(r: Report, image_src: Callable[[Figure], str] = lambda f: f.file) -> 
     parts = [f"# {r.title}\n",
              f"Cache `{escape(r.cache)}` · {r.n_cases} test cases · method {r.method} · gradfaith-tui {r.version}. "
              f"Models shown: {shown}.\n"]
-    parts += _table1(r, image_src) + _confusion(r, image_src) + _faithfulness(r)
+    parts += _caveats(r) + _table1(r, image_src) + _confusion(r, image_src) + _faithfulness(r)
     parts += ["## Figs. 2 and 3: heatmaps of chosen cases\n", _figure(r.figure("fig2"), image_src),
               _figure(r.figure("fig3"), image_src)]
     parts += sanity_section(r.sanity) + suspects_section(r.suspects) + planted_section(r.planted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gradfaith_tui.report.build import Report
@@ -22,6 +23,10 @@ def _table(title: str, header: list[str], rows: list[list[str]], left: int = 2) 
 
 def print_report(r: Report, console: Console | None = None) -> None:
     con = console or Console()
+    if r.caveats:  # first, as in the report: they bound every number below
+        con.print("Data caveats:")
+        for c in r.caveats:
+            con.print(f"- {escape(c)}")
     con.print(_table("Table I (this cache: macro over classes, test split)", T1_HEADER[:-1],
                      [[t["model"], t["stands_for"], *(fmt(t[k]) for k in T1_KEYS), str(t["n"] or "–"),
                        fmt(t["latency_ms"], 2)] for t in r.table1]))

@@ -131,6 +131,9 @@ class CacheWriter:
             if meta.get("fingerprint") != fingerprint or meta.get("split_hash") != split_hash:
                 raise CacheError(f"{self.root}: cache was built from other data or another split "
                                  f"(fingerprint {meta.get('fingerprint')}, now {fingerprint}); use a new --cache folder")
+            with self.con:  # patient pseudonyms may have been re-derived (keyed since 2026-11-27): store today's
+                self.con.executemany("UPDATE cases SET patient=? WHERE case_id=? AND patient IS NOT ?",
+                                     [(c.patient, c.case_id, c.patient) for c in cases])
         else:
             self._create(fingerprint, split_hash, cases, images, masks)
         with self.con:

@@ -1,0 +1,87 @@
+"""The data's limits that bound what the report may claim: one sentence each, only those that apply.
+
+A reader of Table I and the faithfulness table on IQ-OTH/NCCD should learn, before the numbers, that it has
+no lesion masks, no patient ids and byte-identical files under different classes. Built from the cache alone
+(its cases table and stored config), so the Markdown, HTML and terminal reports say the same. Plain text:
+each renderer escapes it for its own format.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.metrics.catalog import METRICS
+from gradfaith_tui.store.cache import CacheReader
+
+# The metrics that need a lesion mask: absent (NULL), never zero, on a case without one.
+MASK_METRICS = ("locacc", "iou", "pointing_game", "relevance_mass", "relevance_rank")
+LESION_CLASSES = CLASS_NAMES[1:]  # Normal slices have no lesion, so no mask is expected there
+DATA_CHECK = "`gradfaith-tui data check DATA`"
+
+
+def _count(con: sqlite3.Connection, where: str) -> int:
+    return int(con.execute(f"SELECT COUNT(*) FROM cases WHERE {where}").fetchone()[0])
+
+
+def phantoms(con: sqlite3.Connection, n: int) -> list[str]:
+    """Shortcut truth exists only for generated phantoms: everything else in the report is about them."""
+    known = _count(con, "shortcut IS NOT NULL")
+    if not known:
+        return []
+    marked = _count(con, "shortcut = 1")
+    return [f"The data are synthetic phantoms with a planted marker (on {marked} of {n} test slices): the findings "
+            "are about the method, not about lung CT."]
+
+
+def masks(con: sqlite3.Connection, n: int) -> list[str]:
+    """Localisation needs a mask; a Normal slice lacks one by nature, a Benign or Malignant one by the data."""
+    with_mask = _count(con, "has_mask = 1")
+    lesion = _count(con, "label != 0")
+    lesion_masked = _count(con, "label != 0 AND has_mask = 1")
+    names = ", ".join(METRICS[m].label for m in MASK_METRICS)
+    if not with_mask:
+        return [f"No test case has a lesion mask: the localisation metrics ({names}) are absent for all {n} "
+                "cases, not zero."]
+    if lesion_masked < lesion:
+        return [f"{with_mask} of {n} test cases have a lesion mask ({lesion_masked} of the {lesion} "
+                f"{' or '.join(LESION_CLASSES)} ones); localisation metrics cover only those."]
+    return []
+
+
+def patients(con: sqlite3.Connection, n: int) -> list[str]:
+    """Without patient ids the split cannot keep a patient's slices together."""
+    if _count(con, "patient IS NOT NULL AND TRIM(patient) != ''"):
+        return []
+    return [f"None of the {n} test cases has a patient id, so the split is by slice: slices of one patient may sit "
+            f"in both train and test, and Table I may be optimistic ({DATA_CHECK} lists near-duplicate pairs across "
+            "splits)."]
+
+
+def _groups(k: int, one: str, many: str) -> str:
+    return f"1 group of identical files {one}" if k == 1 else f"{k} groups of identical files {many}"
+
+
+def identical(config: dict) -> list[str]:
+    """From precompute's "identical_files" (data.prepared.identical_summary); older caches lack it: say nothing."""
+    found = config.get("identical_files")
+    if not isinstance(found, dict):
+        return []
+    out = []
+    conflicts, examples = found.get("label_conflicts") or 0, found.get("conflict_examples") or []
+    if conflicts:
+        eg = f", e.g. {' = '.join(examples[0])}" if examples else ""
+        out.append(f"{_groups(conflicts, 'carries', 'carry')} different labels{eg}: a model cannot get both right.")
+    across = found.get("across_splits") or 0
+    if across:
+        out.append(f"{_groups(across, 'spans', 'span')} more than one of train, validation and test: a test slice "
+                   "may have a copy the model trained on, so test scores are inflated.")
+    return out
+
+
+def caveats(reader: CacheReader) -> list[str]:
+    n = reader.n_cases
+    if not n:
+        return []
+    con = reader.con
+    return phantoms(con, n) + masks(con, n) + patients(con, n) + identical(reader.config)
