@@ -13,7 +13,7 @@ from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.store.cache import CacheReader
 from gradfaith_tui.store.synthetic import build_synthetic_cache
 from gradfaith_tui.tui.app import HelpScreen, make_app
-from gradfaith_tui.tui.render import short_case_id, tile_layout
+from gradfaith_tui.tui.render import file_name, short_case_id, tile_layout
 from gradfaith_tui.tui.widgets.case_table import CaseTable
 from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
 
@@ -76,13 +76,13 @@ def test_sort_cursor_heatmaps_reverse(synthetic, all_rows):
             assert first.worst("faith") == lowest
             assert short_case_id(first.case_id, 20) in line_text(table, 1)
             assert "Faith" in str(app.query_one("#status").content)
-            assert first.case_id in panel_title(app)
+            assert file_name(first.case_id) in panel_title(app)
 
             await pilot.press("down")
             await settle(pilot)
             second = all_rows[int(table.source.order[1])]
             assert table.cursor == 1 and app.query_one(HeatmapPanel).case_idx == second.idx
-            assert second.case_id in panel_title(app)
+            assert file_name(second.case_id) in panel_title(app)
 
             await pilot.press("l")
             await settle(pilot)
@@ -98,7 +98,8 @@ def test_sort_cursor_heatmaps_reverse(synthetic, all_rows):
             order = [all_rows[int(i)] for i in table.source.order]
             assert [r.worst("locacc") for r in order[:n_mask]] == sorted(with_mask, reverse=True)
             assert not any(r.has_mask for r in order[n_mask:])  # missing values stay last when descending
-            assert "↓" in str(app.query_one("#status").content)
+            assert "highest LocAcc" in str(app.query_one("#status").content)
+            assert "LocAcc↓" in line_text(table, 0)
 
             await pilot.press("G")
             await settle(pilot)
@@ -142,7 +143,7 @@ def test_small_screen_stacks(synthetic, all_rows):
             assert panel.region.y >= table.region.bottom  # stacked, not side by side
             assert table.region.right <= 80 and panel.region.right <= 80
             first = all_rows[int(table.source.order[0])]
-            assert first.case_id in panel_title(app)
+            assert file_name(first.case_id) in panel_title(app)
             header = line_text(table, 0)
             assert "Faith" in header and "LocAcc" in header and "Consist" in header
             await pilot.press("w")

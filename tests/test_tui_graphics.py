@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradfaith_tui.store.synthetic import build_synthetic_cache
+from gradfaith_tui.tui.render import file_name
 from gradfaith_tui.tui.app import ExplorerApp, make_app
 from gradfaith_tui.tui.widgets.heatmaps import TileGrid
 from gradfaith_tui.tui.widgets.pixel_tiles import PixelTiles, graphics_widget
@@ -90,7 +91,7 @@ def test_pixel_tiles_layout(cache):
             assert all(im.size.width >= 8 and im.size.height >= 4 for im in images)
             await pilot.press("j")
             await settle(pilot)
-            assert app.source.row_at(1).case_id in str(app.query_one("#case-title").content)
+            assert file_name(app.source.row_at(1).case_id) in str(app.query_one("#case-title").content)
             assert len(list(tiles.query(HalfcellImage))) == 6
         reader.close()
     asyncio.run(main())

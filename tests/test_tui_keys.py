@@ -4,8 +4,10 @@ paging, home/end, the wrong-count sort, more heat, ctrl+z, the third flag, and t
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gradfaith_tui.store.cache import CacheReader
@@ -113,5 +115,125 @@ def test_zoom_keys(cache):
         await settle(pilot)
         text = "\n".join("".join(s.text for s in st) for st in zoom.query_one("#zoom-tiles").strips)
         assert "gradcam (1/1)" in text
+
+    run(body, cache)
+
+
+def test_zoom_flags_and_notes_the_case_it_shows_and_the_table_follows_it(cache):
+    from gradfaith_tui.tui.screens.ask import AskScreen
+
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        await pilot.press("enter", "j", "j")
+        await settle(pilot)
+        zoom = app.screen
+        shown = table.source.idx_at(2)
+        assert zoom.position == 2 and table.cursor == 0
+        await pilot.press("2")
+        await settle(pilot)
+        assert app.source.flags.get(shown).category == "shortcut"
+        assert app.source.flags.get(table.source.idx_at(0)) is None  # not the table's case
+        text = "\n".join("".join(s.text for s in st) for st in zoom.query_one("#zoom-tiles").strips)
+        assert "⚑ shortcut" in text
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, AskScreen) and table.source.row_at(2).case_id in str(app.screen.query_one("#ask-title").content)
+        await pilot.press(*"ribs", "enter")
+        await settle(pilot)
+        assert app.source.flags.get(shown).note == "ribs" and app.screen is zoom
+        key_before = app.view.key
+        await pilot.press("f", "w", "t", "slash")  # the table's sorts and filters do nothing behind the zoom
+        await settle(pilot)
+        assert app.screen is zoom and app.view == replace(app.view, key=key_before) and not app.view.filter.active()
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is not zoom and table.cursor == 2  # back on the case last shown
+
+    run(body, cache)
+
+
+def test_zoom_from_the_worst_model_view_opens_the_worst_model(cache):
+    async def body(app, pilot):
+        await pilot.press("f", "enter")
+        await settle(pilot)
+        idx = app.source.idx_at(0)
+        faith = app.source.arrays.metric("faith")[:, idx]
+        assert app.screen.model == int(faith.argmin())
+
+    run(body, cache)
+
+
+def test_a_filter_that_matches_nothing_clears_the_case_panel(cache):
+    async def body(app, pilot):
+        panel = app.query_one(HeatmapPanel)
+        app.action_set_filter("search", "no such case")
+        await settle(pilot)
+        assert str(panel.query_one("#case-title").content).startswith("no case matches")
+        assert panel.case_idx is None and not panel.query_one("#tiles").strips
+        await pilot.press("escape")
+        await settle(pilot)
+        assert panel.case_idx == app.source.idx_at(0) and panel.query_one("#tiles").strips
+
+    run(body, cache)
+
+
+def test_narrow_terminal_gives_the_table_the_whole_width(cache):
+    async def body(app, pilot):
+        assert app.query_one("#table-pane").size.width == 80
+        header = "".join(s.text for s in app.query_one(CaseTable).render_line(0))
+        assert "Fl" in header  # the flag column is not cut off
+
+    run(body, cache, size=(80, 24))
+
+
+def test_a_cache_still_being_written_says_so_and_R_shows_the_new_maps(cache):
+    import sqlite3
+
+    db = cache / "audit.sqlite"
+    con = sqlite3.connect(db)
+    held = con.execute("SELECT * FROM metrics WHERE idx >= 40").fetchall()  # as if precompute were at case 40
+    con.execute("DELETE FROM metrics WHERE idx >= 40")
+    con.commit()
+
+    async def body(app, pilot):
+        await settle(pilot)
+        title = str(app.query_one("#title").content)
+        assert "maps 200/300 (incomplete)" in title  # 5 models x 40 of 60 cases
+        app.action_sort("faith")
+        await settle(pilot)
+        assert np.isnan(app.source.arrays.metric("faith")[:, 50]).all()
+        con.executemany("INSERT INTO metrics VALUES (?,?,?,?)", held)  # precompute goes on writing
+        con.commit()
+        app._poll_cache()
+        await settle(pilot)
+        assert app.stale and "maps 300/300" not in str(app.query_one("#title").content)
+        assert "R reloads" in str(app.query_one("#title").content)
+        await pilot.press("R")
+        await settle(pilot)
+        assert not app.stale and not np.isnan(app.source.arrays.metric("faith")[:, 50]).any()
+        assert "maps" not in str(app.query_one("#title").content)  # complete now
+
+    run(body, cache)
+    con.close()
+
+
+def test_iou_sort_shows_iou_and_the_model_key_keeps_the_case_and_names_the_model(cache):
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        await pilot.press("i")
+        await settle(pilot)
+        header = "".join(s.text for s in table.render_line(0))
+        assert "IoU↑" in header and "LocAcc" not in header
+        first = table.source.row_at(0)
+        assert f"{first.worst('iou'):.2f}" in "".join(s.text for s in table.render_line(1))
+        await pilot.press("n", "j", "j")
+        await settle(pilot)
+        idx = table.source.idx_at(2)
+        await pilot.press("m")
+        await settle(pilot)
+        assert table.source.idx_at(table.cursor) == idx  # the same case, now with M1's values
+        status = str(app.query_one("#status").content)
+        assert "case id · columns: resnet10t" in status
+        assert "LocAcc" in "".join(s.text for s in table.render_line(0))
 
     run(body, cache)

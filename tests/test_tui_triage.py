@@ -16,6 +16,7 @@ from gradfaith_tui.store.cache import CacheReader
 from gradfaith_tui.store.flags import FlagStore
 from gradfaith_tui.store.synthetic import build_synthetic_cache
 from gradfaith_tui.tui.app import make_app
+from gradfaith_tui.tui.render import file_name
 from gradfaith_tui.tui.screens.ask import AskScreen
 from gradfaith_tui.tui.screens.models import ModelsScreen
 from gradfaith_tui.tui.screens.zoom import ZoomScreen
@@ -94,11 +95,16 @@ def test_flags_notes_undo_persist_and_export(cache, tmp_path):
         active = [r for r in db_flags(cache) if r[3] == 0]
         assert active == [(first, "unfaithful", "heat on ribs", 0)]
 
-        await pilot.press("4", "k", "0")  # flag the second fine, then unflag the first
+        await pilot.press("4", "k", "0")  # flag the second fine, then unflag the first: its note stays
         await settle(pilot)
-        assert {r[0]: r[1] for r in db_flags(cache) if r[3] == 0} == {second: "fine"}
-        await pilot.press("z")  # the first comes back, note and all
+        assert {r[0]: r[1:3] for r in db_flags(cache) if r[3] == 0} == {second: ("fine", ""),
+                                                                          first: ("note", "heat on ribs")}
+        await pilot.press("0")  # nothing left to unflag: the note is only removed by emptying it
         await settle(pilot)
+        assert app.source.flags.get(first).note == "heat on ribs"
+        await pilot.press("z")  # the flag comes back, note and all
+        await settle(pilot)
+        assert app.source.flags.get(first).category == "unfaithful"
         assert app.source.flags.get(first).note == "heat on ribs"
 
         await pilot.press("x")
@@ -216,7 +222,7 @@ def test_zoom_models_overlay_palette(cache):
         zoom = app.screen
         assert isinstance(zoom, ZoomScreen)
         title = str(zoom.query_one("#zoom-title").content)
-        assert app.source.row_at(0).case_id in title
+        assert file_name(app.source.row_at(0).case_id) in title
         strips = zoom.query_one("#zoom-tiles").strips
         text = "\n".join("".join(s.text for s in st) for st in strips)
         assert "M1 resnet10t" in text and "seed 0 (1/2)" in text and "Faith" in text
@@ -282,6 +288,24 @@ def test_models_screen_contents(cache):
         assert "Table I" in text and "Confusion" in text and "resnet10t" in text
         assert "no suspect data in this cache" in text and "no sanity-check data" in text
         assert any(ch in text for ch in "▁▂▃▄▅▆▇█")
+
+    run(body, cache)
+
+
+def test_models_screen_gives_each_sanity_check_a_verdict(cache):
+    from rich.console import Console
+
+    async def body(app, pilot):
+        await pilot.press("M")
+        await settle(pilot)
+        console = Console(width=160, record=True, color_system=None)
+        console.print(app.screen.query_one("#models-body").content)
+        text = console.export_text()
+        lines = text[text.index("Sanity checks"):].splitlines()
+        verdicts = [ln for ln in lines if ln.strip().startswith("M") and "gradcam" in ln]
+        assert len(verdicts) == 5 and all(("pass" in ln) != ("FAIL" in ln) for ln in verdicts)
+        assert sum("FAIL" in ln for ln in verdicts) == 1  # the synthetic cache plants one failing model
+        assert "M1 resnet10t" in verdicts[0]  # named as the table names it, not a cut model id
 
     run(body, cache)
 

@@ -340,6 +340,17 @@ class CacheReader:
     def config(self) -> dict:
         return json.loads(self.meta.get("config", "{}"))
 
+    def completeness(self) -> tuple[int, int]:
+        """(cases done, cases expected) over the shown columns: done means a map with its metrics stored,
+        as precompute counts it. Less than expected: precompute is still writing, or stopped early."""
+        done = sum(int(self.con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id=? AND name='faith'",
+                                        (c.expl_id,)).fetchone()[0]) for c in self.columns if c.expl_id is not None)
+        return done, self.n_cases * len(self.columns)
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to the database (SQLite's PRAGMA data_version)."""
+        return int(self.con.execute("PRAGMA data_version").fetchone()[0])
+
     def _expl_ids(self) -> list[int]:
         return [c.expl_id for c in self.columns if c.expl_id is not None]
 

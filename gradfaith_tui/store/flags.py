@@ -110,8 +110,11 @@ class FlagStore:
         return self.current[idx]
 
     def clear(self, idx: int) -> None:
-        if idx in self.current:
-            self._commit(idx, None, "")
+        """Remove the case's flag; its note stays (a user's words are only removed by emptying the note)."""
+        old = self.current.get(idx)
+        if old is None or old.category == NOTE_ONLY:
+            return
+        self._commit(idx, NOTE_ONLY if old.note else None, old.note)
 
     def undo(self) -> int | None:
         """Undo the newest change of this session, or else the newest active flag in the database.

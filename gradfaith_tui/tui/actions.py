@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gradfaith_tui.store.flags import export_flags
+from gradfaith_tui.store.flags import NOTE_ONLY, export_flags
 from gradfaith_tui.tui.render import COLORMAPS
 from gradfaith_tui.tui.screens.ask import AskScreen
 from gradfaith_tui.tui.widgets.case_table import CaseTable
@@ -27,45 +27,59 @@ class TriageActions:
             return False
         return True
 
-    def _flag_changed(self, idx: int | None) -> None:
+    def _flag_changed(self, idx: int | None, then=None) -> None:
         table = self.query_one(CaseTable)
         table.refresh()
         panel = self.query_one("#heatmaps")
         if idx is not None and panel.case_idx == idx:
             panel.rerender()
         self._update_status(table.cursor)
+        if then is not None:  # e.g. the zoom screen redraws its title
+            then()
 
     def action_flag(self, category: str) -> None:
+        self.flag_case(self._current_idx(), category)
+
+    def action_unflag(self) -> None:
+        self.unflag_case(self._current_idx())
+
+    def action_note(self) -> None:
         idx = self._current_idx()
+        if idx is not None:
+            self.note_case(idx, self.source.row_at(self.query_one(CaseTable).cursor).case_id)
+
+    # The zoom screen calls these with the case it shows, which need not be the table's.
+    def flag_case(self, idx: int | None, category: str, then=None) -> None:
         if idx is None or not self._flags_ok():
             return
         before = self.source.flags.get(idx)
         self.source.flags.flag(idx, category)
         after = self.source.flags.get(idx)
-        self.notify(f"flagged {category}" if after else f"unflagged ({before.category})", timeout=1.5)
-        self._flag_changed(idx)
+        undone = after is None or after.category != category
+        self.notify(f"unflagged ({before.category})" if undone and before else f"flagged {category}", timeout=1.5)
+        self._flag_changed(idx, then)
 
-    def action_unflag(self) -> None:
-        idx = self._current_idx()
-        if idx is None or not self._flags_ok() or self.source.flags.get(idx) is None:
-            return
-        self.source.flags.clear(idx)
-        self.notify("flag removed", timeout=1.5)
-        self._flag_changed(idx)
-
-    def action_note(self) -> None:
-        idx = self._current_idx()
+    def unflag_case(self, idx: int | None, then=None) -> None:
         if idx is None or not self._flags_ok():
             return
         old = self.source.flags.get(idx)
-        case_id = self.source.row_at(self.query_one(CaseTable).cursor).case_id
+        if old is None or old.category == NOTE_ONLY:
+            return
+        self.source.flags.clear(idx)
+        self.notify("flag removed", timeout=1.5)
+        self._flag_changed(idx, then)
+
+    def note_case(self, idx: int, case_id: str, then=None) -> None:
+        if not self._flags_ok():
+            return
+        old = self.source.flags.get(idx)
 
         def done(text: str | None) -> None:
             if text is None:
                 return
             self.source.flags.note(idx, text)
             self.notify("note saved" if text.strip() else "note removed", timeout=1.5)
-            self._flag_changed(idx)
+            self._flag_changed(idx, then)
         self.push_screen(AskScreen(f"Note on {case_id}", old.note if old else "", "what is wrong with this map?"), done)
 
     def action_undo(self) -> None:

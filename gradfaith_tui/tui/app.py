@@ -31,6 +31,9 @@ from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
 from gradfaith_tui.tui.widgets.line import LineBar
 
 NARROW_BELOW = 100  # columns: stack the heatmaps under the table
+TABLE_ACTIONS = {"sort", "reverse", "cycle_model", "set_model", "cycle_filter", "set_filter", "clear_filters", "search",
+                 "flag", "unflag", "note", "undo", "export", "zoom", "models", "reload"}
+CACHE_POLL_S = 2.0  # how often the explorer looks for maps a running precompute has added
 
 
 class ExplorerApp(TriageActions, App[None]):
@@ -65,6 +68,7 @@ class ExplorerApp(TriageActions, App[None]):
         Binding("right_square_bracket", "opacity(0.1)", "More heat", show=False),
         Binding("o", "toggle_outline", "Outline", show=False),
         Binding("b", "toggle_alone", "Heat alone", show=False),
+        Binding("R", "reload", "Reload", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -83,6 +87,9 @@ class ExplorerApp(TriageActions, App[None]):
         self.last_view_s = 0.0  # how long the last sort/filter took (benchmarks read it)
         self.first_paint_at = 0.0
         self.sub_title = self.cache_name
+        self.completeness: tuple[int, int] | None = None  # (maps done, expected) when last counted
+        self.stale = False  # the cache gained maps since they were read: R reloads
+        self._data_version = reader.data_version()
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -101,6 +108,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.apply_view(self.view)
         self.warm_arrays()
         self.call_after_refresh(self._painted)
+        self.set_interval(CACHE_POLL_S, self._poll_cache)
 
     def _painted(self) -> None:
         self.first_paint_at = time.time()  # benchmarks read it
@@ -111,6 +119,33 @@ class ExplorerApp(TriageActions, App[None]):
         time.sleep(0.05)
         self.source.warm()
         self.call_from_thread(self._arrays_ready)
+        self.count_maps(announce=False)
+
+    def _poll_cache(self) -> None:
+        """A commit by another connection (a precompute, or our own flags) may have added maps: count them."""
+        version = self.reader.data_version()
+        if version != self._data_version:
+            self._data_version = version
+            self.count_maps(announce=True)
+
+    @work(thread=True, exclusive=True, group="count")
+    def count_maps(self, announce: bool) -> None:
+        done = self.source.completeness()
+        self.call_from_thread(self._counted, done, announce)
+
+    def _counted(self, done: tuple[int, int], announce: bool) -> None:
+        if announce and self.completeness is not None and done != self.completeness:
+            self.stale = True
+            self.notify("the cache has new maps: R reloads", timeout=4)
+        self.completeness = done
+        self.query_one("#title", Static).update(self._title())
+
+    def action_reload(self) -> None:
+        self.source.reload()
+        self.stale = False
+        self.apply_view(self.view, keep_case=True)
+        self.warm_arrays()
+        self.query_one(HeatmapPanel).rerender()
 
     def _arrays_ready(self) -> None:
         self.query_one(CaseTable).refresh()  # suspect marks
@@ -124,15 +159,25 @@ class ExplorerApp(TriageActions, App[None]):
         narrow = width < NARROW_BELOW
         self.query_one("#main").set_class(narrow, "narrow")
         # wide terminals: room for a whole case id (28 columns) instead of a cut one
-        self.query_one("#table-pane").styles.width = 80 if width >= 150 else 70
+        # narrow: the stylesheet's full width (an inline width would override it and cut the columns)
+        self.query_one("#table-pane").styles.width = None if narrow else 80 if width >= 150 else 70
         self.query_one("#models", Static).update(self._legend(full=not narrow, width=width))
 
     def _title(self) -> Text:
         r = self.reader
         # the counts first: a long cache path is what a narrow terminal cuts
-        return Text.assemble(("gradfaith-tui", "bold"), f" · {r.n_cases:,} test cases · {r.method} · ",
-                             f"{len(r.columns)} models (reference seeds) · cache {self.cache_name}",
-                             no_wrap=True, overflow="ellipsis")
+        text = Text.assemble(("gradfaith-tui", "bold"), f" · {r.n_cases:,} test cases · {r.method} · ",
+                             f"{len(r.columns)} models (reference seeds) · ", no_wrap=True, overflow="ellipsis")
+        done = self.completeness
+        if done is not None and done[0] < done[1]:  # precompute still writing, or stopped: say so before the path
+            text.append(f"maps {done[0]:,}/{done[1]:,}" + (" (new: R reloads)" if self.stale else " (incomplete)"),
+                        "bold yellow")
+            text.append(" · ")
+        elif self.stale:
+            text.append("new maps: R reloads", "bold yellow")
+            text.append(" · ")
+        text.append(f"cache {self.cache_name}")
+        return text
 
     def _legend(self, full: bool, width: int = 0) -> Text:
         """Which model each column is and the paper architecture it stands for, packed into lines."""
@@ -172,9 +217,11 @@ class ExplorerApp(TriageActions, App[None]):
             return
         self.last_view_s = took
         table = self.query_one(CaseTable)
+        table.loc_metric = "iou" if view.key == "iou" else "locacc"
         table.set_order(order, SORTS[view.key].column, view.descending, view.model, keep_idx)
         if not len(order):
             self._update_status(-1)
+            self.run_worker(self.query_one(HeatmapPanel).show_nothing("no case matches the filters (escape clears them)"))
 
     def action_sort(self, key: str) -> None:
         self.apply_view(replace(self.view, key=key, descending=False))
@@ -184,10 +231,11 @@ class ExplorerApp(TriageActions, App[None]):
 
     def action_cycle_model(self) -> None:
         model = self.view.model + 1
-        self.apply_view(replace(self.view, model=WORST if model >= len(self.source.columns) else model))
+        # the case stays under the cursor, so its values can be compared model by model
+        self.apply_view(replace(self.view, model=WORST if model >= len(self.source.columns) else model), keep_case=True)
 
     def action_set_model(self, model: int) -> None:
-        self.apply_view(replace(self.view, model=model))
+        self.apply_view(replace(self.view, model=model), keep_case=True)
 
     def action_cycle_filter(self, what: str) -> None:
         f = self.view.filter
@@ -223,7 +271,12 @@ class ExplorerApp(TriageActions, App[None]):
     def _update_status(self, position: int) -> None:
         v, table = self.view, self.query_one(CaseTable)
         who = self.source.model_name(v.model)
-        how = SORTS[v.key].label + ("" if v.key == "case" else f" ({who or 'worst model'})") + (" ↓" if v.descending else "")
+        sort = SORTS[v.key]
+        how = sort.reversed_label if v.descending else sort.label
+        if v.key != "case":
+            how += f" ({who or 'worst model'})"
+        elif who:  # the metric columns show this model's values, though the order is by id
+            how += f" · columns: {who}"
         text = Text.assemble(("Sort: ", "bold"), how, no_wrap=True, overflow="ellipsis")
         if v.filter.active():
             text.append(" · ")
@@ -247,8 +300,16 @@ class ExplorerApp(TriageActions, App[None]):
         from gradfaith_tui.tui.screens.zoom import ZoomScreen
 
         table = self.query_one(CaseTable)
-        if table.n_rows:
-            self.push_screen(ZoomScreen(self.source, table.cursor, max(0, self.view.model), self.overlay))
+        if not table.n_rows:
+            return
+        model = self.view.model
+        if model == WORST:  # the model whose value the row shows, not always M1
+            model = self.source.worst_model(self.view.key, self.source.idx_at(table.cursor))
+
+        def back(position: int | None) -> None:  # the table follows the cases browsed in the zoom
+            if position is not None and position < table.n_rows:
+                table.cursor = position
+        self.push_screen(ZoomScreen(self.source, table.cursor, model, self.overlay), back)
 
     # --- overlay -----------------------------------------------------------------------------------
     def set_overlay(self, overlay: Overlay) -> None:
@@ -257,6 +318,13 @@ class ExplorerApp(TriageActions, App[None]):
         if hasattr(self.screen, "overlay"):
             self.screen.overlay = overlay
         self.notify(overlay.describe(), timeout=1.5)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The table's keys act only where the table is: on the zoom, models or help screen they would change
+        (or flag) a case the user cannot see. The zoom screen binds its own flag and note keys."""
+        if action in TABLE_ACTIONS and len(self.screen_stack) > 1:
+            return False
+        return True
 
     def on_unmount(self) -> None:
         self.source.close()

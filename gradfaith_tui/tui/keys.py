@@ -37,6 +37,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Screens", (
         ("enter", "zoom: one model's heatmap large beside the input with the lesion outline"),
         ("M", "models: Table I, confusion matrices, metric histograms, suspects"),
+        ("R", "reload: show the maps a running precompute wrote since (the title counts them)"),
         ("?", "this help"),
         ("ctrl+p", "command palette: every action by name"),
         ("escape", "close a screen"),

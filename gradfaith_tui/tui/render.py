@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
+from gradfaith_tui.store.flags import NOTE_ONLY
 
 if TYPE_CHECKING:  # PIL is imported when the first tile is drawn, not at start-up
     from PIL import Image
@@ -38,7 +39,7 @@ def class_name(label: int | None, short: bool = False) -> str:
 
 def short_case_id(case_id: str, width: int) -> str:
     """The file name, cut in the middle when too long so the case number at its end survives."""
-    name = case_id.replace("\\", "/").rsplit("/", 1)[-1]
+    name = file_name(case_id)
     if len(name) <= width:
         return name
     name = name.rsplit(".", 1)[0]  # the extension is the first thing to go
@@ -47,6 +48,15 @@ def short_case_id(case_id: str, width: int) -> str:
     keep = width - 1
     head = keep // 3
     return name[:head] + "…" + name[len(name) - (keep - head):]
+
+
+def file_name(case_id: str) -> str:
+    """A case id's last part: its folders (the class, a long dataset name) say less than its number."""
+    return case_id.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def flag_mark(flag) -> str:
+    return "✎ note" if flag.category == NOTE_ONLY else f"⚑ {flag.category}"
 
 
 def paper_label(family: str) -> str:

@@ -27,16 +27,18 @@ class SortSpec:
     key: str  # a CaseArrays.order key
     label: str  # what the status line says
     column: str  # the table column that gets the arrow
+    reversed_label: str  # what it says after r
 
 
 SORTS: dict[str, SortSpec] = {
-    "case": SortSpec("case", "case id", "case"),
-    "faith": SortSpec("faith", "lowest Faith", "faith"),
-    "locacc": SortSpec("locacc", "lowest LocAcc (no mask last)", "locacc"),
-    "consist": SortSpec("consist", "lowest Consist", "consist"),
-    "iou": SortSpec("iou", "lowest IoU (no mask last)", "locacc"),
-    "confidence": SortSpec("confidence", "lowest confidence", "models"),
-    "wrong": SortSpec("wrong", "most models wrong", "models"),
+    "case": SortSpec("case", "case id", "case", "case id, last first"),
+    "faith": SortSpec("faith", "lowest Faith", "faith", "highest Faith"),
+    "locacc": SortSpec("locacc", "lowest LocAcc (no mask last)", "locacc", "highest LocAcc (no mask last)"),
+    "consist": SortSpec("consist", "lowest Consist", "consist", "highest Consist"),
+    # IoU takes the LocAcc column's place while it sorts, so the sorted values are on screen
+    "iou": SortSpec("iou", "lowest IoU (no mask last)", "locacc", "highest IoU (no mask last)"),
+    "confidence": SortSpec("confidence", "lowest confidence", "models", "highest confidence"),
+    "wrong": SortSpec("wrong", "most models wrong", "models", "fewest models wrong"),
 }
 
 
@@ -102,10 +104,38 @@ class CaseSource:
             self.arrays.metric(m)
         self.arrays.case_ids()  # for the id search
 
+    def reload(self) -> None:
+        """Forget what was read (column arrays, table rows, open map arrays), so that what a running
+        precompute has written since shows; the next sort and the next case read it afresh."""
+        with self._arrays_lock:
+            if self._arrays is not None:
+                self._arrays.con.close()
+            self._arrays = None
+        self._rows.clear()
+        with self._bg_lock:
+            self._bg.close()
+            self._bg = CacheReader(self.reader.root, self.reader.method)
+
+    def completeness(self) -> tuple[int, int]:
+        """(cases done, expected) over the columns; call from a worker (one count per column)."""
+        with self._bg_lock:
+            return self._bg.completeness()
+
     def compute(self, view: ViewSpec) -> np.ndarray:
         """The idx array for a view (call from a worker: may read arrays on first use)."""
         flags = self.flags.current if self.flags else {}
         return self.arrays.view(view.key, view.model, view.descending, view.filter, flags)
+
+    def worst_model(self, key: str, idx: int) -> int:
+        """The column whose value a worst-across-models row shows for this case (the first where none)."""
+        a = self.arrays
+        if key == "wrong":
+            wrong = (a.preds[:, idx] >= 0) & (a.preds[:, idx] != a.labels[idx])
+            return int(np.argmax(wrong)) if a.labels[idx] >= 0 else 0
+        if key == "case":
+            return 0  # no metric picked the row: the first model
+        v = (a.metric_conf() if key == "confidence" else a.metric(key))[:, idx]
+        return int(np.nanargmin(v)) if (~np.isnan(v)).any() else 0
 
     def model_name(self, model: int) -> str | None:
         return None if model == WORST else self.columns[model].model.name

@@ -18,20 +18,28 @@ from textual.screen import Screen
 from textual.strip import Strip
 from textual.widgets import Footer, Static
 
-from gradfaith_tui.tui.render import Overlay, class_name, fmt_metric, heatmap_tile, input_tile
+from gradfaith_tui.store.flags import CATEGORIES
+from gradfaith_tui.tui.render import Overlay, class_name, file_name, flag_mark, fmt_metric, heatmap_tile, input_tile
 from gradfaith_tui.tui.source import CaseSource
 from gradfaith_tui.tui.widgets.heatmaps import TileGrid
 
 
-class ZoomScreen(Screen[None]):
+class ZoomScreen(Screen[int]):
+    """Dismissed with the table position it ended on, so the table follows the cases browsed here."""
+
     BINDINGS = [
-        Binding("escape,enter,q", "app.pop_screen", "Back"),
+        Binding("escape,enter,q", "back", "Back"),
         Binding("left,h", "model(-1)", "Model"),
         Binding("right,l", "model(1)", "Model", show=False),
         Binding("up,k", "case(-1)", "Case"),
         Binding("down,j", "case(1)", "Case", show=False),
         Binding("s", "seed", "Seed"),
         Binding("m", "method", "Method"),
+        # flags and notes act on the case shown here, never on the table's (which may be another)
+        *(Binding(str(k + 1), f"flag('{c}')", c.capitalize(), show=False) for k, c in enumerate(CATEGORIES)),
+        Binding("0", "unflag", "Unflag", show=False),
+        Binding("e", "note", "Note"),
+        Binding("z,ctrl+z", "undo", "Undo", show=False),
     ]
     overlay: reactive[Overlay] = reactive(Overlay(), init=False)
 
@@ -76,6 +84,27 @@ class ZoomScreen(Screen[None]):
         self.position = max(0, min(len(self.source.order) - 1, self.position + delta))
         self.refresh_zoom()
 
+    def action_back(self) -> None:
+        self.dismiss(self.position)
+
+    def _idx(self) -> int | None:
+        return self.source.idx_at(self.position) if len(self.source.order) else None
+
+    def action_flag(self, category: str) -> None:
+        self.app.flag_case(self._idx(), category, then=self.refresh_zoom)
+
+    def action_unflag(self) -> None:
+        self.app.unflag_case(self._idx(), then=self.refresh_zoom)
+
+    def action_note(self) -> None:
+        idx = self._idx()
+        if idx is not None:
+            self.app.note_case(idx, self.source.row_at(self.position).case_id, then=self.refresh_zoom)
+
+    def action_undo(self) -> None:
+        self.app.action_undo()
+        self.refresh_zoom()
+
     def action_seed(self) -> None:
         self.seed_i += 1
         self.refresh_zoom()
@@ -104,8 +133,14 @@ class ZoomScreen(Screen[None]):
         ok = pred is not None and row.label is not None and pred == row.label
         seed_txt = f"seed {pick[1]} ({seeds.index(pick[1]) + 1}/{len(seeds)})" if pick else "no map"
         method_txt = f"{pick[2]} ({methods.index(pick[2]) + 1}/{len(methods)})" if pick else ""
-        lab_l = Text.assemble(("input slice", "bold"), f" · true {class_name(row.label)}\n",
-                              ("lesion outline: green" if data.mask is not None else "no mask", "green"))
+        outline = ("lesion outline: green" if self.overlay.outline else "lesion outline off (o)") \
+            if data.mask is not None else "no mask"
+        lab_l = Text.assemble(("input slice", "bold"), f" · true {class_name(row.label)}\n", (outline, "green"))
+        flag = self.source.flags.get(idx) if self.source.flags else None
+        if flag is not None:
+            lab_l.append(f"\n{flag_mark(flag)}", "bold magenta")
+            if flag.note:
+                lab_l.append(f"\nnote: {flag.note}", "magenta")
         # short lines: each half is only ~36 columns at 80x24, and nothing may be cut
         lab_r = Text.assemble((f"M{self.model + 1} {col.model.name}", "bold"), f" · {seed_txt}\n{method_txt} · ",
                               (f"{class_name(pred)} {'✓' if ok else '✗'} {conf:.0%}" if pred is not None else "no prediction",
@@ -116,8 +151,9 @@ class ZoomScreen(Screen[None]):
             relied, heat = metrics["shortcut_flip"] == 1.0, metrics.get("shortcut_heat")
             lab_r.append(f"marker: {'relied on' if relied else 'not used'}, "
                          f"{'–' if heat is None else f'{heat:.0%}'} of heat on it\n", "bold magenta" if relied else "dim")
-        for s in self.source.suspects(idx):
-            if s.model_id in (col.model.model_id, col.model.name):
+        shown = pick[0] if pick else col.model.model_id
+        for s in self.source.suspects(idx):  # the seed shown: another seed's reasons are not this map's
+            if s.model_id == shown or (s.model_id == col.model.name and shown == col.model.model_id):
                 lab_r.append(f"⚠ {s.reason}\n", "bold yellow")
         grid = Table.grid(padding=(0, 1, 0, 0))
         grid.add_column(width=px, no_wrap=True)
@@ -126,7 +162,7 @@ class ZoomScreen(Screen[None]):
         grid.add_row(lab_l, lab_r)
         console = Console(width=width, color_system="truecolor", force_terminal=True, legacy_windows=False)
         strips = [Strip(line) for line in console.render_lines(grid, console.options.update_width(width), pad=False)]
-        title = Text.assemble(("Zoom ", "bold"), (row.case_id, "bold cyan"),
+        title = Text.assemble(("Zoom ", "bold"), (file_name(row.case_id), "bold cyan"),
                               f" · case {self.position + 1:,}/{len(self.source.order):,} · {self.overlay.describe()}",
                               no_wrap=True, overflow="ellipsis")
         self.app.call_from_thread(self._show, title, strips)

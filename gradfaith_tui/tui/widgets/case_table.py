@@ -26,7 +26,7 @@ from gradfaith_tui.tui.source import CaseSource
 GOOD, BAD, DIM = Style(color="green"), Style(color="red", bold=True), Style(dim=True)
 FLAG, SUSPECT = Style(color="magenta", bold=True), Style(color="yellow", bold=True)
 FLAG_MARKS = {"unfaithful": "U", "shortcut": "S", "mislocalised": "M", "fine": "F", "note": "N"}
-LOW = {"faith": 0.1, "locacc": 0.3, "consist": 0.3}  # below this a value is flagged red
+LOW = {"faith": 0.1, "locacc": 0.3, "iou": 0.3, "consist": 0.3}  # below this a value is flagged red
 
 
 def _metric_cell(value: float | None, metric: str, width: int) -> Segment:
@@ -52,6 +52,7 @@ class CaseTable(ScrollView, can_focus=True):
     sort_column: reactive[str] = reactive("case")
     descending: reactive[bool] = reactive(False)
     model: reactive[int] = reactive(-1)  # -1: metric columns show the worst model; else that model's values
+    loc_metric = "locacc"  # the localisation column: LocAcc, or IoU while IoU sorts
 
     @dataclass
     class Highlighted(Message):
@@ -148,7 +149,8 @@ class CaseTable(ScrollView, can_focus=True):
         mark = {c: (arrow if c == self.sort_column else " ") for c in ("case", "models", "faith", "locacc", "consist")}
         models = "".join(f"M{i + 1:<2}" for i in range(len(self.source.columns)))
         text = (f" {'Case' + mark['case']:<{id_w}} {'True':<6} {models[:-1]}{mark['models']}"
-                f" {'Faith' + mark['faith']:>6} {'LocAcc' + mark['locacc']:>7} {'Consist' + mark['consist']:>8} Fl")
+                f" {'Faith' + mark['faith']:>6} {('IoU' if self.loc_metric == 'iou' else 'LocAcc') + mark['locacc']:>7}"
+                f" {'Consist' + mark['consist']:>8} Fl")
         return [Segment(text)]
 
     def _row(self, row: CaseRow, width: int, selected: bool) -> list[Segment]:
@@ -163,7 +165,7 @@ class CaseTable(ScrollView, can_focus=True):
             ok = row.label is not None and res.pred == row.label
             segs += [Segment(class_name(res.pred)[0]), Segment("✓ " if ok else "✗ ", GOOD if ok else BAD)]
         segs += [_metric_cell(self._value(row, "faith"), "faith", 6), Segment(" "),
-                 _metric_cell(self._value(row, "locacc"), "locacc", 7), Segment(" "),
+                 _metric_cell(self._value(row, self.loc_metric), self.loc_metric, 7), Segment(" "),
                  _metric_cell(self._value(row, "consist"), "consist", 8), Segment(" ")]
         flag = self.source.flags.get(row.idx) if self.source.flags else None
         segs.append(Segment(FLAG_MARKS.get(flag.category, "?") if flag else " ", FLAG))

@@ -24,8 +24,8 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from gradfaith_tui.tui.halfblock import grid_strips, pixel_strips, text_strips
-from gradfaith_tui.tui.render import (Overlay, class_name, heatmap_tile, input_tile, label_lines, metric_lines,
-                                     tile_layout)
+from gradfaith_tui.tui.render import (Overlay, class_name, file_name, flag_mark, heatmap_tile, input_tile,
+                                     label_lines, metric_lines, tile_layout)
 from gradfaith_tui.tui.widgets.line import LineBar
 from gradfaith_tui.tui.source import CaseMaps, CaseSource
 
@@ -86,7 +86,7 @@ class HeatmapPanel(Vertical):
         yield LineBar("", id="case-title")
         if self.image_cls is not None:  # half blocks draw the suspect lines into the grid's strips
             yield Static("", id="case-suspects")
-        with VerticalScroll(id="tiles-scroll"):
+        with VerticalScroll(id="tiles-scroll", can_focus=False):  # clicks on a tile must not take the table's keys
             if self.image_cls is None:
                 yield TileGrid(id="tiles")
             else:
@@ -110,6 +110,18 @@ class HeatmapPanel(Vertical):
         """Draw the current case again (its flag or the suspect data changed)."""
         if self.case_idx is not None:
             self.render_case(self.case_idx, *self._grid_size(self.case_idx))
+
+    async def show_nothing(self, why: str) -> None:
+        """No case to show (a filter matched none): clear the last case's title, tiles and reasons."""
+        self.set_reactive(HeatmapPanel.case_idx, None)  # the next case renders, even the same one
+        self._rendered_idx = None
+        self.workers.cancel_group(self, "heatmaps")
+        self.query_one("#case-title", LineBar).update(Text(why, style="dim"), layout=False)
+        if self.image_cls is None:
+            self.query_one(TileGrid).set_strips([])
+        else:
+            self._show_suspects(-1)
+            await self.query_one("#tiles").remove_children()
 
     def on_resize(self, event: events.Resize) -> None:
         size = self._grid_size(self.case_idx)
@@ -230,12 +242,12 @@ class HeatmapPanel(Vertical):
         mask = "mask ✓" if row.has_mask else "no mask"
         flag = self.source.flags.get(idx) if self.source.flags else None
         title = Text(no_wrap=True, overflow="ellipsis")
-        if flag is not None:  # first, so a narrow terminal cuts the path and never the flag
-            title.append(f"⚑ {flag.category} · ", "bold magenta")
-        title.append(row.case_id, "bold cyan")
-        title.append(f" · true {class_name(row.label)} · {mask} · {row.patient or '?'}")
-        if flag is not None and flag.note:
-            title.append(f" · note: {flag.note}", "magenta")
+        if flag is not None:  # first, so a narrow terminal cuts the rest and never the flag
+            title.append(f"{flag_mark(flag)} · ", "bold magenta")
+            if flag.note:
+                title.append(f"“{flag.note}” · ", "magenta")
+        title.append(file_name(row.case_id), "bold cyan")  # the table's row says its folder
+        title.append(f" · true {class_name(row.label)} · {mask}" + (f" · {row.patient}" if row.patient else ""))
         self.query_one("#case-title", LineBar).update(title, layout=False)  # one line: no relayout per case
         if self.image_cls is None:
             self.query_one(TileGrid).set_strips(strips)
