@@ -237,3 +237,33 @@ def test_iou_sort_shows_iou_and_the_model_key_keeps_the_case_and_names_the_model
         assert "LocAcc" in "".join(s.text for s in table.render_line(0))
 
     run(body, cache)
+
+
+def test_a_flat_map_is_labelled_and_help_names_the_colormap_in_use(cache):
+    import sqlite3
+
+    from gradfaith_tui.tui.screens.help import HelpScreen
+
+    con = sqlite3.connect(cache / "audit.sqlite")
+    expl_id, map_file = con.execute("SELECT e.expl_id, e.map_file FROM explanations e JOIN models m USING (model_id) "
+                                    "WHERE m.name='resnet10t' AND m.is_ref=1").fetchone()
+    first = con.execute("SELECT idx FROM cases ORDER BY idx LIMIT 1").fetchone()[0]
+    con.close()
+    maps = np.load(cache / map_file, mmap_mode="r+")
+    maps[first] = 0  # Grad-CAM of a class no channel supports: zeros everywhere
+    maps.flush()
+    del maps
+
+    async def body(app, pilot):
+        app.action_set_filter("search", app.source.reader.rows([first])[0].case_id)
+        await settle(pilot)
+        panel = app.query_one(HeatmapPanel)
+        text = "\n".join("".join(s.text for s in st) for st in panel.query_one("#tiles").strips)
+        assert text.count(" flat") == 1  # M1 tile only
+        await pilot.press("C", "question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        assert "hot (black low, red, yellow, white high)" in app.screen.text.plain
+        assert "higher is better for all" not in app.screen.text.plain
+
+    run(body, cache)

@@ -210,7 +210,8 @@ def test_per_model_and_descending_sorts(cache, rows):
         await pilot.press("n", "r")
         await settle(pilot)
         ids = [rows[i].case_id for i in order_of(app)]
-        assert ids == sorted(ids, reverse=True)
+        number = lambda cid: (cid.split(" (")[0], int(cid.split("(")[1].split(")")[0]))  # noqa: E731
+        assert ids == sorted(ids, key=number, reverse=True)  # numbers as numbers: (12) after (9)
 
     run(body, cache)
 
@@ -355,7 +356,25 @@ def test_suspects_shown_in_words(cache):
         assert "⚠ M1 resnet10t: 71% of heat outside the body" in text  # in words above the tiles
         assert "⚠ M1 resnet10t seed 1: 45% of heat" in text and "resnet10t/seed1" not in text
 
-    run(body, cache)
+        await pilot.press("enter")  # zoom: only the reasons of the seed on screen
+        await settle(pilot)
+        zoom = app.screen
+        shown = lambda: "\n".join("".join(s.text for s in st) for st in zoom.query_one("#zoom-tiles").strips)  # noqa: E731
+        assert "71% of heat outside the body" in shown() and "45% of heat" not in shown()
+        await pilot.press("s")
+        await settle(pilot)
+        assert "seed 1" in shown() and "45% of heat" in shown() and "71% of heat" not in shown()
+        await pilot.press("1", "escape", "x")  # flag it from the zoom, then export: the reasons go along
+        await settle(pilot)
+        csv_path, json_path = app.last_export
+        rec = json.loads(json_path.read_text())[0]
+        assert [s["reason"] for s in rec["suspects"]] == ["71% of heat outside the body", "45% of heat in the border band"]
+        with csv_path.open() as fh:
+            by_model = {ln["model"]: ln["suspects"] for ln in csv.DictReader(fh)}
+        assert by_model["resnet10t"] == "71% of heat outside the body; 45% of heat in the border band"
+        assert by_model["resnet14t"] == ""
+
+    run(body, cache, export_dir=cache / "out")
 
 
 def test_arrays_view_speed_shape(cache):
@@ -367,3 +386,13 @@ def test_arrays_view_speed_shape(cache):
     counts, _, missing = a.histogram("locacc", 0)
     assert counts.sum() + missing == 40 and missing > 0
     reader.close()
+
+
+def test_case_ids_sort_with_numbers_as_numbers():
+    from gradfaith_tui.store.arrays import natural_order
+
+    ids = ["Normal cases/Normal case (10).jpg", "Normal cases/Normal case (2).jpg", "Bengin cases/Bengin case (1).jpg",
+           "Normal cases/Normal case (1).jpg", "Normal cases/Normal case (100).jpg"]
+    order = natural_order(list(enumerate(ids)))
+    assert [ids[i].split("/")[1] for i in order] == ["Bengin case (1).jpg", "Normal case (1).jpg", "Normal case (2).jpg",
+                                                     "Normal case (10).jpg", "Normal case (100).jpg"]

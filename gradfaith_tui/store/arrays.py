@@ -7,6 +7,7 @@ ORDER BY per key press. Sorted orders are cached per (key, model, direction). To
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import warnings
@@ -60,6 +61,17 @@ class Filter:
         return ", ".join(parts)
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+def natural_order(rows: list[tuple[int, str]]) -> np.ndarray:
+    """idx sorted by case id with numbers compared as numbers: "case (2)" before "case (10)", as a file
+    manager lists them (IQ-OTH/NCCD numbers its files 1 to 561). ~0.1 s at 100,000 ids, in the loading worker."""
+    def key(row: tuple[int, str]) -> str:
+        return _DIGITS.sub(lambda m: m.group().zfill(12), row[1])
+    return np.fromiter((r[0] for r in sorted(rows, key=key)), dtype=np.int64, count=len(rows))
+
+
 class CaseArrays:
     """Labels, predictions, metrics and suspects of every case, as arrays indexed by case idx."""
 
@@ -67,8 +79,7 @@ class CaseArrays:
         self.con, self.columns, self.n = con, columns, n_cases
         self._lock = threading.RLock()
         self.labels = self._by_idx("cases", "label", "", np.int8, -1)
-        ordered = con.execute("SELECT group_concat(idx) FROM (SELECT idx FROM cases ORDER BY case_id)").fetchone()[0]
-        self.case_order = np.fromstring(ordered or "", sep=",", dtype=np.int64)
+        self.case_order = natural_order(con.execute("SELECT idx, case_id FROM cases").fetchall())
         self.rank = np.empty(n_cases, np.int64)
         self.rank[self.case_order] = np.arange(n_cases)
         self.preds = np.stack([self._by_idx("predictions", "pred", "WHERE model_id=?", np.int8, -1,

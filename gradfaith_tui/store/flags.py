@@ -155,12 +155,25 @@ class FlagStore:
 EXPORT_METRICS = ("faith", "faith_logit", "locacc", "iou", "consist")
 
 
+def _suspect_reasons(con, idxs: list[int]) -> dict[int, list[dict]]:
+    """idx -> [{model_id, rule, reason}] of the engine's suspects (none where the cache has no suspects table)."""
+    if not idxs or "suspects" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+        return {}
+    out: dict[int, list[dict]] = {}
+    marks = ",".join("?" * len(idxs))
+    for idx, model_id, rule, reason in con.execute(
+            f"SELECT idx, model_id, rule, reason FROM suspects WHERE idx IN ({marks}) ORDER BY model_id, rule", idxs):
+        out.setdefault(idx, []).append({"model_id": model_id, "rule": rule, "reason": reason})
+    return out
+
+
 def export_flags(store: FlagStore, reader, out_dir: Path, stem: str = "flagged") -> tuple[Path, Path]:
     """Write the flagged cases with every model's prediction, metrics and the note to CSV and JSON."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     flags = sorted(store.current.values(), key=lambda f: f.flag_id)
     rows = {r.idx: r for r in reader.rows([f.idx for f in flags])}
+    reasons = _suspect_reasons(reader.con, [f.idx for f in flags])
     records = []
     for f in flags:
         row = rows.get(f.idx)
@@ -171,15 +184,18 @@ def export_flags(store: FlagStore, reader, out_dir: Path, stem: str = "flagged")
             rec["models"][name] = {"pred": CLASS_NAMES[res.pred] if res.pred is not None else None,
                                    "confidence": res.confidence,
                                    **{m: res.metrics.get(m) for m in EXPORT_METRICS if m in res.metrics}}
+        rec["suspects"] = reasons.get(f.idx, [])  # the engine's reasons, in words, every model and seed
         records.append(rec)
     json_path, csv_path = out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
     json_path.write_text(json.dumps(records, indent=2))
     with csv_path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["case_id", "idx", "category", "note", "flagged", "patient", "true", "model", "pred", "confidence",
-                    *EXPORT_METRICS])
+                    *EXPORT_METRICS, "suspects"])
         for rec in records:
             for name, m in rec["models"].items() or [("", {})]:
+                mine = "; ".join(s["reason"] for s in rec["suspects"] if s["model_id"].split("/")[0] == name)
                 w.writerow([rec["case_id"], rec["idx"], rec["category"], rec["note"], rec["flagged"], rec["patient"],
-                            rec["true"], name, m.get("pred"), m.get("confidence"), *(m.get(k) for k in EXPORT_METRICS)])
+                            rec["true"], name, m.get("pred"), m.get("confidence"), *(m.get(k) for k in EXPORT_METRICS),
+                            mine])
     return csv_path, json_path

@@ -289,7 +289,7 @@ class ExplorerApp(TriageActions, App[None]):
 
     # --- screens -----------------------------------------------------------------------------------
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(help_text(self.size.width, self.reader.columns)))
+        self.push_screen(HelpScreen(help_text(self.size.width, self.reader.columns, self.overlay.colormap)))
 
     def action_models(self) -> None:
         from gradfaith_tui.tui.screens.models import ModelsScreen

@@ -16,7 +16,11 @@ from gradfaith_tui.tui.keys import KEYS
 from gradfaith_tui.tui.render import paper_label
 
 
-def help_text(width: int, columns) -> Text:
+COLOUR_WORDS = {"jet": "jet (blue low, green, yellow, red high)", "hot": "hot (black low, red, yellow, white high)",
+                "viridis": "viridis (purple low, teal, yellow high)", "grey": "grey (black low, white high)"}
+
+
+def help_text(width: int, columns, colormap: str = "jet") -> Text:
     """Keys, metric meanings and models, wrapped with a hanging indent to the help box's width."""
     width = max(40, min(int(width * 0.9), 110) - 7)  # box: 90%, border 2, padding 2, scrollbar 2, 1 spare
     text = Text()
@@ -31,8 +35,8 @@ def help_text(width: int, columns) -> Text:
         for key, what in keys:
             item(key, what, 28)
         text.append("\n")
-    text.append("Metrics (higher is better for all; the table shows the worst model's value or the chosen model's)\n",
-                "bold underline")
+    text.append("Metrics (the table's Faith, LocAcc, IoU and Consist: higher is better, and it shows the worst "
+                "model's value or the chosen model's)\n", "bold underline")
     for m in METRICS.values():
         item(m.label, f"({'higher' if m.higher_is_better else 'lower'} is better) {m.meaning}", 15)
     text.append("\nMarks\n", "bold underline")
@@ -40,8 +44,12 @@ def help_text(width: int, columns) -> Text:
                        ("–", "the metric does not apply (no lesion mask) or is not computed; red: a low value."),
                        ("Fl", "your flag: U unfaithful, S shortcut, M mislocalised, F fine, N note only; ⚠ an engine "
                               "suspect, with its reason in words on the tile."),
-                       ("tiles", "Grad-CAM upsampled (bicubic), min-max normalised, coloured (jet: blue low, red "
-                                 "high) over the slice; the green outline is the lesion mask.")):
+                       ("tiles", f"the map upsampled (bicubic) and coloured with {COLOUR_WORDS.get(colormap, colormap)} "
+                                 "(C cycles the colormaps) over the slice; the green outline is the lesion mask. Each map "
+                                 "is scaled to its own lowest and highest value, so a colour compares places within "
+                                 "one map, not across tiles: the numbers do that."),
+                       ("flat", "after the prediction: the map has the same value everywhere (Grad-CAM gives all "
+                                "zeros when no channel pushes the class up): it explains nothing.")):
         item(head, body, 15)
     text.append("\nModels\n", "bold underline")
     for i, c in enumerate(columns):

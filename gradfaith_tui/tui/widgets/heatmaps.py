@@ -215,7 +215,8 @@ class HeatmapPanel(Vertical):
         row = data.row
         if i == 0:
             narrow = px < 12  # "input sli…", "true Beni…" would be cut: say less
-            mask = ("mask" if narrow else "mask: green") if data.mask is not None else "no mask"
+            shown = "mask: green" if self.overlay.outline else "mask: off"
+            mask = ("mask" if narrow else shown) if data.mask is not None else "no mask"
             return [("input" if narrow else "input slice", "bold"),
                     (class_name(row.label, short=True) if narrow else f"true {class_name(row.label, short=px < 15)}", ""),
                     (mask, "green" if data.mask is not None else "dim")]
@@ -226,9 +227,11 @@ class HeatmapPanel(Vertical):
             return lines + [("no prediction", "dim")]
         ok = row.label is not None and res.pred == row.label
         conf = f"{res.confidence:.0%}" if res.confidence is not None else "?"
-        pred = class_name(res.pred, short=True) if px >= 14 else class_name(res.pred)[0]
-        lines.append((f"{pred} {'✓' if ok else '✗'} {conf}", "green" if ok else "bold red"))
-        if data.heatmaps[i - 1] is None:
+        hm = data.heatmaps[i - 1]
+        flat = hm is not None and not np.ptp(np.nan_to_num(hm)) > 0  # no heat anywhere: it explains nothing
+        pred = class_name(res.pred, short=True) if px >= (19 if flat else 14) else class_name(res.pred)[0]
+        lines.append((f"{pred} {'✓' if ok else '✗'} {conf}" + (" flat" if flat else ""), "green" if ok and not flat else "bold red"))
+        if hm is None:
             lines.append(("no map yet", "dim"))
         return lines + [(m, "") for m in metric_lines(res.metrics, px)]
 
