@@ -182,3 +182,11 @@ def test_precompute_bars_show_the_rate_counted_from_where_a_run_resumed(monkeypa
         assert p.tasks[0].fields["info"] == "32 maps/s"
         update("m/seed0", 200, 200)
         assert p.tasks[0].fields["info"] == "40 maps/s"
+
+
+def test_warnings_stay_on_one_line_and_are_not_read_as_markup(capsys):
+    from gradfaith_tui.cli.progress import warn
+
+    warn("The IQ-OTHNCCD lung cancer dataset/" * 3 + "Bengin case (1).jpg: not a readable image; scan[bold][1].png")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("scan[bold][1].png\n")

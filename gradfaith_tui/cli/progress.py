@@ -22,7 +22,11 @@ def tables_console() -> Console:
 
 
 def warn(msg: str) -> None:
-    console.print(f"[yellow]warning:[/] {msg}", highlight=False)
+    """One line however long (a file name is never broken to fit 80 columns); the message is plain text,
+    so a file named "scan[1].png" is not taken for markup."""
+    from rich.text import Text
+
+    console.print(Text.assemble(("warning:", "yellow"), " ", msg), soft_wrap=True, highlight=False)
 
 
 def main_rank() -> bool:
