@@ -267,3 +267,12 @@ def test_a_flat_map_is_labelled_and_help_names_the_colormap_in_use(cache):
         assert "higher is better for all" not in app.screen.text.plain
 
     run(body, cache)
+
+
+def test_double_click_on_a_row_zooms_into_it(cache):
+    async def body(app, pilot):
+        await pilot.click(CaseTable, offset=(5, 3), times=2)
+        await settle(pilot)
+        assert isinstance(app.screen, ZoomScreen) and app.screen.position == 2
+
+    run(body, cache)

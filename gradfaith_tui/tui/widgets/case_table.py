@@ -136,6 +136,8 @@ class CaseTable(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         if event.y >= 1:
             self.cursor = int(self.scroll_y) + event.y - 1
+            if event.chain >= 2:  # a double click opens the case, as enter does
+                self.app.action_zoom()
 
     # --- drawing --------------------------------------------------------------------------------
     def _widths(self, width: int) -> tuple[int, int]:

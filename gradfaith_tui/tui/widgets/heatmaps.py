@@ -148,7 +148,8 @@ class HeatmapPanel(Vertical):
         if get_current_worker().is_cancelled:
             return
         data = self.source.case_maps(idx)
-        suspect_lines = [] if self.image_cls is not None else self._suspect_texts(idx)[:3]  # one line each, cut
+        # one line each, cut; a short panel keeps one, so its rows go to the tiles (each tile names its own)
+        suspect_lines = [] if self.image_cls is not None else self._suspect_texts(idx)[:3 if height >= 20 else 1]
         height -= len(suspect_lines)
         n_tiles = 1 + len(self.source.columns)
         extra = 1 if self.source.has_suspects() else 0
