@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from gradfaith_tui import __version__
 
@@ -190,3 +191,15 @@ def test_warnings_stay_on_one_line_and_are_not_read_as_markup(capsys):
     warn("The IQ-OTHNCCD lung cancer dataset/" * 3 + "Bengin case (1).jpg: not a readable image; scan[bold][1].png")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.endswith("scan[bold][1].png\n")
+
+
+def test_running_out_of_memory_anywhere_is_one_line(monkeypatch, capsys):
+    import gradfaith_tui.cli as cli
+
+    def huge(**kwargs):
+        raise MemoryError()  # e.g. numpy asked for a 999999999-pixel phantom
+    monkeypatch.setattr(cli, "app", huge)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "out of memory" in err

@@ -71,6 +71,10 @@ def main() -> None:
     except sqlite3.OperationalError as exc:  # a cache another process holds locked, a full disk, a read-only folder
         print(f"gradfaith-tui: error: the cache's database: {exc}", file=sys.stderr)
         sys.exit(GradfaithError.exit_code)
+    except MemoryError:  # sizes the user asked for that this machine cannot hold (train and precompute say more)
+        print("gradfaith-tui: error: out of memory: lower the sizes asked for (--size, --img-size, --batch-size)",
+              file=sys.stderr)
+        sys.exit(GradfaithError.exit_code)
     except KeyboardInterrupt:  # outside a command (Typer turns one inside into exit code 130, below)
         code = 130
     if code == 130:
