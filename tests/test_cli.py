@@ -203,3 +203,80 @@ def test_running_out_of_memory_anywhere_is_one_line(monkeypatch, capsys):
         cli.main()
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and "out of memory" in err
+
+
+def _digests(root):
+    import hashlib
+
+    return {p.relative_to(root): hashlib.sha1(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+def _iq_folder(root):
+    """A user's dataset in the IQ-OTH/NCCD layout, with the very names the phantoms use."""
+    (root / "Normal cases").mkdir(parents=True)
+    (root / "Normal cases" / "Normal case (1).jpg").write_bytes(b"the user's scan")
+    return root
+
+
+def test_synth_refuses_a_folder_that_is_not_empty_and_force_only_replaces_phantoms(tmp_path):
+    iq = _iq_folder(tmp_path / "iq")
+    before = _digests(iq)
+    assert_one_line_error(run("data", "synth", iq, "--patients", "3", "--slices", "1", "--size", "32"),
+                          str(iq), "not empty", "--force")
+    assert_one_line_error(run("data", "synth", iq, "--force", "--patients", "3", "--slices", "1", "--size", "32"),
+                          str(iq), "holds other data")
+    assert _digests(iq) == before
+
+
+def test_synth_force_replaces_phantoms_with_nothing_stale_left(tmp_path):
+    ph = tmp_path / "ph"
+    assert run("data", "synth", ph, "--patients", "9", "--slices", "2", "--size", "32").returncode == 0
+    assert run("data", "split", ph).returncode == 0 and (ph / "splits").is_dir()
+    assert_one_line_error(run("data", "synth", ph, "--patients", "3", "--slices", "1", "--size", "32"), "--force")
+    res = run("data", "synth", ph, "--force", "--patients", "3", "--slices", "1", "--size", "32", "--seed", "5")
+    assert res.returncode == 0, res.stderr
+    rows = (ph / "manifest.csv").read_text().splitlines()[1:]
+    listed = {r.split(",")[0] for r in rows} | {r.split(",")[3] for r in rows if r.split(",")[3]}
+    assert {p.as_posix() for p in _digests(ph)} == listed | {"manifest.csv", ".gradfaith-phantoms"}
+    assert json.loads((ph / ".gradfaith-phantoms").read_text())["seed"] == 5
+    res = run("data", "check", ph, "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["n_images"] == 3
+
+
+def _demo(monkeypatch, *args):
+    from typer.testing import CliRunner
+
+    import gradfaith_tui.cli.demo as demo
+    from gradfaith_tui.cli import app
+
+    monkeypatch.setattr(demo, "_build", lambda *a, **k: (_ for _ in ()).throw(AssertionError("demo must not train")))
+    return CliRunner().invoke(app, ["demo", *map(str, args), "--summary"])
+
+
+def test_demo_refuses_other_data_before_writing_anything(monkeypatch, tmp_path):
+    from gradfaith_tui.errors import DataError
+
+    iq = _iq_folder(tmp_path / "iq")
+    before = _digests(iq)
+    res = _demo(monkeypatch, "--data", iq, "--checkpoints", tmp_path / "ck", "--cache", tmp_path / "c")
+    assert isinstance(res.exception, DataError) and "holds other data" in str(res.exception), res.output
+    assert _digests(iq) == before and sorted(p.name for p in tmp_path.iterdir()) == ["iq"]
+
+
+def test_demo_checks_the_device_before_writing_anything(monkeypatch, tmp_path):
+    from gradfaith_tui.errors import GradfaithError
+
+    res = _demo(monkeypatch, "--data", tmp_path / "ph", "--checkpoints", tmp_path / "ck", "--cache", tmp_path / "c",
+                "--device", "foo")
+    assert isinstance(res.exception, GradfaithError) and "--device" in str(res.exception), res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_of_range_seeds_and_sizes_are_one_line(tmp_path):
+    assert_one_line_error(run("data", "check", tmp_path, "--split-seed", "-1"), "--split-seed")
+    assert_one_line_error(run("data", "split", tmp_path, "--split-seed", "-1"), "--split-seed")
+    assert_one_line_error(run("train", "--split-seed", "-1"), "--split-seed")
+    assert_one_line_error(run("data", "synth", tmp_path / "a", "--seed", "-5"), "--seed")
+    assert_one_line_error(run("data", "synth", tmp_path / "a", "--patients", "99999999999999999999"), "--patients")
+    assert_one_line_error(run("data", "synth", tmp_path / "a", "--size", "999999999"), "--size")
+    assert list(tmp_path.iterdir()) == []

@@ -1,8 +1,10 @@
 import csv
 
 import numpy as np
+import pytest
 
-from gradfaith_tui.data.phantom import PhantomConfig, generate, patient_labels, write_dataset
+from gradfaith_tui.data.phantom import MARKER, PhantomConfig, folder_state, generate, patient_labels, write_dataset
+from gradfaith_tui.errors import DataError
 
 
 def test_same_seed_same_slices():
@@ -100,3 +102,31 @@ def test_same_seed_writes_the_same_files(tmp_path):
     write_dataset(cfg, tmp_path / "b")
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+
+
+def test_a_failed_write_leaves_no_half_written_folder(tmp_path, monkeypatch):
+    import gradfaith_tui.data.phantom as phantom
+
+    def failing(cfg):
+        yield next(generate(cfg))
+        raise MemoryError
+
+    monkeypatch.setattr(phantom, "generate", failing)
+    cfg = PhantomConfig(n_patients=3, slices_per_patient=1, size=32)
+    with pytest.raises(MemoryError):
+        write_dataset(cfg, tmp_path / "new" / "ph")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_phantom_folders_are_told_from_other_data_also_without_the_marker(tmp_path):
+    cfg = PhantomConfig(n_patients=3, slices_per_patient=1, size=32)
+    assert folder_state(tmp_path / "nope") == folder_state(tmp_path) == "empty"
+    write_dataset(cfg, tmp_path / "ph")
+    (tmp_path / "ph" / MARKER).unlink()  # a folder written before the marker existed
+    assert folder_state(tmp_path / "ph") == "phantoms"
+    assert write_dataset(cfg, tmp_path / "ph", replace=True) == 3 and (tmp_path / "ph" / MARKER).is_file()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "manifest.csv").write_text("path,label\na.png,0\n")
+    assert folder_state(tmp_path / "other") == "other"
+    with pytest.raises(DataError, match="holds other data"):
+        write_dataset(cfg, tmp_path / "other", replace=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,29 +23,38 @@ def _class_index(value: str) -> int:
     return names.index(value.lower())
 
 
+# Upper bounds keep a typo from filling the disk or memory (and from an overflow deep in NumPy).
+MAX_PATIENTS, MAX_SLICES, MAX_SIZE = 100_000, 1_000, 4096
+
+
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Argument(help="Folder to write the phantom dataset into.")],
-    patients: Annotated[int, typer.Option(min=1, help="Number of patients.")] = 100,
-    slices: Annotated[int, typer.Option(min=1, help="Adjacent slices per patient.")] = 10,
-    size: Annotated[int, typer.Option(min=32, help="Slice size in pixels.")] = 256,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same data.")] = 0,
+    out: Annotated[Path, typer.Argument(help="New (or empty) folder to write the phantom dataset into.")],
+    patients: Annotated[int, typer.Option(min=1, max=MAX_PATIENTS, help="Number of patients.")] = 100,
+    slices: Annotated[int, typer.Option(min=1, max=MAX_SLICES, help="Adjacent slices per patient.")] = 10,
+    size: Annotated[int, typer.Option(min=32, max=MAX_SIZE, help="Slice size in pixels.")] = 256,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed writes the same data.")] = 0,
     balance: Annotated[str, typer.Option(help="Normal,Benign,Malignant patient shares.")] = "0.38,0.11,0.51",
     shortcut: Annotated[Optional[str], typer.Option(help="Plant a burned-in marker on this class's images.")] = None,
     shortcut_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of that class's images marked.")] = 0.5,
+    force: Annotated[bool, typer.Option("--force", help="Replace the phantoms this tool wrote to OUT before "
+                                                        "(never other data).")] = False,
 ) -> None:
-    """Write synthetic chest-CT phantoms (IQ-OTH/NCCD layout, masks/, manifest.csv)."""
+    """Write synthetic chest-CT phantoms (IQ-OTH/NCCD layout, masks/, manifest.csv) into a new folder."""
     from gradfaith_tui.data.phantom import PhantomConfig, write_dataset
 
     try:
         shares = tuple(float(v) for v in balance.split(","))
     except ValueError:
         shares = ()
-    if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0:
+    if len(shares) != 3 or not all(math.isfinite(v) and v >= 0 for v in shares) or sum(shares) <= 0:
         raise GradfaithError(f"--balance: expected three non-negative shares like 0.38,0.11,0.51, got '{balance}'")
     cfg = PhantomConfig(n_patients=patients, slices_per_patient=slices, size=size, balance=shares, seed=seed,
                         shortcut_class=_class_index(shortcut) if shortcut else None, shortcut_rate=shortcut_rate)
-    n = write_dataset(cfg, out)
+    try:
+        n = write_dataset(cfg, out, replace=force)
+    except MemoryError:  # write_dataset has taken its partial folder away
+        raise GradfaithError(f"--size {size}: out of memory writing {out}; try a smaller --size") from None
     typer.echo(f"wrote {n} slices of {patients} patients to {out}")
 
 
@@ -52,7 +62,7 @@ def synth(
 def check(
     data: Annotated[Path, typer.Argument(help="Dataset folder (or CSV manifest) to check.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
+    split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/val/test split.")] = 0,
     window: Annotated[Optional[str], typer.Option(help="DICOM window: lung (default), mediastinal, or W,L.")] = None,
 ) -> None:
     """Count classes and splits, sizes, unreadable files, duplicates, masks; exit 0 when usable (even with warnings)."""
@@ -71,7 +81,7 @@ def check(
 @app.command()
 def split(
     data: Annotated[Path, typer.Argument(help="Dataset folder (or CSV manifest).")],
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
+    split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/val/test split.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Re-split even if a saved split exists (retrain after).")] = False,
 ) -> None:
     """Save the stratified 60/20/20 split next to the data (train, evaluate and precompute reuse it)."""

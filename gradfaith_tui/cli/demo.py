@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from gradfaith_tui.cli.options import DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt
+from gradfaith_tui.cli.data import MAX_PATIENTS
+from gradfaith_tui.cli.options import DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, check_device
+from gradfaith_tui.errors import DataError
 
 # Balanced classes and a planted shortcut (a burned-in marker on half the Malignant slices),
 # so the demo audit has something real to find.
@@ -22,7 +25,7 @@ def demo(
     cache: CacheOpt = DEFAULTS["cache"],
     device: DeviceOpt = DEFAULTS["device"],
     summary: Annotated[bool, typer.Option("--summary", help="Print the summary instead of opening the explorer.")] = False,
-    patients: Annotated[int, typer.Option(min=3, help="Phantom patients to generate (4 slices each).")] = DEMO_PHANTOMS["n_patients"],
+    patients: Annotated[int, typer.Option(min=3, max=MAX_PATIENTS, help="Phantom patients to generate (4 slices each).")] = DEMO_PHANTOMS["n_patients"],
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the demo profile's).")] = None,
     img_size: Annotated[Optional[int], typer.Option(min=16, help="Input size (default: the demo profile's).")] = None,
 ) -> None:
@@ -32,13 +35,8 @@ def demo(
     from gradfaith_tui.freshness import cache_is_current
 
     t0 = time.perf_counter()
-    if not (data / "manifest.csv").is_file():
-        from gradfaith_tui.data.phantom import PhantomConfig, write_dataset
-
-        n = write_dataset(PhantomConfig(**{**DEMO_PHANTOMS, "n_patients": patients}), data)
-        console.print(f"phantoms: {n} slices written to {data}")
-    else:
-        console.print(f"phantoms: reusing {data}")
+    check_device(device)  # every option checked before anything is written
+    _phantoms(data, patients)
     prof = PROFILES["demo"]
     names = [s.name for s in prof.specs]
     if cache_is_current(data, checkpoints, cache, names, list(prof.seeds), epochs or prof.epochs):
@@ -56,6 +54,22 @@ def demo(
     from gradfaith_tui.tui.app import run_explorer
 
     run_explorer(cache)
+
+
+def _phantoms(data: Path, patients: int) -> None:
+    """Write the demo phantoms into a new or empty --data, reuse phantoms made here; never touch other data."""
+    from gradfaith_tui.cli.progress import console
+    from gradfaith_tui.data.phantom import PhantomConfig, folder_state, write_dataset
+
+    state = folder_state(data)
+    if state == "other":
+        raise DataError(f"--data: demo builds phantoms, and {data} holds other data; pass an empty folder, "
+                        "or use train/precompute on it")
+    if state == "phantoms":
+        console.print(f"phantoms: reusing {data}")
+        return
+    n = write_dataset(PhantomConfig(**{**DEMO_PHANTOMS, "n_patients": patients}), data)
+    console.print(f"phantoms: {n} slices written to {data}")
 
 
 def _build(data, checkpoints, cache, names: str, seeds: str, device: str, epochs, img_size) -> None:

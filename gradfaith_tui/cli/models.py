@@ -27,7 +27,7 @@ def train(
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the training forward (GPU runs).")] = False,
     cuda_graphs: Annotated[bool, typer.Option(help="On one GPU, replay each step's forward and backward from CUDA "
                                                    "graphs (--no-cuda-graphs: plain steps).")] = True,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
+    split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/val/test split.")] = 0,
     strict: StrictOpt = False,
 ) -> None:
     """Train models (resumable; finished checkpoints are skipped). Under torchrun: DistributedDataParallel."""
@@ -83,7 +83,7 @@ def import_model(
     data: DataOpt = DEFAULTS["data"],
     checkpoints: CheckpointsOpt = DEFAULTS["checkpoints"],
     seed: Annotated[int, typer.Option(help="Seed label for this instance (Consist compares seeds).")] = 0,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/val/test split to evaluate on.")] = 0,
+    split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/val/test split to evaluate on.")] = 0,
 ) -> None:
     """Register a model trained elsewhere: checks the weights fit, writes the same checkpoint card as `train`."""
     from gradfaith_tui.config import ModelSpec, family_of

@@ -8,8 +8,12 @@ images carry a spurious cue.
 
 from __future__ import annotations
 
+import contextlib
 import csv
-from dataclasses import dataclass
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from scipy.ndimage import gaussian_filter
 
 from gradfaith_tui.config import WRITE_FOLDERS, WRITE_STEMS
 from gradfaith_tui.data.imageio import LUNG_WINDOW, window
+from gradfaith_tui.errors import DataError
 
 HU_AIR, HU_FAT, HU_SOFT, HU_LUNG, HU_BONE = -1000.0, -100.0, 40.0, -850.0, 700.0
 
@@ -204,9 +209,102 @@ def generate(cfg: PhantomConfig):
             yield PhantomSlice(np.asarray(img), mask, label, f"P{p:04d}", shortcut, box)
 
 
-def write_dataset(cfg: PhantomConfig, out: Path) -> int:
-    """Write the phantoms in the IQ-OTH/NCCD layout, plus masks/ and manifest.csv. Returns the slice count."""
+MARKER = ".gradfaith-phantoms"  # in every phantom folder: the PhantomConfig as JSON
+MANIFEST_COLUMNS = ["path", "label", "patient", "mask", "shortcut", "shortcut_box"]
+PARTIAL = ".gradfaith-partial-"  # the hidden folder a dataset is built in before it is moved into place
+SIDE_ENTRIES = ("masks", "splits", "manifest.csv", "manifest.csv.tmp", MARKER)
+
+
+def _manifest_rows(out: Path) -> list[list[str]] | None:
+    """The rows of out/manifest.csv when its header is the one write_dataset writes, else None."""
+    try:
+        with (out / "manifest.csv").open(newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return rows[1:] if rows and rows[0] == MANIFEST_COLUMNS else None
+
+
+def folder_state(out: Path) -> str:
+    """'empty' (missing, or a folder with nothing in it), 'phantoms' (written by write_dataset: the marker,
+    or for folders made before it, the phantom manifest) or 'other' (anything else: the user's data)."""
+    if not out.exists():
+        return "empty"
+    if not out.is_dir():
+        return "other"
+    if not any(not p.name.startswith(PARTIAL) for p in out.iterdir()):  # a killed run's leftover is ours
+        return "empty"
+    return "phantoms" if (out / MARKER).is_file() or _manifest_rows(out) is not None else "other"
+
+
+def _strays(out: Path) -> list[str]:
+    """Files in the class and mask folders that the manifest does not list: not ours, so --force keeps off."""
+    rows = _manifest_rows(out) or []
+    listed = {r[0] for r in rows if r} | {r[3] for r in rows if len(r) > 3 and r[3]}
+    found = []
+    for folder in (*WRITE_FOLDERS, "masks"):
+        if (out / folder).is_symlink():  # deleting through a link would reach someone else's files
+            return [folder]
+        found += [p.relative_to(out).as_posix() for p in (out / folder).rglob("*") if not p.is_dir()]
+    return sorted(rel for rel in found if rel not in listed)
+
+
+def _check_target(out: Path, replace: bool) -> None:
+    """Never write over data: out must be new or empty, or (replace) hold only phantoms this tool made."""
+    state = folder_state(out)
+    if state == "empty":
+        return
+    if not replace:
+        raise DataError(f"{out}: exists and is not empty; pass a new folder, or --force to replace phantoms "
+                        "this tool made")
+    strays = _strays(out) if state == "phantoms" else []
+    if state == "other" or strays:
+        example = f" (e.g. {strays[0]})" if strays else ""
+        raise DataError(f"{out}: holds other data{example}, not only phantoms this tool made; --force replaces "
+                        "only those, so pass a new folder")
+
+
+def _remove_phantoms(out: Path) -> None:
+    """Delete what write_dataset and `data split` put there, so no old file or split mixes with the new ones."""
+    from gradfaith_tui.data.splitfile import fallback_dir_of
+
+    for name in (*WRITE_FOLDERS, *SIDE_ENTRIES):
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    for old in fallback_dir_of(out).glob("split-seed*.csv"):  # saved there when out was read-only
+        old.unlink()
+
+
+def write_dataset(cfg: PhantomConfig, out: Path, replace: bool = False) -> int:
+    """Write the phantoms in the IQ-OTH/NCCD layout, plus masks/, manifest.csv and the marker. Returns the slice
+    count. Refuses (DataError) a folder that is not empty, unless replace and it holds only phantoms made here.
+    Built in a hidden folder inside out and moved into place, so a failure leaves out as it was."""
+    _check_target(out, replace)
+    made = [d for d in (out, *out.parents) if not d.exists()]  # folders to take away again on failure
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(PARTIAL + "*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=out))
+    try:
+        n = _write(cfg, tmp)
+    except BaseException:  # Ctrl-C and out-of-memory too: nothing half-written stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    if replace:
+        _remove_phantoms(out)
+    for entry in sorted(tmp.iterdir(), key=lambda p: p.name != MARKER):  # the marker first: it marks the folder ours
+        entry.rename(out / entry.name)
+    tmp.rmdir()
+    return n
+
+
+def _write(cfg: PhantomConfig, out: Path) -> int:
     for folder in WRITE_FOLDERS:
         (out / folder).mkdir(exist_ok=True)
         (out / "masks" / folder).mkdir(parents=True, exist_ok=True)
@@ -224,10 +322,9 @@ def write_dataset(cfg: PhantomConfig, out: Path) -> int:
             Image.fromarray(sl.mask.astype(np.uint8) * 255).save(out / mask_rel)
         box = " ".join(map(str, sl.shortcut_box)) if sl.shortcut_box else ""
         rows.append((rel, sl.label, sl.patient, mask_rel, int(sl.shortcut), box))
-    tmp = out / "manifest.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    with (out / "manifest.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label", "patient", "mask", "shortcut", "shortcut_box"])
+        w.writerow(MANIFEST_COLUMNS)
         w.writerows(rows)
-    tmp.replace(out / "manifest.csv")
+    (out / MARKER).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     return len(rows)
