@@ -101,7 +101,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
               "world_size": dist.world, "identical_files": prep.identical}  # the report's data caveats read this
     if not dist.main:
         dist.barrier()  # rank 0 creates the cache and registers the models first
-    writer = CacheWriter(cache, prep.fingerprint, prep.split_hash, config, cases, base.images, base.masks)
+    writer = CacheWriter(cache, prep.fingerprint, prep.split_hash, config, cases, base.images, base.masks, warn)
     try:
         arrays = {display: base}
 
@@ -173,15 +173,20 @@ class _Job:
 
     def register(self, writer: CacheWriter, cam: CamSettings, target: str, arr: SplitArrays) -> None:
         from gradfaith_tui.cam.engine import explainer
+        from gradfaith_tui.cam.layers import check_spatial
+        from gradfaith_tui.cam.rollout import ROLLOUT_METHODS
         from gradfaith_tui.models.train import to_tensor
 
+        x = to_tensor(arr.images[:1], next(self.model.parameters()).device)
+        if cam.method not in ROLLOUT_METHODS:  # rollout reads the attention, not the target layer
+            check_spatial(self.model, self.model.net, self.layer, x)
         card = self.card
         info = ModelInfo(self.ckpt.model_id, card["name"], card["arch"], card["family"], card.get("describe", card["arch"]),
                          card["seed"], self.is_ref, self.size)
         writer.add_model(info, card["weights_sha1"], card)
         # One image gives the grid: not worth folding the trunk for (explain() folds it for the real batches).
         with explainer(self.model, self.layer, cam.method, cam.engine, fold=False) as explain:
-            grid = tuple(explain(to_tensor(arr.images[:1], next(self.model.parameters()).device)).maps.shape[1:])
+            grid = tuple(explain(x).maps.shape[1:])
         self.expl_id = writer.explanation(self.ckpt.model_id, cam.method, self.layer.name, self.key, grid,
                                           {"tau": cam.tau, "baseline": cam.baseline, "target": target,
                                            "engine": cam.engine, "deep_steps": cam.deep_steps})

@@ -477,3 +477,151 @@ def test_a_cache_of_another_method_shows_that_method_and_refuses_one_it_lacks(ca
     r = CacheReader(cache)  # Grad-CAM, where a cache has it
     assert r.method == "gradcam"
     r.close()
+
+
+def _synthetic_copy(tmp_path, name: str, n: int = 20) -> Path:
+    from gradfaith_tui.store.synthetic import build_synthetic_cache
+
+    return build_synthetic_cache(tmp_path / name, n)
+
+
+def test_damaged_arrays_are_refused_naming_the_file_from_their_headers(tmp_path):
+    import os
+
+    damage = {
+        "maps/1.npy": lambda p: os.truncate(p, 100),  # `truncate -s 100`
+        "images.npy": lambda p: os.truncate(p, 1000),
+        "masks.npy": lambda p: os.truncate(p, 1000),
+        "maps/2.npy": lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)),  # random bytes: "pickled data"
+        "maps/3.npy": lambda p: np.save(p, np.zeros((20, 3, 3), np.float16)),  # another grid than recorded
+    }
+    for k, (name, spoil) in enumerate(damage.items()):
+        root = _synthetic_copy(tmp_path, f"c{k}")
+        spoil(root / name)
+        with pytest.raises(CacheError, match=rf"{name}: damaged \(.+\); rerun `gradfaith-tui precompute`") as err:
+            CacheReader(root)
+        assert "\n" not in str(err.value)
+
+
+def test_a_database_that_is_not_an_audit_cache_is_one_line(tmp_path):
+    from gradfaith_tui.store.cache import CacheWriter
+
+    def open_writer(root):
+        return CacheWriter(root, "synthetic-0-20", "synthetic-split-0", {}, [], np.zeros((20, 64, 64)), np.zeros((20, 64, 64)))
+
+    garbage = _synthetic_copy(tmp_path, "garbage")
+    (garbage / "audit.sqlite").write_bytes(np.random.default_rng(1).bytes(20000))
+    truncated = _synthetic_copy(tmp_path, "truncated")
+    with (truncated / "audit.sqlite").open("r+b") as f:
+        f.truncate(30000)
+    no_meta = _synthetic_copy(tmp_path, "no-meta")
+    con = sqlite3.connect(no_meta / "audit.sqlite")
+    con.execute("DELETE FROM meta")
+    con.commit()
+    con.close()
+    for root in (garbage, truncated, no_meta):
+        with pytest.raises(CacheError, match=rf"{root.name}/audit.sqlite: not an audit cache, or damaged .*new --cache"):
+            open_writer(root)
+    for root in (garbage, truncated):
+        with pytest.raises(CacheError, match=rf"{root.name}/audit.sqlite: not an audit cache, or damaged"):
+            CacheReader(root)
+    con = sqlite3.connect(no_meta / "audit.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM cases").fetchone()[0] == 20  # nothing written into it
+    con.close()
+
+
+def test_precompute_repairs_damaged_or_missing_arrays_and_keeps_the_flags(cache, phantoms, trained, tmp_path):
+    import shutil
+
+    from gradfaith_tui.store.flags import FlagStore
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cache, copy)
+    store = FlagStore(copy)
+    store.flag(3, "shortcut")
+    store.note(3, "heat on the marker")
+    store.close()
+    con = sqlite3.connect(copy / "audit.sqlite")
+    expl_id, map_file, model_id = con.execute(
+        "SELECT expl_id, map_file, model_id FROM explanations ORDER BY expl_id LIMIT 1").fetchone()
+    n = con.execute("SELECT COUNT(*) FROM cases").fetchone()[0]
+    con.close()
+    images = np.load(copy / "images.npy")
+    (copy / map_file).write_bytes(np.random.default_rng(2).bytes(3000))
+    (copy / "images.npy").unlink()
+    with (copy / "masks.npy").open("r+b") as f:
+        f.truncate(200)
+    warnings = []
+    precompute(phantoms, trained, copy, warn=warnings.append, with_timing=False)
+    said = "\n".join(warnings)
+    assert f"{copy / 'images.npy'}: missing; written again" in said
+    assert f"{copy / 'masks.npy'}: unreadable" in said
+    assert f"{copy / map_file}: unreadable" in said and "computed again" in said
+    r = CacheReader(copy)  # no damaged file left
+    assert np.array_equal(np.load(copy / "images.npy"), images)
+    new = r.con.execute("SELECT expl_id FROM explanations WHERE model_id=? AND method='gradcam'", (model_id,)).fetchone()[0]
+    assert new != expl_id
+    assert r.con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id=? AND name='faith'", (new,)).fetchone()[0] == n
+    assert r.con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id=?", (expl_id,)).fetchone()[0] == 0
+    assert r.heatmap(new, 0) is not None
+    assert r.completeness() == (n * len(r.columns), n * len(r.columns))
+    r.close()
+    store = FlagStore(copy)
+    assert (store.get(3).category, store.get(3).note) == ("shortcut", "heat on the marker")
+    store.close()
+
+
+@pytest.mark.parametrize("engine", ["fast", "library"])
+def test_a_target_layer_without_a_spatial_map_is_one_line(phantoms, trained, tmp_path, engine):
+    from gradfaith_tui.errors import GradfaithError
+
+    for model, layer in (("resnet10t", "fc"), ("resnet10t", "global_pool"), ("vit-tiny-p8", "head")):
+        with pytest.raises(GradfaithError, match=rf"^--target-layer: '{layer}' gives a \(1, \d+\) output, not a spatial "
+                                                  rf"map; pick a convolutional layer such as \S+$"):
+            precompute(phantoms, trained, tmp_path / f"c-{model}-{layer}", names=[model], seeds=[0], target_layer=layer,
+                       cam=CamSettings(engine=engine, method="gradcam", sanity_cases=0), warn=lambda m: None,
+                       with_timing=False)
+    r = sqlite3.connect(tmp_path / "c-resnet10t-fc" / "audit.sqlite")
+    assert r.execute("SELECT COUNT(*) FROM explanations").fetchone()[0] == 0  # refused before anything was registered
+    r.close()
+
+
+def test_evaluation_files_merge_models_and_a_cache_of_other_data_is_refused(phantoms, trained, cache, tmp_path,
+                                                                             monkeypatch):
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    import gradfaith_tui.models.evaluate_all as evaluate_all
+    from gradfaith_tui.cli import app
+    from gradfaith_tui.data.phantom import PhantomConfig, write_dataset
+    from gradfaith_tui.store.exports import write_evaluation_files
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cache, copy)
+    before = json.loads((copy / "evaluation.json").read_text())
+    assert len(before) == 4
+    # evaluating one model replaces its entry and keeps the other models'
+    one = {"resnet10t/seed0": {**before["resnet10t/seed0"], "n": -1}}
+    write_evaluation_files(copy, one)
+    after = json.loads((copy / "evaluation.json").read_text())
+    assert set(after) == set(before) and after["resnet10t/seed0"]["n"] == -1
+    assert sum(1 for line in (copy / "table1.csv").read_text().splitlines() if ",macro," in line) == 4
+    assert len((copy / "confusion.csv").read_text().splitlines()) == 1 + 4 * 3
+
+    def must_not_run(*a, **k):
+        raise AssertionError("evaluate must check --cache before evaluating")
+
+    monkeypatch.setattr(evaluate_all, "evaluate_all", must_not_run)
+    other = tmp_path / "other"
+    write_dataset(PhantomConfig(n_patients=9, slices_per_patient=2, size=48, balance=(1, 1, 1), seed=11), other)
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    for data, where, message in ((other, copy, f"{copy}: cache was built from other data or another split"),
+                                 (phantoms, a_file, f"--cache: {a_file} is a file, not a folder")):
+        res = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--checkpoints", str(trained),
+                                       "--cache", str(where)])
+        assert res.exit_code != 0 and isinstance(res.exception, CacheError), res.output
+        assert str(res.exception).startswith(message) and "\n" not in str(res.exception)
+    assert json.loads((copy / "evaluation.json").read_text()) == after  # untouched

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -382,3 +383,39 @@ def test_tables_piped_to_a_file_are_not_cut_at_80_columns(monkeypatch):
     assert tables_console().width == 160  # pytest's stdout is not a terminal
     monkeypatch.setenv("COLUMNS", "100")
     assert tables_console().width == 100
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to run a check as another user")
+def test_a_cache_in_a_folder_the_user_cannot_write_is_still_read(tmp_path):
+    """A shared cache owned by another user, closed cleanly (no -wal or -shm beside it): report and the explorer's
+    data layer read it (SQLite cannot make the -shm file there, so it is opened immutable); flags are off."""
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(dir="/tmp", prefix="gradfaith-ro-"))
+    try:
+        top.chmod(0o755)
+        root = build_synthetic_cache(top / "cache", 30)
+        assert not (root / "audit.sqlite-wal").exists() and not (root / "audit.sqlite-shm").exists()
+        for p in [root, *root.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        out = top / "out"
+        out.mkdir()
+        out.chmod(0o777)
+        env = {**os.environ, "HOME": str(out), "MPLCONFIGDIR": str(out / "mpl"), "PYTHONDONTWRITEBYTECODE": "1"}
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        res = subprocess.run([*nobody, sys.executable, "-c", "from gradfaith_tui.cli import main; main()", "report",
+                              "--cache", str(root), "--out", str(out / "rep"), "--format", "md"],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert (out / "rep" / "report.md").is_file()
+        probe = ("import sys; from gradfaith_tui.store.cache import CacheReader; from gradfaith_tui.tui.source import "
+                 "CaseSource; r = CacheReader(sys.argv[1]); s = CaseSource(r); s.warm(); "
+                 "print(r.n_cases, len(s.compute(s.view)), s.flags is None, s.flags_error)")
+        res = subprocess.run([*nobody, sys.executable, "-c", probe, str(root)], capture_output=True, text=True, env=env,
+                             timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith("30 30 True flags disabled: cannot open") and str(root) in res.stdout
+        assert not (root / "audit.sqlite-shm").exists()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -396,3 +396,48 @@ def test_case_ids_sort_with_numbers_as_numbers():
     order = natural_order(list(enumerate(ids)))
     assert [ids[i].split("/")[1] for i in order] == ["Bengin case (1).jpg", "Normal case (1).jpg", "Normal case (2).jpg",
                                                      "Normal case (10).jpg", "Normal case (100).jpg"]
+
+
+def test_a_cache_that_refuses_flag_writes_turns_flagging_off_without_ending_the_explorer(cache, tmp_path):
+    """A shared cache folder this user cannot write: the FlagStore opens (reading works), its first write fails.
+    The machine runs as root, so the folder's permissions are simulated by a read-only connection."""
+    seen: list[str] = []
+
+    async def body(app, pilot):
+        real = app.notify
+        app.notify = lambda message, **kw: (seen.append(str(message)), real(message, **kw))[1]
+        app.source.flags.con.close()
+        app.source.flags.con = sqlite3.connect(f"file:{cache / 'audit.sqlite'}?mode=ro", uri=True,
+                                               check_same_thread=False, isolation_level=None)
+        await pilot.press("1")
+        await settle(pilot)
+        assert app.is_running and app.source.flags.current == {}
+        assert seen[-1].startswith(f"flags disabled: cannot write {cache / 'audit.sqlite'} (") and "\n" not in seen[-1]
+        for keys in (("2",), ("z",), ("0",), ("e",)):  # no more writes are tried, each says why in one line
+            await pilot.press(*keys)
+            await settle(pilot)
+            assert app.is_running and not isinstance(app.screen, AskScreen)
+            assert seen[-1].startswith("flags disabled: cannot write")
+        await pilot.press("j")  # browsing goes on
+        await settle(pilot)
+        assert app.query_one(CaseTable).cursor == 1
+
+    run(body, cache)
+    assert db_flags(cache) == []
+
+
+def test_an_export_folder_that_cannot_be_made_is_one_line_naming_it(cache, tmp_path):
+    blocked = tmp_path / "exports"
+    blocked.write_text("a file where the export folder should be")
+    seen: list[str] = []
+
+    async def body(app, pilot):
+        real = app.notify
+        app.notify = lambda message, **kw: (seen.append(str(message)), real(message, **kw))[1]
+        await pilot.press("1", "x")
+        await settle(pilot)
+        assert app.is_running and getattr(app, "last_export", None) is None
+        assert seen[-1].startswith(f"export failed: {blocked}") and "\n" not in seen[-1]
+        assert db_flags(cache)[-1][1] == "unfaithful"  # the flag itself is kept
+
+    run(body, cache, export_dir=blocked)

@@ -54,3 +54,35 @@ def find(net: nn.Module, name: str | None = None) -> TargetLayer:
     if hasattr(net, "patch_embed") and name.startswith("blocks"):
         reshape = vit_reshape(getattr(net, "num_prefix_tokens", 1), tuple(net.patch_embed.grid_size))
     return TargetLayer(name, module, reshape)
+
+
+def check_spatial(model: nn.Module, net: nn.Module, layer: TargetLayer, x: torch.Tensor) -> None:
+    """One plain forward of x (one image is enough) with a hook on the layer: Grad-CAM needs a spatial map
+    there, (B, C, h, w), or ViT tokens that reshape to one. A classifier head, a pooling layer or any other
+    module whose output is not such a map is one line naming --target-layer, before any CAM engine runs
+    (which would fail on the shape deep inside: an IndexError, or the library's 'Invalid grads shape')."""
+    seen: list = []
+    handle = layer.module.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    out = seen[0] if seen else None
+    if isinstance(out, torch.Tensor):
+        what = f"a {tuple(out.shape)}"
+        try:
+            if (layer.reshape(out) if layer.reshape is not None else out).ndim == 4:
+                return
+        except (RuntimeError, IndexError, ValueError):  # tokens that do not make the patch grid
+            pass
+    elif out is None:
+        what = "no"  # the forward never runs it
+    else:
+        what = f"a {type(out).__name__}"
+    try:
+        example = default_layer_name(net)
+    except GradfaithError:
+        example = "layer4"
+    raise GradfaithError(f"--target-layer: '{layer.name}' gives {what} output, not a spatial map; pick a "
+                         f"convolutional layer such as {example}")

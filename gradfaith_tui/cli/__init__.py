@@ -19,7 +19,7 @@ app = typer.Typer(help="Audit whether Grad-CAM heatmaps of lung-CT classifiers c
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(data.app, name="data")
 app.command()(models.train)
-app.command()(models.evaluate)
+app.command()(audit.checked_evaluate(models.evaluate))  # --cache checked before the models run
 app.command("import")(models.import_model)
 app.command()(audit.precompute)
 app.command()(audit.explore)
@@ -70,6 +70,10 @@ def main() -> None:
         sys.exit(GradfaithError.exit_code)
     except sqlite3.OperationalError as exc:  # a cache another process holds locked, a full disk, a read-only folder
         print(f"gradfaith-tui: error: the cache's database: {exc}", file=sys.stderr)
+        sys.exit(GradfaithError.exit_code)
+    except sqlite3.DatabaseError as exc:  # a database file damaged where no check of ours reached
+        print(f"gradfaith-tui: error: the cache's database: {exc} (not an audit cache, or damaged; use a new --cache "
+              f"folder)", file=sys.stderr)
         sys.exit(GradfaithError.exit_code)
     except MemoryError:  # sizes the user asked for that this machine cannot hold (train and precompute say more)
         print("gradfaith-tui: error: out of memory: lower the sizes asked for (--size, --img-size, --batch-size)",

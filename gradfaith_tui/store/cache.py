@@ -13,6 +13,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
+from urllib.parse import quote
 
 import numpy as np
 
@@ -33,18 +35,81 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _ro_uri(path: Path, immutable: bool = False) -> str:
+    return f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection (rows as tuples) that also works in a folder this user cannot write.
+
+    A WAL database is read through its -shm file, which SQLite creates beside it; after a clean close
+    there is none, and in a read-only folder (a shared cache owned by another user) it cannot be made:
+    the first read fails with "attempt to write a readonly database". Then the file is opened as
+    immutable, which needs no -shm. That is safe only because nothing can be writing there (no -wal
+    beside it, and no writer could create one); with a -wal present the error stands.
+    """
+    path = Path(path)
+    con = sqlite3.connect(_ro_uri(path), uri=True, check_same_thread=False)
+    try:
+        con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        con.close()
+        text = str(exc)
+        if not ("readonly" in text or "unable to open" in text) or Path(f"{path}-wal").exists():
+            raise
+        con = sqlite3.connect(_ro_uri(path, immutable=True), uri=True, check_same_thread=False)
+    return con
+
+
+DAMAGED_DB = "not an audit cache, or damaged"
+
+
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     try:
         if readonly:
-            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            con = connect_readonly(path)
         else:
             con = sqlite3.connect(path, check_same_thread=False)
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.OperationalError as exc:  # a folder in its place, no permission to write there...
         raise CacheError(f"{path}: cannot open the cache's database ({exc})") from None
+    except sqlite3.DatabaseError as exc:  # another file in its place, or a truncated or overwritten database
+        raise CacheError(f"{path}: {DAMAGED_DB} ({exc}); use a new --cache folder") from None
     con.row_factory = sqlite3.Row
     return con
+
+
+def array_problem(path: Path, n: int, dtype, shape: tuple[int, ...] | None = None, ndim: int = 3) -> str | None:
+    """Why an array file of the cache cannot be used, or None where it can: it is read through its header and
+    memory-mapped (no data is read), so a missing, truncated or overwritten file, or one of another shape
+    (n cases first, then `shape` where given) or dtype, is found when the cache is opened."""
+    if not path.is_file():
+        return "missing"
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:  # truncated, overwritten, pickled data...
+        return f"unreadable: {str(exc).split('. ')[0].rstrip('.')}"
+    if not isinstance(arr, np.ndarray):  # an .npz archive under the name
+        return "not a .npy array"
+    try:
+        if arr.ndim != ndim or arr.shape[0] != n or (shape is not None and tuple(arr.shape[1:]) != tuple(shape)):
+            want = f"({n}, {', '.join(map(str, shape))})" if shape is not None else f"{ndim} dimensions, {n} first"
+            return f"shape {tuple(arr.shape)}, expected {want}"
+        if arr.dtype != np.dtype(dtype):
+            return f"dtype {arr.dtype}, expected {np.dtype(dtype)}"
+        return None
+    finally:
+        del arr
+
+
+def masks_problem(root: Path, n: int) -> str | None:
+    """masks.npy as array_problem checks it, and of the shape of images.npy (a readable one)."""
+    problem = array_problem(root / MASKS_NAME, n, np.uint8)
+    if problem is None and array_problem(root / IMAGES_NAME, n, np.uint8) is None:
+        if np.load(root / MASKS_NAME, mmap_mode="r").shape != np.load(root / IMAGES_NAME, mmap_mode="r").shape:
+            problem = "not the shape of images.npy"
+    return problem
 
 
 @dataclass(frozen=True)
@@ -116,14 +181,31 @@ class CacheWriter:
     """Creates or reopens a cache for one dataset and test split; refuses one made from other data."""
 
     def __init__(self, root: Path, fingerprint: str, split_hash: str, config: dict,
-                 cases: list[CaseInfo], images: np.ndarray, masks: np.ndarray):
+                 cases: list[CaseInfo], images: np.ndarray, masks: np.ndarray,
+                 warn: Callable[[str], None] | None = None):
+        """warn: told of each array found damaged or missing on reopening, and what was done about it."""
         self.root = Path(root)
+        self.warn = warn or (lambda msg: None)
+        if self.root.exists() and not self.root.is_dir():
+            raise CacheError(f"--cache: {self.root} is a file, not a folder")
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / MAPS_DIR).mkdir(exist_ok=True)
-        self.con = _connect(self.root / DB_NAME, readonly=False)
-        self.con.execute("PRAGMA busy_timeout=60000")  # torchrun ranks share one database
-        self.con.executescript(DDL)
-        meta = {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
+        db = self.root / DB_NAME
+        self.con = _connect(db, readonly=False)
+        try:
+            self.con.execute("PRAGMA busy_timeout=60000")  # torchrun ranks share one database
+            self.con.executescript(DDL)
+            meta = {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
+            rows = self.con.execute("SELECT EXISTS (SELECT 1 FROM cases) OR EXISTS (SELECT 1 FROM models)").fetchone()[0]
+        except sqlite3.OperationalError:
+            self.con.close()
+            raise
+        except sqlite3.DatabaseError as exc:  # a truncated database, or one with another table of that name
+            self.con.close()
+            raise CacheError(f"{db}: {DAMAGED_DB} ({exc}); use a new --cache folder") from None
+        if not meta and rows:  # cases or models without the fingerprint that says which data they are
+            self.con.close()
+            raise CacheError(f"{db}: {DAMAGED_DB} (it has cases but no meta table rows); use a new --cache folder")
         if meta:
             if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
                 raise CacheError(f"{self.root}: cache schema v{meta.get('schema_version')} but this tool writes v{SCHEMA_VERSION}; "
@@ -131,6 +213,7 @@ class CacheWriter:
             if meta.get("fingerprint") != fingerprint or meta.get("split_hash") != split_hash:
                 raise CacheError(f"{self.root}: cache was built from other data or another split "
                                  f"(fingerprint {meta.get('fingerprint')}, now {fingerprint}); use a new --cache folder")
+            self._repair(images, masks)
             with self.con:  # patient pseudonyms may have been re-derived (keyed since 2026-11-27): store today's
                 self.con.executemany("UPDATE cases SET patient=? WHERE case_id=? AND patient IS NOT ?",
                                      [(c.patient, c.case_id, c.patient) for c in cases])
@@ -141,12 +224,49 @@ class CacheWriter:
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (_now(),))
         self._maps: dict[int, np.memmap] = {}
 
-    def _create(self, fingerprint, split_hash, cases, images, masks) -> None:
-        # Arrays first, rows second: a cache with rows always has its images.
+    def _write_arrays(self, images, masks) -> None:
         for name, arr in ((IMAGES_NAME, images.astype(np.uint8)), (MASKS_NAME, masks.astype(np.uint8))):
             tmp = self.root / (name + ".tmp.npy")
             np.save(tmp, arr)
             tmp.replace(self.root / name)
+
+    def _repair(self, images, masks) -> None:
+        """A reopened cache's arrays, checked through their headers (no data read). Images or masks missing or
+        damaged are written again, both, from the slices just loaded (the fingerprint says they are the same
+        data); an explanation whose map file is missing or damaged is dropped with its metrics and suspects,
+        so that this run computes it again. Nothing else is touched: flags and every other result stay."""
+        n = self.n_cases
+        problems = {IMAGES_NAME: array_problem(self.root / IMAGES_NAME, n, np.uint8),
+                    MASKS_NAME: masks_problem(self.root, n)}
+        if any(problems.values()):
+            if len(images) != n or len(masks) != n:
+                raise CacheError(f"{self.root}: its images or masks are damaged and this run has {len(images)} "
+                                 f"cases for its {n}; use a new --cache folder")
+            self._write_arrays(images, masks)
+            for name, problem in problems.items():
+                if problem:
+                    self.warn(f"{self.root / name}: {problem}; written again from the data")
+        for r in self.con.execute("SELECT expl_id, map_file, map_h, map_w FROM explanations").fetchall():
+            problem = (array_problem(self.root / r["map_file"], n, np.float16, (r["map_h"], r["map_w"]))
+                       if r["map_file"] else "no map file recorded")
+            if problem:
+                with self.con:
+                    self._drop_explanation(r["expl_id"])
+                if r["map_file"]:
+                    (self.root / r["map_file"]).unlink(missing_ok=True)
+                self.warn(f"{self.root / (r['map_file'] or MAPS_DIR)}: {problem}; its maps and metrics are "
+                          f"computed again")
+
+    def _drop_explanation(self, expl_id: int) -> None:
+        """One explanation's rows, inside the caller's transaction; the caller removes its map file after the
+        commit, so that a reader never sees a row whose file is gone."""
+        self.con.execute("DELETE FROM metrics WHERE expl_id=?", (expl_id,))
+        self.con.execute("DELETE FROM suspects WHERE expl_id=?", (expl_id,))
+        self.con.execute("DELETE FROM explanations WHERE expl_id=?", (expl_id,))
+
+    def _create(self, fingerprint, split_hash, cases, images, masks) -> None:
+        # Arrays first, rows second: a cache with rows always has its images.
+        self._write_arrays(images, masks)
         with self.con:
             self.con.executemany("INSERT INTO cases VALUES (?,?,?,?,?,?)",
                                  [(i, c.case_id, c.label, c.patient, int(c.has_mask), c.shortcut) for i, c in enumerate(cases)])
@@ -179,14 +299,12 @@ class CacheWriter:
         row = self.con.execute("SELECT expl_id FROM explanations WHERE key=?", (key,)).fetchone()
         if row is not None:
             return int(row["expl_id"])
+        stale = self.con.execute("SELECT expl_id, map_file FROM explanations WHERE model_id=? AND method=?",
+                                 (model_id, method)).fetchall()
         with self.con:
             # Same model and method with other settings is stale: replace it rather than show it.
-            for old in self.con.execute("SELECT expl_id, map_file FROM explanations WHERE model_id=? AND method=?",
-                                        (model_id, method)).fetchall():
-                self.con.execute("DELETE FROM metrics WHERE expl_id=?", (old["expl_id"],))
-                self.con.execute("DELETE FROM suspects WHERE expl_id=?", (old["expl_id"],))
-                self.con.execute("DELETE FROM explanations WHERE expl_id=?", (old["expl_id"],))
-                (self.root / old["map_file"]).unlink(missing_ok=True)
+            for old in stale:
+                self._drop_explanation(old["expl_id"])
             cur = self.con.execute(
                 "INSERT INTO explanations (model_id, method, layer, key, map_file, map_h, map_w, settings) VALUES (?,?,?,?,?,?,?,?)",
                 (model_id, method, layer, key, "", shape[0], shape[1], json.dumps(settings, sort_keys=True)))
@@ -198,6 +316,9 @@ class CacheWriter:
             arr.flush()
             del arr
             self.con.execute("UPDATE explanations SET map_file=? WHERE expl_id=?", (map_file, expl_id))
+        for old in stale:
+            if old["map_file"] and old["map_file"] != map_file:
+                (self.root / old["map_file"]).unlink(missing_ok=True)
         return expl_id
 
     @property
@@ -300,10 +421,11 @@ class CacheReader:
         db = self.root / DB_NAME
         if not db.is_file():
             raise CacheError(f"--cache: no audit cache at {self.root} (run `gradfaith-tui precompute` or `gradfaith-tui demo`)")
+        self.con = _connect(db, readonly=True)
         try:
-            self.con = _connect(db, readonly=True)
             meta = {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
         except sqlite3.DatabaseError as exc:
+            self.con.close()
             raise CacheError(f"{db}: not a readable audit cache ({exc})") from None
         if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
             raise CacheError(f"{db}: cache schema v{meta.get('schema_version')}, this tool reads v{SCHEMA_VERSION}")
@@ -326,11 +448,22 @@ class CacheReader:
         self.columns = [Column(m, expl.get(m.model_id), method) for m in self.models if m.is_ref]
         # A cache copied without its arrays (only audit.sqlite, say) is refused here rather than failing later
         # in the explorer's loading thread; the writer creates each array before the rows that point at it.
-        files = [IMAGES_NAME, MASKS_NAME, *(r[0] for r in self.con.execute("SELECT map_file FROM explanations") if r[0])]
+        maps = [(r[0], (r[1], r[2])) for r in self.con.execute("SELECT map_file, map_h, map_w FROM explanations") if r[0]]
+        files = [IMAGES_NAME, MASKS_NAME, *(f for f, _ in maps)]
         missing = [f for f in files if not (self.root / f).is_file()]
         if missing:
             raise CacheError(f"{self.root / missing[0]}: missing from the cache ({len(missing)} of its {len(files)} "
                              f"array files); copy the cache folder whole, or build it again into a new --cache folder")
+        # Damaged arrays (truncated, overwritten, of another shape) are refused here too, from their headers alone,
+        # rather than failing in the middle of a report or in the explorer's loading thread.
+        checks = [(IMAGES_NAME, np.uint8, None), (MASKS_NAME, np.uint8, None), *((f, np.float16, hw) for f, hw in maps)]
+        for name, dtype, shape in checks:
+            problem = (masks_problem(self.root, self.n_cases) if name == MASKS_NAME
+                       else array_problem(self.root / name, self.n_cases, dtype, shape))
+            if problem:
+                self.con.close()
+                raise CacheError(f"{self.root / name}: damaged ({problem}); rerun `gradfaith-tui precompute` on this "
+                                 f"cache to repair it, or build it again into a new --cache folder")
         self._images = None
         self._masks = None
         self._maps: dict[int, np.ndarray] = {}

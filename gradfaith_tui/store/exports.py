@@ -4,18 +4,79 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from pathlib import Path
 
 from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.errors import CacheError
+from gradfaith_tui.store.cache import DAMAGED_DB, connect_readonly
+from gradfaith_tui.store.schema import DB_NAME
 
 TABLE1_COLUMNS = ("sensitivity", "specificity", "precision", "recall", "f1", "accuracy")
 
 
-def write_evaluation_files(cache: Path, bodies: dict[str, dict]) -> list[Path]:
+EVALUATION_NAME = "evaluation.json"
+
+
+def evaluation_folder(cache: Path) -> Path:
+    """--cache as a folder for the evaluation files, made if missing: checked before any model runs, so that a
+    file in its place, or a folder that cannot be made, is said at once rather than after the evaluation."""
     cache = Path(cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    out = cache / "evaluation.json"
-    out.write_text(json.dumps(bodies, indent=2, sort_keys=True))
+    if cache.exists() and not cache.is_dir():
+        raise CacheError(f"--cache: {cache} is a file, not a folder")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"--cache: cannot make the folder {cache} ({exc.strerror or exc})") from None
+    return cache
+
+
+def cache_identity(cache: Path) -> tuple[str | None, str | None] | None:
+    """(fingerprint, split hash) of the data an audit cache was built from; None where the folder has no cache."""
+    db = Path(cache) / DB_NAME
+    if not db.is_file():
+        return None
+    try:
+        con = connect_readonly(db)
+        try:
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise CacheError(f"{db}: {DAMAGED_DB} ({exc}); use a new --cache folder") from None
+    return meta.get("fingerprint"), meta.get("split_hash")
+
+
+def check_evaluation_data(cache: Path, data: list[tuple[str, str]]) -> None:
+    """Refuse to put results of other data, or of another split, beside an audit cache: data holds the
+    (fingerprint, split hash) of each split the evaluation will use."""
+    have = cache_identity(cache)
+    if have is None:
+        return
+    for fingerprint, split in data:
+        if (fingerprint, split) != have:
+            raise CacheError(f"{cache}: cache was built from other data or another split (fingerprint {have[0]}, "
+                             f"now {fingerprint}); use a new --cache folder")
+
+
+def _stored_bodies(path: Path) -> dict[str, dict]:
+    """The results already in evaluation.json (nothing where it is missing or unreadable: it is derived data)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return old if isinstance(old, dict) and all(isinstance(v, dict) for v in old.values()) else {}
+
+
+def write_evaluation_files(cache: Path, bodies: dict[str, dict]) -> list[Path]:
+    """evaluation.json, table1.csv and confusion.csv: these models' results merged into those already there
+    (another model's entry is kept; this one's replaced), so evaluating one model never drops the others."""
+    cache = evaluation_folder(cache)
+    out = cache / EVALUATION_NAME
+    bodies = {**_stored_bodies(out), **bodies}
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(bodies, indent=2, sort_keys=True))
+    tmp.replace(out)
     t1 = cache / "table1.csv"
     with t1.open("w", newline="") as f:
         w = csv.writer(f)

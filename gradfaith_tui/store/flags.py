@@ -79,7 +79,7 @@ class FlagStore:
                                              (idx, category, note, created)).lastrowid)
             self.con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            self._rollback()
             raise
         if category is not None:
             self.current[idx] = Flag(added, idx, category, note, created)
@@ -122,7 +122,7 @@ class FlagStore:
         Returns the case idx it touched, or None when there is nothing to undo.
         """
         if self._undo:
-            change = self._undo.pop()
+            change = self._undo[-1]  # popped once written: a refused write leaves it to undo
         else:
             row = self.con.execute("SELECT flag_id FROM flags WHERE undone=0 ORDER BY flag_id DESC LIMIT 1").fetchone()
             if row is None:
@@ -138,8 +138,10 @@ class FlagStore:
                 self.con.execute("UPDATE flags SET undone=0 WHERE flag_id=?", (change.retired,))
             self.con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            self._rollback()
             raise
+        if self._undo and self._undo[-1] is change:
+            self._undo.pop()
         fid = change.added if change.added is not None else change.retired
         idx = int(self.con.execute("SELECT idx FROM flags WHERE flag_id=?", (fid,)).fetchone()[0])
         self.current.pop(idx, None)
@@ -147,6 +149,12 @@ class FlagStore:
             self.current[idx] = Flag(*self.con.execute(
                 "SELECT flag_id, idx, category, note, created FROM flags WHERE flag_id=?", (change.retired,)).fetchone())
         return idx
+
+    def _rollback(self) -> None:
+        """Roll back a failed change, if it got as far as a transaction (a BEGIN refused has none to roll back),
+        so that the caller sees the error that stopped it."""
+        if self.con.in_transaction:
+            self.con.execute("ROLLBACK")
 
     def close(self) -> None:
         self.con.close()

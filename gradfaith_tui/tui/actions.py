@@ -6,6 +6,7 @@ to the cache database by the FlagStore before the screen changes, so a crash los
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 
 from gradfaith_tui.store.flags import NOTE_ONLY, export_flags
@@ -21,9 +22,22 @@ class TriageActions:
         table = self.query_one(CaseTable)
         return self.source.idx_at(table.cursor) if table.n_rows else None
 
-    def _flags_ok(self) -> bool:
-        if self.source.flags is None:
+    def _flags_ok(self, write: bool = True) -> bool:
+        """Whether flags can be changed (write) or read; says why not where they cannot."""
+        if self.source.flags is None or (write and self.source.flags_readonly):
             self.notify(self.source.flags_error or "flags are disabled", severity="error")
+            return False
+        return True
+
+    def _write_flags(self, change, unsaved: str = "") -> bool:
+        """Run one flag change; a database that refuses it (a folder this user cannot write, a full disk)
+        turns flagging off with one line instead of ending the explorer. True where it was written.
+        unsaved: words of the user's that were not stored (a note), repeated in that line."""
+        try:
+            change()
+        except sqlite3.Error as exc:
+            self.notify(self.source.flags_failed(exc) + (f"; not saved: {unsaved}" if unsaved else ""),
+                        severity="error", timeout=30 if unsaved else 10)
             return False
         return True
 
@@ -53,7 +67,8 @@ class TriageActions:
         if idx is None or not self._flags_ok():
             return
         before = self.source.flags.get(idx)
-        self.source.flags.flag(idx, category)
+        if not self._write_flags(lambda: self.source.flags.flag(idx, category)):
+            return
         after = self.source.flags.get(idx)
         undone = after is None or after.category != category
         self.notify(f"unflagged ({before.category})" if undone and before else f"flagged {category}", timeout=1.5)
@@ -65,7 +80,8 @@ class TriageActions:
         old = self.source.flags.get(idx)
         if old is None or old.category == NOTE_ONLY:
             return
-        self.source.flags.clear(idx)
+        if not self._write_flags(lambda: self.source.flags.clear(idx)):
+            return
         self.notify("flag removed", timeout=1.5)
         self._flag_changed(idx, then)
 
@@ -75,9 +91,10 @@ class TriageActions:
         old = self.source.flags.get(idx)
 
         def done(text: str | None) -> None:
-            if text is None:
+            if text is None or not self._flags_ok():
                 return
-            self.source.flags.note(idx, text)
+            if not self._write_flags(lambda: self.source.flags.note(idx, text), unsaved=text.strip()):
+                return
             self.notify("note saved" if text.strip() else "note removed", timeout=1.5)
             self._flag_changed(idx, then)
         self.push_screen(AskScreen(f"Note on {case_id}", old.note if old else "", "what is wrong with this map?"), done)
@@ -85,7 +102,10 @@ class TriageActions:
     def action_undo(self) -> None:
         if not self._flags_ok():
             return
-        idx = self.source.flags.undo()
+        touched: list[int | None] = []
+        if not self._write_flags(lambda: touched.append(self.source.flags.undo())):
+            return
+        idx = touched[0]
         if idx is None:
             self.notify("nothing to undo", timeout=1.5)
             return
@@ -93,12 +113,17 @@ class TriageActions:
         self._flag_changed(idx)
 
     def action_export(self) -> None:
-        if not self._flags_ok():
+        if not self._flags_ok(write=False):  # flags read from a read-only cache can still be exported elsewhere
             return
         if not self.source.flags.current:
             self.notify("no flagged cases to export", severity="warning")
             return
-        csv_path, json_path = export_flags(self.source.flags, self.reader, self.export_dir)
+        try:
+            csv_path, json_path = export_flags(self.source.flags, self.reader, self.export_dir)
+        except OSError as exc:  # a file where the folder should be, no permission, a full disk
+            where = exc.filename or self.export_dir
+            self.notify(f"export failed: {where}: {exc.strerror or exc}", severity="error", timeout=10)
+            return
         self.last_export = (csv_path, json_path)
         self.notify(f"{len(self.source.flags.current)} cases → {csv_path} and {json_path.name}", timeout=6)
 

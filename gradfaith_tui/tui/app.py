@@ -18,6 +18,7 @@ from textual.containers import Container, Vertical
 from textual.widgets import Footer, Static
 
 from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.store.arrays import WORST, Filter
 from gradfaith_tui.store.cache import CacheReader
 from gradfaith_tui.store.flags import CATEGORIES, export_flags
@@ -141,7 +142,11 @@ class ExplorerApp(TriageActions, App[None]):
         self.query_one("#title", Static).update(self._title())
 
     def action_reload(self) -> None:
-        self.source.reload()
+        try:
+            self.source.reload()
+        except GradfaithError as exc:  # the cache was damaged meanwhile: say so, and keep showing what was read
+            self.notify(f"cannot reload: {exc}", severity="error", timeout=10)
+            return
         self.stale = False
         self.apply_view(self.view, keep_case=True)
         self.warm_arrays()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gradfaith_tui.store.arrays import WORST, CaseArrays, Filter
-from gradfaith_tui.store.cache import CacheReader, CaseRow
+from gradfaith_tui.store.cache import CacheReader, CaseRow, connect_readonly
 from gradfaith_tui.store.flags import FlagStore
 from gradfaith_tui.store.schema import DB_NAME
 
@@ -83,7 +83,14 @@ class CaseSource:
         try:
             self.flags = FlagStore(reader.root)
         except sqlite3.Error as exc:  # a read-only cache folder: browse without flags
-            self.flags, self.flags_error = None, f"flags disabled: {exc}"
+            self.flags, self.flags_error = None, f"flags disabled: cannot open {reader.root / DB_NAME} ({exc})"
+        self.flags_readonly = False  # set when a write failed: the flags read stay shown, no more are written
+
+    def flags_failed(self, exc: Exception) -> str:
+        """A flag write the database refused (a read-only folder, a full disk): flagging stops, with this reason."""
+        self.flags_readonly = True
+        self.flags_error = f"flags disabled: cannot write {self.root / DB_NAME} ({exc})"
+        return self.flags_error
 
     @property
     def root(self) -> Path:
@@ -94,7 +101,7 @@ class CaseSource:
         """The column arrays, read on first use (call from a worker on big caches)."""
         with self._arrays_lock:
             if self._arrays is None:
-                con = sqlite3.connect(f"file:{self.root / DB_NAME}?mode=ro", uri=True, check_same_thread=False)
+                con = connect_readonly(self.root / DB_NAME)
                 self._arrays = CaseArrays(con, self.columns, self.n_cases)
             return self._arrays
 
@@ -106,7 +113,10 @@ class CaseSource:
 
     def reload(self) -> None:
         """Forget what was read (column arrays, table rows, open map arrays), so that what a running
-        precompute has written since shows; the next sort and the next case read it afresh."""
+        precompute has written since shows; the next sort and the next case read it afresh.
+        A cache that can no longer be opened (an array file damaged meanwhile) raises CacheError, and what was
+        read stays as it was."""
+        fresh = CacheReader(self.reader.root, self.reader.method)
         with self._arrays_lock:
             if self._arrays is not None:
                 self._arrays.con.close()
@@ -114,7 +124,7 @@ class CaseSource:
         self._rows.clear()
         with self._bg_lock:
             self._bg.close()
-            self._bg = CacheReader(self.reader.root, self.reader.method)
+            self._bg = fresh
 
     def completeness(self) -> tuple[int, int]:
         """(cases done, expected) over the columns; call from a worker (one count per column)."""
