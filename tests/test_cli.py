@@ -280,3 +280,46 @@ def test_out_of_range_seeds_and_sizes_are_one_line(tmp_path):
     assert_one_line_error(run("data", "synth", tmp_path / "a", "--patients", "99999999999999999999"), "--patients")
     assert_one_line_error(run("data", "synth", tmp_path / "a", "--size", "999999999"), "--size")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_only_cpu_cuda_and_cuda_n_are_devices():
+    import pytest
+    import torch
+
+    from gradfaith_tui.cli.options import check_device
+    from gradfaith_tui.errors import GradfaithError
+
+    assert check_device("cpu") == "cpu"
+    for bad in ("mps", "meta", "cpu:0", "xla", "cuda:x", ""):
+        with pytest.raises(GradfaithError, match="^--device: .*use cpu, cuda or cuda:N"):
+            check_device(bad)
+    with pytest.raises(GradfaithError, match="^--device: 'cuda:99' asked for, but "):
+        check_device("cuda:99")
+    if torch.cuda.is_available():
+        assert check_device("cuda:0") == "cuda:0"
+    assert_one_line_error(run("train", "--device", "mps"), "--device: 'mps'")
+
+
+def test_import_refuses_to_replace_a_checkpoint_and_bad_names_or_arches(phantoms, tmp_path):
+    import timm
+    import torch
+
+    torch.save(timm.create_model("resnet10t", num_classes=3).state_dict(), tmp_path / "w.pth")
+    args = ["import", tmp_path / "w.pth", "--arch", "resnet10t", "--img-size", "32", "--data", phantoms,
+            "--checkpoints", tmp_path / "ck"]
+    assert run(*args).returncode == 0
+    assert_one_line_error(run(*args), "ck/resnet10t/seed0: a checkpoint is already there", "--force")
+    assert_one_line_error(run(*args, "--name", "../../escape"), "--name: '../../escape'")
+    assert_one_line_error(run(*args, "--seed=-1"), "--seed")
+    assert_one_line_error(run(*args[:3], "nosuch", *args[4:]), "--arch: unknown timm architecture 'nosuch'")
+
+
+def test_train_that_would_lose_finished_epochs_stops_with_one_line(phantoms, tmp_path):
+    from gradfaith_tui.config import spec_for
+    from gradfaith_tui.models.fit import fit_all
+    from gradfaith_tui.models.train import TrainConfig
+
+    fit_all(phantoms, tmp_path, [spec_for("resnet10t")], [0], TrainConfig(epochs=1, batch_size=16, lr=1e-3, img_size=32))
+    res = run("train", "--data", phantoms, "--checkpoints", tmp_path, "--models", "resnet10t", "--seeds", "0",
+              "--epochs", "2", "--img-size", "32", "--batch-size", "16", "--lr", "0.001")
+    assert_one_line_error(res, "resnet10t/seed0: already trained with --epochs 1, now 2", "--restart")

@@ -225,10 +225,14 @@ def test_a_diverged_loss_stops_training_and_keeps_the_finished_epochs(phantoms, 
 
     monkeypatch.setattr(train_mod, "_train_epoch", nan_in_epoch_two)
     out = tmp_path / "resnet10t" / "seed0"
-    with pytest.raises(TrainingError, match="diverged in epoch 2.*epochs 1-1 are kept.*lower --lr"):
+    with pytest.raises(TrainingError, match="diverged in epoch 2.*; epoch 1 is kept; .*lower --lr"):
         train(spec_for("resnet10t"), 0, tr, va, TrainConfig(epochs=3, batch_size=16, lr=1e-3, img_size=32), out, prov)
     assert json.loads((out / "train_state.json").read_text())["epoch"] == 1
     assert read_card(out)["epochs_done"] == 1
+    monkeypatch.setattr(train_mod, "_train_epoch", lambda *args: {**real(*args), "val_loss": float("inf")})
+    with pytest.raises(TrainingError, match=r"diverged in epoch 1 .*; no finished epoch is kept; try a lower --lr"):
+        train(spec_for("resnet10t"), 0, tr, va, TrainConfig(epochs=1, batch_size=16, lr=1e-3, img_size=32),
+              tmp_path / "first", prov)
 
 
 def test_import_checks_fit_reorders_the_head_and_writes_a_card(phantoms, tmp_path):
@@ -402,3 +406,121 @@ def test_training_out_of_memory_names_the_batch_size(phantoms, tmp_path, monkeyp
     monkeypatch.setattr(fit, "train", too_big)
     with pytest.raises(TrainingError, match=r"--batch-size 64: resnet10t/seed0 ran out of memory on cpu"):
         fit.fit_all(phantoms, tmp_path / "ck", [spec_for("resnet10t")], [0], TrainConfig(epochs=1, batch_size=64, lr=1e-3, img_size=32))
+
+
+def test_a_rerun_with_other_settings_stops_naming_them_and_restart_starts_over(phantoms, tmp_path):
+    from dataclasses import replace
+
+    from gradfaith_tui.errors import TrainingError
+    from gradfaith_tui.models.fit import FitEvents, fit_all
+    from gradfaith_tui.models.train import resume_point
+
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32)
+    out = tmp_path / "ck" / "resnet10t" / "seed0"
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, row):
+        raise Stop
+
+    with pytest.raises(Stop):  # killed after epoch 1 of 2
+        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, on_epoch=stop)
+    for other, said in [(replace(cfg, epochs=3), r"trained with --epochs 2, now 3 \(the one-cycle learning-rate"),
+                        (replace(cfg, img_size=48), "trained with --img-size 32, now 48; rerun with the same settings"),
+                        (replace(cfg, lr=1e-2, weighted_loss=True),
+                         "trained with --lr 0.001 and --no-weighted-loss, now 0.01 and --weighted-loss")]:
+        with pytest.raises(TrainingError, match=f"seed0: finished epochs were {said}.*pass --restart"):
+            train(spec_for("resnet10t"), 0, tr, va, other, out, prov)
+    with pytest.raises(TrainingError, match="trained on other data"):
+        resume_point(out, cfg, {**prov, "data_fingerprint": "0" * 16})
+    assert (out / "history.csv").read_text().count("\n") == 2, "the finished epoch is kept"
+    # The device and --compile change where and how fast steps run, not the run: they resume it.
+    assert resume_point(out, replace(cfg, device="cuda:0", compile=True), prov)["epoch"] == 1
+
+    epochs = []
+    card = train(spec_for("resnet10t"), 0, tr, va, replace(cfg, epochs=1), out, prov, restart=True,
+                 on_epoch=lambda e, r: epochs.append(e))
+    assert epochs == [1] and card["epochs"] == card["epochs_done"] == 1
+    assert [r["epoch"] for r in json.loads((out / "train_state.json").read_text())["history"]] == [1]
+    # A finished run cannot grow: its schedule ended with it.
+    with pytest.raises(TrainingError, match="already trained with --epochs 1, now 2; a finished run cannot be extended"):
+        resume_point(out, cfg, prov)
+    # One with other settings is skipped, saying so; --restart trains it again.
+    warned, skipped = [], []
+    fit_all(phantoms, tmp_path / "ck", [spec_for("resnet10t")], [0], replace(cfg, epochs=1, lr=2e-3),
+            events=FitEvents(warn=warned.append, skip=skipped.append))
+    assert skipped == ["resnet10t/seed0"]
+    assert any("already trained with --lr 0.001, now 0.002; kept as it is and skipped" in w for w in warned)
+
+
+def _import_resnet10t(phantoms, tmp_path, name="mine", **kw):
+    import timm
+
+    from gradfaith_tui.models.importer import import_model
+
+    if not (tmp_path / "w.pth").is_file():
+        torch.save(timm.create_model("resnet10t", num_classes=3).state_dict(), tmp_path / "w.pth")
+    return import_model(tmp_path / "w.pth", ModelSpec(name, "resnet10t", "resnet50"), 32,
+                        ["Normal", "Benign", "Malignant"], phantoms, tmp_path / "ck", **kw)
+
+
+def test_import_never_replaces_a_checkpoint_unasked_and_takes_only_plain_names(phantoms, tmp_path):
+    out = _import_resnet10t(phantoms, tmp_path)
+    (out / "history.csv").write_text("epoch\n1\n")  # as a trained run leaves
+    (out / "train_state.json").write_text("{}")
+    card = read_card(out)
+    with pytest.raises(CheckpointError, match="mine/seed0: a checkpoint is already there.*pass --force"):
+        _import_resnet10t(phantoms, tmp_path)
+    assert read_card(out) == card
+    _import_resnet10t(phantoms, tmp_path, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"], "nothing stale stays"
+    for name in ["", "  ", "../../escape", "a\\b", "a,b", ".hidden", " padded"]:
+        with pytest.raises(GradfaithError, match="^--name: "):
+            _import_resnet10t(phantoms, tmp_path, name=name)
+    with pytest.raises(GradfaithError, match="^--seed: -1"):
+        _import_resnet10t(phantoms, tmp_path, seed=-1)
+    from gradfaith_tui.models.importer import import_model
+
+    with pytest.raises(GradfaithError, match="^--arch: unknown timm architecture 'nosuch'"):
+        import_model(tmp_path / "w.pth", ModelSpec("x", "nosuch", "x"), 32, ["Normal", "Benign", "Malignant"],
+                     phantoms, tmp_path / "ck")
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["mine"] and not (tmp_path / "escape").exists()
+
+
+@pytest.mark.parametrize("change,said", [
+    (lambda c: [1, 2, 3], "expected a JSON object, found list"),
+    (lambda c: {k: v for k, v in c.items() if k != "arch"}, '"arch" is missing'),
+    (lambda c: {**c, "img_size": -3}, '"img_size" must be a whole number of pixels'),
+    (lambda c: {**c, "kwargs": [1]}, '"kwargs" must be an object'),
+    (lambda c: {**c, "class_names": "Normal"}, '"class_names" must be a list'),
+    (lambda c: {**c, "kwargs": {"bogus_kw": 1}}, r"cannot build resnet10t .*unexpected keyword argument 'bogus_kw'"),
+    (lambda c: {**c, "arch": "nosuch"}, "unknown model 'nosuch'"),
+], ids=["list", "no-arch", "img-size", "kwargs", "class-names", "bogus-kwarg", "unknown-arch"])
+def test_a_card_of_the_wrong_shape_is_one_error_naming_it(phantoms, tmp_path, change, said):
+    from gradfaith_tui.models.registry import find_checkpoints
+
+    out = _import_resnet10t(phantoms, tmp_path)
+    (out / "card.json").write_text(json.dumps(change(read_card(out))))
+    with pytest.raises(CheckpointError, match=f"mine/seed0/card.json: .*{said}"):
+        find_checkpoints(tmp_path / "ck")[0]
+        load_checkpoint(out)
+
+
+def test_unreadable_weights_are_one_whole_sentence(tmp_path, recwarn):
+    import pickle
+
+    from gradfaith_tui.models.factory import describe_error, read_state
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty.pt: unreadable weights \(the file is empty\)$"):
+        read_state(tmp_path / "empty.pt")
+    with open(tmp_path / "plain.pkl", "wb") as f:  # protocol 4: torch warns about it before refusing
+        pickle.dump({"w": torch.zeros(2)}, f, protocol=4)
+    with pytest.raises(CheckpointError, match=r"plain.pkl: unreadable weights: .*weights_only=True.*\.safetensors file$"):
+        read_state(tmp_path / "plain.pkl")
+    assert not [w for w in recwarn if "pickle" in str(w.message)], "no warning before the one line"
+    assert describe_error(EOFError()) == "EOFError"
+    assert describe_error(ValueError("\x1b[1mBad\x1b[0m thing. More text\nand more")) == "ValueError: Bad thing."

@@ -29,6 +29,9 @@ def train(
                                                    "graphs (--no-cuda-graphs: plain steps).")] = True,
     split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/val/test split.")] = 0,
     strict: StrictOpt = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Train from scratch, discarding saved epochs: an unfinished "
+                                          "run's, and a finished checkpoint's trained with other settings (without "
+                                          "it, a run saved with other settings stops with what differs).")] = False,
 ) -> None:
     """Train models (resumable; finished checkpoints are skipped). Under torchrun: DistributedDataParallel."""
     from gradfaith_tui.cli.progress import bars, fit_events, main_rank
@@ -43,7 +46,7 @@ def train(
                       pretrained_file=str(pretrained_file) if pretrained_file else None, compile=compile_)
     with bars() as p:
         outs = fit_all(data, checkpoints, specs, seeds(seeds_) or list(prof.seeds), cfg, split_seed, strict, fit_events(p),
-                       CudaTuning(graphs=cuda_graphs))
+                       CudaTuning(graphs=cuda_graphs), restart)
     if main_rank():
         typer.echo(f"{len(outs)} checkpoints under {checkpoints}")
 
@@ -82,13 +85,17 @@ def import_model(
     classes: Annotated[str, typer.Option(help="Class names in the order of the weights' output units.")] = "Normal,Benign,Malignant",
     data: DataOpt = DEFAULTS["data"],
     checkpoints: CheckpointsOpt = DEFAULTS["checkpoints"],
-    seed: Annotated[int, typer.Option(help="Seed label for this instance (Consist compares seeds).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1,
+                                      help="Seed label for this instance (Consist compares seeds).")] = 0,
     split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/val/test split to evaluate on.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace a checkpoint already saved under this --name and "
+                                        "--seed (its files are deleted).")] = False,
 ) -> None:
     """Register a model trained elsewhere: checks the weights fit, writes the same checkpoint card as `train`."""
     from gradfaith_tui.config import ModelSpec, family_of
     from gradfaith_tui.models.importer import import_model as run
 
-    spec = ModelSpec(name or arch, arch, family_of(arch))
-    out = run(weights, spec, img_size, [c for c in classes.split(",") if c.strip()], data, checkpoints, seed, split_seed)
+    spec = ModelSpec(arch if name is None else name, arch, family_of(arch))
+    out = run(weights, spec, img_size, [c for c in classes.split(",") if c.strip()], data, checkpoints, seed, split_seed,
+              force)
     typer.echo(f"imported {weights} as {spec.name}/seed{seed}: {out}")

@@ -47,12 +47,20 @@ def seeds(value: str | None) -> list[int] | None:
 
 
 def check_device(device: str) -> str:
+    """cpu, cuda or cuda:N (N a GPU this machine has); anything else is one line naming --device."""
     import torch
 
     try:
         dev = torch.device(device)
-    except RuntimeError:
-        raise GradfaithError(f"--device: '{device}' is not a torch device") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GradfaithError(f"--device: '{device}' asked for, but no CUDA GPU is available here")
+    except (RuntimeError, ValueError, TypeError):
+        raise GradfaithError(f"--device: '{device}' is not a torch device (use cpu, cuda or cuda:N)") from None
+    if dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index is not None):
+        raise GradfaithError(f"--device: '{device}' is not supported (use cpu, cuda or cuda:N)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GradfaithError(f"--device: '{device}' asked for, but no CUDA GPU is available here")
+        n = torch.cuda.device_count()
+        if dev.index is not None and not 0 <= dev.index < n:
+            raise GradfaithError(f"--device: '{device}' asked for, but this machine has {n} CUDA GPU"
+                                 f"{'s' if n != 1 else ''} (cuda:0{f' to cuda:{n - 1}' if n > 1 else ''})")
     return device

@@ -19,9 +19,43 @@ def read_card(directory: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{directory}: no checkpoint (missing {CARD_NAME}); run `gradfaith-tui train` first")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint card ({exc})") from None
+    problem = card_problem(card)
+    if problem:
+        raise CheckpointError(f"{path}: not a checkpoint card: {problem}; retrain or re-import the model")
+    return card
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def card_problem(card: object) -> str | None:
+    """What makes a parsed card unusable, in words (None where it is fine): the fields loading, the registry
+    and the audit read, with their types."""
+    if not isinstance(card, dict):
+        return f"expected a JSON object, found {type(card).__name__}"
+    for key in ("name", "arch", "family", "weights_sha1"):
+        if not isinstance(card.get(key), str) or not card[key].strip():
+            return f'"{key}" must be a non-empty string' if key in card else f'"{key}" is missing'
+    if not _is_int(card.get("seed")) or card["seed"] < 0:
+        return '"seed" must be a whole number, 0 or more' if "seed" in card else '"seed" is missing'
+    if not _is_int(card.get("img_size")) or card["img_size"] < 16:
+        return '"img_size" must be a whole number of pixels, 16 or more' if "img_size" in card else '"img_size" is missing'
+    names = card.get("class_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return '"class_names" must be a list of names' if "class_names" in card else '"class_names" is missing'
+    if not isinstance(card.get("kwargs", {}), dict):
+        return '"kwargs" must be an object of constructor arguments'
+    for key in ("describe", "data_fingerprint", "split_hash"):
+        if key in card and not isinstance(card[key], str):
+            return f'"{key}" must be a string'
+    for key in ("epochs", "epochs_done", "split_seed"):
+        if key in card and not _is_int(card[key]):
+            return f'"{key}" must be a whole number'
+    return None
 
 
 def file_hash(path: Path) -> str:

@@ -11,7 +11,8 @@ from torch import nn
 
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec, family_of
 from gradfaith_tui.errors import CheckpointError, GradfaithError
-from gradfaith_tui.models.card import WEIGHTS_NAME, file_hash, read_card, replace_atomically, write_card_file
+from gradfaith_tui.models.card import (CARD_NAME, WEIGHTS_NAME, file_hash, read_card, replace_atomically,
+                                       write_card_file)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,11 +44,33 @@ def _is_vit_like(arch: str) -> bool:
     return any(arch.startswith(p) for p in ("vit", "deit", "eva", "beit"))
 
 
-def check_arch(arch: str) -> None:
+def is_arch(arch: object) -> bool:
+    """Whether timm knows arch by name."""
     import timm
 
-    if not timm.is_model(arch):
+    return isinstance(arch, str) and bool(arch) and timm.is_model(arch)
+
+
+def check_arch(arch: str) -> None:
+    if not is_arch(arch):
         raise GradfaithError(f"--models: unknown model '{arch}' (not a timm architecture; try `timm.list_models()`)")
+
+
+def describe_error(exc: BaseException, limit: int = 200) -> str:
+    """An exception as "Type: its first sentence", whole, on one line (the class name alone where it has no
+    message); terminal escapes dropped."""
+    import re
+
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0]
+    end = re.search(r"[.!?](\s|$)", text)
+    if end:
+        text = text[:end.start() + 1]
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {text}"
 
 
 def build(spec: ModelSpec, img_size: int, pretrained_file: Path | None = None) -> Classifier:
@@ -68,7 +91,7 @@ def build(spec: ModelSpec, img_size: int, pretrained_file: Path | None = None) -
         if pretrained_file is None:
             raise
         # load_state_dict's error lists every layer on lines of its own: its heading and first finding say enough
-        text = " ".join(line.strip() for line in str(e).strip().splitlines()[:2])
+        text = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or "no message"
         raise CheckpointError(f"--pretrained-file: {pretrained_file}: not usable as {spec.arch} weights "
                               f"({type(e).__name__}: {text[:240]})") from None
     return Classifier(net)
@@ -108,17 +131,31 @@ def save_checkpoint(model: Classifier, directory: Path, card: dict) -> None:
 
 def read_state(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from safetensors, or from a PyTorch file read with weights_only=True (never unpickles objects)."""
+    import pickle
+    import re
+    import warnings
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: unreadable weights (the file is empty)")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. a note on the pickle protocol, printed before our one line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused what it would have to unpickle
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f"a pickled {found.group(1)}" if found else "pickled Python objects"
+        raise CheckpointError(f"{path}: unreadable weights: the file holds {what}, and weights are read with "
+                              f"weights_only=True, which never unpickles objects; save a plain state dict of tensors "
+                              f"(torch.save(model.state_dict(), path)) or a .safetensors file") from None
     except Exception as exc:  # both libraries raise their own error types
-        raise CheckpointError(f"{path}: unreadable weights ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise CheckpointError(f"{path}: unreadable weights ({describe_error(exc)})") from None
     for key in ("state_dict", "model", "model_state_dict"):  # common training-script wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -154,11 +191,21 @@ def load_weights(model: Classifier, path: Path, state: dict | None = None) -> No
 
 def load_checkpoint(directory: Path, fingerprint: str | None = None, force: bool = False) -> tuple[Classifier, dict]:
     """Model and card from a checkpoint folder; refuses one trained on other data unless forced."""
-    card = read_card(directory)
+    card = read_card(directory)  # its shape checked there
+    card_path = Path(directory) / CARD_NAME
     if fingerprint is not None and card.get("data_fingerprint") != fingerprint and not force:
         raise CheckpointError(f"{directory}: trained on other data (fingerprint {card.get('data_fingerprint')}, "
                               f"data now {fingerprint}); retrain, or pass --force")
-    model = build(spec_from_card(card), card["img_size"])
+    if not is_arch(card["arch"]):
+        raise CheckpointError(f"{card_path}: unknown model '{card['arch']}' (not a timm architecture; try "
+                              f"`timm.list_models()`)")
+    try:
+        model = build(spec_from_card(card), card["img_size"])
+    except GradfaithError:
+        raise
+    except Exception as exc:  # constructor arguments the architecture does not take, say
+        raise CheckpointError(f"{card_path}: cannot build {card['arch']} from its kwargs and img_size "
+                              f"({describe_error(exc)})") from None
     load_weights(model, Path(directory) / WEIGHTS_NAME)
     model.eval()
     return model, card

@@ -11,7 +11,8 @@ from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.errors import TrainingError, batch_size_on_out_of_memory
 from gradfaith_tui.models.factory import check_arch, checkpoint_dir
-from gradfaith_tui.models.train import CudaTuning, TrainConfig, is_complete, steps_per_epoch, train
+from gradfaith_tui.models.train import (CudaTuning, TrainConfig, finished_differences, is_complete, resume_point,
+                                        steps_per_epoch, train)
 
 
 @dataclass
@@ -27,29 +28,45 @@ class FitEvents:
 
 def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[int], cfg: TrainConfig,
             split_seed: int = 0, strict: bool = False, events: FitEvents = FitEvents(),
-            tuning: CudaTuning = CudaTuning()) -> list[Path]:
+            tuning: CudaTuning = CudaTuning(), restart: bool = False) -> list[Path]:
+    """restart: train from scratch, discarding saved epochs, an unfinished run's and a finished checkpoint's
+    trained with other settings (one trained with these is still skipped); without it such a run stops
+    everything, before any training, with one line naming what differs."""
     for spec in specs:  # fail on a bad name before spending any time
         check_arch(spec.arch)
     ds = discover(data, strict=strict)
     for w in ds.warnings + ds.problems:
         events.warn(w)
     prep = prepare(ds, split_seed, events.warn)  # the saved split, or made and saved now
-    train_arr = load_split(prep.samples(ds, "train"), cfg.img_size, strict, events.warn)
-    val_arr = load_split(prep.samples(ds, "val"), cfg.img_size, strict, events.warn)
     provenance = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": split_seed,
-                  "data": str(data), "n_train": len(train_arr), "n_val": len(val_arr)}
-    done = []
-    for spec in specs:
+                  "data": str(data)}
+    plan = []  # (spec, seed, out, settings a skipped checkpoint was trained with where they differ; or train)
+    for spec in specs:  # every conflict with saved work is found before any time is spent training
         for seed in seeds:
             out = checkpoint_dir(checkpoints, spec, seed)
-            model_id = f"{spec.name}/seed{seed}"
             if is_complete(out, cfg.epochs, prep.fingerprint):
-                events.skip(model_id)
-            else:
-                events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size))
-                with batch_size_on_out_of_memory(cfg.batch_size, model_id, cfg.device, "epochs", TrainingError):
-                    train(spec, seed, train_arr, val_arr, cfg, out, provenance,
-                          on_batch=lambda e, b, n, loss, m=model_id: events.batch(m, e, b, n, loss),
-                          on_epoch=lambda e, row, m=model_id: events.epoch(m, e, row), tuning=tuning)
-            done.append(out)
+                differs = finished_differences(out, cfg)
+                if not (restart and differs):
+                    plan.append((spec, seed, out, False, differs))
+                    continue
+            resume_point(out, cfg, provenance, restart)
+            plan.append((spec, seed, out, True, None))
+    train_arr = load_split(prep.samples(ds, "train"), cfg.img_size, strict, events.warn)
+    val_arr = load_split(prep.samples(ds, "val"), cfg.img_size, strict, events.warn)
+    provenance = {**provenance, "n_train": len(train_arr), "n_val": len(val_arr)}
+    done = []
+    for spec, seed, out, to_train, differs in plan:
+        model_id = f"{spec.name}/seed{seed}"
+        if not to_train:
+            if differs:
+                events.warn(f"{out}: already trained {differs}; kept as it is and skipped "
+                            f"(--restart trains it again with these settings)")
+            events.skip(model_id)
+        else:
+            events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size))
+            with batch_size_on_out_of_memory(cfg.batch_size, model_id, cfg.device, "epochs", TrainingError):
+                train(spec, seed, train_arr, val_arr, cfg, out, provenance,
+                      on_batch=lambda e, b, n, loss, m=model_id: events.batch(m, e, b, n, loss),
+                      on_epoch=lambda e, row, m=model_id: events.epoch(m, e, row), tuning=tuning, restart=restart)
+        done.append(out)
     return done

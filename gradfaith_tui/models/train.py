@@ -155,11 +155,108 @@ def recalibrate_bn(model, data: DeviceSplit, batch_size: int, limit: int = PRECI
 
 
 def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
+    """A finished run (all the epochs its schedule spanned) of at least `epochs` epochs on this data."""
     try:
         card = read_card(directory)
     except CheckpointError:  # missing or unreadable card: not trained yet
         return False
-    return card.get("epochs_done", 0) >= epochs and card.get("data_fingerprint") == fingerprint
+    done = card.get("epochs_done", 0)
+    return done >= epochs and done >= card.get("epochs", 0) and card.get("data_fingerprint") == fingerprint
+
+
+# The settings that define a training run, with the options that set them. Not the device, nor --compile:
+# they change where and how fast the steps run, not what they compute.
+TRAINING_OPTIONS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "img_size": "--img-size",
+                    "weighted_loss": "--weighted-loss", "pretrained_file": "--pretrained-file"}
+EXTEND_NOTE = ("the one-cycle learning-rate schedule spans every epoch of a run, so the finished epochs belong "
+               "to a run of their own length and cannot be extended or cut short")
+
+
+def _setting(option: str, value, bare: bool = False) -> str:
+    if isinstance(value, bool):
+        return option if value else f"--no-{option[2:]}"
+    if value is None:
+        return "none" if bare else f"no {option}"
+    return str(value) if bare else f"{option} {value}"
+
+
+def setting_differences(saved: dict, cfg: TrainConfig, why: bool = True) -> str | None:
+    """How the saved training settings (a TrainConfig as a dict) differ from cfg's, as "with --img-size 64,
+    now 32"; None where they agree. Settings the saved dict lacks (older versions) take their defaults. why: say
+    why another --epochs cannot resume."""
+    from dataclasses import MISSING, fields
+
+    now = asdict(cfg)
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    diffs = [(opt, saved.get(key, defaults.get(key, now[key])), now[key]) for key, opt in TRAINING_OPTIONS.items()]
+    diffs = [(opt, old, new) for opt, old, new in diffs if old != new]
+    if not diffs:
+        return None
+    olds = " and ".join(_setting(opt, old) for opt, old, _ in diffs)
+    news = " and ".join(_setting(opt, new, bare=True) for opt, _, new in diffs)
+    note = f" ({EXTEND_NOTE})" if why and any(opt == "--epochs" for opt, _, _ in diffs) else ""
+    return f"with {olds}, now {news}{note}"
+
+
+def _resume_conflict(state: dict, cfg: TrainConfig, provenance: dict) -> str | None:
+    """What makes the saved epochs another run than the one asked for, in words; None where they resume it."""
+    parts = []
+    if state.get("data_fingerprint") != provenance["data_fingerprint"]:
+        parts.append(f"on other data (fingerprint {state.get('data_fingerprint')}, --data now "
+                     f"{provenance['data_fingerprint']})")
+    elif state.get("split_hash") not in (None, provenance.get("split_hash")):
+        old, new = state.get("split_seed"), provenance.get("split_seed")
+        parts.append(f"on another split of the data (--split-seed {old}, now {new})" if old != new else
+                     f"on another split of the data (split {state['split_hash']}, now {provenance.get('split_hash')}; "
+                     f"was it re-split?)")
+    settings = setting_differences(state.get("config") or {}, cfg)
+    if settings:
+        parts.append(settings)
+    return " and ".join(parts) or None
+
+
+def resume_point(out: Path, cfg: TrainConfig, provenance: dict, restart: bool = False) -> dict | None:
+    """The saved state a run resumes from, or None where it starts from scratch.
+
+    Saved work is never dropped silently: finished epochs of a run with other settings or data, a finished
+    checkpoint the asked-for --epochs would extend, or an imported model stop here with one line naming what
+    differs, unless restart says to train from scratch.
+    """
+    state = read_resume_state(out)
+    if state is not None:
+        if restart:
+            return None
+        conflict = _resume_conflict(state, cfg, provenance)
+        if conflict:
+            raise TrainingError(f"{out}: finished epochs were trained {conflict}; rerun with the same settings to "
+                                f"resume, or pass --restart to train from scratch (the finished epochs are discarded)")
+        return state
+    if restart:
+        return None
+    try:
+        card = read_card(out)
+    except CheckpointError:  # nothing trained there, or nothing readable
+        return None
+    if card.get("imported_from"):
+        raise TrainingError(f"{out}: holds a model imported from {card['imported_from']}; pass --restart to train "
+                            f"over it (the imported weights are discarded), or import it under another --name")
+    done = card.get("epochs_done", 0)
+    if (done and done >= card.get("epochs", 0) and card.get("data_fingerprint") == provenance["data_fingerprint"]
+            and cfg.epochs > done):
+        raise TrainingError(f"{out}: already trained with --epochs {done}, now {cfg.epochs}; a finished run cannot "
+                            f"be extended (its one-cycle learning-rate schedule spans its {done} epochs); pass "
+                            f"--epochs {done} to keep it, or --restart to train from scratch (the trained "
+                            f"checkpoint is replaced)")
+    return None  # a finished run on other data, or one whose resume files are gone: trained anew, as before
+
+
+def finished_differences(directory: Path, cfg: TrainConfig) -> str | None:
+    """How a finished checkpoint's training settings differ from cfg's (see setting_differences)."""
+    try:
+        saved = read_card(directory).get("train_config")
+    except CheckpointError:
+        return None
+    return setting_differences(saved, cfg, why=False) if isinstance(saved, dict) else None
 
 
 def _write_epoch(out: Path, slot: str, weights: dict, optim: dict, state: dict, best_card: dict | None) -> None:
@@ -189,10 +286,22 @@ def _drop_resume_files(out: Path) -> None:
         (out / optim_name(slot)).unlink(missing_ok=True)
 
 
+def _discard_run(out: Path) -> None:
+    """--restart: the saved epochs' resume point and curves go; the best checkpoint and its card stay until the
+    new run's first epoch replaces them."""
+    _drop_resume_files(out)
+    (out / STATE_NAME).unlink(missing_ok=True)
+    (out / "history.csv").unlink(missing_ok=True)
+
+
 def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitArrays, cfg: TrainConfig,
           out: Path, provenance: dict, on_batch: Callable[[int, int, int, float], None] = lambda *a: None,
-          on_epoch: Callable[[int, dict], None] = lambda *a: None, tuning: CudaTuning = CudaTuning()) -> dict:
+          on_epoch: Callable[[int, dict], None] = lambda *a: None, tuning: CudaTuning = CudaTuning(),
+          restart: bool = False) -> dict:
     """Train, saving after every epoch; a rerun resumes from the last finished epoch. Returns the card.
+
+    A rerun with other settings or data stops with a TrainingError (resume_point) unless restart says to
+    train from scratch, discarding the saved epochs.
 
     Under torchrun each rank trains on its share of every batch (DistributedDataParallel); rank 0 saves.
     On one GPU the steps' forward and backward replay CUDA graphs (models/step_graph.py), as tuning says.
@@ -205,6 +314,8 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
     if cuda:
         torch.backends.cudnn.benchmark = tuning.cudnn_benchmark  # fixed input size: pick the fastest kernels once
         torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 parts outside autocast
+    resumed = resume_point(out, cfg, provenance, restart)  # before any work: a conflict stops here
+    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = to_device(build(spec, cfg.img_size, Path(cfg.pretrained_file) if cfg.pretrained_file else None), device)
@@ -212,18 +323,18 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
     total = cfg.epochs * steps_per_epoch(len(train_data), cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
                                                 pct_start=0.15)
-    fresh = {"epoch": 0, "best": None, "history": []}
-    out.mkdir(parents=True, exist_ok=True)
-    state = read_resume_state(out) or fresh
-    if state is not fresh:
-        if state.get("data_fingerprint") == provenance["data_fingerprint"] and state.get("config") == asdict(cfg):
-            load_weights(model, out / weights_name(state.get("slot", "")))
-            saved = torch.load(out / optim_name(state.get("slot", "")), map_location=device, weights_only=True)
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
-        else:  # other data or settings: start over rather than mix runs
-            state = fresh
-    state = {**state, "data_fingerprint": provenance["data_fingerprint"], "config": asdict(cfg)}
+    state = {"epoch": 0, "best": None, "history": []}
+    if resumed is not None:
+        load_weights(model, out / weights_name(resumed.get("slot", "")))
+        saved = torch.load(out / optim_name(resumed.get("slot", "")), map_location=device, weights_only=True)
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        state = resumed
+    elif restart and dist.main:
+        _discard_run(out)
+    dist.barrier()  # no rank reads what rank 0 is discarding
+    state = {**state, "data_fingerprint": provenance["data_fingerprint"], "split_hash": provenance.get("split_hash"),
+             "split_seed": provenance.get("split_seed"), "config": asdict(cfg)}
     weights = class_weights(train_data.labels).to(device) if cfg.weighted_loss else None
     train_set, val_set = DeviceSplit(train_data, device), DeviceSplit(val_data, device)
     step_model = model
@@ -249,9 +360,10 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
                                on_batch)
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
                 # Saving this epoch would put NaN weights in the resume slot; the finished ones stay.
+                kept = ("no finished epoch is kept" if epoch == 0 else "epoch 1 is kept" if epoch == 1
+                        else f"epochs 1-{epoch} are kept")
                 raise TrainingError(f"{out}: training diverged in epoch {epoch + 1} (loss {row['train_loss']}, "
-                                    f"validation loss {row['val_loss']}); epochs 1-{epoch} are kept; "
-                                    f"try a lower --lr (now {cfg.lr})")
+                                    f"validation loss {row['val_loss']}); {kept}; try a lower --lr (now {cfg.lr})")
             state["history"] = [*state["history"], row]
             best = state["best"]
             improved = best is None or (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"])
