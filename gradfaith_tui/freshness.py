@@ -15,7 +15,7 @@ from gradfaith_tui.store.keys import explanation_key
 
 def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str], seeds: list[int], epochs: int,
                      cam: CamSettings = CamSettings(), target: str = "pred") -> bool:
-    """True when every checkpoint is trained for `epochs` on this data and fully explained with these settings."""
+    """True when every checkpoint is trained for exactly `epochs` on this data and fully explained with these settings."""
     method = cam.method
     try:
         fingerprint = discover(data).fingerprint()
@@ -28,7 +28,7 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
             return False
         stored = {r["model_id"]: r["checkpoint_hash"] for r in reader.con.execute("SELECT model_id, checkpoint_hash FROM models")}
         for c in ckpts:
-            if c.card.get("epochs_done", 0) < epochs or c.card.get("data_fingerprint") != fingerprint:
+            if c.card.get("epochs_done", 0) != epochs or c.card.get("data_fingerprint") != fingerprint:
                 return False
             if stored.get(c.model_id) != c.card.get("weights_sha1"):
                 return False

@@ -28,6 +28,8 @@ def demo(
     patients: Annotated[int, typer.Option(min=3, max=MAX_PATIENTS, help="Phantom patients to generate (4 slices each).")] = DEMO_PHANTOMS["n_patients"],
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the demo profile's).")] = None,
     img_size: Annotated[Optional[int], typer.Option(min=16, help="Input size (default: the demo profile's).")] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Retrain demo models saved with other --epochs or "
+                                          "--img-size from scratch (without it, the demo stops and says what differs).")] = False,
 ) -> None:
     """Build the demo end to end and open the explorer (a summary instead when stdout is not a terminal)."""
     from gradfaith_tui.cli.progress import console
@@ -42,7 +44,8 @@ def demo(
     if cache_is_current(data, checkpoints, cache, names, list(prof.seeds), epochs or prof.epochs):
         console.print(f"cache: {cache} is current, reusing it")
     else:
-        _build(data, checkpoints, cache, ",".join(names), ",".join(map(str, prof.seeds)), device, epochs, img_size)
+        _build(data, checkpoints, cache, ",".join(names), ",".join(map(str, prof.seeds)), device, epochs, img_size,
+               restart)
     console.print(f"demo ready in {time.perf_counter() - t0:.1f} s")
     if summary or not sys.stdout.isatty():
         from gradfaith_tui.cli.audit import print_summary
@@ -72,13 +75,13 @@ def _phantoms(data: Path, patients: int) -> None:
     console.print(f"phantoms: {n} slices written to {data}")
 
 
-def _build(data, checkpoints, cache, names: str, seeds: str, device: str, epochs, img_size) -> None:
+def _build(data, checkpoints, cache, names: str, seeds: str, device: str, epochs, img_size, restart: bool) -> None:
     from gradfaith_tui.cli.audit import precompute
     from gradfaith_tui.cli.models import train
 
     train(data=data, checkpoints=checkpoints, models=names, seeds_=seeds, device=device, profile="demo",
           epochs=epochs, img_size=img_size, batch_size=None, lr=None, weighted_loss=False, pretrained_file=None,
-          compile_=False, split_seed=0, strict=False)
+          compile_=False, split_seed=0, strict=False, restart=restart)
     precompute(data=data, checkpoints=checkpoints, cache=cache, models=names, seeds_=seeds, device=device,
                method="gradcam", engine="fast", deep=False, sanity_cases=8, tau=0.5, baseline="black", target="pred",
                target_layer=None, batch_size=32,
