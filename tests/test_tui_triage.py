@@ -275,17 +275,22 @@ def drop_optional_tables(root: Path) -> None:
     con.close()
 
 
-def test_models_screen_contents(cache):
+async def models_screen_text(app, pilot, width: int) -> str:
+    """The models screen (M) as plain text, laid out at width columns."""
     from rich.console import Console
 
+    await pilot.press("M")
+    await settle(pilot)
+    console = Console(width=width, record=True, color_system=None)
+    console.print(app.screen.query_one("#models-body").content)
+    return console.export_text()
+
+
+def test_models_screen_contents(cache):
     drop_optional_tables(cache)
 
     async def body(app, pilot):
-        await pilot.press("M")
-        await settle(pilot)
-        console = Console(width=160, record=True, color_system=None)
-        console.print(app.screen.query_one("#models-body").content)
-        text = console.export_text()
+        text = await models_screen_text(app, pilot, 160)
         assert "Table I" in text and "Confusion" in text and "resnet10t" in text
         assert "no suspect data in this cache" in text and "no sanity-check data" in text
         assert any(ch in text for ch in "▁▂▃▄▅▆▇█")
@@ -294,14 +299,8 @@ def test_models_screen_contents(cache):
 
 
 def test_models_screen_gives_each_sanity_check_a_verdict(cache):
-    from rich.console import Console
-
     async def body(app, pilot):
-        await pilot.press("M")
-        await settle(pilot)
-        console = Console(width=160, record=True, color_system=None)
-        console.print(app.screen.query_one("#models-body").content)
-        text = console.export_text()
+        text = await models_screen_text(app, pilot, 160)
         lines = text[text.index("Sanity checks"):].splitlines()
         verdicts = [ln for ln in lines if ln.strip().startswith("M") and "gradcam" in ln]
         assert len(verdicts) == 5 and all(("pass" in ln) != ("FAIL" in ln) for ln in verdicts)
@@ -312,19 +311,13 @@ def test_models_screen_gives_each_sanity_check_a_verdict(cache):
 
 
 def test_models_screen_shows_a_metric_no_case_has_as_absent_not_nan(cache):
-    from rich.console import Console
-
     con = sqlite3.connect(cache / "audit.sqlite")  # real IQ-OTH/NCCD: no masks, so no LocAcc anywhere
     con.execute("UPDATE metrics SET value = NULL WHERE name = 'locacc'")
     con.commit()
     con.close()
 
     async def body(app, pilot):
-        await pilot.press("M")
-        await settle(pilot)
-        console = Console(width=200, record=True, color_system=None)
-        console.print(app.screen.query_one("#models-body").content)
-        text = console.export_text()
+        text = await models_screen_text(app, pilot, 200)
         assert "nan" not in text.lower() and "40 n/a" in text
         row = next(line for line in text.splitlines() if line.strip().startswith("M1 ") and "n/a" in line)
         assert "– 40 n/a" in row  # the mean is a dash, then the count of cases without a value
