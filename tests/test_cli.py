@@ -136,6 +136,8 @@ def test_a_mistyped_option_or_value_is_one_line_naming_it():
     assert_one_line_error(run("precompute", "--no-such-option"), "--no-such-option")
     assert_one_line_error(run("no-such-command"), "no-such-command")
     assert_one_line_error(run("train", "--seeds=-1"), "--seeds", "-1")
+    assert_one_line_error(run("train", "--lr", "inf"), "--lr", "inf")  # before a checkpoint is found and skipped
+    assert_one_line_error(run("train", "--models", ""), "--models")  # not "every model"
     res = run()  # no command: the help, as before
     assert res.returncode == 2 and "Commands" in res.stdout + res.stderr and "error" not in res.stderr
 

@@ -9,6 +9,7 @@ import typer
 
 from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, ForceOpt, ModelsOpt,
                                        SeedsOpt, StrictOpt, check_device, names, seeds)
+from gradfaith_tui.errors import GradfaithError
 
 
 def train(
@@ -39,8 +40,10 @@ def train(
     from gradfaith_tui.models.fit import fit_all
     from gradfaith_tui.models.train import CudaTuning, TrainConfig
 
+    if lr is not None and not 0 < lr < float("inf"):  # inf passes Click's min=0, then diverges on the first step
+        raise GradfaithError(f"--lr: must be a positive, finite learning rate, got {lr}")
     prof = get_profile(profile, epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr)
-    specs = [spec_for(n) for n in names(models)] if models else list(prof.specs)
+    specs = [spec_for(n) for n in names(models)] if models is not None else list(prof.specs)  # "" is a mistake
     cfg = TrainConfig(epochs=prof.epochs, batch_size=prof.batch_size, lr=prof.lr, img_size=prof.img_size,
                       weighted_loss=weighted_loss, device=check_device(device),
                       pretrained_file=str(pretrained_file) if pretrained_file else None, compile=compile_)
