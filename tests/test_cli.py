@@ -48,6 +48,8 @@ def test_unknown_model_name(phantoms, trained, tmp_path):
                           "unknown model 'resnet9000'")
     assert_one_line_error(run("precompute", "--data", phantoms, "--checkpoints", trained, "--cache", tmp_path / "c",
                               "--models", "densenet-s"), "no checkpoint for densenet-s")
+    assert_one_line_error(run("evaluate", "--data", phantoms, "--checkpoints", trained, "--cache", tmp_path / "e",
+                              "--seeds", "7"), "--seeds: no checkpoint trained with seed 7", "seeds found: 0")
 
 
 def test_bad_option_values(tmp_path):
