@@ -53,3 +53,10 @@ def test_unknown_layer_and_method_are_clear_errors():
         find(model.net, "layer9")
     with pytest.raises(GradfaithError, match="--method"):
         method_class("magic")
+
+
+def test_scorecam_draws_no_progress_bar_of_its_own(capfd):
+    model = build(spec_for("resnet10t"), 32).eval()
+    maps, _ = cam_batch(model, find(model.net), torch.rand(2, 1, 32, 32), np.array([0, 2]), "scorecam")
+    assert maps.shape[0] == 2 and np.isfinite(maps).all()
+    assert capfd.readouterr().err == ""  # precompute's bars are the only ones on stderr

@@ -23,6 +23,8 @@ def method_class(name: str):
     if name not in classes:
         raise GradfaithError(f"--method: unknown CAM method '{name}' (choose from {', '.join(METHOD_NAMES)})")
     base = classes[name]
+    if name == "scorecam":
+        _quiet_scorecam()
 
     class Native(base):
         def get_target_width_height(self, input_tensor):  # None: scale_cam_image keeps the native grid
@@ -30,6 +32,15 @@ def method_class(name: str):
 
     Native.__name__ = base.__name__
     return Native
+
+
+def _quiet_scorecam() -> None:
+    """ScoreCAM draws a tqdm bar per batch on stderr, through and over precompute's own progress bars."""
+    import types
+
+    import pytorch_grad_cam.score_cam as score_cam
+
+    score_cam.tqdm = types.SimpleNamespace(tqdm=lambda iterable, *args, **kwargs: iterable)
 
 
 def cam_batch(model, layer, x: torch.Tensor, targets: np.ndarray | None, method: str = "gradcam") -> tuple[np.ndarray, torch.Tensor]:
