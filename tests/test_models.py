@@ -448,6 +448,10 @@ def test_a_rerun_with_other_settings_stops_naming_them_and_restart_starts_over(p
     # A finished run cannot grow: its schedule ended with it.
     with pytest.raises(TrainingError, match="already trained with --epochs 1, now 2; a finished run cannot be extended"):
         resume_point(out, cfg, prov)
+    # Nor is a finished model trained on other data replaced unasked (a re-made dataset, another --data).
+    with pytest.raises(TrainingError, match="holds a model trained on other data .* pass --restart"):
+        resume_point(out, replace(cfg, epochs=1), {**prov, "data_fingerprint": "0" * 16})
+    assert resume_point(out, replace(cfg, epochs=1), {**prov, "data_fingerprint": "0" * 16}, restart=True) is None
     # One with other settings is skipped, saying so; --restart trains it again.
     warned, skipped = [], []
     fit_all(phantoms, tmp_path / "ck", [spec_for("resnet10t")], [0], replace(cfg, epochs=1, lr=2e-3),

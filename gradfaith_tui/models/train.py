@@ -241,13 +241,17 @@ def resume_point(out: Path, cfg: TrainConfig, provenance: dict, restart: bool = 
         raise TrainingError(f"{out}: holds a model imported from {card['imported_from']}; pass --restart to train "
                             f"over it (the imported weights are discarded), or import it under another --name")
     done = card.get("epochs_done", 0)
+    if done and card.get("data_fingerprint") != provenance["data_fingerprint"]:
+        raise TrainingError(f"{out}: holds a model trained on other data (fingerprint {card.get('data_fingerprint')}, "
+                            f"--data now {provenance['data_fingerprint']}); pass --restart to train it anew on this "
+                            f"data (the trained checkpoint is replaced), or use another --checkpoints folder")
     if (done and done >= card.get("epochs", 0) and card.get("data_fingerprint") == provenance["data_fingerprint"]
             and cfg.epochs > done):
         raise TrainingError(f"{out}: already trained with --epochs {done}, now {cfg.epochs}; a finished run cannot "
                             f"be extended (its one-cycle learning-rate schedule spans its {done} epochs); pass "
                             f"--epochs {done} to keep it, or --restart to train from scratch (the trained "
                             f"checkpoint is replaced)")
-    return None  # a finished run on other data, or one whose resume files are gone: trained anew, as before
+    return None  # a run whose resume files are gone: trained anew, as before
 
 
 def finished_differences(directory: Path, cfg: TrainConfig) -> str | None:
