@@ -118,8 +118,8 @@ class CaseSource:
         read stays as it was."""
         fresh = CacheReader(self.reader.root, self.reader.method)
         with self._arrays_lock:
-            if self._arrays is not None:
-                self._arrays.con.close()
+            # dropped, not closed: a sort still running in a worker may be reading through it; its connection
+            # closes when that worker lets go of it
             self._arrays = None
         self._rows.clear()
         with self._bg_lock:
