@@ -123,8 +123,10 @@ def test_phantom_folders_are_told_from_other_data_also_without_the_marker(tmp_pa
     assert folder_state(tmp_path / "nope") == folder_state(tmp_path) == "empty"
     write_dataset(cfg, tmp_path / "ph")
     (tmp_path / "ph" / MARKER).unlink()  # a folder written before the marker existed
-    assert folder_state(tmp_path / "ph") == "phantoms"
-    assert write_dataset(cfg, tmp_path / "ph", replace=True) == 3 and (tmp_path / "ph" / MARKER).is_file()
+    assert folder_state(tmp_path / "ph") == "phantoms"  # demo reuses it
+    with pytest.raises(DataError, match="made before they were marked"):  # but --force deletes only marked ones
+        write_dataset(cfg, tmp_path / "ph", replace=True)
+    assert (tmp_path / "ph" / "manifest.csv").is_file()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "manifest.csv").write_text("path,label\na.png,0\n")
     assert folder_state(tmp_path / "other") == "other"

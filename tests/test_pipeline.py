@@ -497,6 +497,11 @@ def test_damaged_arrays_are_refused_naming_the_file_from_their_headers(tmp_path)
     }
     for k, (name, spoil) in enumerate(damage.items()):
         root = _synthetic_copy(tmp_path, f"c{k}")
+        if name.startswith("maps/"):  # the n-th explanation's map file, whatever the writer named it
+            con = sqlite3.connect(root / "audit.sqlite")
+            name = con.execute("SELECT map_file FROM explanations ORDER BY expl_id LIMIT 1 OFFSET ?",
+                               (int(name[5:-4]) - 1,)).fetchone()[0]
+            con.close()
         spoil(root / name)
         with pytest.raises(CacheError, match=rf"{name}: damaged \(.+\); rerun `gradfaith-tui precompute`") as err:
             CacheReader(root)
@@ -625,3 +630,36 @@ def test_evaluation_files_merge_models_and_a_cache_of_other_data_is_refused(phan
         assert res.exit_code != 0 and isinstance(res.exception, CacheError), res.output
         assert str(res.exception).startswith(message) and "\n" not in str(res.exception)
     assert json.loads((copy / "evaluation.json").read_text()) == after  # untouched
+
+
+def test_a_map_file_named_outside_the_cache_is_refused_and_never_deleted(tmp_path):
+    from gradfaith_tui.store.cache import CacheWriter
+
+    root = _synthetic_copy(tmp_path, "crafted")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("a user's file")
+    con = sqlite3.connect(root / "audit.sqlite")
+    con.execute("UPDATE explanations SET map_file=? WHERE expl_id=(SELECT MIN(expl_id) FROM explanations)", (str(victim),))
+    con.commit()
+    con.close()
+    with pytest.raises(CacheError, match="names a map file outside its maps folder"):
+        CacheReader(root)
+    with pytest.raises(CacheError, match="outside its maps folder"):  # precompute's repair would have deleted it
+        CacheWriter(root, "synthetic-0-20", "synthetic-split-0", {}, [], np.zeros((20, 64, 64)), np.zeros((20, 64, 64)))
+    assert victim.read_text() == "a user's file"
+
+
+def test_a_replaced_explanation_gets_a_new_map_file_even_where_its_id_comes_back(tmp_path):
+    from gradfaith_tui.store.cache import CacheWriter, CaseInfo
+
+    images = np.zeros((2, 8, 8))
+    cases = [CaseInfo("a.png", 0, None, False), CaseInfo("b.png", 1, None, False)]
+    writer = CacheWriter(tmp_path, "f", "s", {}, cases, images, images)
+    first = writer.explanation("m/seed0", "gradcam", "layer4", "a" * 16, (2, 2), {})
+    old = writer.con.execute("SELECT map_file FROM explanations").fetchone()[0]
+    kept = np.load(tmp_path / old, mmap_mode="r")  # an explorer reading it
+    second = writer.explanation("m/seed0", "gradcam", "layer4", "b" * 16, (2, 2), {"tau": 0.4})
+    new = writer.con.execute("SELECT map_file FROM explanations").fetchone()[0]
+    writer.close()
+    assert second == first and new != old  # SQLite handed the id out again; the file is another
+    assert kept.shape == (2, 2, 2) and not (tmp_path / old).exists()

@@ -276,3 +276,28 @@ def test_double_click_on_a_row_zooms_into_it(cache):
         assert isinstance(app.screen, ZoomScreen) and app.screen.position == 2
 
     run(body, cache)
+
+
+def test_R_follows_explanations_a_precompute_with_other_settings_replaced(cache):
+    import sqlite3
+
+    from gradfaith_tui.store.cache import CacheWriter
+
+    async def body(app, pilot):
+        col = app.source.columns[0]
+        con = sqlite3.connect(cache / "audit.sqlite")
+        held = con.execute("SELECT idx, name, value FROM metrics WHERE expl_id=?", (col.expl_id,)).fetchall()
+        con.close()
+        writer = CacheWriter.__new__(CacheWriter)  # reopen as precompute does, without its data checks
+        writer.root, writer.con, writer._maps = cache, sqlite3.connect(cache / "audit.sqlite"), {}
+        writer.con.row_factory = sqlite3.Row
+        new = writer.explanation(col.model.model_id, "gradcam", "synthetic", "other-settings", (4, 4), {"tau": 0.4})
+        with writer.con:
+            writer.con.executemany("INSERT INTO metrics VALUES (?,?,?,?)", [(new, *r) for r in held])
+        writer.con.close()
+        await pilot.press("R")
+        await settle(pilot)
+        assert app.source.columns[0].expl_id == new != col.expl_id
+        assert not np.isnan(app.source.arrays.metric("faith")[0]).all()
+
+    run(body, cache)

@@ -434,3 +434,11 @@ def test_an_export_folder_that_cannot_be_made_is_one_line_naming_it(cache, tmp_p
         assert db_flags(cache)[-1][1] == "unfaithful"  # the flag itself is kept
 
     run(body, cache, export_dir=blocked)
+
+
+def test_long_digit_runs_and_leading_zeros_sort_as_numbers_and_deterministically():
+    from gradfaith_tui.store.arrays import natural_order
+
+    ids = ["u1.2.840.123456789012345", "u1.2.840.99", "a1", "a01", "a10"]
+    for rows in (list(enumerate(ids)), list(reversed(list(enumerate(ids))))):  # the order SQLite hands them in
+        assert [ids[i] for i in natural_order(rows)] == ["a01", "a1", "a10", "u1.2.840.99", "u1.2.840.123456789012345"]

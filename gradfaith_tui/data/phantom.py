@@ -257,6 +257,10 @@ def _check_target(out: Path, replace: bool) -> None:
     if not replace:
         raise DataError(f"{out}: exists and is not empty; pass a new folder, or --force to replace phantoms "
                         "this tool made")
+    if state == "phantoms" and not (out / MARKER).is_file():  # a manifest alone may have been edited to list
+        # a user's own files, which --force would then delete
+        raise DataError(f"{out}: holds phantoms made before they were marked ({MARKER}), or a manifest like "
+                        "theirs; --force deletes only marked phantoms, so delete it yourself or pass a new folder")
     strays = _strays(out) if state == "phantoms" else []
     if state == "other" or strays:
         example = f" (e.g. {strays[0]})" if strays else ""

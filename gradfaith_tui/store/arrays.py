@@ -67,8 +67,11 @@ _DIGITS = re.compile(r"\d+")
 def natural_order(rows: list[tuple[int, str]]) -> np.ndarray:
     """idx sorted by case id with numbers compared as numbers: "case (2)" before "case (10)", as a file
     manager lists them (IQ-OTH/NCCD numbers its files 1 to 561). ~0.1 s at 100,000 ids, in the loading worker."""
-    def key(row: tuple[int, str]) -> str:
-        return _DIGITS.sub(lambda m: m.group().zfill(12), row[1])
+    def key(row: tuple[int, str]) -> tuple[str, str]:
+        # each run of digits behind its length: shorter numbers first, however long (DICOM UIDs), then the id
+        # itself, so ids that differ only in leading zeros keep one order
+        return _DIGITS.sub(lambda m: f"{len(m.group().lstrip('0') or '0'):04d}{m.group().lstrip('0') or '0'}",
+                           row[1]), row[1]
     return np.fromiter((r[0] for r in sorted(rows, key=key)), dtype=np.int64, count=len(rows))
 
 

@@ -8,7 +8,9 @@ resumed run) only ever trusts rows whose maps are complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -177,6 +179,18 @@ def model_order(m: ModelInfo) -> tuple:
     return (fam, m.name, m.seed)
 
 
+_MAP_NAME = re.compile(r"maps/[A-Za-z0-9_-]+\.npy")
+
+
+def map_path(root: Path, name: str) -> Path:
+    """A map file the database names, which must lie in the cache's maps folder: a copied or crafted cache
+    must not make precompute's repair delete, or a reader open, a file elsewhere."""
+    if not _MAP_NAME.fullmatch(name or ""):
+        raise CacheError(f"{Path(root) / DB_NAME}: names a map file outside its maps folder ('{name}'); "
+                         "this is not a cache this tool wrote; build it again into a new --cache folder")
+    return Path(root) / name
+
+
 class CacheWriter:
     """Creates or reopens a cache for one dataset and test split; refuses one made from other data."""
 
@@ -247,13 +261,13 @@ class CacheWriter:
                 if problem:
                     self.warn(f"{self.root / name}: {problem}; written again from the data")
         for r in self.con.execute("SELECT expl_id, map_file, map_h, map_w FROM explanations").fetchall():
-            problem = (array_problem(self.root / r["map_file"], n, np.float16, (r["map_h"], r["map_w"]))
+            problem = (array_problem(map_path(self.root, r["map_file"]), n, np.float16, (r["map_h"], r["map_w"]))
                        if r["map_file"] else "no map file recorded")
             if problem:
                 with self.con:
                     self._drop_explanation(r["expl_id"])
                 if r["map_file"]:
-                    (self.root / r["map_file"]).unlink(missing_ok=True)
+                    map_path(self.root, r["map_file"]).unlink(missing_ok=True)
                 self.warn(f"{self.root / (r['map_file'] or MAPS_DIR)}: {problem}; its maps and metrics are "
                           f"computed again")
 
@@ -288,7 +302,7 @@ class CacheWriter:
         for r in self.con.execute("SELECT expl_id, map_file FROM explanations WHERE model_id=?", (model_id,)).fetchall():
             self.con.execute("DELETE FROM metrics WHERE expl_id=?", (r["expl_id"],))
             self.con.execute("DELETE FROM suspects WHERE expl_id=?", (r["expl_id"],))
-            (self.root / r["map_file"]).unlink(missing_ok=True)
+            map_path(self.root, r["map_file"]).unlink(missing_ok=True)
         self.con.execute("DELETE FROM explanations WHERE model_id=?", (model_id,))
         self.con.execute("DELETE FROM predictions WHERE model_id=?", (model_id,))
         self.con.execute("DELETE FROM evaluation WHERE model_id=?", (model_id,))
@@ -309,16 +323,21 @@ class CacheWriter:
                 "INSERT INTO explanations (model_id, method, layer, key, map_file, map_h, map_w, settings) VALUES (?,?,?,?,?,?,?,?)",
                 (model_id, method, layer, key, "", shape[0], shape[1], json.dumps(settings, sort_keys=True)))
             expl_id = int(cur.lastrowid)
-            map_file = f"{MAPS_DIR}/{expl_id}.npy"
+            # The key in the name: SQLite may hand a dropped explanation's id out again, and a reader may still
+            # have the old file mapped; a new name never rewrites a file in place.
+            tag = hashlib.sha1(key.encode()).hexdigest()[:12]  # keys are hashes, but any text is a key
+            map_file = f"{MAPS_DIR}/{expl_id}-{tag}.npy"
             n = self.n_cases
-            arr = np.lib.format.open_memmap(self.root / map_file, mode="w+", dtype=np.float16, shape=(n, *shape))
+            tmp = self.root / MAPS_DIR / f".{expl_id}-{tag}.tmp.npy"
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, *shape))
             arr[:] = np.nan
             arr.flush()
             del arr
+            tmp.replace(self.root / map_file)
             self.con.execute("UPDATE explanations SET map_file=? WHERE expl_id=?", (map_file, expl_id))
         for old in stale:
             if old["map_file"] and old["map_file"] != map_file:
-                (self.root / old["map_file"]).unlink(missing_ok=True)
+                map_path(self.root, old["map_file"]).unlink(missing_ok=True)
         return expl_id
 
     @property
@@ -332,7 +351,7 @@ class CacheWriter:
     def _map(self, expl_id: int) -> np.memmap:
         if expl_id not in self._maps:
             f = self.con.execute("SELECT map_file FROM explanations WHERE expl_id=?", (expl_id,)).fetchone()["map_file"]
-            self._maps[expl_id] = np.load(self.root / f, mmap_mode="r+")
+            self._maps[expl_id] = np.load(map_path(self.root, f), mmap_mode="r+")
         return self._maps[expl_id]
 
     def write_batch(self, expl_id: int, model_id: str, idxs: np.ndarray, maps: np.ndarray,
@@ -449,6 +468,8 @@ class CacheReader:
         # A cache copied without its arrays (only audit.sqlite, say) is refused here rather than failing later
         # in the explorer's loading thread; the writer creates each array before the rows that point at it.
         maps = [(r[0], (r[1], r[2])) for r in self.con.execute("SELECT map_file, map_h, map_w FROM explanations") if r[0]]
+        for f, _ in maps:
+            map_path(self.root, f)  # refuses a name outside maps/ before anything is opened
         files = [IMAGES_NAME, MASKS_NAME, *(f for f, _ in maps)]
         missing = [f for f in files if not (self.root / f).is_file()]
         if missing:
@@ -564,7 +585,7 @@ class CacheReader:
             f = self.con.execute("SELECT map_file FROM explanations WHERE expl_id=?", (expl_id,)).fetchone()
             if f is None:
                 return None
-            self._maps[expl_id] = np.load(self.root / f["map_file"], mmap_mode="r")
+            self._maps[expl_id] = np.load(map_path(self.root, f["map_file"]), mmap_mode="r")
         m = np.asarray(self._maps[expl_id][idx], dtype=np.float32)
         return None if np.isnan(m).all() else m
 

@@ -6,6 +6,7 @@ SQLite plus memory-mapped arrays. Sorting and filtering run in a worker over col
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -124,7 +125,10 @@ class ExplorerApp(TriageActions, App[None]):
 
     def _poll_cache(self) -> None:
         """A commit by another connection (a precompute, or our own flags) may have added maps: count them."""
-        version = self.reader.data_version()
+        try:
+            version = self.reader.data_version()
+        except sqlite3.Error:  # locked or unreadable for a moment: the next poll asks again
+            return
         if version != self._data_version:
             self._data_version = version
             self.count_maps(announce=True)

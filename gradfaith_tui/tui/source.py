@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gradfaith_tui.errors import CacheError
 from gradfaith_tui.store.arrays import WORST, CaseArrays, Filter
 from gradfaith_tui.store.cache import CacheReader, CaseRow, connect_readonly
 from gradfaith_tui.store.flags import FlagStore
@@ -117,6 +118,12 @@ class CaseSource:
         A cache that can no longer be opened (an array file damaged meanwhile) raises CacheError, and what was
         read stays as it was."""
         fresh = CacheReader(self.reader.root, self.reader.method)
+        if [c.model.model_id for c in fresh.columns] != [c.model.model_id for c in self.columns]:
+            fresh.close()  # the table's columns, widths and legend are laid out for the models it opened with
+            raise CacheError("the cache now holds other models; quit and open the explorer again to see them")
+        # A precompute with other settings replaced explanations: their ids (and map files) are new.
+        self.columns = self.reader.columns = fresh.columns
+        self._ids = None
         with self._arrays_lock:
             # dropped, not closed: a sort still running in a worker may be reading through it; its connection
             # closes when that worker lets go of it
@@ -133,7 +140,7 @@ class CaseSource:
 
     def compute(self, view: ViewSpec) -> np.ndarray:
         """The idx array for a view (call from a worker: may read arrays on first use)."""
-        flags = self.flags.current if self.flags else {}
+        flags = dict(self.flags.current) if self.flags else {}  # a copy: the UI thread may flag meanwhile
         return self.arrays.view(view.key, view.model, view.descending, view.filter, flags)
 
     def worst_model(self, key: str, idx: int) -> int:
