@@ -301,3 +301,16 @@ def test_R_follows_explanations_a_precompute_with_other_settings_replaced(cache)
         assert not np.isnan(app.source.arrays.metric("faith")[0]).all()
 
     run(body, cache)
+
+
+def test_a_click_on_a_column_header_sorts_by_it(cache):
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        header = "".join(s.text for s in table.render_line(0))
+        for label, key in (("Faith", "faith"), ("LocAcc", "locacc"), ("Consist", "consist"), ("M1", "wrong"),
+                           ("Case", "case")):
+            await pilot.click(CaseTable, offset=(header.index(label) + 1, 0))
+            await settle(pilot)
+            assert app.view.key == key, label
+
+    run(body, cache)

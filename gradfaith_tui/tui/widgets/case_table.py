@@ -133,7 +133,24 @@ class CaseTable(ScrollView, can_focus=True):
     def action_jump(self, where: int) -> None:
         self.cursor = 0 if where == 0 else self.n_rows - 1
 
+    def header_key(self, x: int) -> str | None:
+        """The sort a click at column x of the header asks for (None off the sortable headers)."""
+        id_w, _ = self._widths(self.scrollable_content_region.width)
+        models = 3 * len(self.source.columns)
+        spans = [("case", 0, 1 + id_w), ("wrong", 1 + id_w + 8, 1 + id_w + 8 + models),
+                 ("faith", 1 + id_w + 8 + models, 1 + id_w + 15 + models),
+                 ("locacc", 1 + id_w + 15 + models, 1 + id_w + 23 + models),
+                 ("consist", 1 + id_w + 23 + models, 1 + id_w + 32 + models)]
+        return next((key for key, lo, hi in spans if lo <= x < hi), None)
+
     def on_click(self, event: events.Click) -> None:
+        if event.y == 0:  # a header click sorts by that column, as f, l, c, w and n do
+            key = self.header_key(event.x)
+            if key == "locacc" and self.loc_metric == "iou":
+                key = "iou"
+            if key is not None:
+                self.app.action_sort(key)
+            return
         if event.y >= 1:
             self.cursor = int(self.scroll_y) + event.y - 1
             if event.chain >= 2:  # a double click opens the case, as enter does
