@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SETTLE_S = 3.0  # after the first paint: the background column read (~1.3 s at 100k) and the first heatmaps finish
+SETTLE_S = 3.0  # after the first paint: the background column read (~1.6 s at 100k) and the first heatmaps finish
 
 
 def first_paint(root: Path, cols: int = 120, rows: int = 40) -> tuple[float, float, float]:
