@@ -314,3 +314,36 @@ def test_a_click_on_a_column_header_sorts_by_it(cache):
             assert app.view.key == key, label
 
     run(body, cache)
+
+
+def test_the_zoom_keeps_its_case_when_a_late_sort_reorders_the_table_and_z_touches_only_it(cache):
+    from rich.text import Text
+
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        await pilot.press("j", "2", "k")  # a change to the second case, then back to the first
+        await settle(pilot)
+        other = table.source.idx_at(1)
+        await pilot.press("enter")
+        await settle(pilot)
+        zoom = app.screen
+        shown = zoom.idx
+        assert shown == table.source.idx_at(0)
+        await pilot.press("z")  # the last change was to another case: not from here
+        await settle(pilot)
+        assert app.source.flags.get(other).category == "shortcut"
+        app.action_sort("faith")  # as a sort still running when enter was pressed lands now
+        app.load_view(replace(app.view, key="faith"), None)
+        await settle(pilot)
+        assert zoom.idx == shown
+        await pilot.press("1")
+        await settle(pilot)
+        assert app.source.flags.get(shown).category == "unfaithful"
+        await pilot.press("z")  # now the last change is this case's: undone
+        await settle(pilot)
+        assert app.source.flags.get(shown) is None
+        await pilot.press("escape")
+        await settle(pilot)
+        zoom._show(Text("late"), [])  # a picture finishing after the zoom closed is dropped
+
+    run(body, cache)

@@ -364,7 +364,7 @@ def test_suspects_shown_in_words(cache):
         assert [s["reason"] for s in rec["suspects"]] == ["71% of heat outside the body", "45% of heat in the border band"]
         with csv_path.open() as fh:
             by_model = {ln["model"]: ln["suspects"] for ln in csv.DictReader(fh)}
-        assert by_model["resnet10t"] == "71% of heat outside the body; 45% of heat in the border band"
+        assert by_model["resnet10t"] == "71% of heat outside the body; 45% of heat in the border band (seed1)"
         assert by_model["resnet14t"] == ""
 
     run(body, cache, export_dir=cache / "out")

@@ -116,20 +116,33 @@ class FlagStore:
             return
         self._commit(idx, NOTE_ONLY if old.note else None, old.note)
 
+    def _next_undo(self) -> Change | None:
+        """What undo() would undo: the newest change of this session, or else the newest active flag."""
+        if self._undo:
+            return self._undo[-1]  # popped once written: a refused write leaves it to undo
+        row = self.con.execute("SELECT flag_id FROM flags WHERE undone=0 ORDER BY flag_id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        prev = self.con.execute("SELECT flag_id FROM flags WHERE undone=? AND idx=(SELECT idx FROM flags WHERE flag_id=?) "
+                                "AND flag_id<? ORDER BY flag_id DESC LIMIT 1", (SUPERSEDED, row[0], row[0])).fetchone()
+        return Change(row[0], prev[0] if prev else None)
+
+    def next_undo_idx(self) -> int | None:
+        """The case undo() would change (None: nothing to undo), so a screen showing one case can refuse others."""
+        change = self._next_undo()
+        if change is None:
+            return None
+        fid = change.added if change.added is not None else change.retired
+        return int(self.con.execute("SELECT idx FROM flags WHERE flag_id=?", (fid,)).fetchone()[0])
+
     def undo(self) -> int | None:
         """Undo the newest change of this session, or else the newest active flag in the database.
 
         Returns the case idx it touched, or None when there is nothing to undo.
         """
-        if self._undo:
-            change = self._undo[-1]  # popped once written: a refused write leaves it to undo
-        else:
-            row = self.con.execute("SELECT flag_id FROM flags WHERE undone=0 ORDER BY flag_id DESC LIMIT 1").fetchone()
-            if row is None:
-                return None
-            prev = self.con.execute("SELECT flag_id FROM flags WHERE undone=? AND idx=(SELECT idx FROM flags WHERE flag_id=?) "
-                                    "AND flag_id<? ORDER BY flag_id DESC LIMIT 1", (SUPERSEDED, row[0], row[0])).fetchone()
-            change = Change(row[0], prev[0] if prev else None)
+        change = self._next_undo()
+        if change is None:
+            return None
         self.con.execute("BEGIN IMMEDIATE")
         try:
             if change.added is not None:
@@ -182,6 +195,7 @@ def export_flags(store: FlagStore, reader, out_dir: Path, stem: str = "flagged")
     flags = sorted(store.current.values(), key=lambda f: f.flag_id)
     rows = {r.idx: r for r in reader.rows([f.idx for f in flags])}
     reasons = _suspect_reasons(reader.con, [f.idx for f in flags])
+    ref_ids = {m.model_id for m in reader.models if m.is_ref}  # the row's values are the reference seed's
     records = []
     for f in flags:
         row = rows.get(f.idx)
@@ -202,7 +216,8 @@ def export_flags(store: FlagStore, reader, out_dir: Path, stem: str = "flagged")
                     *EXPORT_METRICS, "suspects"])
         for rec in records:
             for name, m in rec["models"].items() or [("", {})]:
-                mine = "; ".join(s["reason"] for s in rec["suspects"] if s["model_id"].split("/")[0] == name)
+                mine = "; ".join(s["reason"] if s["model_id"] in ref_ids else f"{s['reason']} ({s['model_id'].split('/')[-1]})"
+                                 for s in rec["suspects"] if s["model_id"].split("/")[0] == name)
                 w.writerow([rec["case_id"], rec["idx"], rec["category"], rec["note"], rec["flagged"], rec["patient"],
                             rec["true"], name, m.get("pred"), m.get("confidence"), *(m.get(k) for k in EXPORT_METRICS),
                             mine])

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.strip import Strip
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Static
 
 from gradfaith_tui.store.flags import CATEGORIES
@@ -25,7 +26,10 @@ from gradfaith_tui.tui.widgets.heatmaps import TileGrid
 
 
 class ZoomScreen(Screen[int]):
-    """Dismissed with the table position it ended on, so the table follows the cases browsed here."""
+    """Dismissed with the table position it ended on, so the table follows the cases browsed here.
+
+    It holds the case (idx), not a table position: a sort still running when it opened may reorder the table
+    under it, and every key here must act on the case on screen."""
 
     BINDINGS = [
         Binding("escape,enter,q", "back", "Back"),
@@ -45,7 +49,8 @@ class ZoomScreen(Screen[int]):
 
     def __init__(self, source: CaseSource, position: int, model: int, overlay: Overlay):
         super().__init__()
-        self.source, self.position, self.model = source, position, model
+        self.source, self.model = source, model
+        self.idx = source.idx_at(position)
         self.seed_i, self.method_i = 0, 0
         self.set_reactive(ZoomScreen.overlay, overlay)
 
@@ -81,14 +86,22 @@ class ZoomScreen(Screen[int]):
         self.refresh_zoom()
 
     def action_case(self, delta: int) -> None:
-        self.position = max(0, min(len(self.source.order) - 1, self.position + delta))
+        here = self.position
+        if here is None:  # the case left the table's view (a filter): stay on it
+            return
+        self.idx = self.source.idx_at(max(0, min(len(self.source.order) - 1, here + delta)))
         self.refresh_zoom()
 
     def action_back(self) -> None:
         self.dismiss(self.position)
 
+    @property
+    def position(self) -> int | None:
+        """Where the case shown sits in the table's order now."""
+        return self.source.position_of(self.idx)
+
     def _idx(self) -> int | None:
-        return self.source.idx_at(self.position) if len(self.source.order) else None
+        return self.idx
 
     def action_flag(self, category: str) -> None:
         self.app.flag_case(self._idx(), category, then=self.refresh_zoom)
@@ -99,9 +112,16 @@ class ZoomScreen(Screen[int]):
     def action_note(self) -> None:
         idx = self._idx()
         if idx is not None:
-            self.app.note_case(idx, self.source.row_at(self.position).case_id, then=self.refresh_zoom)
+            self.app.note_case(idx, self.source.reader.rows([idx])[0].case_id, then=self.refresh_zoom)
 
     def action_undo(self) -> None:
+        """Only a change to the case shown: the last change may be on another, which this screen does not show."""
+        flags = self.source.flags
+        target = flags.next_undo_idx() if flags is not None else None
+        if target is not None and target != self.idx:
+            case_id = self.source.reader.rows([target])[0].case_id
+            self.app.notify(f"the last change was to {file_name(case_id)}: undo it from the table", severity="warning")
+            return
         self.app.action_undo()
         self.refresh_zoom()
 
@@ -115,8 +135,8 @@ class ZoomScreen(Screen[int]):
 
     def refresh_zoom(self) -> None:
         width, height = self.size.width, max(4, self.size.height - 2)
-        if len(self.source.order):
-            self.render_zoom(self.source.idx_at(self.position), width, height)
+        if self.idx is not None:
+            self.render_zoom(self.idx, width, height)
 
     @work(thread=True, exclusive=True, group="zoom")
     def render_zoom(self, idx: int, width: int, height: int) -> None:
@@ -162,11 +182,18 @@ class ZoomScreen(Screen[int]):
         grid.add_row(lab_l, lab_r)
         console = Console(width=width, color_system="truecolor", force_terminal=True, legacy_windows=False)
         strips = [Strip(line) for line in console.render_lines(grid, console.options.update_width(width), pad=False)]
+        where = self.position
         title = Text.assemble(("Zoom ", "bold"), (file_name(row.case_id), "bold cyan"),
-                              f" · case {self.position + 1:,}/{len(self.source.order):,} · {self.overlay.describe()}",
+                              f" · case {'?' if where is None else f'{where + 1:,}'}/{len(self.source.order):,} · "
+                              f"{self.overlay.describe()}",
                               no_wrap=True, overflow="ellipsis")
         self.app.call_from_thread(self._show, title, strips)
 
     def _show(self, title: Text, strips: list[Strip]) -> None:
-        self.query_one("#zoom-title", Static).update(title)
-        self.query_one("#zoom-tiles", TileGrid).set_strips(strips)
+        if not self.is_attached:  # closed before its picture was ready: nothing to draw it on
+            return
+        try:
+            self.query_one("#zoom-title", Static).update(title)
+            self.query_one("#zoom-tiles", TileGrid).set_strips(strips)
+        except NoMatches:  # being torn down
+            return
