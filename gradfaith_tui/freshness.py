@@ -14,7 +14,7 @@ from gradfaith_tui.store.keys import explanation_key
 
 
 def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str], seeds: list[int], epochs: int,
-                     cam: CamSettings = CamSettings(), target: str = "pred") -> bool:
+                     cam: CamSettings = CamSettings(), target: str = "pred", img_size: int | None = None) -> bool:
     """True when every checkpoint is trained for exactly `epochs` on this data and fully explained with these settings."""
     method = cam.method
     try:
@@ -29,6 +29,8 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
         stored = {r["model_id"]: r["checkpoint_hash"] for r in reader.con.execute("SELECT model_id, checkpoint_hash FROM models")}
         for c in ckpts:
             if c.card.get("epochs_done", 0) != epochs or c.card.get("data_fingerprint") != fingerprint:
+                return False
+            if img_size is not None and c.card.get("img_size") != img_size:  # trained at another size
                 return False
             if stored.get(c.model_id) != c.card.get("weights_sha1"):
                 return False

@@ -327,3 +327,23 @@ def test_train_that_would_lose_finished_epochs_stops_with_one_line(phantoms, tmp
     res = run("train", "--data", phantoms, "--checkpoints", tmp_path, "--models", "resnet10t", "--seeds", "0",
               "--epochs", "2", "--img-size", "32", "--batch-size", "16", "--lr", "0.001")
     assert_one_line_error(res, "resnet10t/seed0: already trained with --epochs 1, now 2", "--restart")
+
+
+def test_an_interrupted_synth_says_nothing_was_written_and_a_read_only_folder_is_named():
+    from gradfaith_tui.cli import _kept_on_interrupt
+
+    assert _kept_on_interrupt(["data", "synth", "x"]) == "no phantoms were written; the folder is as it was"
+    assert "finished epochs" in _kept_on_interrupt(["train"])
+
+
+def test_synth_into_a_folder_it_cannot_write_names_that_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from gradfaith_tui.data.phantom import PhantomConfig, write_dataset
+    from gradfaith_tui.errors import DataError
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)  # as in a read-only folder (root ignores chmod)
+    with pytest.raises(DataError, match=r"ro: cannot write there \(Permission denied\)$"):
+        write_dataset(PhantomConfig(n_patients=3, slices_per_patient=1, size=32), tmp_path / "ro")

@@ -448,6 +448,15 @@ def test_a_rerun_with_other_settings_stops_naming_them_and_restart_starts_over(p
     # A finished run cannot grow: its schedule ended with it.
     with pytest.raises(TrainingError, match="already trained with --epochs 1, now 2; a finished run cannot be extended"):
         resume_point(out, cfg, prov)
+    # Nor are weights whose card was damaged or lost trained over unasked.
+    card_text = (out / "card.json").read_text()
+    (out / "card.json").write_text("[1, 2, 3]")
+    with pytest.raises(TrainingError, match="holds a model whose card cannot be read .* pass --restart"):
+        resume_point(out, replace(cfg, epochs=1), prov)
+    (out / "card.json").unlink()
+    with pytest.raises(TrainingError, match="holds a model whose card cannot be read"):
+        resume_point(out, replace(cfg, epochs=1), prov)
+    (out / "card.json").write_text(card_text)
     # Nor is a finished model trained on other data replaced unasked (a re-made dataset, another --data).
     with pytest.raises(TrainingError, match="holds a model trained on other data .* pass --restart"):
         resume_point(out, replace(cfg, epochs=1), {**prov, "data_fingerprint": "0" * 16})

@@ -663,3 +663,18 @@ def test_a_replaced_explanation_gets_a_new_map_file_even_where_its_id_comes_back
     writer.close()
     assert second == first and new != old  # SQLite handed the id out again; the file is another
     assert kept.shape == (2, 2, 2) and not (tmp_path / old).exists()
+
+
+def test_a_database_of_someone_elses_is_refused_and_left_as_it_was(tmp_path):
+    from gradfaith_tui.store.cache import CacheWriter
+
+    con = sqlite3.connect(tmp_path / "audit.sqlite")
+    con.execute("CREATE TABLE foo (x)")
+    con.execute("INSERT INTO foo VALUES (1)")
+    con.commit()
+    con.close()
+    with pytest.raises(CacheError, match=r"audit.sqlite: not an audit cache.*holds other tables \(foo\)"):
+        CacheWriter(tmp_path, "f", "s", {}, [], np.zeros((0, 8, 8)), np.zeros((0, 8, 8)))
+    con = sqlite3.connect(tmp_path / "audit.sqlite")
+    assert [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["foo"]
+    con.close()

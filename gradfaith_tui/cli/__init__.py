@@ -47,6 +47,13 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     return (click.ClickException, *[e for e in [getattr(typer, "TyperException", None)] if e is not None])
 
 
+def _kept_on_interrupt(args: list[str]) -> str:
+    """What an interrupted command keeps: phantoms are written whole or not at all; the rest resumes."""
+    if args[:2] == ["data", "synth"]:
+        return "no phantoms were written; the folder is as it was"
+    return "finished epochs and computed maps are saved, rerun to resume"
+
+
 def main() -> None:
     code: object = 0
     try:
@@ -82,5 +89,5 @@ def main() -> None:
     except KeyboardInterrupt:  # outside a command (Typer turns one inside into exit code 130, below)
         code = 130
     if code == 130:
-        print("gradfaith-tui: interrupted; finished epochs and computed maps are saved, rerun to resume", file=sys.stderr)
+        print(f"gradfaith-tui: interrupted; {_kept_on_interrupt(sys.argv[1:])}", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

@@ -25,11 +25,13 @@ def demo(
     cache: CacheOpt = DEFAULTS["cache"],
     device: DeviceOpt = DEFAULTS["device"],
     summary: Annotated[bool, typer.Option("--summary", help="Print the summary instead of opening the explorer.")] = False,
-    patients: Annotated[int, typer.Option(min=3, max=MAX_PATIENTS, help="Phantom patients to generate (4 slices each).")] = DEMO_PHANTOMS["n_patients"],
+    patients: Annotated[int, typer.Option(min=6, max=MAX_PATIENTS, help="Phantom patients to generate (4 slices "
+                                          "each; 6 or more, so that every split gets each class).")] = DEMO_PHANTOMS["n_patients"],
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the demo profile's).")] = None,
     img_size: Annotated[Optional[int], typer.Option(min=16, help="Input size (default: the demo profile's).")] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Retrain demo models saved with other --epochs or "
-                                          "--img-size from scratch (without it, the demo stops and says what differs).")] = False,
+                                          "--img-size from scratch (without it, they are kept with a warning, or the "
+                                          "demo stops where more epochs are asked).")] = False,
 ) -> None:
     """Build the demo end to end and open the explorer (a summary instead when stdout is not a terminal)."""
     from gradfaith_tui.cli.progress import console
@@ -41,7 +43,8 @@ def demo(
     _phantoms(data, patients)
     prof = PROFILES["demo"]
     names = [s.name for s in prof.specs]
-    if cache_is_current(data, checkpoints, cache, names, list(prof.seeds), epochs or prof.epochs):
+    if cache_is_current(data, checkpoints, cache, names, list(prof.seeds), epochs or prof.epochs,
+                        img_size=img_size or prof.img_size):
         console.print(f"cache: {cache} is current, reusing it")
     else:
         _build(data, checkpoints, cache, ",".join(names), ",".join(map(str, prof.seeds)), device, epochs, img_size,
@@ -69,7 +72,7 @@ def _phantoms(data: Path, patients: int) -> None:
         raise DataError(f"--data: demo builds phantoms, and {data} holds other data; pass an empty folder, "
                         "or use train/precompute on it")
     if state == "phantoms":
-        console.print(f"phantoms: reusing {data}")
+        console.print(f"phantoms: reusing {data} (--patients applies to new phantoms only)")
         return
     n = write_dataset(PhantomConfig(**{**DEMO_PHANTOMS, "n_patients": patients}), data)
     console.print(f"phantoms: {n} slices written to {data}")

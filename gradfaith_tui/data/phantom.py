@@ -291,7 +291,10 @@ def write_dataset(cfg: PhantomConfig, out: Path, replace: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(PARTIAL + "*"):  # left by a run that was killed
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=out))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=out))
+    except OSError as exc:  # a read-only folder: name it, not the hidden build folder inside it
+        raise DataError(f"{out}: cannot write there ({exc.strerror or exc})") from None
     try:
         n = _write(cfg, tmp)
     except BaseException:  # Ctrl-C and out-of-memory too: nothing half-written stays

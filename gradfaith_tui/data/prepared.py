@@ -65,7 +65,8 @@ def load_split(samples: list[Sample], size: int, strict: bool = False,
         else:
             regions.append(None)
     if not kept:
-        raise DataError("no readable images left in this split")
+        raise DataError("no readable images left in this split (a split with no images: too few slices or patients to "
+                        "split 60/20/20, or every file unreadable; `gradfaith-tui data check DATA` shows the counts)")
     truth = None
     if any(r is not None for r in regions):
         truth = np.stack([r if r is not None else np.zeros((size, size), bool) for r in regions])

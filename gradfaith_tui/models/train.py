@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.prepared import SplitArrays
 from gradfaith_tui.errors import CheckpointError, TrainingError
-from gradfaith_tui.models.card import WEIGHTS_NAME, file_hash, read_card, replace_atomically, write_card_file
+from gradfaith_tui.models.card import (CARD_NAME, WEIGHTS_NAME, file_hash, read_card, replace_atomically,
+                                       write_card_file)
 from gradfaith_tui.models.epoch_saver import (SLOTS, STATE_NAME, EpochSaver, link_or_copy, optim_name,
                                               read_resume_state, weights_name)
 from gradfaith_tui.models import precision
@@ -235,8 +236,12 @@ def resume_point(out: Path, cfg: TrainConfig, provenance: dict, restart: bool = 
         return None
     try:
         card = read_card(out)
-    except CheckpointError:  # nothing trained there, or nothing readable
-        return None
+    except CheckpointError as exc:
+        if not any((out / name).exists() for name in (CARD_NAME, WEIGHTS_NAME)):
+            return None  # nothing trained there yet
+        # weights whose card is damaged or gone are still someone's model: never trained over unasked
+        raise TrainingError(f"{out}: holds a model whose card cannot be read ({exc}); pass --restart to train over "
+                            "it (its weights are discarded), or move it away") from None
     if card.get("imported_from"):
         raise TrainingError(f"{out}: holds a model imported from {card['imported_from']}; pass --restart to train "
                             f"over it (the imported weights are discarded), or import it under another --name")

@@ -208,6 +208,9 @@ class CacheWriter:
         self.con = _connect(db, readonly=False)
         try:
             self.con.execute("PRAGMA busy_timeout=60000")  # torchrun ranks share one database
+            tables = table_names(self.con)
+            if tables and "meta" not in tables:  # someone's own database: never add our tables to it
+                raise sqlite3.DatabaseError(f"it holds other tables ({', '.join(sorted(tables)[:3])}) and no meta")
             self.con.executescript(DDL)
             meta = {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
             rows = self.con.execute("SELECT EXISTS (SELECT 1 FROM cases) OR EXISTS (SELECT 1 FROM models)").fetchone()[0]
