@@ -65,14 +65,17 @@ def demo(
 def _phantoms(data: Path, patients: int) -> None:
     """Write the demo phantoms into a new or empty --data, reuse phantoms made here; never touch other data."""
     from gradfaith_tui.cli.progress import console
-    from gradfaith_tui.data.phantom import PhantomConfig, folder_state, write_dataset
+    from gradfaith_tui.data.phantom import PhantomConfig, folder_state, phantom_config, write_dataset
 
     state = folder_state(data)
     if state == "other":
         raise DataError(f"--data: demo builds phantoms, and {data} holds other data; pass an empty folder, "
                         "or use train/precompute on it")
     if state == "phantoms":
-        console.print(f"phantoms: reusing {data} (--patients applies to new phantoms only)")
+        made = phantom_config(data)
+        other = made is not None and made.get("n_patients") != patients
+        console.print(f"phantoms: reusing {data}" + (f" ({made['n_patients']} patients; --patients applies to new "
+                                                      "phantoms only)" if other else ""), soft_wrap=True)
         return
     n = write_dataset(PhantomConfig(**{**DEMO_PHANTOMS, "n_patients": patients}), data)
     console.print(f"phantoms: {n} slices written to {data}")

@@ -237,6 +237,15 @@ def folder_state(out: Path) -> str:
     return "phantoms" if (out / MARKER).is_file() or _manifest_rows(out) is not None else "other"
 
 
+def phantom_config(out: Path) -> dict | None:
+    """The PhantomConfig a marked folder was written with (None: unmarked, or a marker that is not JSON)."""
+    try:
+        made = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return made if isinstance(made, dict) else None
+
+
 def _strays(out: Path) -> list[str]:
     """Files in the class and mask folders that the manifest does not list: not ours, so --force keeps off."""
     rows = _manifest_rows(out) or []
