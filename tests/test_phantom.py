@@ -3,7 +3,8 @@ import csv
 import numpy as np
 import pytest
 
-from gradfaith_tui.data.phantom import MARKER, PhantomConfig, folder_state, generate, patient_labels, write_dataset
+from gradfaith_tui.data.phantom import (MARKER, PhantomConfig, folder_state, generate, patient_labels, phantom_config,
+                                        write_dataset)
 from gradfaith_tui.errors import DataError
 
 
@@ -122,7 +123,9 @@ def test_phantom_folders_are_told_from_other_data_also_without_the_marker(tmp_pa
     cfg = PhantomConfig(n_patients=3, slices_per_patient=1, size=32)
     assert folder_state(tmp_path / "nope") == folder_state(tmp_path) == "empty"
     write_dataset(cfg, tmp_path / "ph")
+    assert phantom_config(tmp_path / "ph")["n_patients"] == 3  # what demo compares --patients with
     (tmp_path / "ph" / MARKER).unlink()  # a folder written before the marker existed
+    assert phantom_config(tmp_path / "ph") is None
     assert folder_state(tmp_path / "ph") == "phantoms"  # demo reuses it
     with pytest.raises(DataError, match="made before they were marked"):  # but --force deletes only marked ones
         write_dataset(cfg, tmp_path / "ph", replace=True)
