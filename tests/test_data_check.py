@@ -109,3 +109,12 @@ def test_identical_files_with_other_labels_and_sizes_that_follow_the_class_are_w
     assert prep.identical["label_conflicts"] == 1 and any("different labels" in w for w in warned)
     res = CliRunner().invoke(app, ["check", str(root)])
     assert "1 with different labels" in res.output and "other than 40x40:" in res.output
+
+
+def test_identical_pairs_name_their_shared_folders_once():
+    from gradfaith_tui.data.duplicates import pair_text
+
+    nested = "The IQ-OTHNCCD lung cancer dataset/The IQ-OTHNCCD lung cancer dataset"
+    assert pair_text([f"{nested}/Bengin cases/Bengin case (13).jpg", f"{nested}/Normal cases/Normal case (3).jpg"]) == (
+        f"Bengin cases/Bengin case (13).jpg = Normal cases/Normal case (3).jpg (in {nested}/)")
+    assert pair_text(["Normal cases/a.png", "Malignant cases/a.png"]) == "Normal cases/a.png = Malignant cases/a.png"

@@ -27,6 +27,17 @@ def exact_groups(sha: dict[str, str]) -> list[list[str]]:
     return sorted(sorted(g) for g in by.values() if len(g) > 1)
 
 
+def pair_text(ids: list[str]) -> str:
+    """Case ids joined by " = ", their shared leading folders said once: a nested download names its dataset
+    folder twice in every id, which would otherwise fill the line."""
+    parts = [cid.split("/") for cid in ids]
+    shared = 0
+    while all(len(p) > shared + 1 for p in parts) and len({p[shared] for p in parts}) == 1:
+        shared += 1
+    text = " = ".join("/".join(p[shared:]) for p in parts)
+    return f"{text} (in {'/'.join(parts[0][:shared])}/)" if shared else text
+
+
 def label_conflicts(groups: list[list[str]], label_of: dict[str, int | None]) -> list[list[str]]:
     """The identical-file groups whose copies carry different labels: all but one copy is mislabelled."""
     return [g for g in groups if len({label_of.get(c) for c in g}) > 1]

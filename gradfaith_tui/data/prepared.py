@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from gradfaith_tui.data.dataset import Dataset, Sample
-from gradfaith_tui.data.duplicates import exact_groups, label_conflicts
+from gradfaith_tui.data.duplicates import exact_groups, label_conflicts, pair_text
 from gradfaith_tui.data.imageio import boxes_mask, read_grey, read_mask, to_square
 from gradfaith_tui.data.splitfile import find_saved, read_split, verify, write_split
 from gradfaith_tui.data.splits import split_hash, split_samples
@@ -113,7 +113,7 @@ def identical_summary(ds: Dataset, assignment: dict[str, str]) -> dict:
 def identical_warnings(summary: dict) -> list[str]:
     out = []
     if summary["label_conflicts"]:
-        eg = " = ".join(summary["conflict_examples"][0])
+        eg = pair_text(summary["conflict_examples"][0])
         out.append(f"{summary['label_conflicts']} groups of identical files carry different labels (e.g. {eg}): "
                    "all but one copy in each is mislabelled, and a model cannot get both right")
     if summary["across_splits"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.data.duplicates import pair_text
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.store.cache import CacheReader
 
@@ -70,7 +71,7 @@ def identical(config: dict) -> list[str]:
     out = []
     conflicts, examples = found.get("label_conflicts") or 0, found.get("conflict_examples") or []
     if conflicts:
-        eg = f", e.g. {' = '.join(examples[0])}" if examples else ""
+        eg = f", e.g. {pair_text(examples[0])}" if examples else ""
         out.append(f"{_groups(conflicts, 'carries', 'carry')} different labels{eg}: a model cannot get both right.")
     across = found.get("across_splits") or 0
     if across:
