@@ -105,10 +105,11 @@ def array_problem(path: Path, n: int, dtype, shape: tuple[int, ...] | None = Non
         del arr
 
 
-def masks_problem(root: Path, n: int) -> str | None:
-    """masks.npy as array_problem checks it, and of the shape of images.npy (a readable one)."""
+def masks_problem(root: Path, n: int, images_ok: bool) -> str | None:
+    """masks.npy as array_problem checks it, and of the shape of images.npy where that one is readable
+    (images_ok: the caller's array_problem of images.npy found nothing)."""
     problem = array_problem(root / MASKS_NAME, n, np.uint8)
-    if problem is None and array_problem(root / IMAGES_NAME, n, np.uint8) is None:
+    if problem is None and images_ok:
         if np.load(root / MASKS_NAME, mmap_mode="r").shape != np.load(root / IMAGES_NAME, mmap_mode="r").shape:
             problem = "not the shape of images.npy"
     return problem
@@ -253,8 +254,8 @@ class CacheWriter:
         data); an explanation whose map file is missing or damaged is dropped with its metrics and suspects,
         so that this run computes it again. Nothing else is touched: flags and every other result stay."""
         n = self.n_cases
-        problems = {IMAGES_NAME: array_problem(self.root / IMAGES_NAME, n, np.uint8),
-                    MASKS_NAME: masks_problem(self.root, n)}
+        images = array_problem(self.root / IMAGES_NAME, n, np.uint8)
+        problems = {IMAGES_NAME: images, MASKS_NAME: masks_problem(self.root, n, images_ok=images is None)}
         if any(problems.values()):
             if len(images) != n or len(masks) != n:
                 raise CacheError(f"{self.root}: its images or masks are damaged and this run has {len(images)} "
@@ -294,22 +295,26 @@ class CacheWriter:
     def add_model(self, info: ModelInfo, checkpoint_hash: str, card: dict) -> None:
         """Register a model; if its checkpoint changed, everything computed from the old one is dropped."""
         row = self.con.execute("SELECT checkpoint_hash FROM models WHERE model_id=?", (info.model_id,)).fetchone()
+        gone: list[str] = []
         with self.con:
             if row is not None and row["checkpoint_hash"] != checkpoint_hash:
-                self._drop_model_results(info.model_id)
+                gone = self._drop_model_results(info.model_id)
             self.con.execute("INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)", (
                 info.model_id, info.name, info.arch, info.family, info.describe, info.seed, int(info.is_ref),
                 info.img_size, checkpoint_hash, json.dumps(card, sort_keys=True)))
+        for name in gone:  # after the commit, as _drop_explanation asks
+            map_path(self.root, name).unlink(missing_ok=True)
 
-    def _drop_model_results(self, model_id: str) -> None:
-        for r in self.con.execute("SELECT expl_id, map_file FROM explanations WHERE model_id=?", (model_id,)).fetchall():
-            self.con.execute("DELETE FROM metrics WHERE expl_id=?", (r["expl_id"],))
-            self.con.execute("DELETE FROM suspects WHERE expl_id=?", (r["expl_id"],))
-            map_path(self.root, r["map_file"]).unlink(missing_ok=True)
-        self.con.execute("DELETE FROM explanations WHERE model_id=?", (model_id,))
+    def _drop_model_results(self, model_id: str) -> list[str]:
+        """Everything computed from a model, inside the caller's transaction; returns the map files to remove
+        once it commits."""
+        rows = self.con.execute("SELECT expl_id, map_file FROM explanations WHERE model_id=?", (model_id,)).fetchall()
+        for r in rows:
+            self._drop_explanation(r["expl_id"])
         self.con.execute("DELETE FROM predictions WHERE model_id=?", (model_id,))
         self.con.execute("DELETE FROM evaluation WHERE model_id=?", (model_id,))
         self.con.execute("DELETE FROM sanity WHERE model_id=?", (model_id,))
+        return [r["map_file"] for r in rows if r["map_file"]]
 
     def explanation(self, model_id: str, method: str, layer: str, key: str, shape: tuple[int, int], settings: dict) -> int:
         """The id of the explanation with this key, created (with its map array) if new."""
@@ -481,8 +486,8 @@ class CacheReader:
         # Damaged arrays (truncated, overwritten, of another shape) are refused here too, from their headers alone,
         # rather than failing in the middle of a report or in the explorer's loading thread.
         checks = [(IMAGES_NAME, np.uint8, None), (MASKS_NAME, np.uint8, None), *((f, np.float16, hw) for f, hw in maps)]
-        for name, dtype, shape in checks:
-            problem = (masks_problem(self.root, self.n_cases) if name == MASKS_NAME
+        for name, dtype, shape in checks:  # images first: a problem there stops before masks are compared with it
+            problem = (masks_problem(self.root, self.n_cases, images_ok=True) if name == MASKS_NAME
                        else array_problem(self.root / name, self.n_cases, dtype, shape))
             if problem:
                 self.con.close()
