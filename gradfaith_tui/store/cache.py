@@ -254,8 +254,8 @@ class CacheWriter:
         data); an explanation whose map file is missing or damaged is dropped with its metrics and suspects,
         so that this run computes it again. Nothing else is touched: flags and every other result stay."""
         n = self.n_cases
-        images = array_problem(self.root / IMAGES_NAME, n, np.uint8)
-        problems = {IMAGES_NAME: images, MASKS_NAME: masks_problem(self.root, n, images_ok=images is None)}
+        bad_images = array_problem(self.root / IMAGES_NAME, n, np.uint8)
+        problems = {IMAGES_NAME: bad_images, MASKS_NAME: masks_problem(self.root, n, images_ok=bad_images is None)}
         if any(problems.values()):
             if len(images) != n or len(masks) != n:
                 raise CacheError(f"{self.root}: its images or masks are damaged and this run has {len(images)} "
