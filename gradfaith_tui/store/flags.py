@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.store.cache import table_names
 from gradfaith_tui.store.schema import DB_NAME
 
 CATEGORIES: tuple[str, ...] = ("unfaithful", "shortcut", "mislocalised", "fine")
@@ -178,7 +179,7 @@ EXPORT_METRICS = ("faith", "faith_logit", "locacc", "iou", "consist")
 
 def _suspect_reasons(con, idxs: list[int]) -> dict[int, list[dict]]:
     """idx -> [{model_id, rule, reason}] of the engine's suspects (none where the cache has no suspects table)."""
-    if not idxs or "suspects" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+    if not idxs or "suspects" not in table_names(con):
         return {}
     out: dict[int, list[dict]] = {}
     marks = ",".join("?" * len(idxs))
