@@ -18,15 +18,18 @@ from gradfaith_tui.data.splits import SPLITS, split_samples
 from gradfaith_tui.errors import DataError
 
 MAX_LISTED = 50  # duplicates listed in the report; the counts are always complete
+EMPTY_SHA1 = hashlib.sha1(b"").hexdigest()
 
 
-def _scan(s: Sample) -> tuple[str, tuple[int, int], object]:
-    """sha1, (width, height) and perceptual hash of one slice; DataError naming it when unreadable."""
-    try:
-        data = s.path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{s.path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
-    sha = hashlib.sha1(data).hexdigest()
+def _scan(s: Sample, sha: str | None) -> tuple[str, tuple[int, int], object]:
+    """sha1 (the Dataset's, which read the file once for its fingerprint), (width, height) and perceptual hash
+    of one slice; DataError naming it when unreadable."""
+    if sha is None:  # the Dataset could not read it: read again only to say why
+        try:
+            s.path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{s.path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+        raise DataError(f"{s.path}: cannot read")
     if is_dicom(s.path) or s.mask_path is not None or s.boxes:
         grey, _ = read_sample(s)  # full read: also checks the mask's size and the boxes
         im = Image.fromarray(grey)
@@ -40,7 +43,7 @@ def _scan(s: Sample) -> tuple[str, tuple[int, int], object]:
             im.load()
             return sha, size, phash_bits(im.convert("L"))
     except Exception as exc:  # any decoder failure makes the file unusable
-        if not data:
+        if sha == EMPTY_SHA1:
             raise DataError(f"{s.path}: empty file") from None
         raise DataError(f"{s.path}: not a readable image ({exc.__class__.__name__})") from None
 
@@ -67,7 +70,7 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
     sizes, sha, hashes, readable, size_of = Counter(), {}, {}, [], {}
     for s in ds.samples:
         try:
-            sha[s.case_id], (w, h), hashes[s.case_id] = _scan(s)
+            sha[s.case_id], (w, h), hashes[s.case_id] = _scan(s, ds.file_sha1()[s.case_id])
         except DataError as exc:
             errors.append(str(exc))
             continue
