@@ -618,7 +618,7 @@ def test_evaluation_files_merge_models_and_a_cache_of_other_data_is_refused(phan
     def must_not_run(*a, **k):
         raise AssertionError("evaluate must check --cache before evaluating")
 
-    monkeypatch.setattr(evaluate_all, "evaluate_all", must_not_run)
+    monkeypatch.setattr(evaluate_all, "evaluate", must_not_run)  # no model is run before the check
     other = tmp_path / "other"
     write_dataset(PhantomConfig(n_patients=9, slices_per_patient=2, size=48, balance=(1, 1, 1), seed=11), other)
     a_file = tmp_path / "afile"

@@ -19,7 +19,7 @@ app = typer.Typer(help="Audit whether Grad-CAM heatmaps of lung-CT classifiers c
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(data.app, name="data")
 app.command()(models.train)
-app.command()(audit.checked_evaluate(models.evaluate))  # --cache checked before the models run
+app.command()(models.evaluate)
 app.command("import")(models.import_model)
 app.command()(audit.precompute)
 app.command()(audit.explore)

@@ -111,35 +111,3 @@ def print_summary(reader) -> None:
     con = tables_console()
     con.print(table1_rich(reader.evaluation()))
     con.print(summary_rich(reader.summary()))
-
-
-def checked_evaluate(command):
-    """The `evaluate` command (cli/models.py), with its --cache checked before any model runs: a file in the
-    folder's place, or a folder that cannot be made, is one line at once; a folder holding an audit cache built
-    from other data or another split is refused (as precompute refuses it), rather than given those results.
-    The files are then merged, model by model, into those already there (store/exports.py)."""
-    import functools
-
-    @functools.wraps(command)
-    def evaluate(**kwargs):
-        _check_evaluate_cache(kwargs)
-        return command(**kwargs)
-
-    return evaluate
-
-
-def _check_evaluate_cache(kwargs: dict) -> None:
-    from gradfaith_tui.store.exports import cache_identity, check_evaluation_data, evaluation_folder
-
-    cache = evaluation_folder(kwargs.get("cache", DEFAULTS["cache"]))
-    if cache_identity(cache) is None:
-        return  # no audit cache there: nothing the results could disagree with
-    from gradfaith_tui.data.dataset import discover
-    from gradfaith_tui.data.prepared import prepare
-    from gradfaith_tui.models.registry import find_checkpoints
-
-    ds = discover(kwargs.get("data", DEFAULTS["data"]), strict=kwargs.get("strict", False))
-    ckpts = find_checkpoints(kwargs.get("checkpoints", DEFAULTS["checkpoints"]), names(kwargs.get("models")),
-                             seeds(kwargs.get("seeds_")))
-    preps = [prepare(ds, s) for s in sorted({c.card.get("split_seed", 0) for c in ckpts})]
-    check_evaluation_data(cache, [(p.fingerprint, p.split_hash) for p in preps])

@@ -68,9 +68,14 @@ def evaluate(
     from gradfaith_tui.cli.progress import tables_console, warn
     from gradfaith_tui.models.evaluate_all import evaluate_all
     from gradfaith_tui.report.tables import confusion_rich, per_class_rich, table1_rich
-    from gradfaith_tui.store.exports import write_evaluation_files
+    from gradfaith_tui.store.exports import check_evaluation_data, evaluation_folder, write_evaluation_files
 
-    bodies = evaluate_all(data, checkpoints, names(models), seeds(seeds_), check_device(device), force, strict, warn)
+    folder = evaluation_folder(cache)  # a file in its place, or a folder that cannot be made: said at once
+
+    def same_data(preps) -> None:  # an audit cache there must be of these data and splits, as precompute asks
+        check_evaluation_data(folder, [(p.fingerprint, p.split_hash) for p in preps])
+    bodies = evaluate_all(data, checkpoints, names(models), seeds(seeds_), check_device(device), force, strict, warn,
+                          before=same_data)
     con = tables_console()
     con.print(table1_rich(bodies))
     for model, body in bodies.items():

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from gradfaith_tui.data.dataset import discover
-from gradfaith_tui.data.prepared import load_split, prepare
+from gradfaith_tui.data.prepared import Prepared, load_split, prepare
 from gradfaith_tui.models.evaluate import evaluate
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.precision import to_device
@@ -14,16 +14,19 @@ from gradfaith_tui.models.registry import find_checkpoints
 
 
 def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: list[int] | None, device: str = "cpu",
-                 force: bool = False, strict: bool = False, warn: Callable[[str], None] = print) -> dict[str, dict]:
+                 force: bool = False, strict: bool = False, warn: Callable[[str], None] = print,
+                 before: Callable[[list[Prepared]], None] = lambda preps: None) -> dict[str, dict]:
+    """before: given every split the models were trained on, ahead of the first model run (the CLI refuses
+    there a --cache built from other data)."""
     ds = discover(data, strict=strict)
     for w in ds.problems:
         warn(w)
     ckpts = find_checkpoints(checkpoints, names, seeds)
-    bodies, arrays, preps = {}, {}, {}
+    preps = {k: prepare(ds, k, warn) for k in sorted({c.card.get("split_seed", 0) for c in ckpts})}
+    before(list(preps.values()))
+    bodies, arrays = {}, {}
     for c in ckpts:
         split_seed = c.card.get("split_seed", 0)
-        if split_seed not in preps:
-            preps[split_seed] = prepare(ds, split_seed, warn)
         prep = preps[split_seed]
         model, card = load_checkpoint(c.directory, prep.fingerprint, force)
         key = (split_seed, card["img_size"])
