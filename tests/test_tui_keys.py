@@ -152,6 +152,41 @@ def test_zoom_flags_and_notes_the_case_it_shows_and_the_table_follows_it(cache):
     run(body, cache)
 
 
+def test_zoom_at_80x24_shows_every_suspect_reason_and_the_note_whole(cache):
+    import sqlite3
+
+    from gradfaith_tui.metrics.shortcuts import RULES
+
+    con = sqlite3.connect(cache / "audit.sqlite")
+    first = con.execute("SELECT idx FROM cases ORDER BY case_id LIMIT 1").fetchone()[0]
+    expl_id, model_id = con.execute("SELECT e.expl_id, e.model_id FROM explanations e JOIN models m USING (model_id) "
+                                    "WHERE m.is_ref=1 ORDER BY m.rowid LIMIT 1").fetchone()
+    con.execute("DELETE FROM suspects WHERE idx=?", (first,))
+    reasons = [r.reason.format(1.0) for r in RULES[-3:]]  # the longest ones, which wrap at 80 columns
+    con.executemany("INSERT INTO suspects VALUES (?,?,?,?,?,?)",
+                    [(expl_id, model_id, first, r.name, 1.0, text) for r, text in zip(RULES[-3:], reasons)])
+    con.commit()
+    con.close()
+
+    async def body(app, pilot):
+        assert app.source.idx_at(0) == first
+        await pilot.press("enter", "2", "e", *"ribs and the table", "enter")
+        await settle(pilot)
+        zoom = app.screen
+        assert isinstance(zoom, ZoomScreen) and zoom.source.columns[zoom.model].model.model_id == model_id
+        strips = zoom.query_one("#zoom-tiles").strips
+        text = " ".join("".join(s.text for s in st) for st in strips)
+        assert len(strips) <= 24 - 2, "the picture and its labels fit under the title and above the footer"
+        assert text.count("⚠") == 3
+        words = " ".join(text.split())
+        for reason in reasons:  # every word of every reason is there, in order, none cut off at the tile's edge
+            last = reason.split()[-1]
+            assert last in words, reason
+        assert "ribs" in words and "table" in words
+
+    run(body, cache, size=(80, 24))
+
+
 def test_zoom_from_the_worst_model_view_opens_the_worst_model(cache):
     async def body(app, pilot):
         await pilot.press("f", "enter")

@@ -6,7 +6,9 @@ cache stores more than one). Tiles are rendered in a worker, like the main panel
 
 from __future__ import annotations
 
-from rich.console import Console
+from typing import Callable
+
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 from rich_pixels import Pixels
@@ -23,6 +25,17 @@ from gradfaith_tui.store.flags import CATEGORIES
 from gradfaith_tui.tui.render import Overlay, class_name, file_name, flag_mark, fmt_metric, heatmap_tile, input_tile
 from gradfaith_tui.tui.source import CaseSource
 from gradfaith_tui.tui.widgets.heatmaps import TileGrid
+
+
+def _tile_size(width: int, height: int, label_lines: Callable[[int], int]) -> int:
+    """The largest even tile side (pixels; two a text row) that leaves the labels under it all their lines.
+
+    The labels wrap at the tile's width, so a smaller tile may need more lines; where nothing fits, the
+    side that needs the fewest rows in all."""
+    sizes = range(max(8, (width - 3) // 2) // 2 * 2, 7, -2)
+    rows = {px: px // 2 + label_lines(px) for px in sizes}
+    fits = [px for px in sizes if rows[px] <= height]
+    return fits[0] if fits else min(sizes, key=lambda px: (rows[px], -px))
 
 
 class ZoomScreen(Screen[int]):
@@ -100,19 +113,15 @@ class ZoomScreen(Screen[int]):
         """Where the case shown sits in the table's order now."""
         return self.source.position_of(self.idx)
 
-    def _idx(self) -> int | None:
-        return self.idx
-
     def action_flag(self, category: str) -> None:
-        self.app.flag_case(self._idx(), category, then=self.refresh_zoom)
+        self.app.flag_case(self.idx, category, then=self.refresh_zoom)
 
     def action_unflag(self) -> None:
-        self.app.unflag_case(self._idx(), then=self.refresh_zoom)
+        self.app.unflag_case(self.idx, then=self.refresh_zoom)
 
     def action_note(self) -> None:
-        idx = self._idx()
-        if idx is not None:
-            self.app.note_case(idx, self.source.reader.rows([idx])[0].case_id, then=self.refresh_zoom)
+        if self.idx is not None:
+            self.app.note_case(self.idx, self.source.reader.rows([self.idx])[0].case_id, then=self.refresh_zoom)
 
     def action_undo(self) -> None:
         """Only a change to the case shown: the last change may be on another, which this screen does not show."""
@@ -144,11 +153,6 @@ class ZoomScreen(Screen[int]):
         col = self.source.columns[self.model]
         seeds, methods, pick = self._variants()
         hm, metrics, (pred, conf) = (self.source.variant_maps(idx, pick[0], pick[3]) if pick else (None, {}, (None, None)))
-        label_h = 5
-        px = max(8, min((width - 3) // 2, 2 * (height - label_h)))
-        px -= px % 2
-        left = input_tile(data.image, data.mask, px, self.overlay.outline)
-        right = heatmap_tile(data.image, hm, px, self.overlay, data.mask)
         row = data.row
         ok = pred is not None and row.label is not None and pred == row.label
         seed_txt = f"seed {pick[1]} ({seeds.index(pick[1]) + 1}/{len(seeds)})" if pick else "no map"
@@ -161,7 +165,7 @@ class ZoomScreen(Screen[int]):
             lab_l.append(f"\n{flag_mark(flag)}", "bold magenta")
             if flag.note:
                 lab_l.append(f"\nnote: {flag.note}", "magenta")
-        # short lines: each half is only ~36 columns at 80x24, and nothing may be cut
+        # short lines: each half is only ~36 columns at 80x24; longer ones wrap, and the tiles shrink to fit them
         lab_r = Text.assemble((f"M{self.model + 1} {col.model.name}", "bold"), f" · {seed_txt}\n{method_txt} · ",
                               (f"{class_name(pred)} {'✓' if ok else '✗'} {conf:.0%}" if pred is not None else "no prediction",
                                "green" if ok else "bold red"),
@@ -172,16 +176,25 @@ class ZoomScreen(Screen[int]):
             lab_r.append(f"marker: {'relied on' if relied else 'not used'}, "
                          f"{'–' if heat is None else f'{heat:.0%}'} of heat on it\n", "bold magenta" if relied else "dim")
         shown = pick[0] if pick else col.model.model_id
+        suspects = Text()  # under both tiles, across the screen: reasons are long, and a tile is ~36 columns at 80x24
         for s in self.source.suspects(idx):  # the seed shown: another seed's reasons are not this map's
             if s.model_id == shown or (s.model_id == col.model.name and shown == col.model.model_id):
-                lab_r.append(f"⚠ {s.reason}\n", "bold yellow")
+                suspects.append(f"⚠ {s.reason}\n", "bold yellow")
+        lab_r.rstrip()
+        suspects.rstrip()
+        console = Console(width=width, color_system="truecolor", force_terminal=True, legacy_windows=False)
+        below = len(suspects.wrap(console, width)) if suspects else 0
+        px = _tile_size(width, height,
+                        lambda w: max(len(lab_l.wrap(console, w)), len(lab_r.wrap(console, w))) + below)
+        left = input_tile(data.image, data.mask, px, self.overlay.outline)
+        right = heatmap_tile(data.image, hm, px, self.overlay, data.mask)
         grid = Table.grid(padding=(0, 1, 0, 0))
-        grid.add_column(width=px, no_wrap=True)
-        grid.add_column(width=px, no_wrap=True)
+        grid.add_column(width=px)  # labels wrap within their tile's width: a long suspect reason is not cut
+        grid.add_column(width=px)
         grid.add_row(Pixels.from_image(left), Pixels.from_image(right))
         grid.add_row(lab_l, lab_r)
-        console = Console(width=width, color_system="truecolor", force_terminal=True, legacy_windows=False)
-        strips = [Strip(line) for line in console.render_lines(grid, console.options.update_width(width), pad=False)]
+        strips = [Strip(line) for line in console.render_lines(Group(grid, suspects) if suspects else grid,
+                                                               console.options.update_width(width), pad=False)]
         where = self.position
         title = Text.assemble(("Zoom ", "bold"), (file_name(row.case_id), "bold cyan"),
                               f" · case {'?' if where is None else f'{where + 1:,}'}/{len(self.source.order):,} · "
