@@ -25,6 +25,12 @@ class CacheError(GradfaithError):
     """A cache is missing, empty, of another schema version, or stale."""
 
 
+class PeerStopped(GradfaithError):
+    """Under torchrun, another rank stopped (on an error it has printed): this one stops too, quietly."""
+
+    exit_code = 1
+
+
 def _out_of_memory(e: BaseException) -> bool:
     """torch's OutOfMemoryError (CUDA and other accelerators), Python's MemoryError, or a CPU allocation that
     failed: a --batch-size too large for the machine, which a smaller one fixes. (No torch import here.)"""

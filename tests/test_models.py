@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +288,41 @@ def test_two_process_ddp_training_with_gloo(phantoms, tmp_path):
     assert card["world_size"] == 2 and card["epochs_done"] == 1
     model, _ = load_checkpoint(tmp_path / "resnet10t" / "seed0")
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+PEER_SCRIPT = """
+import os, sys
+import torch.distributed as dist
+from gradfaith_tui.errors import PeerStopped
+from gradfaith_tui.models.distributed import from_env
+d = from_env("cpu")
+if d.rank == 0:
+    sys.exit(2)  # rank 0 stops on a user mistake before the barrier, as precompute's model checks can
+try:
+    d.barrier()
+except PeerStopped as exc:
+    print(exc)
+    sys.exit(exc.exit_code)
+sys.exit(9)
+"""
+
+
+def test_a_rank_whose_peer_stopped_says_so_in_one_line(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, "-c", PEER_SCRIPT], text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE,
+                              env={**os.environ, "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r),
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}) for r in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert procs[0].returncode == 2
+    assert procs[1].returncode == 1, outs[1][1][-2000:]
+    assert outs[1][0].strip() == "rank 1: stopped because another rank did (its error is above)"
 
 
 def test_local_imagenet_weights_load_through_timm(tmp_path):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+
+from gradfaith_tui.errors import PeerStopped
 
 
 @dataclass(frozen=True)
@@ -24,14 +27,25 @@ class Dist:
 
     def barrier(self) -> None:
         if self.world > 1:
-            torch.distributed.barrier()
+            with self._peers():
+                torch.distributed.barrier()
 
     def sum(self, values: list[float]) -> list[float]:
         if self.world == 1:
             return values
         t = torch.tensor(values, dtype=torch.float64)
-        torch.distributed.all_reduce(t)
+        with self._peers():
+            torch.distributed.all_reduce(t)
         return t.tolist()
+
+    @contextmanager
+    def _peers(self):
+        """A rank that stopped on an error (a user mistake found by rank 0 alone, say) closes its connections:
+        the others then say so in one line, not with a traceback of their own under the one that matters."""
+        try:
+            yield
+        except RuntimeError as exc:  # gloo and NCCL both raise RuntimeError subclasses (DistBackendError)
+            raise PeerStopped(f"rank {self.rank}: stopped because another rank did (its error is above)") from exc
 
 
 def from_env(device: str = "cpu") -> Dist:
