@@ -274,6 +274,30 @@ def test_iou_sort_shows_iou_and_the_model_key_keeps_the_case_and_names_the_model
     run(body, cache)
 
 
+def test_the_confidence_sort_shows_each_models_confidence_in_the_model_cells(cache):
+    from gradfaith_tui.tui.render import class_name
+
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        app.action_sort("confidence")  # from the command palette: no key of its own
+        await settle(pilot)
+        first = table.source.row_at(0)
+        line = "".join(s.text for s in table.render_line(1))
+        for col in table.source.columns:  # "83✓": every model's confidence, with its right/wrong mark
+            res = first.results[col.model.name]
+            assert f"{min(99, round(100 * res.confidence)):>2}{'✓' if res.pred == first.label else '✗'}" in line
+        confs = [min(r.confidence for r in table.source.row_at(k).results.values()) for k in range(5)]
+        assert confs == sorted(confs)  # lowest first, as the status line says
+        await pilot.press("f")  # another sort puts the class letters back
+        await settle(pilot)
+        row = table.source.row_at(0)
+        marks = "".join(class_name(r.pred)[0] + ("✓" if r.pred == row.label else "✗") + " "
+                        for r in (row.results[c.model.name] for c in table.source.columns))
+        assert marks.rstrip() in "".join(s.text for s in table.render_line(1))
+
+    run(body, cache)
+
+
 def test_a_flat_map_is_labelled_and_help_names_the_colormap_in_use(cache):
     import sqlite3
 

@@ -227,6 +227,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.last_view_s = took
         table = self.query_one(CaseTable)
         table.loc_metric = "iou" if view.key == "iou" else "locacc"
+        table.show_confidence = view.key == "confidence"
         table.set_order(order, SORTS[view.key].column, view.descending, view.model, keep_idx)
         if not len(order):
             self._update_status(-1)

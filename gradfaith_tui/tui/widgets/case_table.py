@@ -53,6 +53,7 @@ class CaseTable(ScrollView, can_focus=True):
     descending: reactive[bool] = reactive(False)
     model: reactive[int] = reactive(-1)  # -1: metric columns show the worst model; else that model's values
     loc_metric = "locacc"  # the localisation column: LocAcc, or IoU while IoU sorts
+    show_confidence = False  # each model's cell: its predicted class, or its confidence while confidence sorts
 
     @dataclass
     class Highlighted(Message):
@@ -182,7 +183,10 @@ class CaseTable(ScrollView, can_focus=True):
                 segs.append(Segment(f"{'·':<3}", DIM))
                 continue
             ok = row.label is not None and res.pred == row.label
-            segs += [Segment(class_name(res.pred)[0]), Segment("✓ " if ok else "✗ ", GOOD if ok else BAD)]
+            if self.show_confidence and res.confidence is not None:  # the sorted values on screen: "83✓", 99 at most
+                segs += [Segment(f"{min(99, round(100 * res.confidence)):>2}"), Segment("✓" if ok else "✗", GOOD if ok else BAD)]
+            else:
+                segs += [Segment(class_name(res.pred)[0]), Segment("✓ " if ok else "✗ ", GOOD if ok else BAD)]
         segs += [_metric_cell(self._value(row, "faith"), "faith", 6), Segment(" "),
                  _metric_cell(self._value(row, self.loc_metric), self.loc_metric, 7), Segment(" "),
                  _metric_cell(self._value(row, "consist"), "consist", 8), Segment(" ")]
