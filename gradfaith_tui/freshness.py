@@ -10,7 +10,7 @@ from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.config import CamSettings
 from gradfaith_tui.store.cache import CacheReader
-from gradfaith_tui.store.keys import explanation_key
+from gradfaith_tui.store.keys import checkpoint_identity, explanation_key
 
 
 def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str], seeds: list[int], epochs: int,
@@ -32,12 +32,12 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
                 return False
             if img_size is not None and c.card.get("img_size") != img_size:  # trained at another size
                 return False
-            if stored.get(c.model_id) != c.card.get("weights_sha1"):
+            if stored.get(c.model_id) != checkpoint_identity(c.card):
                 return False
         for c in ckpts:  # the stored explanation must have been made with today's settings
             row = reader.con.execute("SELECT key, layer FROM explanations WHERE model_id=? AND method=?",
                                      (c.model_id, method)).fetchone()
-            if row is None or row["key"] != explanation_key(c.card.get("weights_sha1"), fingerprint, method, row["layer"],
+            if row is None or row["key"] != explanation_key(checkpoint_identity(c.card), fingerprint, method, row["layer"],
                                                             cam.tau, cam.baseline, target, cam.deep_steps):
                 return False
         if cam.sanity_cases and any(reader.con.execute("SELECT 1 FROM sanity WHERE model_id=? AND method=?",

@@ -25,7 +25,7 @@ from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
 from gradfaith_tui.store.exports import write_evaluation_files
-from gradfaith_tui.store.keys import explanation_key
+from gradfaith_tui.store.keys import checkpoint_identity, explanation_key
 
 
 AHEAD_DEVICES = ("cuda",)  # where the next batch is queued before this one is written (tests add "cpu")
@@ -116,7 +116,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         jobs = [_Job(c, refs[c.card["name"]] == c.card["seed"]) for c in ckpts]
         for job in jobs:
             job.load(device, target_layer)
-            job.key = explanation_key(job.card.get("weights_sha1"), prep.fingerprint, cam.method, job.layer.name,
+            job.key = explanation_key(checkpoint_identity(job.card), prep.fingerprint, cam.method, job.layer.name,
                                       cam.tau, cam.baseline, target, cam.deep_steps)
             if dist.main:
                 job.register(writer, cam, target, arrays_at(job.size))
@@ -183,7 +183,7 @@ class _Job:
         card = self.card
         info = ModelInfo(self.ckpt.model_id, card["name"], card["arch"], card["family"], card.get("describe", card["arch"]),
                          card["seed"], self.is_ref, self.size)
-        writer.add_model(info, card["weights_sha1"], card)
+        writer.add_model(info, checkpoint_identity(card), card)
         # One image gives the grid: not worth folding the trunk for (explain() folds it for the real batches).
         with explainer(self.model, self.layer, cam.method, cam.engine, fold=False) as explain:
             grid = tuple(explain(x).maps.shape[1:])

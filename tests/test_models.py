@@ -524,9 +524,10 @@ def test_import_never_replaces_a_checkpoint_unasked_and_takes_only_plain_names(p
     with pytest.raises(CheckpointError, match="mine/seed0: a checkpoint is already there.*pass --force"):
         _import_resnet10t(phantoms, tmp_path)
     assert read_card(out) == card
+    (out / "notes.txt").write_text("mine")  # a user's file beside the checkpoint is not the tool's to delete
     _import_resnet10t(phantoms, tmp_path, force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"], "nothing stale stays"
-    for name in ["", "  ", "../../escape", "a\\b", "a,b", ".hidden", " padded"]:
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors", "notes.txt"], "nothing stale stays"
+    for name in ["", "  ", "../../escape", "a\\b", "a,b", ".hidden", " padded", "-dash"]:
         with pytest.raises(GradfaithError, match="^--name: "):
             _import_resnet10t(phantoms, tmp_path, name=name)
     with pytest.raises(GradfaithError, match="^--seed: -1"):

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gradfaith_tui.cli.data import MAX_PATIENTS
+from gradfaith_tui.cli.data import MAX_PATIENTS, MAX_SIZE
 from gradfaith_tui.cli.options import DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, check_device
 from gradfaith_tui.errors import DataError
 
@@ -28,7 +28,7 @@ def demo(
     patients: Annotated[int, typer.Option(min=6, max=MAX_PATIENTS, help="Phantom patients to generate (4 slices "
                                           "each; 6 or more, so that every split gets each class).")] = DEMO_PHANTOMS["n_patients"],
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the demo profile's).")] = None,
-    img_size: Annotated[Optional[int], typer.Option(min=16, help="Input size (default: the demo profile's).")] = None,
+    img_size: Annotated[Optional[int], typer.Option(min=16, max=MAX_SIZE, help="Input size (default: the demo profile's).")] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Retrain demo models saved with other --epochs or "
                                           "--img-size from scratch (without it, they are kept with a warning, or the "
                                           "demo stops where more epochs are asked).")] = False,

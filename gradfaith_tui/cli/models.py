@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from gradfaith_tui.cli.data import MAX_SIZE
 from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, ForceOpt, ModelsOpt,
                                        SeedsOpt, StrictOpt, check_device, names, seeds)
 from gradfaith_tui.errors import GradfaithError
@@ -20,7 +21,8 @@ def train(
     device: DeviceOpt = DEFAULTS["device"],
     profile: Annotated[str, typer.Option(help="Defaults to start from: demo (small, CPU) or paper (224 px, 50 epochs).")] = "demo",
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (overrides the profile).")] = None,
-    img_size: Annotated[Optional[int], typer.Option(min=16, help="Input size in pixels (overrides the profile).")] = None,
+    img_size: Annotated[Optional[int], typer.Option(min=16, max=MAX_SIZE,
+                                                    help="Input size in pixels (overrides the profile).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size (overrides the profile).")] = None,
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Peak learning rate (overrides the profile).")] = None,
     weighted_loss: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = False,
@@ -89,7 +91,7 @@ def import_model(
     weights: Annotated[Path, typer.Argument(help="Weights file: .safetensors, or a PyTorch state dict (read with weights_only=True).")],
     arch: Annotated[str, typer.Option(help="timm architecture the weights belong to, e.g. resnet50.")],
     name: Annotated[Optional[str], typer.Option(help="Name for --models (default: the architecture).")] = None,
-    img_size: Annotated[int, typer.Option(min=16, help="Input size the model was trained at.")] = 224,
+    img_size: Annotated[int, typer.Option(min=16, max=MAX_SIZE, help="Input size the model was trained at.")] = 224,
     classes: Annotated[str, typer.Option(help="Class names in the order of the weights' output units.")] = "Normal,Benign,Malignant",
     data: DataOpt = DEFAULTS["data"],
     checkpoints: CheckpointsOpt = DEFAULTS["checkpoints"],
@@ -104,6 +106,9 @@ def import_model(
     from gradfaith_tui.models.importer import import_model as run
 
     spec = ModelSpec(arch if name is None else name, arch, family_of(arch))
-    out = run(weights, spec, img_size, [c for c in classes.split(",") if c.strip()], data, checkpoints, seed, split_seed,
-              force)
+    listed = classes.split(",")
+    if any(not c.strip() for c in listed):
+        raise GradfaithError(f"--classes: '{classes}' has an empty entry (give the class names, comma-separated, in "
+                             f"the order of the weights' output units)")
+    out = run(weights, spec, img_size, [c.strip() for c in listed], data, checkpoints, seed, split_seed, force)
     typer.echo(f"imported {weights} as {spec.name}/seed{seed}: {out}")

@@ -13,6 +13,7 @@ from gradfaith_tui.config import CLASS_NAMES, ModelSpec, family_of
 from gradfaith_tui.errors import CheckpointError, GradfaithError
 from gradfaith_tui.models.card import (CARD_NAME, WEIGHTS_NAME, file_hash, read_card, replace_atomically,
                                        write_card_file)
+from gradfaith_tui.models.weights_file import fit_state, read_state  # noqa: F401 (read_state: the importer's too)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,10 +39,6 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.prepare(x))
-
-
-def _is_vit_like(arch: str) -> bool:
-    return any(arch.startswith(p) for p in ("vit", "deit", "eva", "beit"))
 
 
 def is_arch(arch: object) -> bool:
@@ -79,16 +76,21 @@ def build(spec: ModelSpec, img_size: int, pretrained_file: Path | None = None) -
 
     check_arch(spec.arch)
     kwargs = dict(spec.kwargs)
-    if _is_vit_like(spec.arch):
-        kwargs["img_size"] = img_size  # ViTs size their position embeddings to the input
     if pretrained_file is not None:
         if not Path(pretrained_file).is_file():
             raise CheckpointError(f"--pretrained-file: not found: {pretrained_file}")
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_file)))
     try:
-        net = timm.create_model(spec.arch, num_classes=len(CLASS_NAMES), **kwargs)
+        try:  # transformers size their position embeddings to the input (ViT, PiT, CaiT, VOLO, Swin...)
+            net = timm.create_model(spec.arch, num_classes=len(CLASS_NAMES), img_size=img_size, **kwargs)
+        except TypeError as e:
+            if "img_size" not in str(e):
+                raise
+            net = timm.create_model(spec.arch, num_classes=len(CLASS_NAMES), **kwargs)  # a CNN: any input size
     except Exception as e:
         if pretrained_file is None:
+            if "pretrained tag" in str(e):  # 'resnet50.nosuch': timm knows the model, not that tag
+                raise GradfaithError(f"'{spec.arch}': {describe_error(e)}") from None
             raise
         # load_state_dict's error lists every layer on lines of its own: its heading and first finding say enough
         text = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or "no message"
@@ -129,58 +131,10 @@ def save_checkpoint(model: Classifier, directory: Path, card: dict) -> None:
     write_card(directory, card)
 
 
-def read_state(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from safetensors, or from a PyTorch file read with weights_only=True (never unpickles objects)."""
-    import pickle
-    import re
-    import warnings
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: unreadable weights (the file is empty)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        with warnings.catch_warnings():  # e.g. a note on the pickle protocol, printed before our one line
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # weights_only refused what it would have to unpickle
-        found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = f"a pickled {found.group(1)}" if found else "pickled Python objects"
-        raise CheckpointError(f"{path}: unreadable weights: the file holds {what}, and weights are read with "
-                              f"weights_only=True, which never unpickles objects; save a plain state dict of tensors "
-                              f"(torch.save(model.state_dict(), path)) or a .safetensors file") from None
-    except Exception as exc:  # both libraries raise their own error types
-        raise CheckpointError(f"{path}: unreadable weights ({describe_error(exc)})") from None
-    for key in ("state_dict", "model", "model_state_dict"):  # common training-script wrappers
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: not a state dict of tensors")
-    for prefix in ("module.", "net.", "model."):  # DDP and wrapper prefixes
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
 def load_weights(model: Classifier, path: Path, state: dict | None = None) -> None:
     """Load weights into the timm net; a mismatch names the layers that do not fit."""
-    state = read_state(path) if state is None else state
-    own = model.net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
-        # A ViT's position embeddings are sized by its input: a mismatch there alone is the input size
-        hint = ("; the position embeddings fit another input size: check --img-size"
-                if wrong and all("pos_embed" in k for k in wrong) and not missing and not unexpected else "")
-        raise CheckpointError(f"{path}: weights do not fit {type(model.net).__name__} ({'; '.join(parts)}){hint}")
+    state = fit_state(read_state(path) if state is None else state, model.net.state_dict(), path,
+                      type(model.net).__name__)
     broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     broken += [k for k, v in state.items() if k.endswith("running_var") and bool((v < 0).any())]
     if broken:  # such a net answers NaN for every case: say so here, not as a crash deep in the audit

@@ -3,6 +3,7 @@ written as the same checkpoint card our own training writes, so evaluate and pre
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -11,10 +12,13 @@ from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError
+from gradfaith_tui.models.card import CARD_NAME, WEIGHTS_NAME
+from gradfaith_tui.models.epoch_saver import SLOTS, STATE_NAME, optim_name, weights_name
 from gradfaith_tui.models.factory import (IMAGENET_MEAN, IMAGENET_STD, build, checkpoint_dir, describe_error, is_arch,
-                                          load_weights, read_state, save_checkpoint, versions)
+                                          load_weights, save_checkpoint, versions)
+from gradfaith_tui.models.weights_file import read_state
 
-ALIASES = {"bengin": "Benign"}
+ALIASES = {"bengin": "benign"}
 
 
 def class_order(names: list[str]) -> list[int]:
@@ -22,7 +26,8 @@ def class_order(names: list[str]) -> list[int]:
     ours = [c.lower() for c in CLASS_NAMES]
     order = []
     for n in names:
-        key = ALIASES.get(n.strip().lower(), n.strip()).lower()
+        key = re.sub(r"\s+cases?$", "", n.strip().lower())  # IQ-OTH/NCCD's folders: "Bengin cases"
+        key = ALIASES.get(key, key)
         if key not in ours:
             raise CheckpointError(f"--classes: unknown class '{n}' (the audit knows {', '.join(CLASS_NAMES)})")
         order.append(ours.index(key))
@@ -39,17 +44,66 @@ def check_name(name: str) -> None:
     if bad:
         raise GradfaithError(f"--name: '{name}' holds '{bad}' (a name is one folder under --checkpoints and one "
                              f"entry of the comma-separated --models)")
-    if name.startswith("."):
-        raise GradfaithError(f"--name: '{name}' starts with '.' (hidden, or a path outside --checkpoints)")
+    if name.startswith((".", "-")):
+        raise GradfaithError(f"--name: '{name}' starts with '{name[0]}' (hidden, a path outside --checkpoints, or read "
+                             f"as an option)")
     if name != name.strip() or not name.isprintable():
         raise GradfaithError(f"--name: {name!r} begins or ends with spaces, or holds control characters")
 
 
+# What a checkpoint folder holds (ours or an import's); --force removes these and nothing a user put beside them.
+CHECKPOINT_FILES = (CARD_NAME, WEIGHTS_NAME, STATE_NAME, "history.csv",
+                    *(f(slot) for f in (weights_name, optim_name) for slot in ("", *SLOTS)))
+
+
 def _clear(out: Path) -> None:
     """--force: the old checkpoint's files go (weights, card, curves, resume state), so nothing stale stays."""
-    for p in out.iterdir():
-        if p.is_file() or p.is_symlink():
-            p.unlink()
+    for name in CHECKPOINT_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def classifier_names(net: torch.nn.Module) -> list[str]:
+    """Every classifier layer of the net: timm's pretrained_cfg names them all (a distilled or auxiliary head
+    besides the main one), get_classifier() only the main one for some architectures."""
+    modules = dict(net.named_modules())
+    names = (getattr(net, "pretrained_cfg", None) or {}).get("classifier")
+    found = [n for n in ([names] if isinstance(names, str) else list(names or [])) if n in modules]
+    if not found:
+        heads = net.get_classifier()
+        heads = heads if isinstance(heads, tuple) else (heads,)
+        found = [n for n, m in modules.items() if any(m is h for h in heads)]
+    return found
+
+
+def _reorder_heads(state: dict, net: torch.nn.Module, order: list[int]) -> None:
+    """Each classifier's rows into our class order, where the file's head has one row a class (a head of
+    another size is left for the fit check to name)."""
+    if order == list(range(len(order))):
+        return
+    inverse = [order.index(k) for k in range(len(order))]
+    own = net.state_dict()
+    for name in classifier_names(net):
+        for key in (f"{name}.weight", f"{name}.bias"):
+            for k in [k for k in state if k == key or k.endswith(f".{key}")]:  # under a wrapper's prefix too
+                if state[k].ndim and state[k].shape[0] == len(order) and own[key].shape[0] == len(order):
+                    state[k] = state[k][inverse].clone()
+
+
+def _same_model_as_other_seeds(out: Path, spec: ModelSpec, img_size: int) -> None:
+    """Consist compares a name's seeds map by map: they must be one architecture at one input size."""
+    from gradfaith_tui.models.card import read_card
+
+    for other in sorted(out.parent.glob("seed*")):
+        if other == out or not (other / CARD_NAME).is_file():
+            continue
+        try:
+            card = read_card(other)
+        except GradfaithError:
+            continue
+        if (card.get("arch"), card.get("img_size")) != (spec.arch, img_size):
+            raise CheckpointError(f"{other}: --name {spec.name} holds {card.get('arch')} at {card.get('img_size')} px; "
+                                  f"its seeds must be one architecture at one size (Consist compares them): "
+                                  f"choose another --name")
 
 
 def import_model(weights: Path, spec: ModelSpec, img_size: int, classes: list[str], data: Path, checkpoints: Path,
@@ -65,21 +119,22 @@ def import_model(weights: Path, spec: ModelSpec, img_size: int, classes: list[st
         raise CheckpointError(f"{out}: a checkpoint is already there (--name {spec.name} --seed {seed}); pass --force "
                               f"to replace it (its files are deleted), or choose another --name or --seed")
     order = class_order(classes)
-    model = build(spec, img_size)
+    _same_model_as_other_seeds(out, spec, img_size)
+    try:
+        model = build(spec, img_size)
+    except GradfaithError:
+        raise
+    except Exception as exc:  # an input size the architecture cannot be built for, or cannot hold in memory
+        raise CheckpointError(f"--img-size {img_size}: cannot build {spec.arch} for {img_size}x{img_size} input "
+                              f"({describe_error(exc)})") from None
     state = read_state(weights)
-    head = model.net.get_classifier()
-    head_name = next(name for name, m in model.net.named_modules() if m is head)
-    head_keys = [k for k in (f"{head_name}.weight", f"{head_name}.bias") if k in state]
-    if order != list(range(len(order))):  # reorder the head's rows into our class order
-        inverse = [order.index(k) for k in range(len(order))]
-        for k in head_keys:
-            state[k] = state[k][inverse].clone()
+    _reorder_heads(state, model.net, order)
     load_weights(model, weights, state)
     ds = discover(data)
     prep = prepare(ds, split_seed)
     card = {"name": spec.name, "arch": spec.arch, "family": spec.family, "kwargs": spec.kwargs, "describe": spec.describe(),
             "seed": seed, "img_size": img_size, "class_names": list(CLASS_NAMES), "input": "grey [0,1], repeated to RGB",
-            "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "imported_from": str(weights), "source_classes": classes,
+            "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "imported_from": str(Path(weights).resolve()), "source_classes": classes,
             "data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": split_seed,
             "data": str(data), "epochs": 0, "epochs_done": 0, "versions": versions()}
     try:

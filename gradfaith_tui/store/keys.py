@@ -15,8 +15,15 @@ import json
 METRICS_VERSION = 3
 
 
-def explanation_key(weights_sha1: str | None, fingerprint: str, method: str, layer: str, tau: float, baseline: str,
+def explanation_key(checkpoint: str | None, fingerprint: str, method: str, layer: str, tau: float, baseline: str,
                     target: str, deep_steps: int) -> str:
-    raw = json.dumps([weights_sha1, fingerprint, method, layer, tau, baseline, target, deep_steps]
+    raw = json.dumps([checkpoint, fingerprint, method, layer, tau, baseline, target, deep_steps]
                      + ([METRICS_VERSION] if METRICS_VERSION > 1 else []))  # version 1 keys stay as they were
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def checkpoint_identity(card: dict) -> str | None:
+    """What a model's results are keyed by: its weights, and the input size they run at. `import --force` can
+    bind the same file to another --img-size, and a CNN then gives other maps and predictions."""
+    sha = card.get("weights_sha1")
+    return None if sha is None else f"{sha}@{card.get('img_size')}"
