@@ -47,3 +47,23 @@ def test_training_and_precompute_run_under_bf16(bf16_on_cpu, phantoms, trained, 
     faith = [v for (v,) in r.con.execute("SELECT value FROM metrics WHERE name='faith'")]
     assert len(faith) == 2 * r.n_cases and all(-1 <= v <= 1 for v in faith)
     r.close()
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32-clean-pass", "bf16-clean-pass"])
+def test_faith_compares_scores_of_one_precision_whatever_the_engine(bf16_on_cpu, amp):
+    """The library engine and rollout score the clean input in fp32; Faith's masked pass runs in bf16. A map
+    that removes nothing must then still give Faith 0 and no flip, not bf16's rounding."""
+    from gradfaith_tui.cam.fast_gradcam import Explained
+    from gradfaith_tui.metrics.per_case import device_metrics
+    from gradfaith_tui.metrics.staging import Staged
+
+    torch.manual_seed(0)
+    model = build(spec_for("resnet10t"), 64).eval()
+    x = torch.rand(6, 1, 64, 64)
+    with torch.no_grad(), precision.autocast(x.device, cache=False) if amp else torch.autocast("cpu", enabled=False):
+        logits = model(x).float()
+    ex = Explained(torch.zeros(6, 2, 2), logits, logits.argmax(1), amp=amp)  # an all-zero map: nothing removed
+    s = np.zeros((6, 64, 64), bool)
+    s[:, 20:40, 20:40] = True
+    out = device_metrics(model, Staged.of(x, s, s, s), ex)
+    assert torch.equal(out["faith"], torch.zeros(6)) and torch.equal(out["faith_logit"], torch.zeros(6))

@@ -24,6 +24,7 @@ class Explained:
     maps: torch.Tensor  # (B, h, w) native grid, min-max normalised to [0, 1]
     logits: torch.Tensor  # (B, K) on the clean input, float32
     targets: torch.Tensor  # (B,) the class each map explains
+    amp: bool = False  # logits from a pass under the device's autocast, as Faith's masked pass runs
 
 
 def normalise(cam: torch.Tensor) -> torch.Tensor:
@@ -99,4 +100,4 @@ class FastGradCAM:
             act, grad = self.layer.reshape(act), self.layer.reshape(grad)
         weights = grad.mean(dim=(2, 3), keepdim=True)
         maps = normalise(torch.relu((weights * act).sum(1)))
-        return Explained(maps, logits.detach().float(), tgt)
+        return Explained(maps, logits.detach().float(), tgt, amp=True)

@@ -16,7 +16,7 @@ from gradfaith_tui.metrics.perturbation import deletion_insertion
 from gradfaith_tui.metrics.readback import Pending
 from gradfaith_tui.metrics.shortcuts import border_band
 from gradfaith_tui.metrics.staging import Staged
-from gradfaith_tui.models.precision import autocast
+from gradfaith_tui.models.precision import autocast, uses_amp
 
 
 def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body: np.ndarray, lungs: np.ndarray,
@@ -56,6 +56,11 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     # leaned on what went.
     i, k = b.marked_on_device, len(b.marked)
     edits = [torch.cat([remove(x, heat, baseline), remove(x, 1 - lungs[:, None].float(), baseline), replace(x, ~body, air)])]
+    # Scores are compared at one precision: an engine whose clean pass ran in fp32 (the library's, rollout's)
+    # gets its clean input scored in the bf16 pass too, else rounding alone reads as a drop or a flip.
+    again = uses_amp(dev) and not ex.amp
+    if again:
+        edits[0] = torch.cat([edits[0], x])
     if k:
         edits.append(replace(x[i], planted[i], air[i]))
     # A GPU runs the three edits as one wide pass (a trunk replayed from CUDA graphs records that width,
@@ -66,13 +71,15 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
         edits = list(torch.cat(edits).split(n))
     with autocast(dev):  # as the engine's passes
         logits = torch.cat([model(e) for e in edits]).float()
-    masked, lungs_only, body_only, painted = logits[:n], logits[n:2 * n], logits[2 * n:3 * n], logits[3 * n:3 * n + k]
-    out["faith"], out["faith_logit"] = score_drop(ex.logits, masked, ex.targets)
-    pred = ex.logits.argmax(1)
+    masked, lungs_only, body_only = logits[:n], logits[n:2 * n], logits[2 * n:3 * n]
+    clean = logits[3 * n:4 * n] if again else ex.logits
+    painted = logits[3 * n + again * n:][:k]
+    out["faith"], out["faith_logit"] = score_drop(clean, masked, ex.targets)
+    pred = clean.argmax(1)
     out["lungs_only_flip"] = torch.where(has_lungs, (lungs_only.argmax(1) != pred).float(), nan)
     out["body_only_flip"] = torch.where(has_body, (body_only.argmax(1) != pred).float(), nan)
     if planted is not None:
-        out.update(_planted_shortcut(ex, heat, planted, painted, i, nan))
+        out.update(_planted_shortcut(clean, ex.targets, heat, planted, painted, i, nan))
     if deep_steps:
         with autocast(dev):  # as Faith's pass, so on a GPU the steps replay the trunk's graphs (of 2x the batch)
             out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
@@ -98,14 +105,14 @@ def replace(x: torch.Tensor, region: torch.Tensor, value: torch.Tensor) -> torch
     return x * (1 - r) + value * r
 
 
-def _planted_shortcut(ex: Explained, heat: torch.Tensor, region: torch.Tensor, painted: torch.Tensor,
-                      rows: torch.Tensor, nan: torch.Tensor) -> dict[str, torch.Tensor]:
+def _planted_shortcut(clean: torch.Tensor, targets: torch.Tensor, heat: torch.Tensor, region: torch.Tensor,
+                      painted: torch.Tensor, rows: torch.Tensor, nan: torch.Tensor) -> dict[str, torch.Tensor]:
     """Heat on the planted shortcut, and the target probability's drop (and any flip) when it is painted over
     with the slice's air (`painted`: the logits of the marked `rows`, on the demo one slice in six)."""
     has = region.flatten(1).any(1)
     drop, flip = nan.clone(), nan.clone()
     if len(rows):
-        drop[rows] = score_drop(ex.logits[rows], painted, ex.targets[rows])[0]
-        flip[rows] = (painted.argmax(1) != ex.logits[rows].argmax(1)).float()
+        drop[rows] = score_drop(clean[rows], painted, targets[rows])[0]
+        flip[rows] = (painted.argmax(1) != clean[rows].argmax(1)).float()
     return {"shortcut_heat": torch.where(has, heat_share(heat, region), nan), "shortcut_drop": drop,
             "shortcut_flip": flip, "shortcut_area": torch.where(has, region.float().mean(dim=(1, 2)), nan)}
