@@ -1,5 +1,7 @@
 """The CAM engine: agreement with pytorch-grad-cam, ViT rollout, perturbation and sanity metrics."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from gradfaith_tui.cam.methods import cam_batch, upsample
 from gradfaith_tui.config import PAPER_ARCHS, ModelSpec, spec_for
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.metrics.perturbation import deletion_insertion
-from gradfaith_tui.metrics.sanity import cascading_randomisation, spearman, stages
+from gradfaith_tui.metrics.sanity import _reinit, cascading_randomisation, spearman, stages
 from gradfaith_tui.models.factory import build
 
 
@@ -276,6 +278,38 @@ def test_spearman_and_cascading_randomisation():
     assert result[-1]["randomised"].startswith("fc")
     assert all(-1 <= r["spearman"] <= 1 for r in result)
     assert model.net.fc.weight.abs().sum() > 0  # the original model is untouched (randomised on a copy)
+
+
+def test_spearman_gives_tied_values_their_mean_rank():
+    from scipy.stats import spearmanr
+
+    a = torch.zeros(1, 49)
+    b = torch.zeros(1, 49)
+    a[0, 0], b[0, 48] = 1.0, 1.0  # one hot cell each, in opposite corners; zeros everywhere else
+    assert spearman(a, b).item() == pytest.approx(spearmanr(a[0], b[0]).statistic, abs=1e-6)
+    assert spearman(a, b).item() < 0.05  # position-ordered ties made this 0.83
+    rng = np.random.default_rng(0)
+    x, y = torch.from_numpy(np.maximum(rng.normal(size=(5, 49)), 0)), torch.from_numpy(np.maximum(rng.normal(size=(5, 49)), 0))
+    want = [spearmanr(u, v).statistic for u, v in zip(x.numpy(), y.numpy())]
+    np.testing.assert_allclose(spearman(x, y).numpy(), want, atol=1e-5)
+
+
+def test_the_cascade_has_the_stages_asked_for_and_ends_with_everything_randomised():
+    import timm
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=3, img_size=32, depth=2)
+    groups = stages(vit, 4)
+    assert len(groups) == 4 and groups[0][0] == "head" and {"pos_embed", "cls_token"} <= set(sum(groups[2:], []))
+    rnd = copy.deepcopy(vit)
+    for i, group in enumerate(groups):
+        for name in group:
+            _reinit(rnd, name, i)
+    before, after = dict(vit.named_parameters()), dict(rnd.named_parameters())
+    same = [k for k, v in before.items() if torch.equal(v, after[k]) and v.std() > 0]
+    assert not same, same  # every learned parameter (constants such as a LayerNorm's ones aside) changed
+    dense = build(spec_for("densenet-s"), 32).net
+    assert [len(stages(dense, n)) for n in (1, 2, 3, 4)] == [1, 2, 3, 4]
 
 
 def test_every_metric_is_the_same_when_passes_are_padded_into_a_recorded_graph(monkeypatch):

@@ -95,7 +95,8 @@ def test_pointing_game_relevance_mass_and_rank():
 def test_batched_metrics_match_per_case_references_on_random_maps():
     from scipy.ndimage import distance_transform_edt
 
-    from gradfaith_tui.metrics.localization import _inside_top_k, heat_share, pointing_game, relevance_mass
+    from gradfaith_tui.metrics.localization import (_kth_largest, heat_share, pointing_game, relevance_mass,
+                                                    relevance_rank)
 
     rng = np.random.default_rng(3)
     maps = rng.random((12, 32, 32)).astype(np.float32)
@@ -112,10 +113,32 @@ def test_batched_metrics_match_per_case_references_on_random_maps():
     mass = [(m * k).sum() / m.sum() for m, k in zip(maps, masks)]
     np.testing.assert_allclose(relevance_mass(maps, masks).numpy()[:11], mass[:11], rtol=1e-5)
     np.testing.assert_allclose(heat_share(maps, masks).numpy(), mass, rtol=1e-5)
-    # The GPU's sort and the CPU's partial selection count the same pixels (no ties in random maps).
+    # The GPU's sort and the CPU's partial selection find the same K-th values; ranks match a plain top-K count.
     m, k = torch.from_numpy(maps).flatten(1), torch.from_numpy(masks).flatten(1)
-    area = k.sum(1)
-    assert torch.equal(_inside_top_k(m, k, area, sort=True), _inside_top_k(m, k, area, sort=False))
+    area = k.sum(1).clamp(min=1)
+    assert torch.equal(_kth_largest(m, area, sort=True), _kth_largest(m, area, sort=False))
+    rank = [k_[np.argsort(-m_)[:a]].mean() for m_, k_, a in zip(m.numpy(), k.numpy(), k.sum(1).numpy()) if a]
+    np.testing.assert_allclose(relevance_rank(maps, masks).numpy()[:11], rank, rtol=1e-6)
+
+
+def test_flat_maps_point_nowhere_and_ties_favour_no_place():
+    from gradfaith_tui.metrics.localization import pointing_game, relevance_mass, relevance_rank
+
+    mask = np.zeros((2, 8, 8), bool)
+    mask[:, :2, :2] = True  # a lesion in the corner argmax would pick for a flat map
+    for flat in (np.zeros((2, 8, 8)), np.full((2, 8, 8), 0.3)):
+        assert pointing_game(flat, mask).tolist() == [0.0, 0.0]
+        assert relevance_rank(flat, mask).tolist() == pytest.approx([4 / 64] * 2)  # chance, whatever the order
+        assert relevance_mass(flat, mask).tolist() == pytest.approx([4 / 64] * 2)
+        assert loc_acc(flat, mask).tolist() == [0.0, 0.0] and mask_iou(flat, mask).tolist() == [0.0, 0.0]
+    plateau = np.zeros((1, 8, 8))
+    plateau[0, :4, :4] = 1.0  # 16 pixels tied at the top, 4 of them in the lesion; K = 4
+    assert relevance_rank(plateau, mask[:1]).tolist() == pytest.approx([4 / 16])
+    zero, spot = np.zeros((1, 4, 4)), np.zeros((1, 4, 4))
+    spot[0, 1, 1] = 1
+    assert np.isnan(consist([zero, zero])).all()  # two flat maps agree on nothing, not perfectly
+    assert consist([spot, zero]).tolist() == [0.0]
+    assert consist([spot, spot, zero]).tolist() == [0.5] and consist([zero, spot, zero]).tolist() == [0.0]
 
 
 def test_shortcut_evidence_on_a_phantom_with_a_marker():

@@ -16,27 +16,33 @@ class MetricInfo:
 METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("faith", "Faith", True,
                "Drop in the target class's softmax probability when the input is multiplied by (1 - CAM) (paper eq. 5). "
-               "Near zero or negative: removing the highlighted region does not matter to the model, so the map is not faithful."),
+               "Near zero or negative: removing the highlighted region does not matter to the model, so the map is not faithful. "
+               "It saturates where the model is already near 0 or 1 (a confident wrong case with --target true): see Faith(logit)."),
     MetricInfo("faith_logit", "Faith(logit)", True, "The same drop measured on the target logit."),
     MetricInfo("locacc", "LocAcc", True,
                "Share of the lesion mask covered by the CAM binarised at tau (paper eq. 4). Only where a mask exists."),
     MetricInfo("iou", "IoU", True, "Intersection over union of the binarised CAM and the lesion mask."),
     MetricInfo("consist", "Consist", True,
-               "Mean IoU of this architecture's binarised maps across training seeds against the reference seed (paper eq. 6)."),
+               "Mean IoU of this architecture's binarised maps across training seeds against the reference seed (paper eq. 6); "
+               "undefined where both maps are flat (no heat anywhere)."),
     MetricInfo("pointing_game", "Pointing game", True,
-               "1 when the CAM's maximum falls inside the lesion mask, else 0. Only where a mask exists."),
+               "1 when the CAM's hottest pixel lies in the lesion mask or within 15 px of it at 224 px (the same share of the "
+               "side at other sizes), else 0; 0 for a flat map, which has no hottest pixel. Only where a mask exists."),
     MetricInfo("relevance_mass", "Relevance mass", True,
                "Share of the CAM's total heat that lies inside the lesion mask. Only where a mask exists."),
     MetricInfo("relevance_rank", "Relevance rank", True,
-               "Share of the K hottest pixels (K = lesion size) that lie inside the lesion mask. Only where a mask exists."),
+               "Share of the K hottest pixels (K = lesion size) that lie inside the lesion mask; pixels tied at the K-th value "
+               "count in proportion, so a flat map scores the lesion's share of the image. Only where a mask exists."),
     MetricInfo("deletion_auc", "Deletion AUC", False,
-               "Area under the target probability as the hottest pixels are removed first. Low: the map found what the model uses."),
+               "Area under the target probability as the hottest pixels are replaced first by a blurred copy of the slice "
+               "(whatever --baseline says). Low: the map found what the model uses."),
     MetricInfo("insertion_auc", "Insertion AUC", True,
                "Area under the target probability as the hottest pixels are restored first onto the baseline. High is faithful."),
     MetricInfo("border_heat", "Border heat", False,
                "Share of the CAM's heat in the image border band, where no anatomy is: a shortcut sign when high."),
     MetricInfo("outside_body_heat", "Outside-body heat", False,
-               "Share of the CAM's heat outside the body outline: background the model should not need."),
+               "Share of the CAM's heat outside the body outline: background the model should not need. Absent where no body "
+               "was found."),
     MetricInfo("outside_lung_heat", "Outside-lung heat", False,
                "Share of the CAM's heat outside the lung fields, where the classes' lesions cannot be."),
     MetricInfo("lungs_only_flip", "Lungs-only flip", False,

@@ -3,6 +3,10 @@
 Each takes (B, H, W) maps and (B, H, W) masks (tensors or arrays; maps at mask resolution) and returns a
 (B,) tensor on the same device, NaN where the metric does not apply. No per-case Python loops: on a GPU
 the whole batch's metrics cost less than its forward pass, so precompute keeps the engine's pace.
+
+A flat map (one value everywhere: Grad-CAM's all-zero map) points nowhere: its binarised region is empty
+(LocAcc and IoU 0), it wins no pointing game, and its heat counts as spread evenly (shares and ranks at
+chance). Ties among pixels never favour one place: ranks take the expected share over the tied pixels.
 """
 
 from __future__ import annotations
@@ -47,12 +51,13 @@ def loc_acc(maps: Maps, masks: Maps, tau: float = 0.5) -> torch.Tensor:
 
 
 def iou(a: Maps, b: Maps) -> torch.Tensor:
-    """Intersection over union of boolean masks per case; 1.0 where both are empty."""
+    """Intersection over union of boolean masks per case; NaN where both are empty (two flat maps agree on
+    nothing: Consist is undefined there, not perfect)."""
     a = _bool(a)
     b = _bool(b, a.device)
     inter = (a & b).sum(dim=(-2, -1)).float()
     union = (a | b).sum(dim=(-2, -1)).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), 1.0)
+    return torch.where(union > 0, inter / union.clamp(min=1), float("nan"))
 
 
 def mask_iou(maps: Maps, masks: Maps, tau: float = 0.5) -> torch.Tensor:
@@ -75,15 +80,18 @@ def pointing_game(maps: Maps, masks: Maps, tolerance: float = POINTING_TOLERANCE
     ys = torch.arange(h, device=m.device).view(1, h, 1) - (peak // w).view(b, 1, 1)
     xs = torch.arange(w, device=m.device).view(1, 1, w) - (peak % w).view(b, 1, 1)
     d2 = torch.where(k, ys * ys + xs * xs, torch.iinfo(torch.int64).max).flatten(1).amin(1)
-    return _nan_without(k, (d2 <= (tolerance * w) ** 2).float())
+    flat = m.flatten(1).amax(1) == m.flatten(1).amin(1)  # no hottest pixel: argmax would pick the corner
+    return _nan_without(k, ((d2 <= (tolerance * w) ** 2) & ~flat).float())
 
 
 def heat_share(heat: Maps, region: Maps) -> torch.Tensor:
-    """Share of the non-negative heat inside region (0 for an all-zero map)."""
+    """Share of the non-negative heat inside region; an all-zero map's heat counts as spread evenly (the
+    region's share of the area), as a flat map's is."""
     h = _maps(heat).clamp(min=0)
     r = _bool(region, h.device)
     total = h.sum(dim=(-2, -1))
-    return torch.where(total > 0, (h * r).sum(dim=(-2, -1)) / total.clamp(min=1e-30), 0.0)
+    even = r.float().mean(dim=(-2, -1))
+    return torch.where(total > 0, (h * r).sum(dim=(-2, -1)) / total.clamp(min=1e-30), even)
 
 
 def relevance_mass(maps: Maps, masks: Maps) -> torch.Tensor:
@@ -94,19 +102,22 @@ def relevance_mass(maps: Maps, masks: Maps) -> torch.Tensor:
 
 
 def relevance_rank(maps: Maps, masks: Maps) -> torch.Tensor:
-    """Of the K hottest pixels (K = mask area), the share inside the mask; NaN without a mask."""
+    """Of the K hottest pixels (K = mask area), the share inside the mask; NaN without a mask. Pixels tied
+    at the K-th value share the places left: each counts in proportion (a flat map scores the mask's share)."""
     m = _maps(maps).flatten(1)
     k = _bool(masks, m.device).flatten(1)
     area = k.sum(1)
-    return torch.where(area > 0, _inside_top_k(m, k, area, m.is_cuda) / area.clamp(min=1), float("nan"))
+    v = _kth_largest(m, area.clamp(min=1))[:, None]
+    above, tied = m > v, m == v
+    left = (area - above.sum(1)).float()
+    hits = (above & k).sum(1).float() + left * (tied & k).sum(1).float() / tied.sum(1).clamp(min=1).float()
+    return torch.where(area > 0, hits / area.clamp(min=1), float("nan"))
 
 
-def _inside_top_k(m: torch.Tensor, k: torch.Tensor, area: torch.Tensor, sort: bool) -> torch.Tensor:
-    """How many of each row's area[i] hottest pixels lie in its mask."""
-    if sort:  # one batched sort: microseconds on a GPU
-        inside = k.gather(1, m.argsort(dim=1, descending=True)).float().cumsum(1)  # in-mask among the top 1, 2, ...
-        return inside.gather(1, (area - 1).clamp(min=0)[:, None])[:, 0]
+def _kth_largest(m: torch.Tensor, kth: torch.Tensor, sort: bool | None = None) -> torch.Tensor:
+    """Each row's kth[i]-largest value (sort: the GPU's way, the default there)."""
+    if m.is_cuda if sort is None else sort:  # one batched sort: microseconds on a GPU
+        return m.sort(dim=1, descending=True).values.gather(1, (kth - 1)[:, None])[:, 0]
     # On the CPU torch's sort is ~25x slower than a partial selection at 224 px.
-    mn, kn, an = m.numpy(), k.numpy(), area.numpy()
-    return torch.tensor([kn[i, np.argpartition(-mn[i], a - 1)[:a]].sum() if a else 0 for i, a in enumerate(an)],
-                        dtype=torch.float32)
+    mn, kn = m.numpy(), kth.numpy()
+    return torch.tensor([-np.partition(-mn[i], a - 1)[a - 1] for i, a in enumerate(kn)], dtype=m.dtype)

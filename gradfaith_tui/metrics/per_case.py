@@ -43,10 +43,10 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     out = {"locacc": loc_acc(heat, masks, tau), "iou": mask_iou(heat, masks, tau),
            "pointing_game": pointing_game(heat, masks), "relevance_mass": relevance_mass(heat, masks),
            "relevance_rank": relevance_rank(heat, masks),
-           "border_heat": heat_share(heat, _border(heat.shape[1:], dev)),
-           "outside_body_heat": heat_share(heat, ~body)}
+           "border_heat": heat_share(heat, _border(heat.shape[1:], dev))}
     has_lungs, has_body = lungs.flatten(1).any(1), body.flatten(1).any(1)
     nan = torch.full((n,), float("nan"), device=dev)
+    out["outside_body_heat"] = torch.where(has_body, heat_share(heat, ~body), nan)  # no body found: no outside
     out["outside_lung_heat"] = torch.where(has_lungs, heat_share(heat, ~lungs), nan)
     air = air_value(x, ~body if planted is None else ~body & ~planted)
     # One forward while the batch is still on the device (the fused pass), on four edits of it: Faith's

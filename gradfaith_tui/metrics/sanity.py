@@ -9,15 +9,20 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
+import numpy as np
 import torch
 
 from gradfaith_tui.metrics.catalog import FAIL_RHO  # noqa: F401  (defined torch-free: the report reads it too)
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-row Spearman correlation of two (B, N) tensors; 0 where a row is constant."""
-    ra = a.argsort(1).argsort(1).float()
-    rb = b.argsort(1).argsort(1).float()
+    """Per-row Spearman correlation of two (B, N) tensors; 0 where a row is constant. Tied values share their
+    mean rank: Grad-CAM maps hold many exact zeros, and ranking those by position made unrelated maps agree."""
+    from scipy.stats import rankdata
+
+    ra = torch.from_numpy(rankdata(a.detach().float().cpu().numpy(), axis=1)).float()
+    rb = torch.from_numpy(rankdata(b.detach().float().cpu().numpy(), axis=1)).float()
+    a, b = a.cpu(), b.cpu()
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
     den = ra.norm(dim=1) * rb.norm(dim=1)
     const = (a.max(1).values == a.min(1).values) | (b.max(1).values == b.min(1).values)
@@ -29,8 +34,9 @@ def _has_params(m: torch.nn.Module) -> bool:
 
 
 def stages(net: torch.nn.Module, n: int = 4) -> list[list[str]]:
-    """Modules with parameters from the output down, split into n groups; a container child such as
-    DenseNet's `features` or a ViT's `blocks` is opened one level, so every architecture gets n stages."""
+    """Modules with parameters from the output down, split into n groups (fewer only where there are fewer
+    modules); a container child such as DenseNet's `features` or a ViT's `blocks` is opened one level. The
+    net's own parameters (a ViT's position embeddings and class token) sit at the input end, in the last."""
     names = []
     for name, child in net.named_children():
         inner = [f"{name}.{k}" for k, c in child.named_children() if _has_params(c)]
@@ -38,17 +44,26 @@ def stages(net: torch.nn.Module, n: int = 4) -> list[list[str]]:
             names += inner
         elif _has_params(child):
             names.append(name)
-    names = names[::-1]
+    names = names[::-1] + [p for p, _ in net.named_parameters(recurse=False)]
     n = max(1, min(n, len(names)))
-    size = -(-len(names) // n)
-    return [names[i:i + size] for i in range(0, len(names), size)]
+    return [list(g) for g in np.array_split(np.array(names, dtype=object), n)]
 
 
-def _reinit(module: torch.nn.Module, gen_seed: int) -> None:
+def _reinit(net: torch.nn.Module, name: str, gen_seed: int) -> None:
+    """Re-initialise a module (or one of the net's own parameters) as at construction; parameters of modules
+    with no reset_parameters (a ViT's position embeddings, LayerScale's gamma) are drawn as timm draws them."""
     torch.manual_seed(gen_seed)
-    for m in module.modules():
+    if name in dict(net.named_parameters(recurse=False)):
+        with torch.no_grad():
+            torch.nn.init.trunc_normal_(getattr(net, name), std=0.02)
+        return
+    for m in net.get_submodule(name).modules():
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
+        else:
+            with torch.no_grad():
+                for p in m.parameters(recurse=False):
+                    torch.nn.init.trunc_normal_(p, std=0.02)
 
 
 def cascading_randomisation(model, x: torch.Tensor, targets: torch.Tensor,
@@ -63,7 +78,7 @@ def cascading_randomisation(model, x: torch.Tensor, targets: torch.Tensor,
     out, done = [], []
     for i, group in enumerate(stages(rnd.net, n_stages)):
         for name in group:
-            _reinit(rnd.net.get_submodule(name), seed + i)
+            _reinit(rnd.net, name, seed + i)
         done += group
         rho = spearman(trained, explain(rnd, x, targets).flatten(1))
         out.append({"stage": i + 1, "randomised": ",".join(done), "spearman": float(rho.mean())})

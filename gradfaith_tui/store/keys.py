@@ -11,8 +11,9 @@ import json
 
 # Raised whenever the stored metrics change in set or definition, so older entries count as stale and are
 # recomputed rather than shown beside new ones. 2: the body-only counterfactual, the planted-marker truth.
-# 3: the lungs-only counterfactual fills with --baseline (it was always black).
-METRICS_VERSION = 3
+# 3: the lungs-only counterfactual fills with --baseline (it was always black). 4: flat maps point nowhere
+# and ties favour no place (pointing game, rank accuracy, heat shares, Consist); tie-aware sanity ranks.
+METRICS_VERSION = 4
 
 
 def explanation_key(checkpoint: str | None, fingerprint: str, method: str, layer: str, tau: float, baseline: str,
