@@ -316,6 +316,20 @@ def test_stats_are_seeded_and_sound():
     assert paired_test(x, x).p is None  # all differences zero: no test, not a fake p
 
 
+def test_the_ci_resamples_whole_patients_when_cases_have_them():
+    rng = np.random.default_rng(4)
+    level = rng.normal(0.5, 0.2, 20)  # 20 patients, 10 slices each, alike within a patient
+    x = np.repeat(level, 10) + rng.normal(0, 0.01, 200)
+    patients = np.repeat(np.arange(20), 10)
+    by_case, by_patient = bootstrap_ci(x), bootstrap_ci(x, groups=patients)
+    assert by_patient.lo < x.mean() < by_patient.hi
+    assert (by_patient.hi - by_patient.lo) > 2.5 * (by_case.hi - by_case.lo)  # ~sqrt(10) wider: 20 patients, not 200
+    assert bootstrap_ci(x, groups=np.arange(200)) == by_case  # one case a patient: the case bootstrap
+    big = bootstrap_ci(np.repeat(level, 2000), groups=np.repeat(np.arange(20), 2000))
+    assert big.method == "bootstrap"  # 20 groups: still drawn, however many slices
+    assert bootstrap_ci(x, groups=np.zeros(200)) is None  # one patient: no interval
+
+
 def test_cli_formats_and_the_terminal_view(cache, tmp_path):
     from typer.testing import CliRunner
 

@@ -63,16 +63,29 @@ def label(metric: str) -> str:
     return info.label if info else metric
 
 
-def summarise(arrays: dict[str, dict[str, np.ndarray]]) -> list[MetricStat]:
+def patients(reader: CacheReader) -> np.ndarray:
+    """Each case's patient, for resampling whole patients; a case without one stands for itself."""
+    rows = reader.con.execute("SELECT idx, patient FROM cases").fetchall()
+    out = np.array([f"case {i}" for i in range(reader.n_cases)], dtype=object)
+    for idx, patient in rows:
+        if patient is not None and str(patient).strip():
+            out[idx] = f"patient {patient}"
+    return out
+
+
+def summarise(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | None = None) -> list[MetricStat]:
+    """groups: each case's patient (patients()), so the CIs resample patients, not slices."""
     rows = []
     for metric in metric_order(arrays):
         for model, per_model in arrays.items():
             x = per_model.get(metric)
-            x = x[np.isfinite(x)] if x is not None else np.empty(0)
+            keep = np.isfinite(x) if x is not None else np.zeros(0, bool)
+            g = groups[keep] if groups is not None and x is not None else None
+            x = x[keep] if x is not None else np.empty(0)
             n = len(x)
             rows.append(MetricStat(metric, label(metric), model, n,
                                    float(x.mean()) if n else None, float(x.std(ddof=1)) if n > 1 else None,
-                                   float(np.median(x)) if n else None, bootstrap_ci(x)))
+                                   float(np.median(x)) if n else None, bootstrap_ci(x, groups=g)))
     return rows
 
 

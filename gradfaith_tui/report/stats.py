@@ -23,13 +23,21 @@ class Interval:
 
 
 def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> Interval | None:
-    """Percentile bootstrap CI of the mean; None for fewer than 2 values."""
+                 seed: int = BOOTSTRAP_SEED, groups: np.ndarray | None = None) -> Interval | None:
+    """Percentile bootstrap CI of the mean; None for fewer than 2 values (or groups).
+
+    groups (one label per value, e.g. the patient): whole groups are resampled, since slices of one patient
+    are not independent and resampling slices would make the interval too narrow."""
     x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    keep = np.isfinite(x)
+    x = x[keep]
     n = len(x)
     if n < 2:
         return None
+    if groups is not None:
+        _, inv = np.unique(np.asarray(groups)[keep], return_inverse=True)
+        if inv.max() + 1 < n:  # some group holds several values
+            return _cluster_ci(x, inv, level, resamples, seed)
     alpha = (1 - level) / 2
     if n * resamples > _MAX_DRAWS:
         half = 1.959963984540054 * x.std(ddof=1) / np.sqrt(n)
@@ -37,6 +45,22 @@ def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTS
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, n, (resamples, n))].mean(axis=1)
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return Interval(float(lo), float(hi), "bootstrap")
+
+
+def _cluster_ci(x: np.ndarray, inv: np.ndarray, level: float, resamples: int, seed: int) -> Interval | None:
+    """The mean's CI with whole groups drawn: each draw's mean is its groups' sum over their count."""
+    sums, counts = np.bincount(inv, weights=x), np.bincount(inv).astype(np.float64)
+    g = len(sums)
+    if g < 2:
+        return None
+    alpha = (1 - level) / 2
+    if g * resamples > _MAX_DRAWS:  # the cluster-robust normal approximation
+        mean = sums.sum() / counts.sum()
+        se = np.sqrt(g / (g - 1) * ((sums - mean * counts) ** 2).sum()) / counts.sum()
+        return Interval(float(mean - 1.959963984540054 * se), float(mean + 1.959963984540054 * se), "normal")
+    draws = np.random.default_rng(seed).integers(0, g, (resamples, g))
+    lo, hi = np.quantile(sums[draws].sum(1) / counts[draws].sum(1), [alpha, 1 - alpha])
     return Interval(float(lo), float(hi), "bootstrap")
 
 
