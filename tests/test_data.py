@@ -275,3 +275,16 @@ def test_split_is_stratified_patient_grouped_and_deterministic(phantoms):
     for label in range(3):
         splits = {a[s.case_id] for s in ds.samples if s.label == label}
         assert splits == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize("lesion", [1, 2, 5])
+def test_a_lesion_smaller_than_a_pixel_after_the_resize_keeps_one(lesion):
+    mask = np.zeros((512, 512), bool)
+    mask[300:300 + lesion, 100:100 + lesion] = True
+    small = to_square(mask, 64, is_mask=True)
+    assert small.sum() >= 1  # the case still has a mask to measure against
+    ys, xs = np.nonzero(small)
+    assert abs(ys.mean() - 300 * 64 / 512) <= 1.5 and abs(xs.mean() - 100 * 64 / 512) <= 1.5
+    big = np.zeros((512, 512), bool)
+    big[100:200, 100:200] = True
+    assert to_square(big, 64, is_mask=True).sum() == pytest.approx(12.5 ** 2, rel=0.1)  # the 50% rule as before

@@ -164,4 +164,12 @@ def to_square(arr: np.ndarray, size: int, is_mask: bool = False) -> np.ndarray:
         # The same filter for masks, then a 50% threshold: a lesion pixel is one the lesion mostly covers.
         im = im.resize((size, size), Image.BILINEAR)
     out = np.asarray(im)
-    return out > 127 if is_mask else out
+    if not is_mask:
+        return out
+    mask = out > 127
+    if not mask.any() and sq.any():  # a lesion smaller than a pixel at this size: keep its most-covered pixel,
+        if out.max() > 0:            # so a case with a mask still has one to measure against
+            return out == out.max()
+        ys, xs = np.nonzero(sq)
+        mask[min(size - 1, int(ys.mean() * size / sq.shape[0])), min(size - 1, int(xs.mean() * size / sq.shape[1]))] = True
+    return mask
