@@ -77,7 +77,8 @@ def _faithfulness(r: Report) -> list[str]:
     out = ["## Faithfulness\n",
            f"Every metric stored for the shown models (reference seed of each), over the test cases where it exists. "
            f"95% CI: percentile bootstrap of the mean, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}, "
-           "drawing whole patients where cases have patient ids (a patient's slices are not independent), else cases "
+           "drawing whole patients where the cache knows each case's patient (a patient's slices are not independent), "
+           "else cases "
            "(marked *normal* where the sample is large enough that the normal approximation is used).\n"]
     rows = [[escape(s.label), s.model, str(s.n), fmt(s.mean), fmt(s.sd), fmt(s.median),
              "–" if s.ci is None else f"[{fmt(s.ci.lo)}, {fmt(s.ci.hi)}]" + (" normal" if s.ci.method == "normal" else "")]
