@@ -34,6 +34,8 @@ def test_version():
 def test_missing_data_folder(tmp_path):
     assert_one_line_error(run("train", "--data", tmp_path / "nope", "--checkpoints", tmp_path / "ck"),
                           "--data", "folder not found")
+    for cmd in ("check", "split"):  # an argument there, not --data
+        assert_one_line_error(run("data", cmd, tmp_path / "nope"), f"DATA: folder (or CSV manifest) not found: {tmp_path / 'nope'}")
 
 
 def test_missing_and_empty_cache(tmp_path):

@@ -118,3 +118,16 @@ def test_identical_pairs_name_their_shared_folders_once():
     assert pair_text([f"{nested}/Bengin cases/Bengin case (13).jpg", f"{nested}/Normal cases/Normal case (3).jpg"]) == (
         f"Bengin cases/Bengin case (13).jpg = Normal cases/Normal case (3).jpg (in {nested}/)")
     assert pair_text(["Normal cases/a.png", "Malignant cases/a.png"]) == "Normal cases/a.png = Malignant cases/a.png"
+
+
+def test_a_class_missing_from_a_split_is_warned(tmp_path):
+    root = _noise_dataset(tmp_path, n=10)
+    for p in sorted((root / "Bengin cases").iterdir())[2:]:  # two Benign slices cannot reach all three splits
+        p.unlink()
+    r = check_dataset(root)
+    counts = r["classes"]["Benign"]
+    missing = [sp for sp in ("train", "val", "test") if not counts[sp]]
+    assert missing and r["usable"]
+    said = next(w for w in r["warnings"] if w.startswith("class Benign has no images in the"))
+    assert all(sp in said for sp in missing)
+    assert not any(w.startswith("class Normal has no images") for w in r["warnings"])

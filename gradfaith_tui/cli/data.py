@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from gradfaith_tui.config import CLASS_NAMES
-from gradfaith_tui.errors import GradfaithError
+from gradfaith_tui.errors import DataError, GradfaithError
 
 app = typer.Typer(help="Datasets: synthesise phantoms, check a folder.", no_args_is_help=True)
 
@@ -69,6 +69,7 @@ def check(
     from gradfaith_tui.data.check import check_dataset
     from gradfaith_tui.data.imageio import parse_window
 
+    _exists(data)
     report = check_dataset(data, split_seed, parse_window(window) if window else None)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -76,6 +77,12 @@ def check(
         _print_check(report)
     if not report["usable"]:
         raise typer.Exit(1)
+
+
+def _exists(data: Path) -> None:
+    """DATA is an argument of these commands, not --data: the message names it so."""
+    if not data.is_dir() and not (data.is_file() and data.suffix.lower() == ".csv"):
+        raise DataError(f"DATA: folder (or CSV manifest) not found: {data}")
 
 
 @app.command()
@@ -89,6 +96,7 @@ def split(
     from gradfaith_tui.data.prepared import prepare
     from gradfaith_tui.data.splitfile import find_saved
 
+    _exists(data)
     ds = discover(data)
     existed = find_saved(ds, split_seed) is not None and not force
     prep = prepare(ds, split_seed, warn=lambda m: typer.echo(f"warning: {m}", err=True), force=force)

@@ -100,6 +100,12 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
                          "masks": sum(s.mask_path is not None or bool(s.boxes) for s in members)}
     empty = [n for n, c in classes.items() if c["total"] == 0]
     warnings += [f"class {n} has no readable images" for n in empty]
+    for n, c in classes.items():  # too few patients or slices of a class to go round every split
+        missing = [sp for sp in SPLITS if c["total"] and not c[sp]]
+        if missing:
+            warnings.append(f"class {n} has no images in the {' and '.join(missing)} split{'s' * (len(missing) > 1)}: "
+                            f"{'Table I and the audit cannot judge it' if 'test' in missing else 'model selection cannot see it'}; "
+                            f"more data of that class fixes it")
     patients = {s.patient for s in readable if s.patient}
     if not patients:
         warnings.append("no patient ids: the split is by slice, so slices of one patient can fall in train and test "
