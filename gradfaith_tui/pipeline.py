@@ -22,7 +22,7 @@ from gradfaith_tui.data.prepared import SplitArrays, load_split, prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError, batch_size_on_out_of_memory
 from gradfaith_tui.models.distributed import from_env
 from gradfaith_tui.models.factory import load_checkpoint
-from gradfaith_tui.models.registry import find_checkpoints
+from gradfaith_tui.models.registry import find_checkpoints, unfinished
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
 from gradfaith_tui.store.exports import write_evaluation_files
 from gradfaith_tui.store.keys import checkpoint_identity, explanation_key
@@ -81,6 +81,8 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
     for w in ds.warnings + ds.problems:
         warn(w)
     ckpts = find_checkpoints(checkpoints, names, seeds)
+    for w in unfinished(ckpts) if dist.main else []:
+        warn(w)
     split_seeds = {c.card.get("split_seed", 0) for c in ckpts}
     if len(split_seeds) > 1:
         raise CheckpointError(f"--checkpoints: models were trained on different splits (seeds {sorted(split_seeds)})")

@@ -123,6 +123,38 @@ def test_a_run_killed_mid_write_resumes_from_the_last_whole_epoch(phantoms, tmp_
     load_checkpoint(out, prep.fingerprint)
 
 
+def test_a_run_killed_after_its_last_card_before_its_state_commit_is_resumed_not_called_finished(
+        phantoms, tmp_path, monkeypatch):
+    import gradfaith_tui.models.train as train_mod
+    from gradfaith_tui.models.train import is_complete, tidy_finished
+
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32)
+    out = tmp_path / "resnet10t" / "seed0"
+    real = train_mod.replace_atomically
+
+    def dies_at_the_last_commit(path, write):
+        if path.name == "train_state.json" and train_mod.read_card(out)["epochs_done"] == 2:
+            raise KeyboardInterrupt  # the card says done; the state still points at epoch 1
+        return real(path, write)
+
+    monkeypatch.setattr(train_mod, "replace_atomically", dies_at_the_last_commit)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov)
+    monkeypatch.setattr(train_mod, "replace_atomically", real)
+    assert read_card(out)["epochs_done"] == 2 and (out / "history.csv").read_text().count("\n") == 3
+    assert not is_complete(out, 2, prep.fingerprint), "its resume files would stay forever"
+    resumed = []
+    train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, on_epoch=lambda e, r: resumed.append(e))
+    assert resumed == [2] and is_complete(out, 2, prep.fingerprint)
+    assert not list(out.glob("last*")) and not list(out.glob("optim*"))
+    (out / "last-0.safetensors").write_bytes(b"x")  # as a kill while removing them leaves
+    (out / ".tmpab12cd").write_bytes(b"x")  # safetensors' temporary file from a killed write
+    tidy_finished(out)
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "history.csv", "model.safetensors", "train_state.json"]
+
+
 def test_training_steps_take_full_batches_and_validation_padding_changes_nothing(phantoms, tmp_path):
     from gradfaith_tui.models.train import DeviceSplit, _validate
 
@@ -574,3 +606,16 @@ def test_unreadable_weights_are_one_whole_sentence(tmp_path, recwarn):
     assert not [w for w in recwarn if "pickle" in str(w.message)], "no warning before the one line"
     assert describe_error(EOFError()) == "EOFError"
     assert describe_error(ValueError("\x1b[1mBad\x1b[0m thing. More text\nand more")) == "ValueError: Bad thing."
+
+
+def test_an_unfinished_checkpoint_is_named_before_its_numbers_are_used(phantoms, tmp_path):
+    from gradfaith_tui.models.evaluate_all import evaluate_all
+    from gradfaith_tui.models.registry import find_checkpoints, unfinished
+
+    out = _import_resnet10t(phantoms, tmp_path)
+    assert unfinished(find_checkpoints(tmp_path / "ck")) == []  # an import has no epochs to finish
+    card = read_card(out)
+    (out / "card.json").write_text(json.dumps({**card, "epochs": 4, "epochs_done": 1}))  # as a stopped run leaves
+    said = []
+    evaluate_all(phantoms, tmp_path / "ck", None, None, warn=said.append)
+    assert any("mine/seed0: trained 1 of 4 epochs (the run was stopped)" in w for w in said)

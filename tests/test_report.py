@@ -433,3 +433,15 @@ def test_a_cache_in_a_folder_the_user_cannot_write_is_still_read(tmp_path):
         assert not (root / "audit.sqlite-shm").exists()
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_partly_computed_cache_says_so_first(cache, tmp_path):
+    r = CacheReader(cache)
+    expl_id, total = r.columns[0].expl_id, r.n_cases * len(r.columns)
+    r.close()
+    copy = _edited_copy(cache, tmp_path / "c", ("DELETE FROM metrics WHERE expl_id = ? AND idx < 5", (expl_id,)))
+    report = build(CacheReader(copy))
+    assert report.caveats[0] == (f"The cache is incomplete: {total - 5:,} of {total:,} maps (cases x shown models) are "
+                                 f"computed, so the numbers below describe part of the test set; rerun `gradfaith-tui "
+                                 f"precompute` to finish it.")
+    assert not [c for c in build(CacheReader(cache)).caveats if "incomplete" in c]

@@ -10,7 +10,7 @@ from gradfaith_tui.data.prepared import Prepared, load_split, prepare
 from gradfaith_tui.models.evaluate import evaluate
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.precision import to_device
-from gradfaith_tui.models.registry import find_checkpoints
+from gradfaith_tui.models.registry import find_checkpoints, unfinished
 
 
 def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: list[int] | None, device: str = "cpu",
@@ -22,6 +22,8 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
     for w in ds.problems:
         warn(w)
     ckpts = find_checkpoints(checkpoints, names, seeds)
+    for w in unfinished(ckpts):
+        warn(w)
     preps = {k: prepare(ds, k, warn) for k in sorted({c.card.get("split_seed", 0) for c in ckpts})}
     before(list(preps.values()))
     bodies, arrays = {}, {}

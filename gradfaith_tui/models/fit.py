@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,7 +13,7 @@ from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.errors import TrainingError, batch_size_on_out_of_memory
 from gradfaith_tui.models.factory import check_arch, checkpoint_dir
 from gradfaith_tui.models.train import (CudaTuning, TrainConfig, finished_differences, is_complete, resume_point,
-                                        steps_per_epoch, train)
+                                        steps_per_epoch, tidy_finished, train)
 
 
 @dataclass
@@ -58,6 +59,8 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
     for spec, seed, out, to_train, differs in plan:
         model_id = f"{spec.name}/seed{seed}"
         if not to_train:
+            if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone touches the files
+                tidy_finished(out)
             if differs:
                 events.warn(f"{out}: already trained {differs}; kept as it is and skipped "
                             f"(--restart trains it again with these settings)")

@@ -44,3 +44,11 @@ def find_checkpoints(root: Path, names: list[str] | None = None, seeds: list[int
     return found
 
 
+
+
+def unfinished(ckpts: list[Checkpoint]) -> list[str]:
+    """A warning for each checkpoint whose training was stopped before its last epoch: its numbers are of a
+    model that was never finished (the saved epoch is the best so far)."""
+    return [f"{c.directory}: trained {c.card.get('epochs_done', 0)} of {c.card['epochs']} epochs (the run was stopped); "
+            f"its results are those of an unfinished model: rerun `gradfaith-tui train` with the same options to finish it"
+            for c in ckpts if c.card.get("epochs", 0) > c.card.get("epochs_done", 0)]

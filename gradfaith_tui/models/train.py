@@ -162,7 +162,19 @@ def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
     except CheckpointError:  # missing or unreadable card: not trained yet
         return False
     done = card.get("epochs_done", 0)
+    state = read_resume_state(directory)
+    if state is not None and state.get("epoch", 0) < done:  # stopped while saving its last epoch: the card was
+        return False                                          # written, the state (the commit) not; resume it
     return done >= epochs and done >= card.get("epochs", 0) and card.get("data_fingerprint") == fingerprint
+
+
+def tidy_finished(out: Path) -> None:
+    """What a finished run stopped while removing, or a killed write left: resume files, temporary files."""
+    _drop_resume_files(out)
+    for p in out.glob(".tmp*"):  # safetensors' own temporary files
+        p.unlink(missing_ok=True)
+    for p in out.glob("*.tmp"):  # ours (models/card.py)
+        p.unlink(missing_ok=True)
 
 
 # The settings that define a training run, with the options that set them. Not the device, nor --compile:
@@ -279,12 +291,12 @@ def _write_epoch(out: Path, slot: str, weights: dict, optim: dict, state: dict, 
         # written rather than after it (ViT-B: 0.3 GB to hash, half a second).
         digest = file_hash(out / weights_name(slot)) if best_card is not None else None
         optim_written.result()  # a failed write surfaces here, before anything points at the slot
+    _write_history(out / "history.csv", state["history"])  # before the card: a card that says done has its curves
     if best_card is not None:
         link_or_copy(out / weights_name(slot), out / WEIGHTS_NAME)  # the same bytes, so the same hash
         write_card(out, best_card, digest)
     else:  # the card still records how far training got
         write_card_file(out, {**read_card(out), "epochs_done": state["epoch"]})
-    _write_history(out / "history.csv", state["history"])
     replace_atomically(out / STATE_NAME, lambda tmp: tmp.write_text(json.dumps(state, indent=1)))
 
 
@@ -453,7 +465,9 @@ def _via(step_model) -> str:
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(history[0]))
+            w.writeheader()
+            w.writerows(history)
+    replace_atomically(path, write)  # a kill mid-write leaves the last whole curves, never an empty file

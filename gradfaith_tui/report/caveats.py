@@ -80,9 +80,18 @@ def identical(config: dict) -> list[str]:
     return out
 
 
+def incomplete(reader: CacheReader) -> list[str]:
+    """A precompute stopped early (or still running) leaves some cases unexplained: the numbers are of a part."""
+    done, expected = reader.completeness()
+    if done >= expected:
+        return []
+    return [f"The cache is incomplete: {done:,} of {expected:,} maps (cases x shown models) are computed, so the "
+            f"numbers below describe part of the test set; rerun `gradfaith-tui precompute` to finish it."]
+
+
 def caveats(reader: CacheReader) -> list[str]:
     n = reader.n_cases
     if not n:
         return []
     con = reader.con
-    return phantoms(con, n) + masks(con, n) + patients(con, n) + identical(reader.config)
+    return incomplete(reader) + phantoms(con, n) + masks(con, n) + patients(con, n) + identical(reader.config)
