@@ -103,7 +103,8 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
               "world_size": dist.world, "identical_files": prep.identical}  # the report's data caveats read this
     if not dist.main:
         dist.barrier()  # rank 0 creates the cache and registers the models first
-    writer = CacheWriter(cache, prep.fingerprint, prep.split_hash, config, cases, base.images, base.masks, warn)
+    writer = CacheWriter(cache, prep.fingerprint, prep.split_hash, config, cases, base.images, base.masks, warn,
+                         lock=dist.main)
     try:
         arrays = {display: base}
 

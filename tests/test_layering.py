@@ -5,7 +5,7 @@ from pathlib import Path
 
 import gradfaith_tui
 
-STAGE = {"__init__": 0, "config": 0, "errors": 0, "data": 1, "models": 2, "cam": 3, "metrics": 4, "store": 5,
+STAGE = {"__init__": 0, "config": 0, "errors": 0, "locks": 0, "data": 1, "models": 2, "cam": 3, "metrics": 4, "store": 5,
          "freshness": 6, "pipeline": 6, "tui": 7, "report": 7, "cli": 8, "__main__": 9}
 
 

@@ -7,7 +7,7 @@ import pytest
 from gradfaith_tui.config import CamSettings
 from gradfaith_tui.errors import CacheError, CheckpointError
 from gradfaith_tui.pipeline import precompute
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.cache import CacheReader, CacheWriter, CaseInfo
 from tests.conftest import TINY_MODELS
 
 
@@ -679,3 +679,31 @@ def test_a_database_of_someone_elses_is_refused_and_left_as_it_was(tmp_path):
     con = sqlite3.connect(tmp_path / "audit.sqlite")
     assert [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["foo"]
     con.close()
+
+
+def test_a_second_writer_of_a_cache_or_checkpoint_is_refused_and_a_dead_ones_lock_is_gone(tmp_path):
+    import subprocess
+    import sys
+
+    from gradfaith_tui.errors import GradfaithError
+    from gradfaith_tui.locks import writer_lock
+
+    images = np.zeros((2, 8, 8), np.uint8)
+    cases = [CaseInfo(f"c{i}", 0, None, False, None) for i in range(2)]
+    first = CacheWriter(tmp_path / "c", "f", "s", {}, cases, images, images)
+    with pytest.raises(GradfaithError, match=r"c: another precompute is writing there \(pid \d+\); wait for it"):
+        CacheWriter(tmp_path / "c", "f", "s", {}, cases, images, images)
+    CacheWriter(tmp_path / "c", "f", "s", {}, cases, images, images, lock=False).close()  # torchrun's other ranks
+    first.close()
+    CacheWriter(tmp_path / "c", "f", "s", {}, cases, images, images).close()  # released on close
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom gradfaith_tui.locks import writer_lock\n"
+                               f"with writer_lock({str(tmp_path / 'ck')!r}, 'train'):\n    print('held', flush=True)\n"
+                               "    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(GradfaithError, match=f"another train is writing there \\(pid {holder.pid}\\)"):
+        with writer_lock(tmp_path / "ck", "train"):
+            pass
+    holder.kill()  # a killed run leaves no lock behind: the kernel drops it with the process
+    holder.wait()
+    with writer_lock(tmp_path / "ck", "train"):
+        pass

@@ -11,6 +11,7 @@ from gradfaith_tui.config import ModelSpec
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.errors import TrainingError, batch_size_on_out_of_memory
+from gradfaith_tui.locks import writer_lock
 from gradfaith_tui.models.factory import check_arch, checkpoint_dir
 from gradfaith_tui.models.train import (CudaTuning, TrainConfig, finished_differences, is_complete, resume_point,
                                         steps_per_epoch, tidy_finished, train)
@@ -67,7 +68,8 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
             events.skip(model_id)
         else:
             events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size))
-            with batch_size_on_out_of_memory(cfg.batch_size, model_id, cfg.device, "epochs", TrainingError):
+            with writer_lock(out, "train", enabled=int(os.environ.get("RANK", "0")) == 0), \
+                    batch_size_on_out_of_memory(cfg.batch_size, model_id, cfg.device, "epochs", TrainingError):
                 train(spec, seed, train_arr, val_arr, cfg, out, provenance,
                       on_batch=lambda e, b, n, loss, m=model_id: events.batch(m, e, b, n, loss),
                       on_epoch=lambda e, row, m=model_id: events.epoch(m, e, row), tuning=tuning, restart=restart)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import sqlite3
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 
 from gradfaith_tui.config import PAPER_ARCHS
 from gradfaith_tui.errors import CacheError
+from gradfaith_tui.locks import writer_lock
 from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
 
 
@@ -197,14 +199,27 @@ class CacheWriter:
 
     def __init__(self, root: Path, fingerprint: str, split_hash: str, config: dict,
                  cases: list[CaseInfo], images: np.ndarray, masks: np.ndarray,
-                 warn: Callable[[str], None] | None = None):
-        """warn: told of each array found damaged or missing on reopening, and what was done about it."""
+                 warn: Callable[[str], None] | None = None, lock: bool = True):
+        """warn: told of each array found damaged or missing on reopening, and what was done about it; lock:
+        take the cache's writer lock (every caller but torchrun's other ranks, which write under rank 0's)."""
         self.root = Path(root)
         self.warn = warn or (lambda msg: None)
         if self.root.exists() and not self.root.is_dir():
             raise CacheError(f"--cache: {self.root} is a file, not a folder")
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / MAPS_DIR).mkdir(exist_ok=True)
+        self._held = ExitStack()  # the writer lock: one precompute a cache at a time (torchrun: rank 0's)
+        if lock:
+            self._held.enter_context(writer_lock(self.root, "precompute"))
+        try:
+            self._open(fingerprint, split_hash, config, cases, images, masks)
+        except BaseException:
+            self._held.close()
+            raise
+        self._maps: dict[int, np.memmap] = {}
+
+    def _open(self, fingerprint: str, split_hash: str, config: dict, cases: list[CaseInfo], images: np.ndarray,
+              masks: np.ndarray) -> None:
         db = self.root / DB_NAME
         self.con = _connect(db, readonly=False)
         try:
@@ -240,7 +255,6 @@ class CacheWriter:
         with self.con:
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (json.dumps(config, sort_keys=True),))
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (_now(),))
-        self._maps: dict[int, np.memmap] = {}
 
     def _write_arrays(self, images, masks) -> None:
         for name, arr in ((IMAGES_NAME, images.astype(np.uint8)), (MASKS_NAME, masks.astype(np.uint8))):
@@ -428,6 +442,7 @@ class CacheWriter:
             arr.flush()
         self._maps.clear()
         self.con.close()
+        self._held.close()
 
 
 SORT_KEYS = ("case", "faith", "locacc", "consist", "iou", "wrong")

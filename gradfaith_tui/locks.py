@@ -1,0 +1,44 @@
+"""One writer at a time: a second `train` into the same checkpoint, or a second `precompute` into the same
+cache, would interleave its files with the first's (one's card beside the other's weights; one's results
+dropped by the other's settings). An advisory lock on a hidden file in the folder refuses the second.
+
+The lock is released by the kernel when its process ends, however it ends, so a killed run never leaves
+its folder locked.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from gradfaith_tui.errors import GradfaithError
+
+LOCK_NAME = ".gradfaith-lock"
+
+
+@contextmanager
+def writer_lock(folder: Path, what: str, enabled: bool = True):
+    """Hold the folder's writer lock for the block; what: the kind of work, for the message."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one writer is the user's to keep
+        enabled = False
+    if not enabled:
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise GradfaithError(f"{folder}: another {what} is writing there (pid {holder}); wait for it to end, "
+                                 f"or use another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
