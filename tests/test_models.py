@@ -619,3 +619,21 @@ def test_an_unfinished_checkpoint_is_named_before_its_numbers_are_used(phantoms,
     said = []
     evaluate_all(phantoms, tmp_path / "ck", None, None, warn=said.append)
     assert any("mine/seed0: trained 1 of 4 epochs (the run was stopped)" in w for w in said)
+
+
+def test_a_full_disk_while_saving_is_one_oserror_and_leaves_no_partial_file(tmp_path):
+    import errno
+
+    from gradfaith_tui.models.card import replace_atomically
+
+    def torch_save_on_a_full_disk(tmp):
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 28902784 vs 28902672")
+
+    with pytest.raises(OSError) as caught:
+        replace_atomically(tmp_path / "optim-0.pt", torch_save_on_a_full_disk)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "optim-0.pt")
+    assert "free some space and rerun to resume" in caught.value.strerror
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError):  # other failures stay what they are
+        replace_atomically(tmp_path / "x", lambda tmp: (_ for _ in ()).throw(ValueError("bad")))

@@ -3,6 +3,7 @@ every checkpoint file goes through."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -67,8 +68,22 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     leaves either the old file or the new one, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)  # a leftover from a crash (os.link refuses an existing target)
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)  # a full disk: the partial file would only hold on to the space
+        if _disk_full(exc):
+            raise OSError(errno.ENOSPC, "no space left on the device (the finished epochs are kept: free some "
+                                        "space and rerun to resume)", str(path)) from None
+        raise
     tmp.replace(path)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """A full disk as torch.save (a zip writer's "unexpected pos"), safetensors or Python report it."""
+    text = str(exc)
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left" in text \
+        or "unexpected pos" in text or "file write failed" in text
 
 
 def write_card_file(directory: Path, card: dict) -> None:
