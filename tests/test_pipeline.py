@@ -707,3 +707,17 @@ def test_a_second_writer_of_a_cache_or_checkpoint_is_refused_and_a_dead_ones_loc
     holder.wait()
     with writer_lock(tmp_path / "ck", "train"):
         pass
+
+
+def test_a_cache_stopped_before_its_first_rows_says_so(tmp_path):
+    import sqlite3
+
+    from gradfaith_tui.errors import CacheError
+    from gradfaith_tui.store.schema import DDL
+
+    (tmp_path / "c").mkdir()
+    con = sqlite3.connect(tmp_path / "c" / "audit.sqlite")
+    con.executescript(DDL)  # the tables, and nothing in them: killed while writing the arrays
+    con.close()
+    with pytest.raises(CacheError, match="an unfinished cache .*rerun `gradfaith-tui precompute`"):
+        CacheReader(tmp_path / "c")

@@ -469,6 +469,10 @@ class CacheReader:
         except sqlite3.DatabaseError as exc:
             self.con.close()
             raise CacheError(f"{db}: not a readable audit cache ({exc})") from None
+        if not meta:  # created, then stopped before its first rows were committed
+            self.con.close()
+            raise CacheError(f"{db}: an unfinished cache (its precompute stopped before writing any case); rerun "
+                             f"`gradfaith-tui precompute`")
         if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
             raise CacheError(f"{db}: cache schema v{meta.get('schema_version')}, this tool reads v{SCHEMA_VERSION}")
         self.meta = meta

@@ -68,17 +68,24 @@ def _stored_bodies(path: Path) -> dict[str, dict]:
     return old if isinstance(old, dict) and all(isinstance(v, dict) for v in old.values()) else {}
 
 
+def _replace(path: Path, write) -> None:
+    """Written beside, then renamed: a kill mid-write leaves the old file whole, never an empty one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        write(f)
+    tmp.replace(path)
+
+
 def write_evaluation_files(cache: Path, bodies: dict[str, dict]) -> list[Path]:
     """evaluation.json, table1.csv and confusion.csv: these models' results merged into those already there
     (another model's entry is kept; this one's replaced), so evaluating one model never drops the others."""
     cache = evaluation_folder(cache)
     out = cache / EVALUATION_NAME
     bodies = {**_stored_bodies(out), **bodies}
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(bodies, indent=2, sort_keys=True))
-    tmp.replace(out)
-    t1 = cache / "table1.csv"
-    with t1.open("w", newline="") as f:
+    _replace(out, lambda f: f.write(json.dumps(bodies, indent=2, sort_keys=True)))
+    t1, cm = cache / "table1.csv", cache / "confusion.csv"
+
+    def table1_rows(f) -> None:
         w = csv.writer(f)
         w.writerow(["model", "class", *TABLE1_COLUMNS, "latency_ms", "throughput_ips", "device"])
         for model, body in bodies.items():
@@ -87,11 +94,13 @@ def write_evaluation_files(cache: Path, bodies: dict[str, dict]) -> list[Path]:
                         timing.get("latency_ms", ""), timing.get("throughput_ips", ""), timing.get("device", "")])
             for cls, vals in body["per_class"].items():
                 w.writerow([model, cls, *(round(vals[k], 4) if k in vals else "" for k in TABLE1_COLUMNS), "", "", ""])
-    cm = cache / "confusion.csv"
-    with cm.open("w", newline="") as f:
+
+    def confusion_rows(f) -> None:
         w = csv.writer(f)
         w.writerow(["model", "true", *(f"pred_{c}" for c in CLASS_NAMES)])
         for model, body in bodies.items():
             for name, row in zip(CLASS_NAMES, body["confusion"]):
                 w.writerow([model, name, *row])
+    _replace(t1, table1_rows)
+    _replace(cm, confusion_rows)
     return [out, t1, cm]
