@@ -39,7 +39,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("M", "models: Table I, confusion matrices, metric histograms, suspects"),
         ("R", "reload: show the maps a running precompute wrote since (the title counts them)"),
         ("?", "this help"),
-        ("ctrl+p", "command palette: every action by name"),
+        ("ctrl+p", "command palette: every action by name (and Sort by confidence, which has no key)"),
         ("escape", "close a screen"),
         ("q", "quit"),
     )),
