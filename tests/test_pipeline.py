@@ -721,3 +721,37 @@ def test_a_cache_stopped_before_its_first_rows_says_so(tmp_path):
     con.close()
     with pytest.raises(CacheError, match="an unfinished cache .*rerun `gradfaith-tui precompute`"):
         CacheReader(tmp_path / "c")
+
+
+def test_a_row_is_read_from_one_snapshot_while_precompute_commits(tmp_path):
+    import sqlite3
+
+    from gradfaith_tui.store.synthetic import build_synthetic_cache
+
+    cache = build_synthetic_cache(tmp_path / "c", 12)
+    r = CacheReader(cache)
+    before = r.rows([3])[0]
+    real, writer = r.con, sqlite3.connect(cache / "audit.sqlite")
+
+    class CommitsMidRead:  # a batch lands between the reader's predictions and metrics queries
+        in_transaction = property(lambda self: real.in_transaction)
+
+        def execute(self, sql, *args):
+            cur = real.execute(sql, *args)
+            if sql.startswith("SELECT model_id, idx, pred"):
+                cur = list(cur)
+                writer.execute("DELETE FROM predictions WHERE idx=3")
+                writer.execute("UPDATE metrics SET value = value + 5 WHERE idx=3")
+                writer.commit()
+            return cur
+
+    r.con = CommitsMidRead()
+    after = r.rows([3])[0]
+    r.con = real
+    for name, res in before.results.items():  # the snapshot of before the commit, whole
+        assert after.results[name].pred == res.pred and after.results[name].metrics == res.metrics
+    fresh = r.rows([3])[0]
+    assert all(v.pred is None for v in fresh.results.values())  # the next read sees the commit, all of it
+    assert all(m > 4 for v in fresh.results.values() for m in v.metrics.values() if m is not None)
+    writer.close()
+    r.close()

@@ -561,9 +561,20 @@ class CacheReader:
         return np.fromiter((r[0] for r in self.con.execute(q, (key, *ids))), dtype=np.int64)
 
     def rows(self, idxs) -> list[CaseRow]:
+        """The cases with every shown model's prediction and metrics, read in one transaction: a batch that
+        precompute commits meanwhile is in all of a row's parts or in none."""
         idxs = [int(i) for i in idxs]
         if not idxs:
             return []
+        if self.con.in_transaction:
+            return self._rows(idxs)
+        self.con.execute("BEGIN")
+        try:
+            return self._rows(idxs)
+        finally:
+            self.con.execute("COMMIT")
+
+    def _rows(self, idxs: list[int]) -> list[CaseRow]:
         ph = ",".join("?" * len(idxs))
         rows = {r["idx"]: CaseRow(r["idx"], r["case_id"], r["label"], r["patient"], bool(r["has_mask"]), r["shortcut"],
                                   {c.model.name: ModelResult() for c in self.columns})
