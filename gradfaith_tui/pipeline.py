@@ -145,7 +145,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
             if cam.sanity_cases:
                 for job in jobs:
                     if job.is_ref:
-                        job.sanity(writer, arrays_at(job.size), cam, device)
+                        job.sanity(writer, arrays_at(job.size), cam, device, target)
             bodies = {r[0]: json.loads(r[1]) for r in writer.con.execute("SELECT model_id, body FROM evaluation ORDER BY model_id")}
             write_evaluation_files(cache, bodies)  # the same numbers as `evaluate` writes, for scripts
     finally:
@@ -271,7 +271,8 @@ class _Job:
             body["timing"] = timing(self.model, self.size, device)
         writer.write_evaluation(model_id, body)
 
-    def sanity(self, writer, arr, cam: CamSettings, device: str) -> None:
+    def sanity(self, writer, arr, cam: CamSettings, device: str, target: str = "pred") -> None:
+        """target: the class the stored maps explain (--target), which the randomised maps explain too."""
         from gradfaith_tui.cam.engine import explainer
         from gradfaith_tui.cam.layers import find as find_layer
         from gradfaith_tui.metrics.sanity import cascading_randomisation
@@ -288,8 +289,11 @@ class _Job:
 
         k = min(cam.sanity_cases, len(arr))
         x = to_tensor(arr.images[:k], device)
-        with torch.no_grad():
-            targets = self.model(x).argmax(1)
+        if target == "true":
+            targets = torch.as_tensor(arr.labels[:k], device=x.device).long()
+        else:
+            with torch.no_grad():
+                targets = self.model(x).argmax(1)
         stages = cascading_randomisation(self.model, x, targets, maps)
         writer.write_sanity(self.ckpt.model_id, cam.method, stages, k)
 

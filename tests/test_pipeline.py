@@ -755,3 +755,21 @@ def test_a_row_is_read_from_one_snapshot_while_precompute_commits(tmp_path):
     assert all(m > 4 for v in fresh.results.values() for m in v.metrics.values() if m is not None)
     writer.close()
     r.close()
+
+
+def test_the_sanity_check_explains_the_class_the_stored_maps_explain(phantoms, trained, tmp_path, monkeypatch):
+    from gradfaith_tui.metrics import sanity
+
+    seen, real = [], sanity.cascading_randomisation
+
+    def record(model, x, targets, explain, **kw):
+        seen.append(targets.tolist())
+        return real(model, x, targets, explain, **kw)
+
+    monkeypatch.setattr(sanity, "cascading_randomisation", record)
+    out = precompute(phantoms, trained, tmp_path / "c", names=["resnet10t"], seeds=[0], target="true",
+                     cam=CamSettings(sanity_cases=3), warn=lambda m: None, with_timing=False)
+    r = CacheReader(out)
+    labels = [row.label for row in r.rows(range(3))]
+    r.close()
+    assert seen == [labels]  # the true classes, as --target true asks, not the predictions
