@@ -637,3 +637,33 @@ def test_a_full_disk_while_saving_is_one_oserror_and_leaves_no_partial_file(tmp_
     assert not list(tmp_path.iterdir())
     with pytest.raises(ValueError):  # other failures stay what they are
         replace_atomically(tmp_path / "x", lambda tmp: (_ for _ in ()).throw(ValueError("bad")))
+
+
+@pytest.mark.parametrize("stop_after", ["waiting card", "weights linked"])
+def test_a_run_stopped_while_a_new_best_is_put_in_place_never_has_a_card_naming_other_weights(
+        phantoms, tmp_path, monkeypatch, stop_after):
+    import gradfaith_tui.models.train as train_mod
+    from gradfaith_tui.models.card import file_hash
+    from gradfaith_tui.models.registry import find_checkpoints
+
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32)
+    out = tmp_path / "ck" / "resnet10t" / "seed0"
+    train(spec_for("resnet10t"), 0, tr, va, TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32), out, prov)
+    first = read_card(out)
+    real_link = train_mod.link_or_copy
+
+    def stops(src, dst):  # the next run's first best: its card waits; the weights are or are not in place yet
+        if stop_after == "weights linked":
+            real_link(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "link_or_copy", stops)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec_for("resnet10t"), 1, tr, va, cfg, out, prov, restart=True)
+    monkeypatch.setattr(train_mod, "link_or_copy", real_link)
+    assert (out / "card.json.next").is_file()
+    (ckpt,) = find_checkpoints(tmp_path / "ck")  # what precompute and evaluate read settles it first
+    assert ckpt.card["weights_sha1"] == file_hash(out / "model.safetensors") and not (out / "card.json.next").exists()
+    assert ckpt.card["epochs_done"] == (1 if stop_after == "weights linked" else first["epochs_done"])

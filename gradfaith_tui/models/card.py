@@ -86,5 +86,27 @@ def _disk_full(exc: BaseException) -> bool:
         or "unexpected pos" in text or "file write failed" in text
 
 
-def write_card_file(directory: Path, card: dict) -> None:
-    replace_atomically(Path(directory) / CARD_NAME, lambda tmp: tmp.write_text(json.dumps(card, indent=2, sort_keys=True)))
+def write_card_file(directory: Path, card: dict, name: str = CARD_NAME) -> None:
+    replace_atomically(Path(directory) / name, lambda tmp: tmp.write_text(json.dumps(card, indent=2, sort_keys=True)))
+
+
+# A new best's card waits here while the weights it names are put in place, then is renamed over the card:
+# the card never names weights that are not on disk, whenever a run stops.
+NEXT_CARD_NAME = CARD_NAME + ".next"
+
+
+def settle_card(directory: Path) -> None:
+    """Finish or drop a best's card that a stopped run left waiting: it becomes the card where the weights on
+    disk are the ones it names (the run stopped after putting them in place), else it goes."""
+    directory = Path(directory)
+    waiting = directory / NEXT_CARD_NAME
+    if not waiting.is_file():
+        return
+    try:
+        named = json.loads(waiting.read_text()).get("weights_sha1")
+        if named is not None and (directory / WEIGHTS_NAME).is_file() and file_hash(directory / WEIGHTS_NAME) == named:
+            waiting.replace(directory / CARD_NAME)
+        else:
+            waiting.unlink()
+    except (OSError, ValueError, AttributeError):  # a read-only folder, or half a file: the card as it is stands
+        pass

@@ -117,11 +117,11 @@ def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str,
     replace_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
-def write_card(directory: Path, card: dict, weights_sha1: str | None = None) -> None:
+def write_card(directory: Path, card: dict, weights_sha1: str | None = None, name: str = CARD_NAME) -> None:
     """The card for the weights already at directory/model.safetensors, stamped with their hash (weights_sha1:
-    already taken of the same bytes)."""
+    already taken of the same bytes); name: NEXT_CARD_NAME for a card that waits for its weights."""
     write_card_file(directory, {**card, "weights_sha1": weights_sha1 or file_hash(directory / WEIGHTS_NAME),
-                                "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                                "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}, name)
 
 
 def save_checkpoint(model: Classifier, directory: Path, card: dict) -> None:

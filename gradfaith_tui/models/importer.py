@@ -12,7 +12,7 @@ from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError
-from gradfaith_tui.models.card import CARD_NAME, WEIGHTS_NAME
+from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME
 from gradfaith_tui.models.epoch_saver import SLOTS, STATE_NAME, optim_name, weights_name
 from gradfaith_tui.models.factory import (IMAGENET_MEAN, IMAGENET_STD, build, checkpoint_dir, describe_error, is_arch,
                                           load_weights, save_checkpoint, versions)
@@ -52,7 +52,7 @@ def check_name(name: str) -> None:
 
 
 # What a checkpoint folder holds (ours or an import's); --force removes these and nothing a user put beside them.
-CHECKPOINT_FILES = (CARD_NAME, WEIGHTS_NAME, STATE_NAME, "history.csv",
+CHECKPOINT_FILES = (CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME, STATE_NAME, "history.csv",
                     *(f(slot) for f in (weights_name, optim_name) for slot in ("", *SLOTS)))
 
 

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.prepared import SplitArrays
 from gradfaith_tui.errors import CheckpointError, TrainingError
-from gradfaith_tui.models.card import (CARD_NAME, WEIGHTS_NAME, file_hash, read_card, replace_atomically,
-                                       write_card_file)
+from gradfaith_tui.models.card import (CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME, file_hash, read_card,
+                                       replace_atomically, settle_card, write_card_file)
 from gradfaith_tui.models.epoch_saver import (SLOTS, STATE_NAME, EpochSaver, link_or_copy, optim_name,
                                               read_resume_state, weights_name)
 from gradfaith_tui.models import precision
@@ -157,6 +157,7 @@ def recalibrate_bn(model, data: DeviceSplit, batch_size: int, limit: int = PRECI
 
 def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
     """A finished run (all the epochs its schedule spanned) of at least `epochs` epochs on this data."""
+    settle_card(directory)
     try:
         card = read_card(directory)
     except CheckpointError:  # missing or unreadable card: not trained yet
@@ -292,9 +293,10 @@ def _write_epoch(out: Path, slot: str, weights: dict, optim: dict, state: dict, 
         digest = file_hash(out / weights_name(slot)) if best_card is not None else None
         optim_written.result()  # a failed write surfaces here, before anything points at the slot
     _write_history(out / "history.csv", state["history"])  # before the card: a card that says done has its curves
-    if best_card is not None:
+    if best_card is not None:  # card waiting, weights in place, card renamed: never a card naming other weights
+        write_card(out, best_card, digest, NEXT_CARD_NAME)
         link_or_copy(out / weights_name(slot), out / WEIGHTS_NAME)  # the same bytes, so the same hash
-        write_card(out, best_card, digest)
+        (out / NEXT_CARD_NAME).replace(out / CARD_NAME)
     else:  # the card still records how far training got
         write_card_file(out, {**read_card(out), "epochs_done": state["epoch"]})
     replace_atomically(out / STATE_NAME, lambda tmp: tmp.write_text(json.dumps(state, indent=1)))
@@ -335,6 +337,8 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
     if cuda:
         torch.backends.cudnn.benchmark = tuning.cudnn_benchmark  # fixed input size: pick the fastest kernels once
         torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 parts outside autocast
+    if dist.main:
+        settle_card(out)  # a best's card a stopped run left waiting
     resumed = resume_point(out, cfg, provenance, restart)  # before any work: a conflict stops here
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
