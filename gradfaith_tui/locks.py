@@ -8,13 +8,15 @@ its folder locked.
 
 from __future__ import annotations
 
+import errno
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from gradfaith_tui.errors import GradfaithError
 
 LOCK_NAME = ".gradfaith-lock"
+UNSUPPORTED = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}  # flock not offered by the file system
 
 
 @contextmanager
@@ -37,8 +39,28 @@ def writer_lock(folder: Path, what: str, enabled: bool = True):
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             raise GradfaithError(f"{folder}: another {what} is writing there (pid {holder}); wait for it to end, "
                                  f"or use another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:
+            if exc.errno not in UNSUPPORTED:
+                raise
+            # a file system without flock (Lustre without -o flock, some NFS): work on unlocked, as before locks
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextmanager
+def tidy_lock(folder: Path):
+    """Yields whether this process may move or delete files in the folder now: no writer holds it (the lock is
+    taken for the block) or locks do not work here. Held by another, or a folder this user cannot write:
+    False, and the caller leaves the files alone."""
+    held = ExitStack()
+    try:
+        held.enter_context(writer_lock(folder, "tidy"))
+        ok = True
+    except (GradfaithError, OSError):
+        ok = False
+    with held:  # the caller's own errors pass through, the lock released after them
+        yield ok

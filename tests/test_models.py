@@ -667,3 +667,39 @@ def test_a_run_stopped_while_a_new_best_is_put_in_place_never_has_a_card_naming_
     (ckpt,) = find_checkpoints(tmp_path / "ck")  # what precompute and evaluate read settles it first
     assert ckpt.card["weights_sha1"] == file_hash(out / "model.safetensors") and not (out / "card.json.next").exists()
     assert ckpt.card["epochs_done"] == (1 if stop_after == "weights linked" else first["epochs_done"])
+
+
+def test_a_waiting_card_is_left_alone_while_a_writer_holds_the_folder_and_locks_may_be_unsupported(
+        phantoms, tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from gradfaith_tui.locks import writer_lock
+    from gradfaith_tui.models.distributed import Dist
+    from gradfaith_tui.models.registry import find_checkpoints
+
+    out = _import_resnet10t(phantoms, tmp_path)
+    card = read_card(out)
+    (out / "card.json.next").write_text(json.dumps({**card, "weights_sha1": "not-these-weights"}))
+    with writer_lock(out, "train"):  # a live run between its waiting card and its weights: not ours to settle
+        find_checkpoints(tmp_path / "ck")
+        assert (out / "card.json.next").exists()
+    find_checkpoints(tmp_path / "ck")
+    assert not (out / "card.json.next").exists() and read_card(out) == card  # a stopped run's: dropped
+    (out / "model.safetensors").unlink()
+    (out / "card.json").unlink()
+    _import_resnet10t(phantoms, tmp_path)  # a folder holding only the lock file is free for an import
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)  # Lustre without -o flock: work goes on unlocked
+    with writer_lock(tmp_path / "lustre", "precompute"):
+        pass
+
+    def timeout():
+        raise RuntimeError("Timed out waiting 1800000ms for send operation to complete")
+
+    with pytest.raises(RuntimeError, match="Timed out"):  # its own cause, not blame on another rank
+        with Dist(1, 2)._peers():
+            timeout()

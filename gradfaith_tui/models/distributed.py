@@ -11,6 +11,10 @@ import torch
 from gradfaith_tui.errors import PeerStopped
 
 
+# How gloo and NCCL say that a peer's process is gone (closed its connections, or exited).
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote process exited", "Broken pipe")
+
+
 @dataclass(frozen=True)
 class Dist:
     rank: int = 0
@@ -45,6 +49,8 @@ class Dist:
         try:
             yield
         except RuntimeError as exc:  # gloo and NCCL both raise RuntimeError subclasses (DistBackendError)
+            if not any(s in str(exc) for s in PEER_GONE):
+                raise  # a timeout or this rank's own failure: its own message, not blame on another rank
             raise PeerStopped(f"rank {self.rank}: stopped because another rank did (its error is above)") from exc
 
 

@@ -11,7 +11,8 @@ from gradfaith_tui.config import ModelSpec
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.errors import TrainingError, batch_size_on_out_of_memory
-from gradfaith_tui.locks import writer_lock
+from gradfaith_tui.locks import tidy_lock, writer_lock
+from gradfaith_tui.models.card import settle_card
 from gradfaith_tui.models.factory import check_arch, checkpoint_dir
 from gradfaith_tui.models.train import (CudaTuning, TrainConfig, finished_differences, is_complete, resume_point,
                                         steps_per_epoch, tidy_finished, train)
@@ -42,10 +43,15 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
     prep = prepare(ds, split_seed, events.warn)  # the saved split, or made and saved now
     provenance = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": split_seed,
                   "data": str(data)}
+    rank0 = int(os.environ.get("RANK", "0")) == 0
     plan = []  # (spec, seed, out, settings a skipped checkpoint was trained with where they differ; or train)
     for spec in specs:  # every conflict with saved work is found before any time is spent training
         for seed in seeds:
             out = checkpoint_dir(checkpoints, spec, seed)
+            if rank0 and out.is_dir():  # under torchrun, rank 0 alone touches the files
+                with tidy_lock(out) as free:  # a best's card a stopped run left waiting; never a live run's
+                    if free:
+                        settle_card(out)
             if is_complete(out, cfg.epochs, prep.fingerprint):
                 differs = finished_differences(out, cfg)
                 if not (restart and differs):
@@ -60,15 +66,17 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
     for spec, seed, out, to_train, differs in plan:
         model_id = f"{spec.name}/seed{seed}"
         if not to_train:
-            if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone touches the files
-                tidy_finished(out)
+            if rank0:
+                with tidy_lock(out) as free:  # never another process's files while it writes there
+                    if free:
+                        tidy_finished(out)
             if differs:
                 events.warn(f"{out}: already trained {differs}; kept as it is and skipped "
                             f"(--restart trains it again with these settings)")
             events.skip(model_id)
         else:
             events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size))
-            with writer_lock(out, "train", enabled=int(os.environ.get("RANK", "0")) == 0), \
+            with writer_lock(out, "train", enabled=rank0), \
                     batch_size_on_out_of_memory(cfg.batch_size, model_id, cfg.device, "epochs", TrainingError):
                 train(spec, seed, train_arr, val_arr, cfg, out, provenance,
                       on_batch=lambda e, b, n, loss, m=model_id: events.batch(m, e, b, n, loss),

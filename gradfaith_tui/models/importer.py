@@ -12,6 +12,7 @@ from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError
+from gradfaith_tui.locks import LOCK_NAME
 from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME
 from gradfaith_tui.models.epoch_saver import SLOTS, STATE_NAME, optim_name, weights_name
 from gradfaith_tui.models.factory import (IMAGENET_MEAN, IMAGENET_STD, build, checkpoint_dir, describe_error, is_arch,
@@ -85,7 +86,7 @@ def _reorder_heads(state: dict, net: torch.nn.Module, order: list[int]) -> None:
     for name in classifier_names(net):
         for key in (f"{name}.weight", f"{name}.bias"):
             for k in [k for k in state if k == key or k.endswith(f".{key}")]:  # under a wrapper's prefix too
-                if state[k].ndim and state[k].shape[0] == len(order) and own[key].shape[0] == len(order):
+                if key in own and state[k].ndim and state[k].shape[0] == len(order) and own[key].shape[0] == len(order):
                     state[k] = state[k][inverse].clone()
 
 
@@ -115,7 +116,7 @@ def import_model(weights: Path, spec: ModelSpec, img_size: int, classes: list[st
     if seed < 0:
         raise GradfaithError(f"--seed: {seed} is below 0")
     out = checkpoint_dir(checkpoints, spec, seed)
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not force:
         raise CheckpointError(f"{out}: a checkpoint is already there (--name {spec.name} --seed {seed}); pass --force "
                               f"to replace it (its files are deleted), or choose another --name or --seed")
     order = class_order(classes)

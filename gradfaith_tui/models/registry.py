@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradfaith_tui.errors import CheckpointError
+from gradfaith_tui.locks import tidy_lock
 from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, read_card, settle_card
 
 
@@ -24,8 +25,10 @@ def find_checkpoints(root: Path, names: list[str] | None = None, seeds: list[int
     root = Path(root)
     if not root.is_dir():
         raise CheckpointError(f"--checkpoints: folder not found: {root}")
-    for p in root.glob(f"*/seed*/{NEXT_CARD_NAME}"):  # a best's card a stopped run left waiting
-        settle_card(p.parent)
+    for p in root.glob(f"*/seed*/{NEXT_CARD_NAME}"):  # a best's card a stopped run left waiting (never a live
+        with tidy_lock(p.parent) as free:                 # run's: that one holds the folder's writer lock)
+            if free:
+                settle_card(p.parent)
     found = [Checkpoint(p.parent, read_card(p.parent)) for p in sorted(root.glob(f"*/seed*/{CARD_NAME}"))]
     if names:
         known = {c.card["name"] for c in found}

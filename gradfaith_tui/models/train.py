@@ -157,7 +157,6 @@ def recalibrate_bn(model, data: DeviceSplit, batch_size: int, limit: int = PRECI
 
 def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
     """A finished run (all the epochs its schedule spanned) of at least `epochs` epochs on this data."""
-    settle_card(directory)
     try:
         card = read_card(directory)
     except CheckpointError:  # missing or unreadable card: not trained yet
