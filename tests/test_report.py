@@ -445,3 +445,9 @@ def test_a_partly_computed_cache_says_so_first(cache, tmp_path):
                                  f"computed, so the numbers below describe part of the test set; rerun `gradfaith-tui "
                                  f"precompute` to finish it.")
     assert not [c for c in build(CacheReader(cache)).caveats if "incomplete" in c]
+
+
+def test_phantoms_without_a_marker_are_not_said_to_carry_one(cache, tmp_path):
+    copy = _edited_copy(cache, tmp_path / "c", ("UPDATE cases SET shortcut = 0", ()))  # phantoms, none marked
+    caveat = build(CacheReader(copy)).caveats[0]
+    assert caveat == "The data are synthetic phantoms (no marker planted): the findings are about the method, not about lung CT."

@@ -31,8 +31,8 @@ def phantoms(con: sqlite3.Connection, n: int) -> list[str]:
     if not known:
         return []
     marked = _count(con, "shortcut = 1")
-    return [f"The data are synthetic phantoms with a planted marker (on {marked} of {n} test slices): the findings "
-            "are about the method, not about lung CT."]
+    what = f"with a planted marker (on {marked} of {n} test slices)" if marked else "(no marker planted)"
+    return [f"The data are synthetic phantoms {what}: the findings are about the method, not about lung CT."]
 
 
 def masks(con: sqlite3.Connection, n: int) -> list[str]:
