@@ -451,3 +451,18 @@ def test_phantoms_without_a_marker_are_not_said_to_carry_one(cache, tmp_path):
     copy = _edited_copy(cache, tmp_path / "c", ("UPDATE cases SET shortcut = 0", ()))  # phantoms, none marked
     caveat = build(CacheReader(copy)).caveats[0]
     assert caveat == "The data are synthetic phantoms (no marker planted): the findings are about the method, not about lung CT."
+
+
+def test_paired_tests_count_patients_not_their_slices():
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(6)
+    per_patient = rng.normal(0.01, 0.03, 20)  # 20 patients x 10 near-identical slices
+    a = rng.random(200)
+    b = a - (np.repeat(per_patient, 10) + rng.normal(0, 0.001, 200))
+    patients = np.repeat(np.arange(20), 10)
+    by_case, by_patient = paired_test(a, b), paired_test(a, b, patients)
+    assert by_patient.n == by_case.n == 200 and by_patient.mean_diff == by_case.mean_diff
+    assert by_patient.p == pytest.approx(wilcoxon(per_patient, zero_method="wilcox").pvalue, rel=0.2)
+    assert by_patient.p > 10 * by_case.p  # ten slices of one patient are not ten independent cases
+    assert paired_test(a, b, np.arange(200)) == by_case

@@ -105,6 +105,7 @@ def title(method: str) -> str:
 
 def build(reader: CacheReader) -> Report:
     arrays = faithfulness.metric_arrays(reader)
+    groups = faithfulness.patients(reader)  # CIs and paired tests draw whole patients where cases name them
     table1, missing, confusion = _table1(reader)
     flag_rows = cache_extras.flags(reader)
     columns = [{"name": c.model.name, "model_id": c.model.model_id, "stands_for": _stands_for(c.model.family),
@@ -113,7 +114,7 @@ def build(reader: CacheReader) -> Report:
         title=title(reader.method), cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
         version=__version__, classes=CLASS_NAMES, caveats=caveats(reader), columns=columns, table1=table1,
         table1_missing=missing, confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
-        metric_stats=faithfulness.summarise(arrays, faithfulness.patients(reader)), paired=faithfulness.paired(arrays),
+        metric_stats=faithfulness.summarise(arrays, groups), paired=faithfulness.paired(arrays, groups),
         sanity=checks.sanity(reader), suspects=checks.suspects(reader),
         planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))

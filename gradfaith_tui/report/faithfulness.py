@@ -89,12 +89,13 @@ def summarise(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | Non
     return rows
 
 
-def paired(arrays: dict[str, dict[str, np.ndarray]]) -> list[PairedRow]:
-    """Every pair of models on every metric, over the cases both have; Holm-adjusted within each metric."""
+def paired(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | None = None) -> list[PairedRow]:
+    """Every pair of models on every metric, over the cases both have (tested over patients where groups
+    gives each case's patient); Holm-adjusted within each metric."""
     rows = []
     for metric in metric_order(arrays):
         pairs = [(a, b) for a, b in combinations(arrays, 2) if metric in arrays[a] and metric in arrays[b]]
-        results = [paired_test(arrays[a][metric], arrays[b][metric]) for a, b in pairs]
+        results = [paired_test(arrays[a][metric], arrays[b][metric], groups) for a, b in pairs]
         adjusted = holm([r.p for r in results])
         rows += [PairedRow(metric, label(metric), a, b, r, p) for (a, b), r, p in zip(pairs, results, adjusted)]
     return rows

@@ -91,8 +91,9 @@ def _faithfulness(r: Report) -> list[str]:
     defs += [f"- **{escape(m)}**: not in the metric catalogue." for m in seen if m not in METRICS]
     out.append("\n".join(defs) + "\n")
     out.append("### Paired tests between models\n")
-    out.append(f"Test: {PAIRED_TEST_NAME}, on the cases both models have a value; p-values Holm-Bonferroni adjusted "
-               "within each metric. Mean difference is the first model minus the second.\n")
+    out.append(f"Test: {PAIRED_TEST_NAME}, on the cases both models have a value (on each patient's mean "
+               "difference where the cache knows the patients, a patient's slices not being independent); p-values "
+               "Holm-Bonferroni adjusted within each metric. Mean difference is the first model minus the second.\n")
     rows = [[escape(p.label), p.a, p.b, str(p.result.n), fmt(p.result.mean_diff), fmt(p.result.statistic, 1),
              fmt_p(p.result.p), fmt_p(p.p_holm)] for p in r.paired]
     out.append(markdown_table(["Metric", "Model A", "Model B", "Shared cases", "Mean A−B", "W", "p", "p (Holm)"], rows)

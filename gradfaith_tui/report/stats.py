@@ -72,8 +72,10 @@ class PairedResult:
     p: float | None  # None where the test cannot run (too few or all-zero differences)
 
 
-def paired_test(a: np.ndarray, b: np.ndarray) -> PairedResult:
-    """Wilcoxon signed-rank test on the cases both arrays have (same case order)."""
+def paired_test(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = None) -> PairedResult:
+    """Wilcoxon signed-rank test on the cases both arrays have (same case order). groups (each case's patient):
+    where a patient has several slices, the test runs on each patient's mean difference, since slices of one
+    patient are not independent; n and the mean difference stay those of the cases."""
     from scipy.stats import wilcoxon  # scipy comes with scikit-image; imported only when a report is made
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -82,9 +84,17 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> PairedResult:
     n = int(both.sum())
     if n == 0:
         return PairedResult(0, float("nan"), None, None)
-    if np.count_nonzero(d) < 2:
+    if groups is not None:
+        _, inv = np.unique(np.asarray(groups)[both], return_inverse=True)
+        if inv.max() + 1 < n:
+            d_units = np.bincount(inv, weights=d) / np.bincount(inv)
+        else:
+            d_units = d
+    else:
+        d_units = d
+    if np.count_nonzero(d_units) < 2:
         return PairedResult(n, float(d.mean()), None, None)
-    res = wilcoxon(a[both], b[both], zero_method="wilcox", alternative="two-sided")
+    res = wilcoxon(d_units, zero_method="wilcox", alternative="two-sided")
     return PairedResult(n, float(d.mean()), float(res.statistic), float(res.pvalue))
 
 
