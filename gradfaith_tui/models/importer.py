@@ -13,7 +13,7 @@ from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError
 from gradfaith_tui.locks import LOCK_NAME
-from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME
+from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME, read_card
 from gradfaith_tui.models.epoch_saver import SLOTS, STATE_NAME, optim_name, weights_name
 from gradfaith_tui.models.factory import (IMAGENET_MEAN, IMAGENET_STD, build, checkpoint_dir, describe_error, is_arch,
                                           load_weights, save_checkpoint, versions)
@@ -92,8 +92,6 @@ def _reorder_heads(state: dict, net: torch.nn.Module, order: list[int]) -> None:
 
 def _same_model_as_other_seeds(out: Path, spec: ModelSpec, img_size: int) -> None:
     """Consist compares a name's seeds map by map: they must be one architecture at one input size."""
-    from gradfaith_tui.models.card import read_card
-
     for other in sorted(out.parent.glob("seed*")):
         if other == out or not (other / CARD_NAME).is_file():
             continue

@@ -49,8 +49,6 @@ def find_checkpoints(root: Path, names: list[str] | None = None, seeds: list[int
     return found
 
 
-
-
 def unfinished(ckpts: list[Checkpoint]) -> list[str]:
     """A warning for each checkpoint whose training was stopped before its last epoch: its numbers are of a
     model that was never finished (the saved epoch is the best so far)."""

@@ -86,14 +86,15 @@ def fit_state(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], path
     """state with its keys renamed to own's: the file as it is, or the part under one shared prefix (a DDP,
     torch.compile or Lightning wrapper; other entries there, a loss's weights say, are left out). A mismatch
     names the layers that do not fit."""
-    needed = {k for k in own if not k.endswith(OPTIONAL)}
+    keys = set(own)
+    needed = {k for k in keys if not k.endswith(OPTIONAL)}
     best = state
     for prefix in ["", *_prefixes(state)]:
         cand = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if needed <= set(cand) and set(cand) <= set(own):
+        if needed <= cand.keys() <= keys:
             best = cand
             break
-        if prefix and all(k.startswith(prefix) for k in state) and len(set(cand) & set(own)) > len(set(best) & set(own)):
+        if prefix and all(k.startswith(prefix) for k in state) and len(cand.keys() & keys) > len(best.keys() & keys):
             best = cand  # the closest for the message below
     state = {**{k: v for k, v in own.items() if k.endswith(OPTIONAL) and k not in best}, **best}
     missing = sorted(set(own) - set(state))

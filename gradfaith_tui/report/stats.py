@@ -34,10 +34,9 @@ def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTS
     n = len(x)
     if n < 2:
         return None
-    if groups is not None:
-        _, inv = np.unique(np.asarray(groups)[keep], return_inverse=True)
-        if inv.max() + 1 < n:  # some group holds several values
-            return _cluster_ci(x, inv, level, resamples, seed)
+    inv = _shared_groups(groups, keep)
+    if inv is not None:
+        return _cluster_ci(x, inv, level, resamples, seed)
     alpha = (1 - level) / 2
     if n * resamples > _MAX_DRAWS:
         half = 1.959963984540054 * x.std(ddof=1) / np.sqrt(n)
@@ -46,6 +45,15 @@ def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTS
     means = x[rng.integers(0, n, (resamples, n))].mean(axis=1)
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return Interval(float(lo), float(hi), "bootstrap")
+
+
+def _shared_groups(groups: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
+    """Each kept value's group number, where some group holds several values; None where every value stands
+    alone (or no groups are given): then the values themselves are the units."""
+    if groups is None or not keep.any():
+        return None
+    _, inv = np.unique(np.asarray(groups)[keep], return_inverse=True)
+    return inv if inv.max() + 1 < len(inv) else None
 
 
 def _cluster_ci(x: np.ndarray, inv: np.ndarray, level: float, resamples: int, seed: int) -> Interval | None:
@@ -84,14 +92,8 @@ def paired_test(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = None) 
     n = int(both.sum())
     if n == 0:
         return PairedResult(0, float("nan"), None, None)
-    if groups is not None:
-        _, inv = np.unique(np.asarray(groups)[both], return_inverse=True)
-        if inv.max() + 1 < n:
-            d_units = np.bincount(inv, weights=d) / np.bincount(inv)
-        else:
-            d_units = d
-    else:
-        d_units = d
+    inv = _shared_groups(groups, both)
+    d_units = d if inv is None else np.bincount(inv, weights=d) / np.bincount(inv)  # each patient's mean
     if np.count_nonzero(d_units) < 2:
         return PairedResult(n, float(d.mean()), None, None)
     res = wilcoxon(d_units, zero_method="wilcox", alternative="two-sided")

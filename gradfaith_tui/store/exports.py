@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CacheError
+from gradfaith_tui.models.card import replace_atomically  # torch-free
 from gradfaith_tui.store.cache import DAMAGED_DB, connect_readonly
 from gradfaith_tui.store.schema import DB_NAME
 
@@ -68,12 +69,14 @@ def _stored_bodies(path: Path) -> dict[str, dict]:
     return old if isinstance(old, dict) and all(isinstance(v, dict) for v in old.values()) else {}
 
 
-def _replace(path: Path, write) -> None:
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     """Written beside, then renamed: a kill mid-write leaves the old file whole, never an empty one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        write(f)
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+    replace_atomically(path, write)
 
 
 def write_evaluation_files(cache: Path, bodies: dict[str, dict]) -> list[Path]:
@@ -82,25 +85,16 @@ def write_evaluation_files(cache: Path, bodies: dict[str, dict]) -> list[Path]:
     cache = evaluation_folder(cache)
     out = cache / EVALUATION_NAME
     bodies = {**_stored_bodies(out), **bodies}
-    _replace(out, lambda f: f.write(json.dumps(bodies, indent=2, sort_keys=True)))
+    replace_atomically(out, lambda tmp: tmp.write_text(json.dumps(bodies, indent=2, sort_keys=True)))
     t1, cm = cache / "table1.csv", cache / "confusion.csv"
-
-    def table1_rows(f) -> None:
-        w = csv.writer(f)
-        w.writerow(["model", "class", *TABLE1_COLUMNS, "latency_ms", "throughput_ips", "device"])
-        for model, body in bodies.items():
-            timing = body.get("timing", {})
-            w.writerow([model, "macro", *(round(body["macro"][k], 4) for k in TABLE1_COLUMNS),
-                        timing.get("latency_ms", ""), timing.get("throughput_ips", ""), timing.get("device", "")])
-            for cls, vals in body["per_class"].items():
-                w.writerow([model, cls, *(round(vals[k], 4) if k in vals else "" for k in TABLE1_COLUMNS), "", "", ""])
-
-    def confusion_rows(f) -> None:
-        w = csv.writer(f)
-        w.writerow(["model", "true", *(f"pred_{c}" for c in CLASS_NAMES)])
-        for model, body in bodies.items():
-            for name, row in zip(CLASS_NAMES, body["confusion"]):
-                w.writerow([model, name, *row])
-    _replace(t1, table1_rows)
-    _replace(cm, confusion_rows)
+    table1_rows = []
+    for model, body in bodies.items():
+        timing = body.get("timing", {})
+        table1_rows.append([model, "macro", *(round(body["macro"][k], 4) for k in TABLE1_COLUMNS),
+                            timing.get("latency_ms", ""), timing.get("throughput_ips", ""), timing.get("device", "")])
+        table1_rows += [[model, cls, *(round(vals[k], 4) if k in vals else "" for k in TABLE1_COLUMNS), "", "", ""]
+                        for cls, vals in body["per_class"].items()]
+    _write_csv(t1, ["model", "class", *TABLE1_COLUMNS, "latency_ms", "throughput_ips", "device"], table1_rows)
+    _write_csv(cm, ["model", "true", *(f"pred_{c}" for c in CLASS_NAMES)],
+               [[model, name, *row] for model, body in bodies.items() for name, row in zip(CLASS_NAMES, body["confusion"])])
     return [out, t1, cm]
