@@ -302,7 +302,8 @@ def _not_compiled(explain) -> str | None:
     """Why --compile did not apply to this model's engine, or None where its trunk ran compiled."""
     split = getattr(explain, "split", None)
     if split is None:
-        return "--compile: not compiled (only the fast Grad-CAM engine's trunk is, up to a target layer that ends the features)"
+        return ("--compile: not compiled (only the fast Grad-CAM engine's trunk is: a CNN's up to a target layer that "
+                "ends the features, a ViT's blocks before the target layer's block)")
     if split.compiled is not None and split.compiled.broken:
         return f"--compile: the plain trunk ran, compiling failed ({split.compiled.broken})"
     return None

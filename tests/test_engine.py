@@ -202,6 +202,42 @@ def test_unfolded_split_for_graphs_gives_the_hooked_engines_maps_logits_and_fait
     _assert_same_as_hooked(model, x, t, split)
 
 
+@pytest.mark.parametrize("layer", [None, "blocks.2.norm1", "blocks.3.attn.qkv"])
+def test_vit_split_at_the_layers_block_gives_the_hooked_engines_maps_logits_and_faith(monkeypatch, layer):
+    """On CUDA a ViT's blocks before the one holding the CAM layer are replayed from a graph, and the rest
+    runs with the hook; precompute's edits go through the same split (here the recording is a stand-in)."""
+    rec = _Recorder()
+    _graphed_on_cpu(monkeypatch, rec)
+    torch.manual_seed(0)
+    model = build(spec_for("vit-tiny-p8"), 64).eval()
+    x, t = torch.rand(3, 1, 64, 64), torch.tensor([0, 1, 2])
+    with FastGradCAM(model, find(model.net, layer)) as f:
+        k = int(find(model.net, layer).name.split(".")[1])
+        assert f.split is not None and f.split.hooked and f._handle is not None
+        f(x, t)
+        split = _explained_with_faith(f, x, t)
+        assert (rec.recorded, rec.replays) == (1, 3) and f.split.path == f"tokens to block {k}, graphed"
+        assert rec.sizes == [3]
+    assert f._handle is None and all(p.requires_grad for p in model.parameters())
+    with FastGradCAM(model, find(model.net, layer), fold=False) as f:
+        hooked, hooked_faith = _explained_with_faith(f, x, t)
+    torch.testing.assert_close(split[0].maps, hooked.maps, atol=1e-4, rtol=0)
+    torch.testing.assert_close(split[0].logits, hooked.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(split[1], hooked_faith, atol=1e-4, rtol=1e-4)
+
+
+def test_vit_keeps_the_hook_for_a_whole_block_or_a_vit_whose_features_differ(monkeypatch):
+    _graphed_on_cpu(monkeypatch, _Recorder())
+    model = build(spec_for("vit-tiny-p8"), 32).eval()
+    with FastGradCAM(model, find(model.net, "blocks.5")) as f:  # the block's own output: no layer inside the head
+        assert f.split is None
+    original = type(model.net).forward_features  # a subclass with a step of its own, say
+    monkeypatch.setattr(type(model.net), "forward_features", lambda self, x, **kw: original(self, x, **kw) * 2)
+    with FastGradCAM(model, find(model.net)) as f:
+        assert f.split is None
+        assert f(torch.rand(2, 1, 32, 32)).maps.shape == (2, 4, 4)
+
+
 def test_graph_recording_on_a_machine_without_cuda_fails_softly(monkeypatch):
     from gradfaith_tui.models import precision
 
@@ -355,7 +391,10 @@ def _compiled_by(monkeypatch, backend="aot_eager"):
 TINY_DENSENET = ModelSpec("densenet-xs", "densenet121", "densenet161", {"growth_rate": 8, "block_config": (1, 1)})
 
 
-@pytest.mark.parametrize("spec", [spec_for("resnet10t"), TINY_DENSENET], ids=lambda s: s.name)
+TINY_VIT = ModelSpec("vit-xs", "vit_tiny_patch16_224", "vit_base_patch16_224", {"patch_size": 8, "depth": 2})
+
+
+@pytest.mark.parametrize("spec", [spec_for("resnet10t"), TINY_DENSENET, TINY_VIT], ids=lambda s: s.name)
 def test_compiled_trunk_gives_the_same_maps_and_faith_for_every_batch_size(monkeypatch, spec):
     """A net with nothing to fold splits for the compiler too; the batch dimension stays dynamic where no
     graph pads batches into one shape, so the last batch needs no recompilation."""

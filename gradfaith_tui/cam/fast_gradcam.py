@@ -3,7 +3,8 @@
 pytorch-grad-cam moves every batch to NumPy and back; here activations, gradients and maps stay on the
 GPU, under bf16 autocast on CUDA, so Faith's masked forward (metrics/) can follow with no host round trip.
 Autograd records only from the target layer on; where that layer ends forward_features, the trunk runs
-with its BatchNorms folded, and on CUDA from a CUDA graph (cam/split.py, cam/graphs.py). In fp32 it
+with its BatchNorms folded, and on CUDA from a CUDA graph (cam/split.py, cam/graphs.py); a ViT's blocks
+before the layer's block run so too. In fp32 it
 computes exactly the library's Grad-CAM: weights = spatial mean of the gradients, ReLU of the weighted
 sum, min-max per map (tests check Pearson r >= 0.99 against pytorch_grad_cam.GradCAM on every architecture).
 """
@@ -55,7 +56,7 @@ class FastGradCAM:
         for p in self._frozen:
             p.requires_grad_(False)
         self.split = split_at(self.model, self.layer, self.graphs, self.compile) if self.fold else None
-        if self.split is None:
+        if self.split is None or self.split.hooked:  # a ViT's split keeps the hook on the layer in its head
             self._handle = self.layer.module.register_forward_hook(self._keep)
         return self
 
@@ -86,9 +87,12 @@ class FastGradCAM:
             with torch.no_grad(), autocast(x.device):
                 act = self.split.features(x)
         with torch.enable_grad(), autocast(x.device):
-            if self.split is not None:
+            if self.split is not None and not self.split.hooked:
                 act = act.detach().requires_grad_(True)
                 logits = self.split.head(act)
+            elif self.split is not None:  # the layer is inside the head: the hook keeps its output
+                logits = self.split.head(act)
+                act = self._act
             else:
                 logits = self.model(x)
                 act = self._act

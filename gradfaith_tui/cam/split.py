@@ -8,8 +8,13 @@ Grad-CAM + Faith: ResNet-50 1.03x, ResNet-101 1.08x). timm's BatchNormAct layers
 are not folded (tried: EfficientNet-B0 0.93-0.95x on the CPU). On CUDA the trunk, folded or not, is also
 replayed from a CUDA graph (cam/graphs.py), which is what those many-layer nets need on a GPU; with
 compile=True (`precompute --compile`) it also runs through torch.compile (cam/compiled.py). On the CPU
-without compile a net with nothing to fold keeps the hook, as do ViTs and a --target-layer inside the net
-everywhere.
+without compile a net with nothing to fold keeps the hook, as does a --target-layer inside a CNN everywhere.
+
+A timm VisionTransformer's target layer (blocks[k].norm1) sits inside a block, so there the split is at that
+block's input: the blocks before it are the trunk (graphed or compiled, as above), and the head (blocks[k:],
+the final norm and the classifier) runs eagerly with the engine's hook on the layer. On a GPU this keeps an
+eager ViT-B/16 from being paced by the host launching its kernels: precompute's four passes a batch left the
+H200 idle (0.28x the engine's rate end to end, host-bound, where the graphed CNNs reached 0.47-0.54x).
 """
 
 from __future__ import annotations
@@ -52,11 +57,41 @@ def _plain_batchnorms(m: torch.nn.Module) -> int:
     return sum(type(b) is torch.nn.BatchNorm2d for b in m.modules())  # fuse folds exactly these
 
 
-class SplitNet:
-    """Called like the Classifier it was made from; features() and head() are its two halves."""
+class _Tokens(torch.nn.Module):
+    """A timm VisionTransformer's forward_features up to the input of block k: patch and position embedding,
+    the blocks before k."""
 
-    def __init__(self, model: torch.nn.Module, trunk: torch.nn.Module, graphs: bool = False, compile: bool = False):
-        self.model, self.trunk = model, trunk
+    def __init__(self, net: torch.nn.Module, k: int):
+        super().__init__()
+        self.net, self.k = net, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n.norm_pre(n.patch_drop(n._pos_embed(n.patch_embed(x))))
+        return n.blocks[: self.k](x)
+
+
+class _TokensHead(torch.nn.Module):
+    """The rest from block k: the blocks from k (the CAM layer among them), the final norm, the classifier."""
+
+    def __init__(self, net: torch.nn.Module, k: int):
+        super().__init__()
+        self.net, self.k = net, k
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        return n.forward_head(n.norm(n.blocks[self.k:](tokens)))
+
+
+class SplitNet:
+    """Called like the Classifier it was made from; features() and head() are its two halves. hooked: the
+    CAM layer is inside the head (a ViT block), so the engine keeps its hook there; else the layer's output
+    is what features() returns."""
+
+    def __init__(self, model: torch.nn.Module, trunk: torch.nn.Module, graphs: bool = False, compile: bool = False,
+                 head: torch.nn.Module | None = None):
+        self.model, self.trunk, self._head = model, trunk, head
+        self.hooked = head is not None
         # Under a graph every batch is padded into one shape, so the compiled kernels can be specialised to it.
         self.compiled = CompiledForward(self._plain, static=graphs) if compile else None
         # Compiled: one graph, so one compilation (each wider shape would compile once more).
@@ -72,7 +107,7 @@ class SplitNet:
         return self._features(x) if self.graphed is None else self.graphed(x)
 
     def head(self, act: torch.Tensor) -> torch.Tensor:
-        return self.model.net.forward_head(act)
+        return self.model.net.forward_head(act) if self._head is None else self._head(act)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -81,6 +116,8 @@ class SplitNet:
     def path(self) -> str:
         """How the trunk runs, for benchmarks and logs: folded, graphed, both, or neither (split)."""
         parts = ["folded"] if isinstance(self.trunk, torch.fx.GraphModule) else []
+        if self.hooked:
+            parts.append(f"tokens to block {self.trunk.k}")
         if self.compiled is not None and self.compiled.compiled_once:
             parts.append("compiled")
         elif self.compiled is not None and self.compiled.broken:
@@ -114,10 +151,12 @@ def split_at(model: torch.nn.Module, layer: TargetLayer, graphs: bool = True, co
     """The split, or None where the target layer is not the end of forward_features, or (on the CPU, or
     with graphs=False, and without compile) where there is nothing to fold, so the hooked engine costs no more."""
     net = model.net
-    if layer.reshape is not None or model.training or not hasattr(net, "forward_features"):
+    if model.training or not hasattr(net, "forward_features"):
         return None
     p = next(model.parameters())
     graphs = graphs and p.device.type in precision.GRAPH_DEVICES
+    if layer.reshape is not None:
+        return _split_tokens(model, layer, graphs, compile) if graphs or compile else None
     if not graphs and not compile and not _plain_batchnorms(net):
         return None
     seen: list[torch.Tensor] = []
@@ -137,3 +176,24 @@ def split_at(model: torch.nn.Module, layer: TargetLayer, graphs: bool = True, co
     if p.device.type == "cuda":
         trunk = trunk.to(memory_format=torch.channels_last)  # the folded weights are new tensors
     return SplitNet(model, trunk, graphs, compile)
+
+
+def _split_tokens(model: torch.nn.Module, layer: TargetLayer, graphs: bool, compile: bool) -> SplitNet | None:
+    """A timm VisionTransformer split at the input of the block that holds the CAM layer, or None where the
+    net is another kind (its forward_features may differ) or the halves do not give the net's own output."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    net, parts = model.net, layer.name.split(".")
+    if not isinstance(net, VisionTransformer) or net.grad_checkpointing or parts[0] != "blocks" or len(parts) < 3:
+        return None  # the layer itself a whole block: its output is the next block's input, hook it as before
+    size = getattr(net.patch_embed, "img_size", None)
+    if size is None or not parts[1].isdigit():
+        return None
+    k = int(parts[1])
+    trunk, head = _Tokens(net, k), _TokensHead(net, k)
+    p = next(model.parameters())
+    probe = model.prepare(torch.rand(2, 1, *size, device=p.device, dtype=p.dtype))
+    with torch.no_grad():  # a subclass whose forward_features adds a step would not match: keep the hook
+        if not torch.allclose(head(trunk(probe)), net(probe), rtol=1e-4, atol=1e-5):
+            return None
+    return SplitNet(model, trunk, graphs, compile, head=head)
