@@ -12,6 +12,7 @@ does not fuse, so all three columns do the same work: one map and one Faith valu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -68,6 +69,11 @@ def main() -> None:
     ap.add_argument("--wider", default="", metavar="B1,B2",
                     help="also the engine at these batch sizes: what a wider batch is worth per image (precompute "
                          "sends a batch's three edits through the trunk as one pass of 3x its rows)")
+    ap.add_argument("--e2e-archs", default="", metavar="A,B",
+                    help="--e2e of these architectures' checkpoints only (default: every one in the folder)")
+    ap.add_argument("--profile", action="store_true",
+                    help="--e2e under torch.profiler: where the device's and the host's time goes, by operator "
+                         "(the rates then carry the profiler's overhead; the run is a diagnosis, not a figure)")
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="cuDNN searches kernels per shape (for the library and the engine alike) instead of its heuristics")
     a = ap.parse_args()
@@ -118,7 +124,22 @@ def main() -> None:
             print(f"{'  compiled':22s} {'':11s} {'':12s} {comp:7.1f}/s {comp / lib:13.2f}x   {path}: {comp / fast:.2f}x "
                   f"the engine above, compiling {took:.0f} s, maps Pearson r >= {_agreement(maps, plain):.4f} vs plain")
     if a.e2e:
-        end_to_end(*a.e2e, a.device, a.batch_size, a.compile)
+        end_to_end(*a.e2e, a.device, a.batch_size, a.compile, [s for s in a.e2e_archs.split(",") if s], a.profile)
+
+
+def _profiler(cuda: bool):
+    from torch.profiler import ProfilerActivity, profile
+
+    return profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
+
+
+def _print_profile(prof, cuda: bool) -> None:
+    table = prof.key_averages()
+    if cuda:
+        print("\nprofile: operators by the device's own time")
+        print(table.table(sort_by="self_cuda_time_total", row_limit=15, max_name_column_width=60))
+    print("\nprofile: operators by the host's own time")
+    print(table.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
 
 
 def _path(f: FastGradCAM) -> str:
@@ -133,7 +154,8 @@ def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return pairs[~pairs.isnan()].min().item() if (~pairs.isnan()).any() else float("nan")
 
 
-def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bool = False) -> None:
+def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bool = False, archs: list[str] = (),
+               profile: bool = False) -> None:
     """Images/s of each model's explain phase in a fresh precompute (Table I timing and sanity checks off),
     beside the fused engine's rate for the same checkpoint, input size and batch, measured right after
     (compile: both with the trunk through torch.compile; its first batch, which compiles, is left out)."""
@@ -153,8 +175,11 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
         marks.setdefault(model_id, []).append((time.perf_counter(), done))
         current[0] = model_id
 
+    undo = []
+
     def clocked(owner, name: str, phase: str) -> None:  # where each batch's host time goes, per model
         inner = getattr(owner, name)
+        undo.append(lambda: setattr(owner, name, inner))
 
         def timed(*args, **kwargs):
             t = time.perf_counter()
@@ -164,12 +189,16 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
                 phases.setdefault(current[0], []).append((t, phase, time.perf_counter() - t))
         setattr(owner, name, timed)
 
-    from gradfaith_tui.metrics import readback, staging
+    from gradfaith_tui.metrics import per_case, readback, staging
     from gradfaith_tui.store.cache import CacheWriter
 
     clocked(readback.Pending, "wait", "wait")  # the read-back waits for the device to finish the batch
     clocked(staging.Stager, "__call__", "stage")
     clocked(CacheWriter, "write_batch", "write")
+    # Launching a batch's work: the CAM pass (fast engine), then the metrics with their edits' pass. On a GPU
+    # both only queue kernels, so a large figure is host time (or a hidden wait inside a CUDA call).
+    clocked(FastGradCAM, "__call__", "cam")
+    clocked(per_case, "device_metrics", "metrics")
     import gradfaith_tui.pipeline as pipeline
 
     clocked(pipeline._Segmentations, "get", "segment")  # once per input size, before the first batch: left out
@@ -189,7 +218,8 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
     for c in find_checkpoints(Path(checkpoints)):  # a broken checkpoint is named here, not fatal to the rest
         try:
             load_checkpoint(c.directory, force=True)
-            names.append(c.card["name"])
+            if not archs or c.card["arch"] in archs:
+                names.append(c.card["name"])
         except CheckpointError as e:
             print(f"left out: {e}")
     import warnings
@@ -200,10 +230,14 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
         if cuda:  # every operation that makes the host wait for the GPU, named by where it is called
             torch.cuda.set_sync_debug_mode("warn")
         t = time.perf_counter()
-        # force: the checkpoints may come from another (smaller) set; this is a speed run, not an audit.
-        precompute(Path(data), Path(checkpoints), Path(tmp) / "cache", names=names, cam=CamSettings(batch_size=batch, sanity_cases=0, compile=compile),
-                   device=device, force=True, with_timing=False, warn=lambda m: None, progress=progress)
+        prof = _profiler(cuda) if profile else contextlib.nullcontext()
+        with prof:
+            # force: the checkpoints may come from another (smaller) set; this is a speed run, not an audit.
+            precompute(Path(data), Path(checkpoints), Path(tmp) / "cache", names=names, cam=CamSettings(batch_size=batch, sanity_cases=0, compile=compile),
+                       device=device, force=True, with_timing=False, warn=lambda m: None, progress=progress)
         total = time.perf_counter() - t
+        for u in undo:
+            u()
         if cuda:
             torch.cuda.set_sync_debug_mode("default")
     n_cases = max(m[-1][1] for m in marks.values())
@@ -212,9 +246,10 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
     print("e2e: CAM, Faith, every metric, counterfactual re-forwards, cache writes, from the end of the first batch "
           "(steady: without the last, smaller batch either); set-up: entering the engine and the first batch (folding, "
           "graph recording, kernel planning); host ms per steady batch: waiting for the device, staging the next "
-          "batch, writing the cache, the rest (launching the work on a GPU, doing it on a CPU)")
+          "batch, writing the cache, launching the CAM pass, launching the metrics (their edits' pass among them), "
+          "the rest (on a CPU the launches are the work itself)")
     print(f"{'model':22s} {'end to end':>11s} {'steady':>9s} {'engine':>10s} {'e2e/engine':>11s} {'steady/eng':>11s} "
-          f"{'set-up s':>9s} {'last ms':>8s}   {'wait':>5s} {'stage':>6s} {'write':>6s} {'rest':>6s}")
+          f"{'set-up s':>9s} {'last ms':>8s}   {'wait':>5s} {'stage':>6s} {'write':>6s} {'cam':>6s} {'metric':>6s} {'rest':>6s}")
     dev = torch.device(device)
     for c in find_checkpoints(Path(checkpoints)):
         m = marks.get(c.model_id)
@@ -238,11 +273,13 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
         steady = (hi[1] - lo[1]) / (hi[0] - lo[0])
         nb = max(1, len([k for k in m if lo[0] < k[0] <= hi[0]]))
         inside = [(ph, sec) for start, ph, sec in phases.get(c.model_id, []) if lo[0] <= start < hi[0]]
-        host = {name: sum(sec for ph, sec in inside if ph == name) / nb * 1e3 for name in ("wait", "stage", "write")}
+        host = {name: sum(sec for ph, sec in inside if ph == name) / nb * 1e3 for name in ("wait", "stage", "write", "cam", "metrics")}
         rest = (hi[0] - lo[0]) / nb * 1e3 - sum(host.values())
         print(f"{c.model_id:22s} {e2e:9.1f}/s {steady:7.1f}/s {engine:8.1f}/s {e2e / engine:10.2f}x {steady / engine:10.2f}x "
-              f"{setup:9.2f} {last:8.1f}   {host['wait']:5.1f} {host['stage']:6.1f} {host['write']:6.1f} {rest:6.1f}   "
+              f"{setup:9.2f} {last:8.1f}   {host['wait']:5.1f} {host['stage']:6.1f} {host['write']:6.1f} {host['cam']:6.1f} {host['metrics']:6.1f} {rest:6.1f}   "
               f"{paths.get(c.model_id, '?')}")
+    if profile:
+        _print_profile(prof, cuda)
     sites: dict[str, int] = {}
     for w in syncs:
         if "synchroniz" in str(w.message):

@@ -12,7 +12,8 @@
 #      epochs each (default 3), projected to PROJECT (default 50) from the first epoch (cuDNN's kernel search,
 #      the graphs' recording) and the later ones' rate; EPOCHS=50 PROJECT= runs the whole protocol;
 #      COMPILE=1 trains through torch.compile (`train --compile`) instead of graphs;
-#   5. end-to-end precompute with those checkpoints on a larger phantom set, beside the engine's rate for each.
+#   5. end-to-end precompute with those checkpoints on a larger phantom set, beside the engine's rate for each;
+#      PROFILE_ARCHS=a,b runs it again for those under torch.profiler (operators by device and host time).
 # Prepare here:   bash benchmarks/device_deps.sh
 # Device call:    run(command="STEPS=1,2,4,5 bash benchmarks/device_check.sh", carry=[".gpudeps"], timeout_s=560)
 #                 (all five steps' caps add up to more than one 10-minute call; STEPS=3 can follow on the warm machine,
@@ -22,6 +23,10 @@
 #                 STEPS=1,3 CAM_ARCHS=densenet161,resnet50 COMPILE_ARCHS=densenet161 WIDER=192 CAP1=240
 #                 (DenseNet-161's engine, 4.5x of the 5x target on an H200, compiled; wider batches; training
 #                 steps with cuDNN's heuristics, as its kernel search took 11-29 s of each CNN's first epoch)
+#                 Still open after the tenth session (H200): ViT-B/16's end to end is 0.27x of its engine, with both
+#                 the host and the device near 60 ms a batch where 4 passes should take ~32 ms. Diagnose with
+#                 STEPS=4,5 EPOCHS=1 ARCHS=resnet50,vit_base_patch16_224 E2E_PATIENTS=300 PROFILE_ARCHS=vit_base_patch16_224
+#                 (about 3 minutes; the cam/metric columns split the host's time, the profile names the operators).
 # CPU dry run:    DEV=cpu IMG=32 EPOCHS=2 N=16 PATIENTS=12 E2E_PATIENTS=20 ARCHS=resnet10t,tinynet_e \
 #                 PY=.venv/bin/python bash benchmarks/device_check.sh
 set -uo pipefail
@@ -87,6 +92,10 @@ print('phantoms:', write_dataset(PhantomConfig(n_patients=int(sys.argv[1]), slic
     [ -n "$PH_E2E" ] && wait "$PH_E2E"; cat "$WORK/ph-e2e.log" 2>/dev/null
     phantoms "$E2E_PATIENTS" "$WORK/ph-e2e" || exit 1
     timeout "$CAP5" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --archs "" --batch-size 64 --e2e "$WORK/ph-e2e" "$WORK/ck"
+    if [ -n "${PROFILE_ARCHS:-}" ]; then  # the same again under torch.profiler, for these only: where the time goes
+      timeout "$CAP5" $PY benchmarks/cam_speed.py --device "$DEV" --img-size "$IMG" --archs "" --batch-size 64 \
+          --e2e "$WORK/ph-e2e" "$WORK/ck" --e2e-archs "$PROFILE_ARCHS" --profile
+    fi
   fi
   step done
 } 2>&1 | tee -a "$LOGDIR/device_check.log"
