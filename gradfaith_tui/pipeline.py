@@ -303,7 +303,7 @@ def _not_compiled(explain) -> str | None:
     split = getattr(explain, "split", None)
     if split is None:
         return ("--compile: not compiled (only the fast Grad-CAM engine's trunk is: a CNN's up to a target layer that "
-                "ends the features, a ViT's blocks before the target layer's block)")
+                "ends the features, a timm VisionTransformer's blocks before a target layer inside a block)")
     if split.compiled is not None and split.compiled.broken:
         return f"--compile: the plain trunk ran, compiling failed ({split.compiled.broken})"
     return None

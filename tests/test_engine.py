@@ -216,7 +216,7 @@ def test_vit_split_at_the_layers_block_gives_the_hooked_engines_maps_logits_and_
         assert f.split is not None and f.split.hooked and f._handle is not None
         f(x, t)
         split = _explained_with_faith(f, x, t)
-        assert (rec.recorded, rec.replays) == (1, 3) and f.split.path == f"tokens to block {k}, graphed"
+        assert (rec.recorded, rec.replays) == (1, 3) and f.split.path == f"head from block {k}, graphed"
         assert rec.sizes == [3]
     assert f._handle is None and all(p.requires_grad for p in model.parameters())
     with FastGradCAM(model, find(model.net, layer), fold=False) as f:
@@ -236,6 +236,36 @@ def test_vit_keeps_the_hook_for_a_whole_block_or_a_vit_whose_features_differ(mon
     with FastGradCAM(model, find(model.net)) as f:
         assert f.split is None
         assert f(torch.rand(2, 1, 32, 32)).maps.shape == (2, 4, 4)
+
+
+def test_entering_the_vit_split_leaves_the_random_stream_and_on_failure_the_weights_as_they_were(monkeypatch):
+    from gradfaith_tui.cam import fast_gradcam
+
+    _graphed_on_cpu(monkeypatch, _Recorder())
+    model = build(spec_for("vit-tiny-p8"), 32).eval()
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with FastGradCAM(model, find(model.net)) as f:
+        assert f.split is not None  # the probe ran, on its own generator
+    assert torch.equal(torch.rand(3), expected)
+
+    def out_of_memory(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(fast_gradcam, "split_at", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        with FastGradCAM(model, find(model.net)):
+            pass
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_vit_probe_that_fails_keeps_the_hook(monkeypatch):
+    _graphed_on_cpu(monkeypatch, _Recorder())
+    model = build(spec_for("vit-tiny-p8"), 32).eval()
+    monkeypatch.setattr(type(model.net), "forward_head", lambda self, x, **kw: (_ for _ in ()).throw(RuntimeError("odd head")))
+    with FastGradCAM(model, find(model.net)) as f:
+        assert f.split is None and f._handle is not None
 
 
 def test_graph_recording_on_a_machine_without_cuda_fails_softly(monkeypatch):

@@ -55,7 +55,11 @@ class FastGradCAM:
         self._frozen = [p for p in self.model.parameters() if p.requires_grad]
         for p in self._frozen:
             p.requires_grad_(False)
-        self.split = split_at(self.model, self.layer, self.graphs, self.compile) if self.fold else None
+        try:
+            self.split = split_at(self.model, self.layer, self.graphs, self.compile) if self.fold else None
+        except BaseException:  # out of memory while folding or probing, say: leave the model as it was
+            self.__exit__()
+            raise
         if self.split is None or self.split.hooked:  # a ViT's split keeps the hook on the layer in its head
             self._handle = self.layer.module.register_forward_hook(self._keep)
         return self
@@ -73,7 +77,8 @@ class FastGradCAM:
 
     @property
     def forward(self):
-        """The plain forward the maps are judged with (Faith, counterfactuals): the folded one where there is one."""
+        """The plain forward the maps are judged with (Faith, counterfactuals): the split one where there is one
+        (a CNN's folded trunk, a ViT's graphed blocks), which computes the same."""
         return self.model if self.split is None else self.split
 
     def _keep(self, module, inputs, output) -> torch.Tensor | None:

@@ -114,10 +114,11 @@ class SplitNet:
 
     @property
     def path(self) -> str:
-        """How the trunk runs, for benchmarks and logs: folded, graphed, both, or neither (split)."""
+        """How the trunk runs, for benchmarks and logs: folded, compiled, graphed, or none of these (split); a
+        ViT's split says which block its head starts at ("head from block 11": blocks 0-10 are the trunk)."""
         parts = ["folded"] if isinstance(self.trunk, torch.fx.GraphModule) else []
         if self.hooked:
-            parts.append(f"tokens to block {self.trunk.k}")
+            parts.append(f"head from block {self.trunk.k}")
         if self.compiled is not None and self.compiled.compiled_once:
             parts.append("compiled")
         elif self.compiled is not None and self.compiled.broken:
@@ -148,8 +149,9 @@ def _folded(net: torch.nn.Module) -> torch.nn.Module | None:
 
 
 def split_at(model: torch.nn.Module, layer: TargetLayer, graphs: bool = True, compile: bool = False) -> SplitNet | None:
-    """The split, or None where the target layer is not the end of forward_features, or (on the CPU, or
-    with graphs=False, and without compile) where there is nothing to fold, so the hooked engine costs no more."""
+    """The split, or None where there is none: a CNN's target layer that is not the end of forward_features, a
+    ViT other than timm's VisionTransformer or a layer that is a whole block (_split_tokens), or (on the CPU,
+    or with graphs=False, and without compile) a net with nothing to fold, where the hooked engine costs no more."""
     net = model.net
     if model.training or not hasattr(net, "forward_features"):
         return None
@@ -184,16 +186,22 @@ def _split_tokens(model: torch.nn.Module, layer: TargetLayer, graphs: bool, comp
     from timm.models.vision_transformer import VisionTransformer
 
     net, parts = model.net, layer.name.split(".")
+    # Other ViT kinds (Eva, BEiT...) have forward_features of their own; a whole block as the layer has no layer
+    # inside the head to hook; grad checkpointing runs the blocks its own way: all keep the plain hook.
     if not isinstance(net, VisionTransformer) or net.grad_checkpointing or parts[0] != "blocks" or len(parts) < 3:
-        return None  # the layer itself a whole block: its output is the next block's input, hook it as before
+        return None
     size = getattr(net.patch_embed, "img_size", None)
     if size is None or not parts[1].isdigit():
         return None
     k = int(parts[1])
     trunk, head = _Tokens(net, k), _TokensHead(net, k)
     p = next(model.parameters())
-    probe = model.prepare(torch.rand(2, 1, *size, device=p.device, dtype=p.dtype))
-    with torch.no_grad():  # a subclass whose forward_features adds a step would not match: keep the hook
-        if not torch.allclose(head(trunk(probe)), net(probe), rtol=1e-4, atol=1e-5):
-            return None
+    try:
+        own = torch.Generator(device=p.device).manual_seed(0)  # the caller's random stream stays where it was
+        with torch.no_grad():  # a subclass whose forward_features adds a step would not match: keep the hook
+            probe = model.prepare(torch.rand(2, 1, *size, device=p.device, dtype=p.dtype, generator=own))
+            if not torch.allclose(head(trunk(probe)), net(probe), rtol=1e-4, atol=1e-5):
+                return None
+    except Exception:  # e.g. a net that takes other inputs: the hooked engine meets (and names) it, as for CNNs
+        return None
     return SplitNet(model, trunk, graphs, compile, head=head)
