@@ -108,9 +108,9 @@ def profile(name: str, **overrides) -> Profile:
 class CamSettings:
     method: str = "gradcam"
     tau: float = 0.5  # binarisation threshold on the min-max normalised CAM (LocAcc, IoU, Consist)
-    baseline: str = "black"  # what replaces removed pixels in Faith
+    baseline: str = "black"  # what replaces removed pixels in Faith and outside the lungs in the lungs-only check
     batch_size: int = 32
-    engine: str = "fast"  # our fused Grad-CAM; "library" runs pytorch-grad-cam for every method
+    engine: str = "fast"  # Grad-CAM's implementation: our fused one, or "library" (pytorch-grad-cam's, as the other CAM methods always are)
     deep_steps: int = 0  # deletion/insertion curve steps (--deep); 0 skips them
     sanity_cases: int = 8  # cases for the cascading randomisation test per reference model; 0 skips it
     compile: bool = False  # the fast engine's trunk through torch.compile (~1 min per model; for large sets)

@@ -38,7 +38,7 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
             row = reader.con.execute("SELECT key, layer FROM explanations WHERE model_id=? AND method=?",
                                      (c.model_id, method)).fetchone()
             if row is None or row["key"] != explanation_key(checkpoint_identity(c.card), fingerprint, method, row["layer"],
-                                                            cam.tau, cam.baseline, target, cam.deep_steps):
+                                                            cam.tau, cam.baseline, target, cam.deep_steps, cam.engine):
                 return False
         if cam.sanity_cases and any(reader.con.execute("SELECT 1 FROM sanity WHERE model_id=? AND method=?",
                                                        (c.model_id, method)).fetchone() is None

@@ -120,7 +120,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         for job in jobs:
             job.load(device, target_layer)
             job.key = explanation_key(checkpoint_identity(job.card), prep.fingerprint, cam.method, job.layer.name,
-                                      cam.tau, cam.baseline, target, cam.deep_steps)
+                                      cam.tau, cam.baseline, target, cam.deep_steps, cam.engine)
             if dist.main:
                 job.register(writer, cam, target, arrays_at(job.size))
         if dist.main:

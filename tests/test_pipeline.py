@@ -49,11 +49,13 @@ def test_cache_holds_every_case_model_and_metric(cache, phantoms):
 
 
 def test_sort_by_lowest_faith_worst_across_models(cache):
+    from gradfaith_tui.store.arrays import CaseArrays
+
     r = CacheReader(cache)
-    order = r.order("faith")
-    worst = [row.worst("faith") for row in r.rows(order)]
+    arrays = CaseArrays(r.con, r.columns, r.n_cases)  # the explorer's sorts, on what precompute wrote
+    worst = [row.worst("faith") for row in r.rows(arrays.order("faith"))]
     assert worst == sorted(worst)
-    loc = [row.worst("locacc") for row in r.rows(r.order("locacc"))]
+    loc = [row.worst("locacc") for row in r.rows(arrays.order("locacc"))]
     present = [v for v in loc if v is not None]
     assert present == sorted(present) and loc[: len(present)] == present, "cases without a mask sort last"
 
@@ -779,3 +781,21 @@ def test_compile_names_why_it_cannot_apply_to_an_engine_without_a_split_trunk():
     from gradfaith_tui.pipeline import _not_compiled
 
     assert _not_compiled(object()).startswith("--compile: not compiled (only the fast Grad-CAM engine's trunk is")
+
+
+def test_the_library_engine_recomputes_what_the_fast_engine_stored(cache, phantoms, trained, tmp_path):
+    """--engine picks Grad-CAM's implementation, so it is part of a result's key: a cache made with the fused
+    engine is not shown as the library's maps."""
+    import json
+    import shutil
+
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    calls = []
+    precompute(phantoms, trained, copy, names=["resnet10t"], seeds=[0], warn=lambda m: None, with_timing=False,
+               cam=CamSettings(engine="library", sanity_cases=0), progress=lambda *a: calls.append(a))
+    assert calls[0][1] == 0, "every case is computed again"
+    con = sqlite3.connect(copy / "audit.sqlite")
+    settings = con.execute("SELECT settings FROM explanations WHERE model_id='resnet10t/seed0' AND method='gradcam'").fetchone()[0]
+    assert json.loads(settings)["engine"] == "library"
+    con.close()

@@ -17,9 +17,12 @@ METRICS_VERSION = 4
 
 
 def explanation_key(checkpoint: str | None, fingerprint: str, method: str, layer: str, tau: float, baseline: str,
-                    target: str, deep_steps: int) -> str:
+                    target: str, deep_steps: int, engine: str = "fast") -> str:
+    """engine: it picks the Grad-CAM implementation (the fused one, or pytorch-grad-cam's); the other methods
+    have one each. The default leaves the key as it was before the engine was part of it."""
     raw = json.dumps([checkpoint, fingerprint, method, layer, tau, baseline, target, deep_steps]
-                     + ([METRICS_VERSION] if METRICS_VERSION > 1 else []))  # version 1 keys stay as they were
+                     + ([METRICS_VERSION] if METRICS_VERSION > 1 else [])  # version 1 keys stay as they were
+                     + (["library"] if method == "gradcam" and engine == "library" else []))
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
