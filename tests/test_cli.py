@@ -52,6 +52,9 @@ def test_unknown_model_name(phantoms, trained, tmp_path):
                               "--models", "densenet-s"), "no checkpoint for densenet-s")
     assert_one_line_error(run("evaluate", "--data", phantoms, "--checkpoints", trained, "--cache", tmp_path / "e",
                               "--seeds", "7"), "--seeds: no checkpoint trained with seed 7", "seeds found: 0")
+    assert_one_line_error(run("evaluate", "--data", phantoms, "--checkpoints", trained, "--cache", tmp_path / "e",
+                              "--seeds", "0,7"), "--seeds: no checkpoint trained with seed 7", "seeds found: 0")
+    assert not (tmp_path / "e").exists()  # a failed evaluate leaves no empty --cache folder behind
 
 
 def test_bad_option_values(tmp_path):
@@ -80,6 +83,25 @@ def test_evaluate_and_report(phantoms, trained, cache, tmp_path):
     assert res.returncode == 0, res.stderr
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "Table I" in text and "resnet10t/seed0" in text and "Consist" in text
+
+
+def test_evaluate_into_an_audit_cache_reaches_its_report_and_outlives_a_precompute(phantoms, trained, cache, tmp_path):
+    import shutil
+
+    from gradfaith_tui.pipeline import precompute
+    from gradfaith_tui.store.cache import CacheReader
+
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    res = run("evaluate", "--data", phantoms, "--checkpoints", trained, "--cache", copy, "--models", "resnet10t",
+              "--seeds", "0")
+    assert res.returncode == 0, res.stderr
+    measured = json.loads((copy / "evaluation.json").read_text())["resnet10t/seed0"]["timing"]["latency_ms"]
+    r = CacheReader(copy)
+    assert r.evaluation()["resnet10t/seed0"]["timing"]["latency_ms"] == measured  # what the report reads
+    r.close()
+    precompute(phantoms, trained, copy, warn=lambda m: None, with_timing=False)  # nothing new to compute
+    assert json.loads((copy / "evaluation.json").read_text())["resnet10t/seed0"]["timing"]["latency_ms"] == measured
 
 
 def test_demo_end_to_end_prints_a_summary_when_not_a_terminal(tmp_path):

@@ -75,6 +75,40 @@ def test_table1_against_a_hand_computed_confusion_matrix():
     assert t["macro"]["sensitivity"] == pytest.approx(np.mean([2 / 3, 1 / 2, 4 / 5]))
 
 
+def test_table1_says_none_where_a_value_does_not_exist_and_averages_over_the_classes_present():
+    # Malignant absent from the split: its values do not exist, and the macro means are over Normal and Benign
+    t = table1(confusion(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])))
+    mal = t["per_class"]["Malignant"]
+    assert (mal["sensitivity"], mal["recall"], mal["precision"], mal["f1"], mal["support"]) == (None, None, None, None, 0)
+    assert mal["specificity"] == 1.0  # never predicted, all four cases are negatives
+    assert t["macro"]["sensitivity"] == pytest.approx(np.mean([1 / 2, 1]))
+    assert t["macro"]["precision"] == pytest.approx(np.mean([1, 2 / 3]))
+    # one class only, all right: no other class, so no specificity; accuracy 1
+    one = table1(confusion(np.array([2, 2, 2]), np.array([2, 2, 2])))
+    assert one["per_class"]["Malignant"]["specificity"] is None and one["macro"]["specificity"] is None
+    assert one["macro"]["sensitivity"] == 1.0 and one["macro"]["accuracy"] == 1.0
+    # a class present but never predicted: precision and F1 0 (scikit-learn's zero_division=0), counted
+    never = table1(confusion(np.array([0, 1, 2, 2]), np.array([0, 0, 2, 2])))
+    assert never["per_class"]["Benign"]["precision"] == 0.0 and never["per_class"]["Benign"]["f1"] == 0.0
+    assert never["macro"]["precision"] == pytest.approx(np.mean([1 / 2, 0, 1]))
+    # an absent class predicted anyway: precision 0, sensitivity none, left out of the macro means
+    absent = table1(confusion(np.array([0, 0]), np.array([0, 2])))
+    assert absent["per_class"]["Malignant"]["precision"] == 0.0 and absent["per_class"]["Malignant"]["sensitivity"] is None
+    assert absent["macro"]["precision"] == pytest.approx(1.0) and absent["macro"]["sensitivity"] == pytest.approx(1 / 2)
+
+
+def test_table1_agrees_with_scikit_learn_where_every_class_is_present():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        y, p = rng.integers(0, 3, 40), rng.integers(0, 3, 40)
+        y[:3] = [0, 1, 2]
+        t = table1(confusion(y, p))
+        pr, rc, f1, _ = metrics.precision_recall_fscore_support(y, p, labels=[0, 1, 2], zero_division=0)
+        assert t["macro"]["precision"] == pytest.approx(pr.mean()) and t["macro"]["recall"] == pytest.approx(rc.mean())
+        assert t["macro"]["f1"] == pytest.approx(f1.mean())
+
+
 def test_pointing_game_relevance_mass_and_rank():
     from gradfaith_tui.metrics.localization import pointing_game, relevance_mass, relevance_rank
 

@@ -34,7 +34,9 @@ def train(
     strict: StrictOpt = False,
     restart: Annotated[bool, typer.Option("--restart", help="Train from scratch, discarding saved epochs: an unfinished "
                                           "run's, and a finished checkpoint's trained with other settings (without "
-                                          "it, a run saved with other settings stops with what differs).")] = False,
+                                          "it, an unfinished run saved with other settings, or more --epochs than a "
+                                          "finished one had, stops with what differs; a finished one is otherwise "
+                                          "kept, with a warning naming what differs).")] = False,
 ) -> None:
     """Train models (resumable; finished checkpoints are skipped). Under torchrun: DistributedDataParallel."""
     from gradfaith_tui.cli.progress import bars, fit_events, main_rank
@@ -70,7 +72,9 @@ def evaluate(
     from gradfaith_tui.cli.progress import tables_console, warn
     from gradfaith_tui.models.evaluate_all import evaluate_all
     from gradfaith_tui.report.tables import confusion_rich, per_class_rich, table1_rich
-    from gradfaith_tui.store.exports import check_evaluation_data, evaluation_folder, write_evaluation_files
+    from gradfaith_tui.locks import writer_lock
+    from gradfaith_tui.store.exports import (check_evaluation_data, evaluation_folder, store_evaluation,
+                                             write_evaluation_files)
 
     folder = evaluation_folder(cache)  # a file in its place, or a folder that cannot be made: said at once
 
@@ -83,7 +87,9 @@ def evaluate(
     for model, body in bodies.items():
         con.print(per_class_rich(model, body))
         con.print(confusion_rich(model, body))
-    paths = write_evaluation_files(cache, bodies)
+    with writer_lock(evaluation_folder(cache, make=True), "precompute or evaluate"):  # never beside a live one
+        store_evaluation(folder, bodies)
+        paths = write_evaluation_files(cache, bodies)
     con.print(f"written: {', '.join(str(p) for p in paths)}")
 
 

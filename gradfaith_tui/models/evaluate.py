@@ -7,25 +7,34 @@ import time
 import numpy as np
 import torch
 
+from gradfaith_tui.models.precision import autocast
 from gradfaith_tui.models.table1 import confusion, table1
 from gradfaith_tui.models.train import to_tensor
 
 
 @torch.no_grad()
 def predict(model, images: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
-    """Softmax probabilities (N, n_classes)."""
+    """Softmax probabilities (N, n_classes), at the precision precompute predicts with (bf16 on CUDA)."""
     model.eval()
-    out = [torch.softmax(model(to_tensor(images[i:i + batch_size], device)).float(), 1).cpu()
-           for i in range(0, len(images), batch_size)]
+    with autocast(device):
+        out = [torch.softmax(model(to_tensor(images[i:i + batch_size], device)).float(), 1).cpu()
+               for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy()
 
 
 @torch.no_grad()
 def timing(model, img_size: int, device: str = "cpu", repeats: int = 20, batch: int = 32) -> dict:
-    """Per-image latency at batch 1 (median after warm-up) and batched throughput, with the device named."""
+    """Per-image latency at batch 1 (median after warm-up) and batched throughput, with the device named,
+    at the precision the tool infers with (bf16 autocast on CUDA)."""
     model.eval()
     dev = torch.device(device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    # The device the model runs on: torch.cuda.synchronize() alone waits on the current one, cuda:0.
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    with autocast(dev):
+        return _timed(model, img_size, dev, sync, repeats, batch)
+
+
+def _timed(model, img_size: int, dev: torch.device, sync, repeats: int, batch: int) -> dict:
     x1 = torch.rand(1, 1, img_size, img_size, device=dev)
     xb = torch.rand(batch, 1, img_size, img_size, device=dev)
     for _ in range(3):

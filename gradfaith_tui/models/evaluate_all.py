@@ -36,5 +36,9 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
             arrays[key] = load_split(sorted(prep.samples(ds, "test"), key=lambda s: s.case_id), card["img_size"], strict, warn)
         arr = arrays[key]
         _, body = evaluate(to_device(model, device), arr.images, arr.labels, card["img_size"], device)
+        if card.get("data_fingerprint") != prep.fingerprint:  # only with --force: say it, and keep it with the numbers
+            warn(f"{c.model_id}: trained on other data (fingerprint {card.get('data_fingerprint')}, --data now "
+                 f"{prep.fingerprint}); evaluated anyway, as --force asks")
+            body["trained_on_other_data"] = card.get("data_fingerprint")
         bodies[c.model_id] = body
     return bodies

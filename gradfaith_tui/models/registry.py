@@ -40,10 +40,11 @@ def find_checkpoints(root: Path, names: list[str] | None = None, seeds: list[int
         found = sorted((c for c in found if c.card["name"] in order), key=lambda c: (order[c.card["name"]], c.card["seed"]))
     if seeds is not None:
         have = sorted({c.card["seed"] for c in found})
-        found = [c for c in found if c.card["seed"] in seeds]
-        if not found and have:
-            raise CheckpointError(f"--seeds: no checkpoint trained with seed {', '.join(map(str, seeds))} under {root} "
+        missing = [s for s in seeds if s not in have]
+        if missing and have:  # as --models: a seed asked for and not there is said, not silently dropped
+            raise CheckpointError(f"--seeds: no checkpoint trained with seed {', '.join(map(str, missing))} under {root} "
                                   f"(seeds found: {', '.join(map(str, have))}); train them or pick those")
+        found = [c for c in found if c.card["seed"] in seeds]
     if not found:
         raise CheckpointError(f"--checkpoints: no trained models under {root}; run `gradfaith-tui train` first")
     return found

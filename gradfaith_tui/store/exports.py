@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -19,16 +20,22 @@ TABLE1_COLUMNS = ("sensitivity", "specificity", "precision", "recall", "f1", "ac
 EVALUATION_NAME = "evaluation.json"
 
 
-def evaluation_folder(cache: Path) -> Path:
-    """--cache as a folder for the evaluation files, made if missing: checked before any model runs, so that a
-    file in its place, or a folder that cannot be made, is said at once rather than after the evaluation."""
+def evaluation_folder(cache: Path, make: bool = False) -> Path:
+    """--cache as a folder for the evaluation files: checked before any model runs, so that a file in its
+    place, or a folder that cannot be made, is said at once rather than after the evaluation; made (make=True)
+    only when there is something to write, so a failed evaluate leaves no empty folder behind."""
     cache = Path(cache)
     if cache.exists() and not cache.is_dir():
         raise CacheError(f"--cache: {cache} is a file, not a folder")
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CacheError(f"--cache: cannot make the folder {cache} ({exc.strerror or exc})") from None
+    if make:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"--cache: cannot make the folder {cache} ({exc.strerror or exc})") from None
+    elif not cache.exists():
+        parent = next(p for p in cache.absolute().parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise CacheError(f"--cache: cannot make the folder {cache} ({parent} is not a folder this user can write)")
     return cache
 
 
@@ -60,6 +67,25 @@ def check_evaluation_data(cache: Path, data: list[tuple[str, str]]) -> None:
                              f"now {fingerprint}); use a new --cache folder")
 
 
+def store_evaluation(cache: Path, bodies: dict[str, dict]) -> None:
+    """Where the folder holds an audit cache, put these results in its database too, as precompute does, so
+    that the report and a later precompute (which keeps a model's stored Table I unless it recomputed that
+    model) show what `evaluate` measured. The caller holds the folder's writer lock."""
+    db = Path(cache) / DB_NAME
+    if not db.is_file():
+        return
+    try:
+        con = sqlite3.connect(db, timeout=30)
+        try:
+            with con:
+                con.executemany("INSERT OR REPLACE INTO evaluation VALUES (?,?)",
+                                [(m, json.dumps(b, sort_keys=True)) for m, b in bodies.items()])
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise CacheError(f"{db}: {DAMAGED_DB} ({exc}); use a new --cache folder") from None
+
+
 def _stored_bodies(path: Path) -> dict[str, dict]:
     """The results already in evaluation.json (nothing where it is missing or unreadable: it is derived data)."""
     try:
@@ -79,10 +105,14 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     replace_atomically(path, write)
 
 
+def _rounded(v: float | None) -> float | str:
+    return "" if v is None else round(v, 4)  # a value that does not exist (0/0) is an empty cell
+
+
 def write_evaluation_files(cache: Path, bodies: dict[str, dict]) -> list[Path]:
     """evaluation.json, table1.csv and confusion.csv: these models' results merged into those already there
     (another model's entry is kept; this one's replaced), so evaluating one model never drops the others."""
-    cache = evaluation_folder(cache)
+    cache = evaluation_folder(cache, make=True)
     out = cache / EVALUATION_NAME
     bodies = {**_stored_bodies(out), **bodies}
     replace_atomically(out, lambda tmp: tmp.write_text(json.dumps(bodies, indent=2, sort_keys=True)))
@@ -90,9 +120,9 @@ def write_evaluation_files(cache: Path, bodies: dict[str, dict]) -> list[Path]:
     table1_rows = []
     for model, body in bodies.items():
         timing = body.get("timing", {})
-        table1_rows.append([model, "macro", *(round(body["macro"][k], 4) for k in TABLE1_COLUMNS),
+        table1_rows.append([model, "macro", *(_rounded(body["macro"].get(k)) for k in TABLE1_COLUMNS),
                             timing.get("latency_ms", ""), timing.get("throughput_ips", ""), timing.get("device", "")])
-        table1_rows += [[model, cls, *(round(vals[k], 4) if k in vals else "" for k in TABLE1_COLUMNS), "", "", ""]
+        table1_rows += [[model, cls, *(_rounded(vals.get(k)) for k in TABLE1_COLUMNS), "", "", ""]
                         for cls, vals in body["per_class"].items()]
     _write_csv(t1, ["model", "class", *TABLE1_COLUMNS, "latency_ms", "throughput_ips", "device"], table1_rows)
     _write_csv(cm, ["model", "true", *(f"pred_{c}" for c in CLASS_NAMES)],

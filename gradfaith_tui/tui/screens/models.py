@@ -1,5 +1,5 @@
 """Models screen: the paper's Table I and confusion matrices from the cached predictions, per-model
-histograms of every metric, and the sanity-check and suspect summaries (or a line saying there are none)."""
+histograms of Faith, LocAcc, Consist and IoU (HIST_METRICS), and the sanity-check and suspect summaries (or a line saying there are none)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.metrics.catalog import FAIL_RHO, METRICS
+from gradfaith_tui.models.table1 import confusion
+from gradfaith_tui.models.table1 import table1 as table1_of  # NumPy only: no torch in the explorer
 from gradfaith_tui.store.cache import table_names
 from gradfaith_tui.store.planted import planted_check, share_text
 from gradfaith_tui.tui.source import CaseSource
@@ -25,19 +26,11 @@ HIST_METRICS = ("faith", "locacc", "consist", "iou")
 
 
 def table1(labels: np.ndarray, preds: np.ndarray) -> dict:
-    """Macro sensitivity, specificity, precision, F1 and accuracy, and the confusion matrix, of one model."""
-    k = len(CLASS_NAMES)
+    """Macro sensitivity, specificity, precision, F1 and accuracy (None where there is none), and the
+    confusion matrix, of one model's cached predictions, as evaluate computes them."""
     ok = (labels >= 0) & (preds >= 0)
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (labels[ok].astype(int), preds[ok].astype(int)), 1)
-    tp = np.diag(cm).astype(float)
-    with np.errstate(all="ignore"):
-        sens = np.nan_to_num(tp / cm.sum(1))
-        prec = np.nan_to_num(tp / cm.sum(0))
-        spec = np.nan_to_num((cm.sum() - cm.sum(0) - cm.sum(1) + tp) / (cm.sum() - cm.sum(1)))
-        f1 = np.nan_to_num(2 * prec * sens / (prec + sens))
-    return {"sensitivity": sens.mean(), "specificity": spec.mean(), "precision": prec.mean(), "f1": f1.mean(),
-            "accuracy": tp.sum() / max(1, cm.sum()), "confusion": cm, "n": int(ok.sum())}
+    cm = confusion(labels[ok], preds[ok])
+    return {**table1_of(cm)["macro"], "confusion": cm, "n": int(ok.sum())}
 
 
 def sparkline(counts: np.ndarray) -> str:
@@ -72,7 +65,8 @@ class ModelsScreen(Screen[None]):
         results = [table1(a.labels, a.preds[i]) for i in range(len(cols))]
         for i, (c, r) in enumerate(zip(cols, results)):
             t1.add_row(f"M{i + 1} {c.model.name}", f"{r['n']:,}",
-                       *(f"{r[k]:.3f}" for k in ("sensitivity", "specificity", "precision", "f1", "accuracy")))
+                       *("–" if r[k] is None else f"{r[k]:.3f}"
+                         for k in ("sensitivity", "specificity", "precision", "f1", "accuracy")))
         parts += [t1, Text("")]
         parts.append(Text("Confusion matrices (rows: true N/B/M, columns: predicted)", style="bold underline"))
         cms = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
