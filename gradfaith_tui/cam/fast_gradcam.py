@@ -2,9 +2,10 @@
 
 pytorch-grad-cam moves every batch to NumPy and back; here activations, gradients and maps stay on the
 GPU, under bf16 autocast on CUDA, so Faith's masked forward (metrics/) can follow with no host round trip.
-Autograd records only from the target layer on; where that layer ends forward_features, the trunk runs
-with its BatchNorms folded, and on CUDA from a CUDA graph (cam/split.py, cam/graphs.py); a ViT's blocks
-before the layer's block run so too. In fp32 it
+Autograd records only from the target layer on. Where that layer ends forward_features, the trunk runs
+without autograd, with its plain BatchNorms folded into their convolutions (the ResNets'), and on CUDA
+from a CUDA graph (cam/split.py, cam/graphs.py); a ViT's blocks before the layer's block run so too, and a
+net with nothing to fold on a CPU keeps the plain hook. In fp32 it
 computes exactly the library's Grad-CAM: weights = spatial mean of the gradients, ReLU of the weighted
 sum, min-max per map (tests check Pearson r >= 0.99 against pytorch_grad_cam.GradCAM on every architecture).
 """

@@ -17,11 +17,11 @@ ROLLOUT_METHODS = ("rollout", "grad-rollout")
 class AttentionRollout:
     """Context manager: switches timm's fused attention off to see the weights, and restores it on exit."""
 
-    def __init__(self, model: torch.nn.Module, gradient: bool = False, head_fusion: str = "mean"):
+    def __init__(self, model: torch.nn.Module, gradient: bool = False):
         net = model.net
         if not (hasattr(net, "blocks") and hasattr(net, "patch_embed") and hasattr(net.blocks[0], "attn")):
             raise GradfaithError("--method rollout: only for ViT-style models (timm blocks with attention)")
-        self.model, self.net, self.gradient, self.head_fusion = model, net, gradient, head_fusion
+        self.model, self.net, self.gradient = model, net, gradient
         self.forward = model  # the plain forward the maps are judged with
         self._attn: list[torch.Tensor] = []
         self._handles, self._fused = [], []
@@ -55,7 +55,7 @@ class AttentionRollout:
             a = a.detach().float()
             if grads is not None:
                 a = torch.relu(a * grads[i].float())  # keep what raises the target score
-            a = a.mean(1) if self.head_fusion == "mean" else a.max(1).values
+            a = a.mean(1)  # heads fused by their mean, as Abnar and Zuidema's rollout
             a = a + eye  # residual connections
             a = a / a.sum(-1, keepdim=True)
             result = a @ result

@@ -23,7 +23,8 @@ def precompute(
     deep: Annotated[bool, typer.Option("--deep", help="Also deletion/insertion AUC (10 steps; 22 forwards per case).")] = False,
     sanity_cases: Annotated[int, typer.Option(min=0, help="Cases for the cascading randomisation check per model (0: skip).")] = 8,
     tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Binarisation threshold for LocAcc, IoU, Consist.")] = 0.5,
-    baseline: Annotated[str, typer.Option(help="What replaces removed pixels in Faith: black, mean or blur.")] = "black",
+    baseline: Annotated[str, typer.Option(help="What replaces removed pixels in Faith and outside the lungs in the lungs-only check: black, mean or "
+                                                "blur (deletion/insertion always use a blurred copy).")] = "black",
     target: Annotated[str, typer.Option(help="Class each map explains: pred (predicted) or true.")] = "pred",
     target_layer: Annotated[Optional[str], typer.Option(help="Dotted module path inside the timm net (default: per architecture).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Cases per CAM batch (default: 64 on CUDA, 32 elsewhere).")] = None,

@@ -13,7 +13,7 @@ from rich.console import Console
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import DataError, GradfaithError
 
-app = typer.Typer(help="Datasets: synthesise phantoms, check a folder.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: synthesise phantoms, check a folder, save its split.", no_args_is_help=True)
 
 
 def _class_index(value: str) -> int:

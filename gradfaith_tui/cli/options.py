@@ -10,12 +10,13 @@ import typer
 from gradfaith_tui.config import DEFAULT_CACHE, DEFAULT_CHECKPOINTS, DEFAULT_DATA
 from gradfaith_tui.errors import GradfaithError
 
-DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (IQ-OTH/NCCD layout or manifest.csv).")]
+DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder: IQ-OTH/NCCD's class folders, other class folders, a CSV of paths and labels, or DICOM "
+                                                      "(see data/README.md).")]
 CheckpointsOpt = Annotated[Path, typer.Option("--checkpoints", help="Where trained models live: <name>/seed<k>/.")]
 CacheOpt = Annotated[Path, typer.Option("--cache", help="Audit cache folder (audit.sqlite + arrays).")]
 ModelsOpt = Annotated[Optional[str], typer.Option("--models", help="Comma-separated model names (timm names or demo names).")]
 SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated training seeds, e.g. 0,1.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1, ...")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda or cuda:N.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable file instead of skipping it.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Use checkpoints trained on other data anyway.")]
 

@@ -129,7 +129,7 @@ class _Patient:
             self._base_hu = hu
         return self._base_hu.copy()
 
-    def slice_hu(self, yy, xx, z: float, rng: np.random.Generator):
+    def slice_hu(self, yy, xx, z: float):
         hu = self._base(yy, xx)
         scale = np.sqrt(max(0.55, 1 - 0.35 * z * z))  # lungs shrink towards the apex and base
         lungs = np.zeros(yy.shape, bool)
@@ -201,7 +201,7 @@ def generate(cfg: PhantomConfig):
         patient = _Patient(rng, label)
         zs = np.linspace(-0.6, 0.6, cfg.slices_per_patient) + rng.normal(0, 0.05)
         for k, z in enumerate(zs):
-            hu, mask = patient.slice_hu(yy, xx, float(z), rng)
+            hu, mask = patient.slice_hu(yy, xx, float(z))
             hu = gaussian_filter(hu, 0.6 * n / 256) + rng.normal(0, cfg.noise_hu, hu.shape)
             img = Image.fromarray(window(hu, *LUNG_WINDOW))
             shortcut = p * cfg.slices_per_patient + k in marked

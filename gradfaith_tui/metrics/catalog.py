@@ -37,7 +37,8 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
                "Area under the target probability as the hottest pixels are replaced first by a blurred copy of the slice "
                "(whatever --baseline says). Low: the map found what the model uses."),
     MetricInfo("insertion_auc", "Insertion AUC", True,
-               "Area under the target probability as the hottest pixels are restored first onto the baseline. High is faithful."),
+               "Area under the target probability as the hottest pixels are restored first onto a blurred copy of the "
+               "slice (whatever --baseline says). High is faithful."),
     MetricInfo("border_heat", "Border heat", False,
                "Share of the CAM's heat in the image border band, where no anatomy is: a shortcut sign when high."),
     MetricInfo("outside_body_heat", "Outside-body heat", False,
@@ -66,4 +67,3 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
 # Sanity check (cascading model-parameter randomisation): a method FAILS for a model when the mean Spearman
 # rank correlation of its maps with the trained model's, after the last stage is randomised, is at least this.
 FAIL_RHO = 0.5
-SORTABLE = ("faith", "locacc", "consist", "iou")

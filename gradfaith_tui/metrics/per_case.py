@@ -49,11 +49,11 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     out["outside_body_heat"] = torch.where(has_body, heat_share(heat, ~body), nan)  # no body found: no outside
     out["outside_lung_heat"] = torch.where(has_lungs, heat_share(heat, ~lungs), nan)
     air = air_value(x, ~body if planted is None else ~body & ~planted)
-    # One forward while the batch is still on the device (the fused pass), on four edits of it: Faith's
-    # (the CAM region removed, eq. 5); the lung fields only, the rest replaced by the same baseline (as the
-    # issue defines it; black by default); the body only, with air where anything else was (a marker, text,
-    # the table); and, on marked phantoms, the marker painted over with air. A prediction that changes
-    # leaned on what went.
+    # Forwards while the batch is still on the device (the fused pass): one of three edits of it, Faith's
+    # (the CAM region removed, eq. 5), the lung fields only (the rest replaced by the same baseline, as the
+    # issue defines it; black by default) and the body only (air where anything else was: a marker, text,
+    # the table); and, on marked phantoms, one of the marked rows with the marker painted over with air.
+    # A prediction that changes leaned on what went.
     i, k = b.marked_on_device, len(b.marked)
     edits = [torch.cat([remove(x, heat, baseline), remove(x, 1 - lungs[:, None].float(), baseline), replace(x, ~body, air)])]
     # Scores are compared at one precision: an engine whose clean pass ran in fp32 (the library's, rollout's)

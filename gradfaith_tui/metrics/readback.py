@@ -41,5 +41,5 @@ class Pending:
 def _queue_copy(t: torch.Tensor) -> torch.Tensor:
     if t.device.type == "cpu":
         return t.detach()
-    cuda = t.device.type == "cuda"  # elsewhere (MPS) a plain copy, which waits
-    return torch.empty(t.shape, dtype=t.dtype, pin_memory=cuda).copy_(t, non_blocking=cuda)
+    # CUDA (precompute takes cpu or cuda): into pinned memory, queued behind the batch's work
+    return torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)

@@ -12,7 +12,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from gradfaith_tui.metrics.catalog import FAIL_RHO  # noqa: F401  (defined torch-free: the report reads it too)
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Shortcut evidence without a network: where the heat lies relative to the image border, the body and the lungs.
 
 Body and lung fields come from classical segmentation (threshold, fill holes, keep large components).
-Thresholds of the suspect rules are documented in RULES and stored with every flag, so a reader can judge them.
+Thresholds of the suspect rules are documented in RULES, and the report prints them beside the suspects,
+so a reader can judge them; a change of threshold needs no recomputation (suspects are re-derived).
 """
 
 from __future__ import annotations
@@ -92,9 +93,10 @@ class Rule:
 
 # Heat thresholds sit above what an evenly spread map scores (border band 19% of the area; outside the body
 # ~60%; outside the lungs ~85%), so a flag means heat concentrated where a lung lesion cannot be. Off-body
-# was 0.50, below an even spread: on phantoms with a planted marker it flagged 91 of 205 unmarked cases and
-# caught 1 of 9 that relied on the marker; at 0.80 it flags 1 and catches none. Heat rules can only catch
-# what the map shows; the body-only counterfactual below does not depend on the map.
+# was 0.50, below an even spread: on the demo's phantoms with the marker on 90% of Malignant slices (reference
+# seeds, README) it flagged 90 of 205 unmarked cases and caught 3 of 9 that relied on the marker; at 0.80 it
+# flags 1 and catches none. Heat rules can only catch what the map shows; the body-only counterfactual below
+# does not depend on the map.
 RULES: tuple[Rule, ...] = (
     Rule("border", "border_heat", 0.40, "{:.0%} of heat in the image border band"),
     Rule("off-body", "outside_body_heat", 0.80, "{:.0%} of heat outside the body"),
@@ -104,8 +106,8 @@ RULES: tuple[Rule, ...] = (
     Rule("lung-context", "lungs_only_flip", 1.0, "prediction changes when only the lungs are kept, "
          "and almost all heat lies outside them", also=("outside_lung_heat", 0.9)),
     # Replacing what lies outside the body with air leaves ordinary slices as they were, so a flip means the
-    # model used something there (a marker, text, the table). On phantoms with a planted marker (all ten demo
-    # checkpoints) it caught 19 of 23 cases that relied on the marker and flagged 9 of 410 unmarked ones.
+    # model used something there (a marker, text, the table). On the same phantoms (all ten demo checkpoints)
+    # it caught 13 of 17 cases that relied on the marker and flagged 11 of 410 unmarked ones.
     Rule("body-only", "body_only_flip", 1.0, "prediction flips with only air around the body"),
 )
 

@@ -35,7 +35,7 @@ class Filter:
     true_class: int | None = None
     pred_class: int | None = None  # predicted by the chosen model, or by any model
     correct: bool | None = None  # True: right (all models / the chosen one), False: wrong (any / the chosen one)
-    flagged: str | None = None  # "any" or a category
+    flagged: str | None = None  # "any" (any flag or note), a category, or "note" (a note without a flag)
     suspect: bool | None = None
     search: str = ""
 

@@ -1,7 +1,8 @@
 """Writer (atomic, resumable) and reader (sorted pages, lazy maps) of an audit cache directory.
 
 Layout: audit.sqlite (WAL) holds every row; images.npy/masks.npy hold the test slices after the
-resize policy; maps/<expl_id>.npy holds one float16 array (n_cases, h, w) per explanation. A map row
+resize policy; maps/<expl_id>-<tag>.npy holds one float16 array (n_cases, h, w) per explanation (a new tag whenever an
+explanation is replaced). A map row
 is flushed to disk before the transaction that records its metrics commits, so a reader (or a
 resumed run) only ever trusts rows whose maps are complete.
 """
@@ -84,7 +85,7 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     return con
 
 
-def array_problem(path: Path, n: int, dtype, shape: tuple[int, ...] | None = None, ndim: int = 3) -> str | None:
+def array_problem(path: Path, n: int, dtype, shape: tuple[int, ...] | None = None) -> str | None:
     """Why an array file of the cache cannot be used, or None where it can: it is read through its header and
     memory-mapped (no data is read), so a missing, truncated or overwritten file, or one of another shape
     (n cases first, then `shape` where given) or dtype, is found when the cache is opened."""
@@ -97,8 +98,8 @@ def array_problem(path: Path, n: int, dtype, shape: tuple[int, ...] | None = Non
     if not isinstance(arr, np.ndarray):  # an .npz archive under the name
         return "not a .npy array"
     try:
-        if arr.ndim != ndim or arr.shape[0] != n or (shape is not None and tuple(arr.shape[1:]) != tuple(shape)):
-            want = f"({n}, {', '.join(map(str, shape))})" if shape is not None else f"{ndim} dimensions, {n} first"
+        if arr.ndim != 3 or arr.shape[0] != n or (shape is not None and tuple(arr.shape[1:]) != tuple(shape)):
+            want = f"({n}, {', '.join(map(str, shape))})" if shape is not None else f"3 dimensions, {n} first"
             return f"shape {tuple(arr.shape)}, expected {want}"
         if arr.dtype != np.dtype(dtype):
             return f"dtype {arr.dtype}, expected {np.dtype(dtype)}"
@@ -366,9 +367,9 @@ class CacheWriter:
     def n_cases(self) -> int:
         return int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
 
-    def done(self, expl_id: int, metric: str = "faith") -> set[int]:
-        """Cases whose map and metrics for this explanation are already stored."""
-        return {r[0] for r in self.con.execute("SELECT idx FROM metrics WHERE expl_id=? AND name=?", (expl_id, metric))}
+    def done(self, expl_id: int) -> set[int]:
+        """Cases whose map and metrics for this explanation are already stored (Faith is always among them)."""
+        return {r[0] for r in self.con.execute("SELECT idx FROM metrics WHERE expl_id=? AND name='faith'", (expl_id,))}
 
     def _map(self, expl_id: int) -> np.memmap:
         if expl_id not in self._maps:
@@ -443,9 +444,6 @@ class CacheWriter:
         self._maps.clear()
         self.con.close()
         self._held.close()
-
-
-SORT_KEYS = ("case", "faith", "locacc", "consist", "iou", "wrong")
 
 
 def table_names(con: sqlite3.Connection) -> set[str]:
@@ -534,31 +532,6 @@ class CacheReader:
 
     def _expl_ids(self) -> list[int]:
         return [c.expl_id for c in self.columns if c.expl_id is not None]
-
-    def order(self, key: str = "case", model: str | None = None, descending: bool = False) -> np.ndarray:
-        """Case indices sorted by key for one model name, or by the worst value across models; missing last."""
-        if key == "case":
-            rows = self.con.execute(f"SELECT idx FROM cases ORDER BY case_id {'DESC' if descending else 'ASC'}")
-            return np.fromiter((r[0] for r in rows), dtype=np.int64)
-        direction = "DESC" if descending else "ASC"
-        if key == "wrong":
-            ids = [c.model.model_id for c in self.columns]
-            q = (f"SELECT c.idx FROM cases c LEFT JOIN (SELECT p.idx, SUM(p.pred != c2.label) v FROM predictions p "
-                 f"JOIN cases c2 ON c2.idx = p.idx WHERE p.model_id IN ({','.join('?' * len(ids))}) GROUP BY p.idx) w "
-                 f"ON w.idx = c.idx ORDER BY w.v IS NULL, w.v {'ASC' if descending else 'DESC'}, c.case_id")
-            return np.fromiter((r[0] for r in self.con.execute(q, ids)), dtype=np.int64)
-        if model is not None:
-            col = next((c for c in self.columns if c.model.name == model), None)
-            if col is None:
-                raise CacheError(f"--model: '{model}' is not in this cache ({', '.join(c.model.name for c in self.columns)})")
-            ids = [col.expl_id or -1]
-        else:
-            ids = self._expl_ids() or [-1]
-        agg = "MIN" if not descending else "MAX"
-        q = (f"SELECT c.idx FROM cases c LEFT JOIN (SELECT idx, {agg}(value) v FROM metrics WHERE name=? AND "
-             f"expl_id IN ({','.join('?' * len(ids))}) GROUP BY idx) w ON w.idx = c.idx "
-             f"ORDER BY w.v IS NULL, w.v {direction}, c.case_id")
-        return np.fromiter((r[0] for r in self.con.execute(q, (key, *ids))), dtype=np.int64)
 
     def rows(self, idxs) -> list[CaseRow]:
         """The cases with every shown model's prediction and metrics, read in one transaction: a batch that

@@ -189,7 +189,7 @@ def _suspect_reasons(con, idxs: list[int]) -> dict[int, list[dict]]:
     return out
 
 
-def export_flags(store: FlagStore, reader, out_dir: Path, stem: str = "flagged") -> tuple[Path, Path]:
+def export_flags(store: FlagStore, reader, out_dir: Path) -> tuple[Path, Path]:
     """Write the flagged cases with every model's prediction, metrics and the note to CSV and JSON."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,7 @@ def export_flags(store: FlagStore, reader, out_dir: Path, stem: str = "flagged")
                                    **{m: res.metrics.get(m) for m in EXPORT_METRICS if m in res.metrics}}
         rec["suspects"] = reasons.get(f.idx, [])  # the engine's reasons, in words, every model and seed
         records.append(rec)
-    json_path, csv_path = out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
+    json_path, csv_path = out_dir / "flagged.json", out_dir / "flagged.csv"
     json_path.write_text(json.dumps(records, indent=2))
     with csv_path.open("w", newline="") as fh:
         w = csv.writer(fh)

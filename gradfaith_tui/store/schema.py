@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS suspects (   -- shortcut evidence that crossed a docu
     idx INTEGER NOT NULL,
     rule TEXT NOT NULL,
     value REAL NOT NULL,
-    reason TEXT NOT NULL,             -- in words, e.g. "71% of heat outside the body"
+    reason TEXT NOT NULL,             -- in words, e.g. "85% of heat outside the body"
     PRIMARY KEY (expl_id, idx, rule)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS suspects_by_case ON suspects (idx);

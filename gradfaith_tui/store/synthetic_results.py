@@ -1,7 +1,7 @@
 """The result tables a real audit adds to a synthetic cache: Table I bodies, suspects and sanity checks.
 
 Drawn, like the rest of the synthetic cache, but shaped as the engine writes them: a Table I computed from
-the model's own predictions (as models/evaluate.py's table1 does, without its torch import), suspects whose
+the model's own predictions (with models/table1.py's table1, which imports no torch, as evaluate does), suspects whose
 reasons are the documented RULES worded with their values, and cascading-randomisation stages whose Spearman
 falls as more of the network is re-initialised. Torch-free.
 """

@@ -150,4 +150,4 @@ class TriageActions:
         self.set_overlay(replace(self.overlay, alone=not self.overlay.alone))
 
 
-__all__ = ["TriageActions", "export_flags"]
+__all__ = ["TriageActions"]

@@ -22,7 +22,7 @@ from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.store.arrays import WORST, Filter
 from gradfaith_tui.store.cache import CacheReader
-from gradfaith_tui.store.flags import CATEGORIES, export_flags
+from gradfaith_tui.store.flags import CATEGORIES
 from gradfaith_tui.tui.actions import TriageActions
 from gradfaith_tui.tui.commands import ExplorerCommands
 from gradfaith_tui.tui.render import Overlay, paper_label
@@ -346,7 +346,7 @@ def make_app(cache: Path | str | CacheReader, **kwargs) -> ExplorerApp:
     return ExplorerApp(reader, **kwargs)
 
 
-def run_explorer(cache: Path, export_dir: Path | None = None, graphics: str = "halfblock", method: str | None = None) -> None:
+def run_explorer(cache: Path, graphics: str = "halfblock", method: str | None = None) -> None:
     """Open the cache (CacheError if missing or empty) and run the explorer until the user quits.
 
     graphics: halfblock (default), kitty, sixel, or auto (what textual-image detects, else half blocks);
@@ -356,7 +356,7 @@ def run_explorer(cache: Path, export_dir: Path | None = None, graphics: str = "h
     image_cls = graphics_widget(graphics)
     reader = CacheReader(Path(cache), method)
     try:
-        app = ExplorerApp(reader, name=str(cache), export_dir=export_dir, image_cls=image_cls)
+        app = ExplorerApp(reader, name=str(cache), image_cls=image_cls)
         app.run()
     finally:
         reader.close()
@@ -364,4 +364,4 @@ def run_explorer(cache: Path, export_dir: Path | None = None, graphics: str = "h
         raise SystemExit(app.return_code)
 
 
-__all__ = ["ExplorerApp", "HelpScreen", "make_app", "run_explorer", "export_flags"]
+__all__ = ["ExplorerApp", "HelpScreen", "make_app", "run_explorer"]

@@ -28,14 +28,19 @@ class ExplorerCommands(Provider):
         out += [("Filter: wrong predictions", "", "set_filter('correct', False)"),
                 ("Filter: right predictions", "", "set_filter('correct', True)"),
                 ("Filter: engine suspects", "", "set_filter('suspect', True)"),
-                ("Filter: flagged cases", "any user flag", "set_filter('flagged', 'any')"),
+                ("Filter: flagged cases", "any user flag or note", "set_filter('flagged', 'any')"),
+                *((f"Filter: flagged {c}", "", f"set_filter('flagged', '{c}')") for c in CATEGORIES),
+                ("Filter: notes without a flag", "", "set_filter('flagged', 'note')"),
                 ("Search case ids", "", "search"), ("Clear filters", "", "clear_filters")]
         out += [(f"Flag as {c}", "again on a flagged case: unflag", f"flag('{c}')") for c in CATEGORIES]
         out += [("Remove flag", "", "unflag"), ("Write a note", "", "note"), ("Undo the last flag or note", "", "undo"),
                 ("Export flagged cases", "CSV and JSON with metrics and notes", "export"),
                 ("Zoom the case", "one model's heatmap large", "zoom"), ("Models screen", "Table I, histograms", "models"),
                 ("Help", "keys and metrics", "help"), ("Next colormap", "", "cycle_colormap"),
-                ("Toggle lesion outline", "", "toggle_outline"), ("Toggle heatmap alone", "", "toggle_alone")]
+                ("Toggle lesion outline", "", "toggle_outline"), ("Toggle heatmap alone", "", "toggle_alone"),
+                ("Less heat", "more of the slice through the heatmap", "opacity(-0.1)"),
+                ("More heat", "less of the slice through the heatmap", "opacity(0.1)"),
+                ("Reload the cache", "maps a running precompute added since", "reload")]
         return out
 
     def _run(self, action: str) -> None:

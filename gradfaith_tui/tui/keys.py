@@ -1,4 +1,5 @@
-"""Every key of the explorer with what it does: the one list the help screen and the README show."""
+"""Every key of the explorer's table screen with what it does, as the help screen shows them (README.md's key
+table is written after this list; the zoom screen's keys are in its footer and in the README)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("p", "cycle the predicted class (of the chosen model, or of any model)"),
         ("v", "cycle right/wrong: all, wrong, right"),
         ("s", "only cases with an engine suspect"),
-        ("u", "cycle user flags: all, any flag, then each category"),
+        ("u", "cycle user flags: all, any flag or note, each category, notes without a flag"),
         ("/", "search case ids (a part of the id; empty clears)"),
         ("escape", "clear every filter"),
     )),

@@ -106,9 +106,9 @@ class CaseSource:
                 self._arrays = CaseArrays(con, self.columns, self.n_cases)
             return self._arrays
 
-    def warm(self, metrics=("faith", "locacc", "consist")) -> None:
+    def warm(self) -> None:
         """Read the arrays the common sorts need (a worker calls this after the first paint)."""
-        for m in metrics:
+        for m in ("faith", "locacc", "consist"):
             self.arrays.metric(m)
         self.arrays.case_ids()  # for the id search
 

@@ -1,7 +1,7 @@
 """The selected case's slice and every model's heatmap, as half-block pixel tiles in a wrapping grid.
 
 Tiles are built in a thread worker (exclusive, so holding a key down only renders where it stops)
-and cached per (case, column, size); the grid reflows and tiles are re-rendered on resize.
+and cached per (case, column, size, overlay settings); the grid reflows and tiles are re-rendered on resize.
 """
 
 from __future__ import annotations
