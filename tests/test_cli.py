@@ -104,6 +104,37 @@ def test_evaluate_into_an_audit_cache_reaches_its_report_and_outlives_a_precompu
     assert json.loads((copy / "evaluation.json").read_text())["resnet10t/seed0"]["timing"]["latency_ms"] == measured
 
 
+def test_evaluate_puts_in_an_audit_cache_only_the_checkpoints_it_holds(phantoms, trained, cache, tmp_path):
+    import shutil
+    import sqlite3
+
+    from gradfaith_tui.locks import writer_lock
+    from gradfaith_tui.store.exports import store_evaluation
+
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    con = sqlite3.connect(copy / "audit.sqlite")
+    with con:  # the cache now holds other weights under this name
+        con.execute("UPDATE models SET checkpoint_hash='0123456789abcdef@32' WHERE model_id='resnet10t/seed0'")
+    stored = con.execute("SELECT body FROM evaluation WHERE model_id='resnet10t/seed0'").fetchone()[0]
+    con.close()
+    res = run("evaluate", "--data", phantoms, "--checkpoints", trained, "--cache", copy, "--models", "resnet10t")
+    assert res.returncode == 0, res.stderr
+    assert "resnet10t/seed0: another checkpoint than the one this audit cache holds" in res.stderr
+    con = sqlite3.connect(copy / "audit.sqlite")
+    assert con.execute("SELECT body FROM evaluation WHERE model_id='resnet10t/seed0'").fetchone()[0] == stored
+    with con:
+        con.execute("DROP TABLE evaluation")  # a database that cannot take them: the files still can
+    con.close()
+    said = []
+    store_evaluation(copy, {"resnet10t/seed1": {"weights_sha1": None, "img_size": 32}}, said.append)
+    assert len(said) == 1 and "could not take these results" in said[0]
+    with writer_lock(copy, "precompute"):  # a run writing there: refused before any model runs
+        res = run("evaluate", "--data", phantoms, "--checkpoints", trained, "--cache", copy)
+    assert res.returncode != 0 and "Table I" not in res.stdout
+    assert_one_line_error(res, "another precompute or evaluate is writing there")
+
+
 def test_demo_end_to_end_prints_a_summary_when_not_a_terminal(tmp_path):
     args = ["demo", "--data", tmp_path / "ph", "--checkpoints", tmp_path / "ck", "--cache", tmp_path / "cache",
             "--patients", "6", "--epochs", "1", "--img-size", "32"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,7 +11,7 @@ import typer
 from gradfaith_tui.cli.data import MAX_SIZE
 from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, ForceOpt, ModelsOpt,
                                        SeedsOpt, StrictOpt, check_device, names, seeds)
-from gradfaith_tui.errors import GradfaithError
+from gradfaith_tui.errors import CacheError, GradfaithError
 
 
 def train(
@@ -77,6 +78,11 @@ def evaluate(
                                              write_evaluation_files)
 
     folder = evaluation_folder(cache)  # a file in its place, or a folder that cannot be made: said at once
+    if folder.is_dir():  # a folder this user cannot write, or a run writing there now: said before any model runs
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise CacheError(f"--cache: cannot write into {folder} (permission denied); pass a folder you can write")
+        with writer_lock(folder, "precompute or evaluate"):
+            pass
 
     def same_data(preps) -> None:  # an audit cache there must be of these data and splits, as precompute asks
         check_evaluation_data(folder, [(p.fingerprint, p.split_hash) for p in preps])
@@ -88,7 +94,7 @@ def evaluate(
         con.print(per_class_rich(model, body))
         con.print(confusion_rich(model, body))
     with writer_lock(evaluation_folder(cache, make=True), "precompute or evaluate"):  # never beside a live one
-        store_evaluation(folder, bodies)
+        store_evaluation(folder, bodies, warn)
         paths = write_evaluation_files(cache, bodies)
     con.print(f"written: {', '.join(str(p) for p in paths)}")
 

@@ -40,5 +40,7 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
             warn(f"{c.model_id}: trained on other data (fingerprint {card.get('data_fingerprint')}, --data now "
                  f"{prep.fingerprint}); evaluated anyway, as --force asks")
             body["trained_on_other_data"] = card.get("data_fingerprint")
+        # Which weights at which size: an audit cache takes these numbers only for the checkpoint it holds.
+        body["weights_sha1"], body["img_size"] = card.get("weights_sha1"), card["img_size"]
         bodies[c.model_id] = body
     return bodies

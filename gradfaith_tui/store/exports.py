@@ -7,11 +7,13 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Callable
 
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.models.card import replace_atomically  # torch-free
 from gradfaith_tui.store.cache import DAMAGED_DB, connect_readonly
+from gradfaith_tui.store.keys import checkpoint_identity
 from gradfaith_tui.store.schema import DB_NAME
 
 TABLE1_COLUMNS = ("sensitivity", "specificity", "precision", "recall", "f1", "accuracy")
@@ -67,23 +69,34 @@ def check_evaluation_data(cache: Path, data: list[tuple[str, str]]) -> None:
                              f"now {fingerprint}); use a new --cache folder")
 
 
-def store_evaluation(cache: Path, bodies: dict[str, dict]) -> None:
+def store_evaluation(cache: Path, bodies: dict[str, dict], warn: Callable[[str], None]) -> None:
     """Where the folder holds an audit cache, put these results in its database too, as precompute does, so
     that the report and a later precompute (which keeps a model's stored Table I unless it recomputed that
-    model) show what `evaluate` measured. The caller holds the folder's writer lock."""
+    model) show what `evaluate` measured; only for the checkpoints the cache holds (same weights, same input
+    size), as the report sets Table I beside their maps. The caller holds the folder's writer lock."""
     db = Path(cache) / DB_NAME
     if not db.is_file():
         return
     try:
         con = sqlite3.connect(db, timeout=30)
         try:
+            held = dict(con.execute("SELECT model_id, checkpoint_hash FROM models").fetchall())
+            fits = {m: b for m, b in bodies.items() if held.get(m) is not None and held[m] == checkpoint_identity(b)}
             with con:
                 con.executemany("INSERT OR REPLACE INTO evaluation VALUES (?,?)",
-                                [(m, json.dumps(b, sort_keys=True)) for m, b in bodies.items()])
+                                [(m, json.dumps(b, sort_keys=True)) for m, b in fits.items()])
         finally:
             con.close()
+    except sqlite3.OperationalError as exc:  # read-only, locked, no room: the files beside it still get written
+        warn(f"{db}: could not take these results ({exc}); the report keeps the Table I precompute stored")
+        return
     except sqlite3.DatabaseError as exc:
         raise CacheError(f"{db}: {DAMAGED_DB} ({exc}); use a new --cache folder") from None
+    for m in bodies:
+        if m not in fits:
+            warn(f"{m}: {'another checkpoint than the one' if m in held else 'not a model'} this audit cache holds; "
+                 f"its results go to {EVALUATION_NAME} and the CSVs only, not to the cache's report "
+                 f"(run precompute with these checkpoints to audit them)")
 
 
 def _stored_bodies(path: Path) -> dict[str, dict]:
