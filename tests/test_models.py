@@ -294,7 +294,7 @@ def test_import_checks_fit_reorders_the_head_and_writes_a_card(phantoms, tmp_pat
 
 
 def test_pickled_objects_are_refused(tmp_path):
-    from gradfaith_tui.models.factory import read_state
+    from gradfaith_tui.models.weights_file import read_state
 
     import fractions
 
@@ -594,7 +594,8 @@ def test_a_card_of_the_wrong_shape_is_one_error_naming_it(phantoms, tmp_path, ch
 def test_unreadable_weights_are_one_whole_sentence(tmp_path, recwarn):
     import pickle
 
-    from gradfaith_tui.models.factory import describe_error, read_state
+    from gradfaith_tui.models.factory import describe_error
+    from gradfaith_tui.models.weights_file import read_state
 
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"empty.pt: unreadable weights \(the file is empty\)$"):

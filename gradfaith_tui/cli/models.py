@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +10,7 @@ import typer
 from gradfaith_tui.cli.data import MAX_SIZE
 from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, ForceOpt, ModelsOpt,
                                        SeedsOpt, StrictOpt, check_device, names, seeds)
-from gradfaith_tui.errors import CacheError, GradfaithError
+from gradfaith_tui.errors import GradfaithError
 
 
 def train(
@@ -77,10 +76,8 @@ def evaluate(
     from gradfaith_tui.store.exports import (check_evaluation_data, evaluation_folder, store_evaluation,
                                              write_evaluation_files)
 
-    folder = evaluation_folder(cache)  # a file in its place, or a folder that cannot be made: said at once
-    if folder.is_dir():  # a folder this user cannot write, or a run writing there now: said before any model runs
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise CacheError(f"--cache: cannot write into {folder} (permission denied); pass a folder you can write")
+    folder = evaluation_folder(cache)  # a file in its place, or a folder that cannot be made or written: said at once
+    if folder.is_dir():  # a run writing there now: said before any model runs, not after
         with writer_lock(folder, "precompute or evaluate"):
             pass
 

@@ -13,7 +13,7 @@ from gradfaith_tui.config import CLASS_NAMES, ModelSpec, family_of
 from gradfaith_tui.errors import CheckpointError, GradfaithError
 from gradfaith_tui.models.card import (CARD_NAME, WEIGHTS_NAME, file_hash, read_card, replace_atomically,
                                        write_card_file)
-from gradfaith_tui.models.weights_file import fit_state, read_state  # noqa: F401 (read_state: the importer's too)
+from gradfaith_tui.models.weights_file import fit_state, read_state
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

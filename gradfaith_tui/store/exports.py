@@ -24,7 +24,7 @@ EVALUATION_NAME = "evaluation.json"
 
 def evaluation_folder(cache: Path, make: bool = False) -> Path:
     """--cache as a folder for the evaluation files: checked before any model runs, so that a file in its
-    place, or a folder that cannot be made, is said at once rather than after the evaluation; made (make=True)
+    place, or a folder that cannot be made or written, is said at once rather than after the evaluation; made (make=True)
     only when there is something to write, so a failed evaluate leaves no empty folder behind."""
     cache = Path(cache)
     if cache.exists() and not cache.is_dir():
@@ -38,6 +38,8 @@ def evaluation_folder(cache: Path, make: bool = False) -> Path:
         parent = next(p for p in cache.absolute().parents if p.exists())
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             raise CacheError(f"--cache: cannot make the folder {cache} ({parent} is not a folder this user can write)")
+    elif not os.access(cache, os.W_OK | os.X_OK):
+        raise CacheError(f"--cache: cannot write into {cache} (permission denied); pass a folder you can write")
     return cache
 
 
