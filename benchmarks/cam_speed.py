@@ -154,6 +154,45 @@ def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return pairs[~pairs.isnan()].min().item() if (~pairs.isnan()).any() else float("nan")
 
 
+def _device_clock(pending_cls, engine_cls, undo: list, current: list) -> dict[str, list[tuple[float, float]]]:
+    """Per model, the device's own milliseconds for each batch: from a timing event queued before its CAM pass to
+    one queued after its read-back copies, with a third between the CAM pass and the metrics. The device runs one
+    batch after another on one stream, so these span its work on that batch whether it or the host sets the pace:
+    near the host's ms per batch, the device is the limit; well below it, the host (or a hidden wait in it) is."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    marks: list = []  # (start, after the CAM pass) of the batch being launched
+    call, init, wait = engine_cls.__call__, pending_cls.__init__, pending_cls.wait
+    undo += [lambda: setattr(engine_cls, "__call__", call), lambda: setattr(pending_cls, "__init__", init),
+             lambda: setattr(pending_cls, "wait", wait)]
+
+    def event() -> torch.cuda.Event:
+        e = torch.cuda.Event(enable_timing=True)
+        e.record()
+        return e
+
+    def timed_call(self, *a, **k):
+        start = event()
+        ex = call(self, *a, **k)
+        marks.append((start, event()))
+        return ex
+
+    def timed_init(self, *a, **k):
+        init(self, *a, **k)
+        self._clock = (*marks[-1], event()) if marks else None  # the batch just launched (a set-up call leaves one too)
+        marks.clear()
+
+    def timed_wait(self):
+        r = wait(self)
+        if getattr(self, "_clock", None):
+            start, cam, end = self._clock
+            end.synchronize()
+            out.setdefault(current[0], []).append((start.elapsed_time(end), start.elapsed_time(cam)))
+        return r
+
+    engine_cls.__call__, pending_cls.__init__, pending_cls.wait = timed_call, timed_init, timed_wait
+    return out
+
+
 def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bool = False, archs: list[str] = (),
                profile: bool = False) -> None:
     """Images/s of each model's explain phase in a fresh precompute (Table I timing and sanity checks off),
@@ -199,6 +238,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
     # both only queue kernels, so a large figure is host time (or a hidden wait inside a CUDA call).
     clocked(FastGradCAM, "__call__", "cam")
     clocked(per_case, "device_metrics", "metrics")
+    device_ms = _device_clock(readback.Pending, FastGradCAM, undo, current) if torch.device(device).type == "cuda" else {}
     import gradfaith_tui.pipeline as pipeline
 
     clocked(pipeline._Segmentations, "get", "segment")  # once per input size, before the first batch: left out
@@ -236,7 +276,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
             precompute(Path(data), Path(checkpoints), Path(tmp) / "cache", names=names, cam=CamSettings(batch_size=batch, sanity_cases=0, compile=compile),
                        device=device, force=True, with_timing=False, warn=lambda m: None, progress=progress)
         total = time.perf_counter() - t
-        for u in undo:
+        for u in reversed(undo):  # the last wrapper first
             u()
         if cuda:
             torch.cuda.set_sync_debug_mode("default")
@@ -275,9 +315,12 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
         inside = [(ph, sec) for start, ph, sec in phases.get(c.model_id, []) if lo[0] <= start < hi[0]]
         host = {name: sum(sec for ph, sec in inside if ph == name) / nb * 1e3 for name in ("wait", "stage", "write", "cam", "metrics")}
         rest = (hi[0] - lo[0]) / nb * 1e3 - sum(host.values())
+        dev_ms = device_ms.get(c.model_id, [])[1:-1] or device_ms.get(c.model_id, [])  # steady batches, as above
+        gpu = (f"   device ms per batch: {np.median([d[0] for d in dev_ms]):.1f} (CAM pass {np.median([d[1] for d in dev_ms]):.1f}, "
+               f"metrics {np.median([d[0] - d[1] for d in dev_ms]):.1f}; median of {len(dev_ms)})") if dev_ms else ""
         print(f"{c.model_id:22s} {e2e:9.1f}/s {steady:7.1f}/s {engine:8.1f}/s {e2e / engine:10.2f}x {steady / engine:10.2f}x "
               f"{setup:9.2f} {last:8.1f}   {host['wait']:5.1f} {host['stage']:6.1f} {host['write']:6.1f} {host['cam']:6.1f} {host['metrics']:6.1f} {rest:6.1f}   "
-              f"{paths.get(c.model_id, '?')}")
+              f"{paths.get(c.model_id, '?')}{gpu}")
     if profile:
         _print_profile(prof, cuda)
     sites: dict[str, int] = {}

@@ -26,7 +26,10 @@
 #                 Still open after the tenth session (H200): ViT-B/16's end to end is 0.27x of its engine, with both
 #                 the host and the device near 60 ms a batch where 4 passes should take ~32 ms. Diagnose with
 #                 STEPS=4,5 EPOCHS=1 ARCHS=resnet50,vit_base_patch16_224 E2E_PATIENTS=300 PROFILE_ARCHS=vit_base_patch16_224
-#                 (about 3 minutes; the cam/metric columns split the host's time, the profile names the operators).
+#                 (about 3 minutes; the cam/metric columns split the host's time, the device's own ms per batch
+#                 (timing events) say which side sets the pace, the profile names the operators). On the CPU, ViT-B/16
+#                 queues 432 operators a batch outside its graphed blocks, ResNet-50 321: launching alone cannot
+#                 account for ViT's extra ~33 ms of host time, so look for a wait inside a CUDA call (allocator, queue).
 # CPU dry run:    DEV=cpu IMG=32 EPOCHS=2 N=16 PATIENTS=12 E2E_PATIENTS=20 ARCHS=resnet10t,tinynet_e \
 #                 PY=.venv/bin/python bash benchmarks/device_check.sh
 set -uo pipefail
