@@ -112,6 +112,7 @@ class _Recorder:
     def __init__(self, fail: bool = False, fail_wider: bool = False):
         self.recorded, self.replays, self.fail, self.fail_wider = 0, 0, fail, fail_wider
         self.sizes: list[int] = []
+        self.seen: list[int] = []  # the rows of each replay (padding included)
 
     def __call__(self, graphed, x):
         if self.fail or (self.fail_wider and self.recorded):
@@ -123,6 +124,7 @@ class _Recorder:
         def replay(inp):
             assert len(inp) == size  # a replay sees exactly the recorded shape
             self.replays += 1
+            self.seen.append(size)
             return graphed.fn(inp)
         return replay
 
@@ -162,6 +164,23 @@ def test_whole_multiples_of_the_batch_get_their_own_graphs_and_other_sizes_fit_i
             assert torch.equal(g(x[:rows]), x[:rows] * 2), rows
             assert rec.sizes == recorded, rows  # 9 and 7: padded into 12 and 8; 16 (widths=3 reached), 20: chunks of 12
     assert rec.replays == 9 and g.recorded == 3 and g.narrow is None
+
+
+def test_small_passes_that_recur_get_a_quarter_size_graph_and_one_seen_once_stays_padded(monkeypatch):
+    """Precompute's marked rows on phantoms: a small pass every batch, which padding would make a full one."""
+    rec = _Recorder()
+    g = _graphed_on_cpu(monkeypatch, rec)(lambda x: x * 2, small=True)
+    x = torch.arange(48.0).view(16, 3)
+    with torch.no_grad():
+        for rows, recorded, replayed in ((16, [16], 16), (3, [16], 16), (4, [16, 4], 4), (2, [16, 4], 4),
+                                         (5, [16, 4], 16), (16, [16, 4], 16)):
+            assert torch.equal(g(x[:rows]), x[:rows] * 2), rows
+            assert rec.sizes == recorded and rec.seen[-1] == replayed, rows
+    rec = _Recorder()
+    g = _graphed_on_cpu(monkeypatch, rec)(lambda x: x * 2)  # without small (a compiled trunk): always padded
+    with torch.no_grad():
+        for rows in (16, 3, 4, 2):
+            assert torch.equal(g(x[:rows]), x[:rows] * 2) and rec.sizes == [16] and rec.seen[-1] == 16
 
 
 def test_a_wider_graph_that_fails_to_record_leaves_the_first_in_use(monkeypatch):

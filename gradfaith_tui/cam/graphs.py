@@ -14,6 +14,10 @@ GPU's units (what that is worth is for benchmarks/cam_speed.py --e2e to show). A
 the same images' size is padded with zero images into the smallest recorded shape that holds it and its
 rows taken back out: rows do not interact in an eval-mode net, and each new shape would cost cuDNN host time
 to plan its kernels (up to seconds for EfficientNet-B0); a larger one is replayed in chunks of the widest.
+Small passes that recur (precompute's marked rows on phantoms, about one slice in six of every batch) would
+spend most of each replay on padding, so with small=True the second pass of at most a quarter of the first
+shape records a graph of that quarter; a small pass seen once (a run's last batch) stays padded, as recording
+would cost more than it saves.
 Other image sizes, a call with autograd on, and any failure to record the first shape (the reason is kept in
 .broken) run the plain forward, which computes the same; a wider shape that fails to record (memory, say)
 leaves the recorded ones in use (the reason is kept in .narrow).
@@ -33,8 +37,11 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 class GraphedForward:
     """For functions of independent rows (an eval-mode trunk): padding must not change the real rows."""
 
-    def __init__(self, fn: Forward, widths: int = 3):
-        self.fn, self.widths = fn, widths
+    def __init__(self, fn: Forward, widths: int = 3, small: bool = False):
+        """widths: how many whole multiples of the first shape (itself among them) get graphs; small: one more
+        graph, of a quarter of the first shape, for small passes that recur."""
+        self.fn, self.widths, self.small = fn, widths, small
+        self._smalls = 0  # passes seen that fit into a quarter of the first shape
         self.broken: str | None = None  # the first recording failed: every call runs the plain forward
         self.narrow: str | None = None  # a wider one failed: wider calls replay the recorded ones in chunks
         self._key: tuple | None = None  # the image shape, dtype, device and autocast of the recorded graphs
@@ -57,17 +64,30 @@ class GraphedForward:
             self._key = key
         elif key != self._key:
             return self.fn(x)
-        base = min(self._graphs)
-        if n not in self._graphs and n % base == 0 and len(self._graphs) < self.widths and self.narrow is None:
+        base = self._base
+        quarter = base // 4
+        if n not in self._graphs and n % base == 0 and self._multiples < self.widths and self.narrow is None:
             self._add(x, first=False)
+        elif self.small and n <= quarter and quarter not in self._graphs and self.narrow is None:
+            self._smalls += 1
+            if self._smalls >= 2:
+                self._add(_padded(x, quarter), first=False)
         fits = [b for b in self._graphs if b >= n]
         if not fits:
             widest = max(self._graphs)
             return torch.cat([self(x[s:s + widest]) for s in range(0, n, widest)])
         batch = min(fits)
         if n < batch:
-            return self._graphs[batch](torch.cat([x, x.new_zeros((batch - n, *x.shape[1:]))]))[:n]
+            return self._graphs[batch](_padded(x, batch))[:n]
         return self._graphs[batch](x)
+
+    @property
+    def _base(self) -> int:
+        return next(iter(self._graphs))  # the first recorded shape (dicts keep their order)
+
+    @property
+    def _multiples(self) -> int:
+        return sum(b % self._base == 0 for b in self._graphs)
 
     def _add(self, x: torch.Tensor, first: bool) -> bool:
         try:
@@ -107,3 +127,8 @@ class GraphedForward:
             return static_out.clone()  # the next replay overwrites static_out
 
         return replay
+
+
+def _padded(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """x with zero images appended up to `rows` (rows of an eval-mode net do not interact)."""
+    return torch.cat([x, x.new_zeros((rows - len(x), *x.shape[1:]))]) if rows > len(x) else x

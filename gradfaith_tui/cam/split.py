@@ -95,7 +95,8 @@ class SplitNet:
         # Under a graph every batch is padded into one shape, so the compiled kernels can be specialised to it.
         self.compiled = CompiledForward(self._plain, static=graphs) if compile else None
         # Compiled: one graph, so one compilation (each wider shape would compile once more).
-        self.graphed = GraphedForward(self._features, widths=1 if compile else 3) if graphs else None
+        # Compiled: also no quarter-size graph for small passes (a new shape would compile once more).
+        self.graphed = GraphedForward(self._features, widths=1 if compile else 3, small=not compile) if graphs else None
 
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(self.model.prepare(x))

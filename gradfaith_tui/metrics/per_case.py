@@ -64,7 +64,7 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     if k:
         edits.append(replace(x[i], planted[i], air[i]))
     # A GPU runs the three edits as one wide pass (a trunk replayed from CUDA graphs records that width,
-    # cam/graphs.py) and the marked rows as another (padded into the batch's graph); a CPU in passes of the
+    # cam/graphs.py) and the marked rows as another (from a quarter-size graph once they recur); a CPU in passes of the
     # batch's size, as it runs bigger batches slower (tinynet_e, 64 px: 3 x 64 images in 206 ms at once,
     # 163 ms in passes of 64).
     if dev.type != "cuda" and getattr(model, "graphed", None) is None:
