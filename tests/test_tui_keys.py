@@ -406,3 +406,18 @@ def test_the_zoom_keeps_its_case_when_a_late_sort_reorders_the_table_and_z_touch
         zoom._show(Text("late"), [])  # a picture finishing after the zoom closed is dropped
 
     run(body, cache)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.005, 0.02, 0.05])
+def test_quitting_while_workers_report_back_raises_nothing(cache, delay):
+    """A count, a sort and the array warm-up finishing as the app closes: their widgets may be gone by then
+    (this failed at some delays, with NoMatches from the callbacks, before they checked the app still runs)."""
+    import time
+
+    async def body(app, pilot):
+        count = app.source.completeness
+        app.source.completeness = lambda: (time.sleep(delay), count())[1]
+        app.count_maps(announce=True)
+        app.load_view(app.view, None)
+        app.warm_arrays()
+    run(body, cache)

@@ -139,6 +139,8 @@ class ExplorerApp(TriageActions, App[None]):
         self.call_from_thread(self._counted, done, announce)
 
     def _counted(self, done: tuple[int, int], announce: bool) -> None:
+        if not self.is_running:  # a worker's result arriving as the app closes: its widgets may be gone
+            return
         if announce and self.completeness is not None and done != self.completeness:
             self.stale = True
             self.notify("the cache has new maps: R reloads", timeout=4)
@@ -157,6 +159,8 @@ class ExplorerApp(TriageActions, App[None]):
         self.query_one(HeatmapPanel).rerender()
 
     def _arrays_ready(self) -> None:
+        if not self.is_running:  # as in _counted
+            return
         self.query_one(CaseTable).refresh()  # suspect marks
         if self.source.has_suspects():
             self.query_one("#heatmaps").rerender()  # tiles get a suspect line
@@ -222,7 +226,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.call_from_thread(self._apply_view, view, order, keep_idx, time.perf_counter() - t0)
 
     def _apply_view(self, view: ViewSpec, order, keep_idx: int | None, took: float) -> None:
-        if view != self.view:
+        if view != self.view or not self.is_running:  # a stale sort, or the app closing (as in _counted)
             return
         self.last_view_s = took
         table = self.query_one(CaseTable)

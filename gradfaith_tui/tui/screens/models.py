@@ -90,7 +90,11 @@ class ModelsScreen(Screen[None]):
                 hist.add_row(name, *(cells[(i, m)] for m in HIST_METRICS[k:k + per_table]))
             parts += [hist, Text("")]
         parts += self._suspects(a) + [Text("")] + self._planted(a, names) + self._sanity()
-        self.app.call_from_thread(self.query_one("#models-body", Static).update, Group(*parts))
+        self.app.call_from_thread(self._show, Group(*parts))
+
+    def _show(self, body: Group) -> None:
+        if self.is_attached:  # closed before its tables were ready: nothing to draw them on
+            self.query_one("#models-body", Static).update(body)
 
     @staticmethod
     def _hist_cell(a, metric: str, model: int) -> str:

@@ -238,8 +238,8 @@ class HeatmapPanel(Vertical):
 
     async def _show(self, idx: int, data: CaseMaps, strips, size: tuple[int, int]) -> None:
         self._pending = 0
-        if idx != self.case_idx:
-            return  # the cursor moved on while this rendered
+        if idx != self.case_idx or not self.is_attached:
+            return  # the cursor moved on while this rendered, or the app is closing
         self._rendered_for = size
         self._rendered_idx = idx
         row = data.row
