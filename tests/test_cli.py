@@ -45,6 +45,15 @@ def test_missing_and_empty_cache(tmp_path):
     assert_one_line_error(run("report", "--cache", tmp_path / "c"))
 
 
+def test_explore_without_a_terminal_says_so_instead_of_drawing_into_the_pipe(tmp_path):
+    from gradfaith_tui.store.synthetic import build_synthetic_cache
+
+    cache = build_synthetic_cache(tmp_path / "c", 12)
+    res = subprocess.run([sys.executable, "-m", "gradfaith_tui", "explore", "--cache", str(cache)], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert_one_line_error(res, "explore: needs a terminal", f"report --cache {cache} --terminal")
+
+
 def test_unknown_model_name(phantoms, trained, tmp_path):
     assert_one_line_error(run("train", "--data", phantoms, "--checkpoints", tmp_path, "--models", "resnet9000"),
                           "unknown model 'resnet9000'")

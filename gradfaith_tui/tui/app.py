@@ -6,7 +6,9 @@ SQLite plus memory-mapped arrays. Sorting and filtering run in a worker over col
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -359,6 +361,12 @@ def run_explorer(cache: Path, graphics: str = "halfblock", method: str | None = 
 
     image_cls = graphics_widget(graphics)
     reader = CacheReader(Path(cache), method)
+    # Textual would draw into a pipe and wait for keys forever; a driver chosen in TEXTUAL_DRIVER (`textual serve`'s
+    # web driver, which talks over pipes) needs no terminal.
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) and not os.environ.get("TEXTUAL_DRIVER"):
+        reader.close()
+        raise GradfaithError(f"explore: needs a terminal (stdin and stdout are not both one); run it in one, over "
+                             f"ssh with -t, or use `report --cache {cache} --terminal` for the tables")
     try:
         app = ExplorerApp(reader, name=str(cache), image_cls=image_cls)
         app.run()
