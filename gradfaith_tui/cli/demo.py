@@ -50,7 +50,7 @@ def demo(
         _build(data, checkpoints, cache, ",".join(names), ",".join(map(str, prof.seeds)), device, epochs, img_size,
                restart)
     console.print(f"demo ready in {time.perf_counter() - t0:.1f} s")
-    if summary or not sys.stdout.isatty():
+    if summary or not (sys.stdin.isatty() and sys.stdout.isatty()):  # no terminal to run the explorer in
         from gradfaith_tui.cli.audit import print_summary
         from gradfaith_tui.store.cache import CacheReader
 
