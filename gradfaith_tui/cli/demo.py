@@ -33,7 +33,7 @@ def demo(
                                           "--img-size from scratch (without it, they are kept with a warning, or the "
                                           "demo stops where more epochs are asked).")] = False,
 ) -> None:
-    """Build the demo end to end and open the explorer (a summary instead when stdout is not a terminal)."""
+    """Build the demo end to end and open the explorer (a summary instead when stdin or stdout is not a terminal)."""
     from gradfaith_tui.cli.progress import console
     from gradfaith_tui.config import PROFILES
     from gradfaith_tui.freshness import cache_is_current
