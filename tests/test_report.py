@@ -241,7 +241,8 @@ def test_data_without_masks_or_patients_gets_both_caveats_in_every_format(made, 
 
     assert "Data caveats" not in (made[0] / "report.md").read_text()  # masks, patients, no marker: nothing applies
     copy = _edited_copy(cache, tmp_path / "c", ("UPDATE cases SET has_mask = 0, patient = NULL",),
-                        ("DELETE FROM metrics WHERE name IN ('locacc', 'iou')",))  # as IQ-OTH/NCCD: no masks, no ids
+                        ("UPDATE metrics SET value = NULL WHERE name IN ('locacc', 'iou', 'pointing_game', "
+                         "'relevance_mass', 'relevance_rank')",))  # as precompute stores IQ-OTH/NCCD: no masks, no ids
     report, _ = write_report(CacheReader(copy), tmp_path / "out", "all")
     no_mask = (f"No test case has a lesion mask: the localisation metrics (LocAcc, IoU, Pointing game, Relevance mass, "
                f"Relevance rank) are absent for all {N_CASES} cases, not zero.")
@@ -250,6 +251,8 @@ def test_data_without_masks_or_patients_gets_both_caveats_in_every_format(made, 
     assert report.caveats[0] == no_mask and report.caveats[1].startswith(no_ids) and len(report.caveats) == 2
     md = (tmp_path / "out" / "report.md").read_text()
     assert md.index("## Data caveats") < md.index("## Table I")
+    paired = md[md.index("### Paired tests"):md.index("### Every checkpoint")]
+    assert "| Faith |" in paired and "| LocAcc |" not in paired  # no case with a mask: no test, so no row
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<h2>Data caveats</h2>" in page and page.index("Data caveats") < page.index("Table I: classification")
     buf = Console(file=io.StringIO(), width=100)
@@ -258,6 +261,7 @@ def test_data_without_masks_or_patients_gets_both_caveats_in_every_format(made, 
     assert term.startswith("Data caveats:") and term.index("Data caveats") < term.index("Table I")
     for text in (md, page, term):
         assert no_mask in _flat(text) and no_ids in _flat(text)
+        assert not re.search(r"\bnan\b", text, re.I)  # a value that does not exist is "–", and a test with no case no row
         assert "gradfaith-tui data check DATA" in text and "near-duplicate pairs across splits" in _flat(text)
     masked = [i for (i,) in CacheReader(cache).con.execute("SELECT idx FROM cases WHERE has_mask = 1 ORDER BY idx")]
     some = _edited_copy(cache, tmp_path / "d", ("UPDATE cases SET has_mask = 0 WHERE idx IN (?, ?)", masked[:2]))

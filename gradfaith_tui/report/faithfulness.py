@@ -96,6 +96,7 @@ def paired(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | None =
     for metric in metric_order(arrays):
         pairs = [(a, b) for a, b in combinations(arrays, 2) if metric in arrays[a] and metric in arrays[b]]
         results = [paired_test(arrays[a][metric], arrays[b][metric], groups) for a, b in pairs]
-        adjusted = holm([r.p for r in results])
-        rows += [PairedRow(metric, label(metric), a, b, r, p) for (a, b), r, p in zip(pairs, results, adjusted)]
+        kept = [(pair, r) for pair, r in zip(pairs, results) if r.n]  # no shared case (no masks, say): no test, no row
+        adjusted = holm([r.p for _, r in kept])
+        rows += [PairedRow(metric, label(metric), a, b, r, p) for ((a, b), r), p in zip(kept, adjusted)]
     return rows

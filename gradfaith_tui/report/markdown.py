@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ T1_HEADER = ["Model", "Stands for", "Sensitivity", "Specificity", "Precision", "
 
 
 def fmt(v, digits: int = 3) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
+    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
 
 
 def fmt_p(p: float | None) -> str:
@@ -93,7 +94,9 @@ def _faithfulness(r: Report) -> list[str]:
     out.append("### Paired tests between models\n")
     out.append(f"Test: {PAIRED_TEST_NAME}, on the cases both models have a value (on each patient's mean "
                "difference where the cache knows the patients, a patient's slices not being independent); p-values "
-               "Holm-Bonferroni adjusted within each metric. Mean difference is the first model minus the second.\n")
+               "Holm-Bonferroni adjusted within each metric. Mean difference is the first model minus the second. "
+               "A pair of models with no case in common on a metric (the mask metrics where no case has a mask) has "
+               "no row.\n")
     rows = [[escape(p.label), p.a, p.b, str(p.result.n), fmt(p.result.mean_diff), fmt(p.result.statistic, 1),
              fmt_p(p.result.p), fmt_p(p.p_holm)] for p in r.paired]
     out.append(markdown_table(["Metric", "Model A", "Model B", "Shared cases", "Mean A−B", "W", "p", "p (Holm)"], rows)

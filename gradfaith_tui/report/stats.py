@@ -75,7 +75,7 @@ def _cluster_ci(x: np.ndarray, inv: np.ndarray, level: float, resamples: int, se
 @dataclass(frozen=True)
 class PairedResult:
     n: int  # cases where both models have a value
-    mean_diff: float  # mean of a - b
+    mean_diff: float | None  # mean of a - b; None where no case has both
     statistic: float | None
     p: float | None  # None where the test cannot run (too few or all-zero differences)
 
@@ -91,7 +91,7 @@ def paired_test(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = None) 
     d = a[both] - b[both]
     n = int(both.sum())
     if n == 0:
-        return PairedResult(0, float("nan"), None, None)
+        return PairedResult(0, None, None, None)
     inv = _shared_groups(groups, both)
     d_units = d if inv is None else np.bincount(inv, weights=d) / np.bincount(inv)  # each patient's mean
     if np.count_nonzero(d_units) < 2:
