@@ -102,17 +102,29 @@ def test_masks_folder_mirrored_or_flat_and_aligned_with_the_image(tmp_path):
     assert ((arr.images[0] > 127) == arr.masks[0]).mean() > 0.97
 
 
-def test_mask_of_another_size_is_an_error_naming_the_mask(tmp_path):
+def test_mask_of_another_size_is_named_and_its_slice_kept_without_it(tmp_path):
     _jpg(tmp_path / "Benign cases" / "b1.jpg", size=(40, 40))
     _png(tmp_path / "masks" / "Benign cases" / "b1.png", np.zeros((30, 40), np.uint8))
     ds = discover(tmp_path)
     with pytest.raises(DataError, match=r"masks/Benign cases/b1.png: mask is 40x30 but its image is 40x40"):
-        read_sample(ds.samples[0])
+        read_sample(ds.samples[0])  # strict: as an unreadable slice
     warnings = []
-    _jpg(tmp_path / "Benign cases" / "b2.jpg")
-    with pytest.raises(DataError, match="no readable images"):
-        load_split([ds.samples[0]], 16, warn=warnings.append)
-    assert "b1.png" in warnings[0]
+    arr = load_split([ds.samples[0]], 16, warn=warnings.append)  # the image is fine: classified, without LocAcc
+    assert len(arr) == 1 and not arr.has_mask[0] and not arr.masks.any()
+    assert len(warnings) == 1 and "b1.png: mask is 40x30 but its image is 40x40: mask ignored, the slice is kept" in warnings[0]
+    with pytest.raises(DataError, match="mask is 40x30"):
+        load_split([ds.samples[0]], 16, strict=True)
+
+
+def test_an_empty_mask_counts_as_no_mask(tmp_path):
+    _jpg(tmp_path / "Benign cases" / "b1.jpg", size=(40, 40))
+    _png(tmp_path / "masks" / "Benign cases" / "b1.png", np.zeros((40, 40), np.uint8))  # all black: no lesion drawn
+    _jpg(tmp_path / "Benign cases" / "b2.jpg", size=(40, 40))
+    lesion = np.zeros((40, 40), np.uint8)
+    lesion[10:20, 10:20] = 255
+    _png(tmp_path / "masks" / "Benign cases" / "b2.png", lesion)
+    arr = load_split(discover(tmp_path).samples, 16)
+    assert arr.has_mask.tolist() == [False, True]
 
 
 def test_csv_with_boxes_patients_and_a_row_pointing_nowhere(tmp_path):

@@ -21,9 +21,10 @@ MAX_LISTED = 50  # duplicates listed in the report; the counts are always comple
 EMPTY_SHA1 = hashlib.sha1(b"").hexdigest()
 
 
-def _scan(s: Sample, sha: str | None) -> tuple[str, tuple[int, int], object]:
+def _scan(s: Sample, sha: str | None, mask_problems: list[str]) -> tuple[str, tuple[int, int], object]:
     """sha1 (the Dataset's, which read the file once for its fingerprint), (width, height) and perceptual hash
-    of one slice; DataError naming it when unreadable."""
+    of one slice; DataError naming it when unreadable. A mask that cannot be used goes to mask_problems: the
+    slice itself is readable (the other commands use it without that mask)."""
     if sha is None:  # the Dataset could not read it: read again only to say why
         try:
             s.path.read_bytes()
@@ -31,7 +32,7 @@ def _scan(s: Sample, sha: str | None) -> tuple[str, tuple[int, int], object]:
             raise DataError(f"{s.path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
         raise DataError(f"{s.path}: cannot read")
     if is_dicom(s.path) or s.mask_path is not None or s.boxes:
-        grey, _ = read_sample(s)  # full read: also checks the mask's size and the boxes
+        grey, _ = read_sample(s, mask_problems)  # full read: also checks the mask's size and the boxes
         im = Image.fromarray(grey)
         return sha, im.size, phash_bits(im)
     try:
@@ -67,13 +68,18 @@ def _odd_sizes_by_class(readable: list[Sample], size_of: dict[str, str], sizes: 
 def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] | None = None) -> dict:
     ds = discover(root, window)
     errors = list(ds.problems)
-    sizes, sha, hashes, readable, size_of = Counter(), {}, {}, [], {}
+    sizes, sha, hashes, readable, size_of, unusable_mask = Counter(), {}, {}, [], {}, set()
     for s in ds.samples:
+        mask_problems: list[str] = []
         try:
-            sha[s.case_id], (w, h), hashes[s.case_id] = _scan(s, ds.file_sha1()[s.case_id])
+            sha[s.case_id], (w, h), hashes[s.case_id] = _scan(s, ds.file_sha1()[s.case_id], mask_problems)
         except DataError as exc:
             errors.append(str(exc))
             continue
+        finally:
+            errors += [f"{p} (the slice is used without a mask)" for p in mask_problems]
+        if mask_problems:
+            unusable_mask.add(s.case_id)
         size_of[s.case_id] = f"{w}x{h}"
         sizes[f"{w}x{h}"] += 1
         readable.append(s)
@@ -97,7 +103,8 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
         members = [s for s in readable if s.label == k]
         counts = Counter(assignment.get(s.case_id) for s in members)
         classes[name] = {**{sp: counts.get(sp, 0) for sp in SPLITS}, "total": len(members),
-                         "masks": sum(s.mask_path is not None or bool(s.boxes) for s in members)}
+                         "masks": sum((s.mask_path is not None or bool(s.boxes)) and s.case_id not in unusable_mask
+                                      for s in members)}
     empty = [n for n, c in classes.items() if c["total"] == 0]
     warnings += [f"class {n} has no readable images" for n in empty]
     for n, c in classes.items():  # too few patients or slices of a class to go round every split

@@ -29,13 +29,23 @@ class SplitArrays:
         return len(self.samples)
 
 
-def read_sample(s: Sample) -> tuple[np.ndarray, np.ndarray | None]:
-    """The slice at its original size and its lesion mask (file and/or CSV boxes), or None without one."""
+def read_sample(s: Sample, mask_problems: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The slice at its original size and its lesion mask (file and/or CSV boxes), or None without one.
+
+    A slice that cannot be read raises DataError. A mask that cannot be used (another size than its image, a
+    box off it, an unreadable file) raises too, unless mask_problems is given: then it is noted there and
+    the slice comes without a mask, as the image itself is fine."""
     grey = read_grey(s.path, s.window)
-    mask = read_mask(s.mask_path, grey.shape) if s.mask_path is not None else None
-    if s.boxes:
-        box = boxes_mask(s.boxes, grey.shape, str(s.path))
-        mask = box if mask is None else mask | box
+    try:
+        mask = read_mask(s.mask_path, grey.shape) if s.mask_path is not None else None
+        if s.boxes:
+            box = boxes_mask(s.boxes, grey.shape, str(s.path))
+            mask = box if mask is None else mask | box
+    except DataError as exc:
+        if mask_problems is None:
+            raise
+        mask_problems.append(str(exc))
+        mask = None
     return grey, mask
 
 
@@ -44,17 +54,20 @@ def load_split(samples: list[Sample], size: int, strict: bool = False,
     """Read and resize every sample; a bad file is skipped with a warning naming it, or raised if strict."""
     kept, imgs, masks, has, regions = [], [], [], [], []
     for s in samples:
+        mask_problems = None if strict else []
         try:
-            grey, mask = read_sample(s)
+            grey, mask = read_sample(s, mask_problems)
         except DataError as exc:
             if strict:
                 raise
             warn(f"skipped {exc}")
             continue
+        for problem in mask_problems or ():
+            warn(f"{problem}: mask ignored, the slice is kept without one")
         kept.append(s)
         imgs.append(to_square(grey, size))
         masks.append(to_square(mask, size, is_mask=True) if mask is not None else np.zeros((size, size), bool))
-        has.append(mask is not None)
+        has.append(bool(masks[-1].any()))  # an empty mask (a black PNG) marks no lesion: nothing to localise
         if s.shortcut_box is not None:  # the same resize policy as the masks, so it lines up with the CAM
             try:
                 region = to_square(boxes_mask((s.shortcut_box,), grey.shape, str(s.path)), size, is_mask=True)
