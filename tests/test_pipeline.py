@@ -86,6 +86,23 @@ def test_stale_cache_and_other_data_are_refused(cache, trained, tmp_path):
         precompute(other, trained, cache, force=True, warn=lambda m: None)
 
 
+def test_the_same_images_one_folder_down_are_named_as_such_and_get_no_split_file(phantoms, trained, tmp_path):
+    """Passing the folder above the one trained on changes every case id: refused, with both --data named, before
+    a split file is written into the user's folder."""
+    import shutil
+
+    from gradfaith_tui.models.evaluate_all import evaluate_all
+
+    outer = tmp_path / "outer"
+    shutil.copytree(phantoms, outer / "inner", ignore=shutil.ignore_patterns("manifest.csv"))
+    for run in (lambda: precompute(outer, trained, tmp_path / "c", warn=lambda m: None),
+                lambda: evaluate_all(outer, trained, None, None, warn=lambda m: None)):
+        with pytest.raises(CheckpointError, match=f"it was trained with --data {phantoms}, this run has --data {outer}: "
+                                                  "the same images passed at another folder level"):
+            run()
+        assert not (outer / "splits").exists()
+
+
 def test_reopened_cache_takes_the_patient_pseudonyms_of_today(tmp_path):
     from gradfaith_tui.store.cache import CacheWriter, CaseInfo
 
@@ -628,8 +645,9 @@ def test_evaluation_files_merge_models_and_a_cache_of_other_data_is_refused(phan
     a_file.write_text("")
     for data, where, message in ((other, copy, f"{copy}: cache was built from other data or another split"),
                                  (phantoms, a_file, f"--cache: {a_file} is a file, not a folder")):
+        # --force: past the checkpoints' own check (trained on other data), which comes first
         res = CliRunner().invoke(app, ["evaluate", "--data", str(data), "--checkpoints", str(trained),
-                                       "--cache", str(where)])
+                                       "--cache", str(where), "--force"])
         assert res.exit_code != 0 and isinstance(res.exception, CacheError), res.output
         assert str(res.exception).startswith(message) and "\n" not in str(res.exception)
     assert json.loads((copy / "evaluation.json").read_text()) == after  # untouched

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,18 @@ from gradfaith_tui.errors import CheckpointError
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
+
+
+def other_data(card: dict, fingerprint: str, data: Path | str | None = None) -> str:
+    """"trained on other data (...)" in words, naming the --data it was trained with where that differs from
+    this run's: the same images passed one folder up or down count as other data (case ids are paths below
+    --data), and that is the likeliest mistake."""
+    text = f"trained on other data (fingerprint {card.get('data_fingerprint')}, data now {fingerprint}"
+    was = card.get("data")
+    if was and data is not None and os.path.normpath(was) != os.path.normpath(str(data)):
+        text += (f"; it was trained with --data {was}, this run has --data {data}: the same images passed at another "
+                 f"folder level count as other data, as case ids are paths below --data")
+    return text + ")"
 
 
 def read_card(directory: Path) -> dict:

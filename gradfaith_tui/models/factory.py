@@ -11,7 +11,7 @@ from torch import nn
 
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec, family_of
 from gradfaith_tui.errors import CheckpointError, GradfaithError
-from gradfaith_tui.models.card import (CARD_NAME, WEIGHTS_NAME, file_hash, read_card, replace_atomically,
+from gradfaith_tui.models.card import (CARD_NAME, WEIGHTS_NAME, file_hash, other_data, read_card, replace_atomically,
                                        write_card_file)
 from gradfaith_tui.models.weights_file import fit_state, read_state
 
@@ -143,13 +143,14 @@ def load_weights(model: Classifier, path: Path, state: dict | None = None) -> No
     model.net.load_state_dict(state)
 
 
-def load_checkpoint(directory: Path, fingerprint: str | None = None, force: bool = False) -> tuple[Classifier, dict]:
-    """Model and card from a checkpoint folder; refuses one trained on other data unless forced."""
+def load_checkpoint(directory: Path, fingerprint: str | None = None, force: bool = False,
+                    data: Path | None = None) -> tuple[Classifier, dict]:
+    """Model and card from a checkpoint folder; refuses one trained on other data unless forced (data: this
+    run's --data, named in that message)."""
     card = read_card(directory)  # its shape checked there
     card_path = Path(directory) / CARD_NAME
     if fingerprint is not None and card.get("data_fingerprint") != fingerprint and not force:
-        raise CheckpointError(f"{directory}: trained on other data (fingerprint {card.get('data_fingerprint')}, "
-                              f"data now {fingerprint}); retrain, or pass --force")
+        raise CheckpointError(f"{directory}: {other_data(card, fingerprint, data)}; retrain, or pass --force")
     if not is_arch(card["arch"]):
         raise CheckpointError(f"{card_path}: unknown model '{card['arch']}' (not a timm architecture; try "
                               f"`timm.list_models()`)")

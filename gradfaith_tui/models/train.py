@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.prepared import SplitArrays
 from gradfaith_tui.errors import CheckpointError, TrainingError
-from gradfaith_tui.models.card import (CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME, file_hash, read_card,
+from gradfaith_tui.models.card import (CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME, file_hash, other_data, read_card,
                                        replace_atomically, settle_card, write_card_file)
 from gradfaith_tui.models.epoch_saver import (SLOTS, STATE_NAME, EpochSaver, link_or_copy, optim_name,
                                               read_resume_state, weights_name)
@@ -215,8 +215,7 @@ def _resume_conflict(state: dict, cfg: TrainConfig, provenance: dict) -> str | N
     """What makes the saved epochs another run than the one asked for, in words; None where they resume it."""
     parts = []
     if state.get("data_fingerprint") != provenance["data_fingerprint"]:
-        parts.append(f"on other data (fingerprint {state.get('data_fingerprint')}, --data now "
-                     f"{provenance['data_fingerprint']})")
+        parts.append(other_data(state, provenance["data_fingerprint"], provenance.get("data"))[len("trained "):])
     elif state.get("split_hash") not in (None, provenance.get("split_hash")):
         old, new = state.get("split_seed"), provenance.get("split_seed")
         parts.append(f"on another split of the data (--split-seed {old}, now {new})" if old != new else
@@ -259,9 +258,9 @@ def resume_point(out: Path, cfg: TrainConfig, provenance: dict, restart: bool = 
                             f"over it (the imported weights are discarded), or import it under another --name")
     done = card.get("epochs_done", 0)
     if done and card.get("data_fingerprint") != provenance["data_fingerprint"]:
-        raise TrainingError(f"{out}: holds a model trained on other data (fingerprint {card.get('data_fingerprint')}, "
-                            f"--data now {provenance['data_fingerprint']}); pass --restart to train it anew on this "
-                            f"data (the trained checkpoint is replaced), or use another --checkpoints folder")
+        raise TrainingError(f"{out}: holds a model {other_data(card, provenance['data_fingerprint'], provenance.get('data'))}; "
+                            f"pass --restart to train it anew on this data (the trained checkpoint is replaced), or use "
+                            f"another --checkpoints folder")
     if (done and done >= card.get("epochs", 0) and card.get("data_fingerprint") == provenance["data_fingerprint"]
             and cfg.epochs > done):
         raise TrainingError(f"{out}: already trained with --epochs {done}, now {cfg.epochs}; a finished run cannot "
