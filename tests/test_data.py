@@ -289,6 +289,28 @@ def test_split_is_stratified_patient_grouped_and_deterministic(phantoms):
         assert splits == {"train", "val", "test"}
 
 
+def test_split_cuts_by_slices_so_patients_of_many_slices_weigh_more_than_slices_without_an_id():
+    """Three patients of 12 slices and 24 anonymised single slices of one class: counting groups (27) would put
+    up to 36 of the 60 slices in one split; cutting by slices keeps each split near 60/20/20 of them."""
+    from collections import Counter
+    from pathlib import Path
+
+    from gradfaith_tui.data.dataset import Sample
+
+    samples = [Sample(f"p{g}-{k}", Path("x"), 1, f"P{g}", None) for g in range(3) for k in range(12)]
+    samples += [Sample(f"anon-{k}", Path("x"), 1, None, None) for k in range(24)]
+    for seed in range(10):
+        a = split_samples(samples, seed)
+        counts = Counter(a.values())
+        assert abs(counts["train"] - 36) <= 6 and abs(counts["val"] - 12) <= 6 and abs(counts["test"] - 12) <= 6, counts
+        assert all(len({a[f"p{g}-{k}"] for k in range(12)}) == 1 for g in range(3))  # patients stay whole
+    # groups of one size: the same cut as counting groups (the demo's phantoms and their saved splits keep theirs)
+    for n in (5, 7, 12):
+        equal = [Sample(f"q{g}-{k}", Path("x"), 0, f"Q{g}", None) for g in range(n) for k in range(4)]
+        counts = Counter(split_samples(equal, 0).values())
+        assert (counts["train"] // 4, counts["val"] // 4) == (round(0.6 * n), min(round(0.2 * n), n - round(0.6 * n) - 1))
+
+
 @pytest.mark.parametrize("lesion", [1, 2, 5])
 def test_a_lesion_smaller_than_a_pixel_after_the_resize_keeps_one(lesion):
     mask = np.zeros((512, 512), bool)

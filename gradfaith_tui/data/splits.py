@@ -1,4 +1,4 @@
-"""Seeded, stratified 60/20/20 splits; whole patients stay in one split when patient ids exist."""
+"""Seeded, stratified 60/20/20 splits of the slices; whole patients stay in one split when patient ids exist."""
 
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ def split_samples(samples: list[Sample], seed: int = 0, file_sha1: dict[str, str
         gids = sorted(by_class[label])
         rng.shuffle(gids)
         n = len(gids)
-        n_train = int(round(n * RATIOS[0]))
-        n_val = int(round(n * RATIOS[1]))
+        # Cut where the slices, not the groups, come closest to 60/20/20: a patient with many slices weighs
+        # more than one without an id. Groups of one size give the same cut as counting them.
+        sizes = np.array([len(groups[g]) for g in gids])
+        n_train = _closest_cut(sizes, RATIOS[0] * sizes.sum())
+        n_val = _closest_cut(sizes[n_train:], RATIOS[1] * sizes.sum())
         if n >= 3:  # every split gets at least one group of every class that can spare it
             n_train = min(max(n_train, 1), n - 2)
             n_val = min(max(n_val, 1), n - n_train - 1)
@@ -40,6 +43,12 @@ def split_samples(samples: list[Sample], seed: int = 0, file_sha1: dict[str, str
             for m in groups[gid]:
                 out[m.case_id] = split
     return out
+
+
+def _closest_cut(sizes: np.ndarray, target: float) -> int:
+    """How many of these groups, taken in order, hold the number of slices closest to target (fewer on a tie)."""
+    cum = np.concatenate([[0], np.cumsum(sizes)])
+    return int(np.argmin(np.abs(cum - target)))
 
 
 def _group_keys(samples: list[Sample], file_sha1: dict[str, str | None]) -> dict[str, str]:
