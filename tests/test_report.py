@@ -270,6 +270,20 @@ def test_data_without_masks_or_patients_gets_both_caveats_in_every_format(made, 
         "or Malignant ones); localisation metrics cover only those."]
 
 
+def test_models_explained_with_different_settings_get_a_caveat(cache, tmp_path):
+    assert not [c for c in build(CacheReader(cache)).caveats if "different settings" in c]
+    copy = _edited_copy(cache, tmp_path / "c", ("UPDATE explanations SET settings = json_set(settings, '$.tau', 0.3) "
+                                                "WHERE model_id LIKE 'densenet-s/%'",))
+    report = build(CacheReader(copy))
+    assert report.caveats[0] == (
+        "The models were explained with different settings (tau 0.5 for resnet10t/seed0, resnet10t/seed1, "
+        "resnet14t/seed0, resnet14t/seed1 | tau 0.3 for densenet-s/seed0, densenet-s/seed1): metrics and "
+        "tests that compare them compare unlike settings, and the configuration below is only the last precompute's; "
+        "rerun `gradfaith-tui precompute` with one setting for all of them.")
+    write_report(CacheReader(copy), tmp_path / "out", "md")
+    assert "Configuration of the last precompute:" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_identical_files_in_the_config_give_their_caveats_and_older_caches_none(cache, tmp_path):
     config = CacheReader(cache).config
     assert "identical_files" not in config

@@ -8,6 +8,7 @@ each renderer escapes it for its own format.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from gradfaith_tui.config import CLASS_NAMES
@@ -89,9 +90,38 @@ def incomplete(reader: CacheReader) -> list[str]:
             f"numbers below describe part of the test set; rerun `gradfaith-tui precompute` to finish it."]
 
 
+# Explanation settings that change the numbers: tau (LocAcc, IoU, Consist), the baseline and target (Faith and
+# the counterfactuals), deletion/insertion's steps. The engine is left out: its maps agree (r >= 0.99, tested).
+SETTINGS = ("tau", "baseline", "target", "deep_steps")
+UNSTORED = {"deep_steps": 0}  # what an explanation stored before the setting existed was computed with
+
+
+def _listed(ids: list[str], most: int = 4) -> str:
+    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
+def settings(reader: CacheReader) -> list[str]:
+    """Models explained with different settings (a later precompute of some with another --tau, say): the
+    configuration block shows only the last run's, and the comparisons between those models are of unlike things."""
+    groups: dict[tuple, list[str]] = {}
+    for model_id, text in reader.con.execute("SELECT model_id, settings FROM explanations WHERE method=? "
+                                             "ORDER BY model_id", (reader.method,)):
+        stored = json.loads(text or "{}")
+        groups.setdefault(tuple(stored.get(k, UNSTORED.get(k)) for k in SETTINGS), []).append(model_id)
+    if len(groups) < 2:
+        return []
+    differ = [i for i, k in enumerate(SETTINGS) if len({key[i] for key in groups}) > 1]
+    parts = ["; ".join(f"{SETTINGS[i]} {key[i]}" for i in differ) + f" for {_listed(ids)}"
+             for key, ids in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+    return [f"The models were explained with different settings ({' | '.join(parts)}): metrics and tests that "
+            "compare them compare unlike settings, and the configuration below is only the last precompute's; "
+            "rerun `gradfaith-tui precompute` with one setting for all of them."]
+
+
 def caveats(reader: CacheReader) -> list[str]:
     n = reader.n_cases
     if not n:
         return []
     con = reader.con
-    return incomplete(reader) + phantoms(con, n) + masks(con, n) + patients(con, n) + identical(reader.config)
+    return (incomplete(reader) + settings(reader) + phantoms(con, n) + masks(con, n) + patients(con, n)
+            + identical(reader.config))

@@ -131,7 +131,7 @@ def _provenance(r: Report) -> list[str]:
             markdown_table(["Model", "Architecture", "Family", "Seed", "Reference", "Input px", "Checkpoint",
                             "CAM layer", "Map", "CAM settings", "Trained with"], models) + "\n",
             "Report written with:\n\n" + markdown_table(["Package", "Version"], env) + "\n",
-            "Configuration:\n\n```json\n" + json.dumps(p["config"], indent=2, sort_keys=True) + "\n```\n"]
+            "Configuration of the last precompute:\n\n```json\n" + json.dumps(p["config"], indent=2, sort_keys=True) + "\n```\n"]
 
 
 def render(r: Report, image_src: Callable[[Figure], str] = lambda f: f.file) -> str:
