@@ -102,6 +102,16 @@ def test_masks_folder_mirrored_or_flat_and_aligned_with_the_image(tmp_path):
     assert ((arr.images[0] > 127) == arr.masks[0]).mean() > 0.97
 
 
+def test_a_masks_folder_above_nested_class_folders_is_named_as_unused(tmp_path):
+    inner = tmp_path / "The IQ-OTHNCCD lung cancer dataset"
+    _jpg(inner / "Bengin cases" / "b1.jpg", size=(40, 40))
+    _png(tmp_path / "masks" / "b1.png", np.full((40, 40), 255, np.uint8))
+    ds = discover(tmp_path)
+    assert ds.samples[0].mask_path is None
+    assert any(w.startswith(f"{tmp_path / 'masks'}: not used; lesion masks are read from {inner / 'masks'}")
+               for w in ds.warnings)
+
+
 def test_mask_of_another_size_is_named_and_its_slice_kept_without_it(tmp_path):
     _jpg(tmp_path / "Benign cases" / "b1.jpg", size=(40, 40))
     _png(tmp_path / "masks" / "Benign cases" / "b1.png", np.zeros((30, 40), np.uint8))

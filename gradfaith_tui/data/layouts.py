@@ -51,7 +51,7 @@ def _find_class_parent(root: Path, warnings: list[str]) -> Path:
         raise DataError(f"{root}: no class folders found (expected 'Normal cases', 'Bengin cases', "
                         f"'Malignant cases', or normal/benign/malignant, or a manifest.csv){extra}")
     if len(parents) > 1:
-        raise DataError(f"{root}: several datasets found ({', '.join(sorted(str(p) for p in parents))}); pass one with --data")
+        raise DataError(f"{root}: several datasets found ({', '.join(sorted(str(p) for p in parents))}); pass one of them")
     return parents.pop()
 
 
@@ -59,6 +59,9 @@ def from_class_folders(root: Path, window: tuple[float, float] | None) -> Datase
     warnings: list[str] = []
     problems: list[str] = []
     parent = _find_class_parent(root, warnings)
+    if parent != root and (root / "masks").is_dir():  # masks sit beside the class folders, not at the top
+        warnings.append(f"{root / 'masks'}: not used; lesion masks are read from {parent / 'masks'}, beside the "
+                        "class folders")
     pseudonym = Pseudonymizer(root)
     samples = []
     for folder in sorted(parent.iterdir()):

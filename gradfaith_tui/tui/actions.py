@@ -125,7 +125,8 @@ class TriageActions:
             self.notify(f"export failed: {where}: {exc.strerror or exc}", severity="error", timeout=10)
             return
         self.last_export = (csv_path, json_path)
-        self.notify(f"{len(self.source.flags.current)} cases → {csv_path} and {json_path.name}", timeout=6)
+        n = len(self.source.flags.current)
+        self.notify(f"{n} case{'s' * (n != 1)} → {csv_path} and {json_path.name}", timeout=6)
 
     def action_search(self) -> None:
         def done(text: str | None) -> None:

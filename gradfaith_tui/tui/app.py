@@ -182,7 +182,7 @@ class ExplorerApp(TriageActions, App[None]):
         r = self.reader
         # the counts first: a long cache path is what a narrow terminal cuts
         text = Text.assemble(("gradfaith-tui", "bold"), f" · {r.n_cases:,} test cases · {r.method} · ",
-                             f"{len(r.columns)} models (reference seeds) · ", no_wrap=True, overflow="ellipsis")
+                             f"{len(r.columns)} model{'s' * (len(r.columns) != 1)} (reference seeds) · ", no_wrap=True, overflow="ellipsis")
         done = self.completeness
         if done is not None and done[0] < done[1]:  # precompute still writing, or stopped: say so before the path
             text.append(f"maps {done[0]:,}/{done[1]:,}" + (" (new: R reloads)" if self.stale else " (incomplete)"),
