@@ -39,6 +39,24 @@ def test_fast_gradcam_agrees_with_pytorch_grad_cam(arch):
     assert torch.equal(out.targets, targets)
 
 
+@pytest.mark.parametrize("name", ["layer4.0.bn1", "bn1", "layer4.0.drop_block"])
+def test_a_target_layer_followed_by_an_in_place_op_gives_the_librarys_maps(name):
+    """A BatchNorm before an in-place ReLU: the hook's output is changed in place by the next layer (which also
+    spoils the library's copy of the activations on a CPU: the reference runs on a copy with plain ReLUs)."""
+    torch.manual_seed(0)
+    model = build(spec_for("resnet10t"), 64).eval()
+    layer = find(model.net, name)
+    x, targets = torch.rand(3, 1, 64, 64), torch.tensor([0, 1, 2])
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = False
+    ref, _ = cam_batch(plain, find(plain.net, name), x, targets.numpy())
+    with FastGradCAM(model, layer) as f:
+        ours = f(x, targets).maps.numpy()
+    np.testing.assert_allclose(ours, ref, atol=2e-2)
+
+
 def test_fast_gradcam_fp32_equals_a_float64_run():
     torch.manual_seed(0)
     model = build(spec_for("tinynet_e"), 64).eval()

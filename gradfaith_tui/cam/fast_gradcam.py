@@ -86,7 +86,9 @@ class FastGradCAM:
         if not torch.is_grad_enabled():  # a plain forward (Faith's) while the hook is on: leave it alone
             return None
         self._act = output.detach().requires_grad_(True)
-        return self._act
+        # A copy goes on, not the leaf itself: a layer whose output the next one changes in place (a BatchNorm
+        # before an in-place ReLU, via --target-layer) would otherwise modify a leaf autograd needs.
+        return self._act.clone()
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> Explained:
         if self.split is not None:  # the trunk without autograd, the graph from its output on
