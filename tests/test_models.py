@@ -1,5 +1,6 @@
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,45 @@ def test_checkpoint_card_and_resume(phantoms, tmp_path):
     assert card["weights_sha1"] == file_hash(out / "model.safetensors")  # the best epoch's, taken while writing
     model, _ = load_checkpoint(out, prep.fingerprint)
     assert model(torch.rand(1, 1, 32, 32)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("damage", ["state-truncated", "state-list", "state-epoch-text", "optim-empty",
+                                    "optim-garbage", "optim-other-dict"])
+def test_damaged_resume_files_stop_with_one_line_naming_them_and_keep_the_epochs(phantoms, tmp_path, damage):
+    import shutil
+
+    from gradfaith_tui.errors import TrainingError
+
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32)
+    out = tmp_path / "resnet10t" / "seed0"
+
+    class Stop(Exception):
+        pass
+
+    with pytest.raises(Stop):
+        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, on_epoch=lambda e, r: (_ for _ in ()).throw(Stop()))
+    state_file = out / "train_state.json"
+    optim_file = out / f"optim{json.loads(state_file.read_text())['slot']}.pt"
+    target, content = {"state-truncated": (state_file, state_file.read_bytes()[:50]),
+                       "state-list": (state_file, b"[]"),
+                       "state-epoch-text": (state_file, json.dumps({**json.loads(state_file.read_text()), "epoch": "x"}).encode()),
+                       "optim-empty": (optim_file, b""), "optim-garbage": (optim_file, b"garbage"),
+                       "optim-other-dict": (optim_file, None)}[damage]
+    if content is None:
+        torch.save({"x": 1}, target)
+    else:
+        target.write_bytes(content)
+    kept = tmp_path / "kept"
+    shutil.copytree(out, kept)
+    with pytest.raises(TrainingError, match=rf"^{re.escape(str(target))}: unreadable .*pass --restart") as err:
+        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov)
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in kept.iterdir())  # nothing dropped
+    assert target.read_bytes() == (kept / target.name).read_bytes()
+    card = train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, restart=True)  # asked: trained anew
+    assert card["epochs_done"] == 2
 
 
 @pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])

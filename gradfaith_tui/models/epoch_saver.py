@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from gradfaith_tui.errors import TrainingError
 from gradfaith_tui.models.card import replace_atomically
 
 STATE_NAME = "train_state.json"
@@ -33,11 +34,21 @@ def optim_name(slot: str) -> str:
 
 
 def read_resume_state(out: Path) -> dict | None:
-    """The saved state with the files it points at, or None where there is nothing whole to resume from."""
-    try:
-        state = json.loads((out / STATE_NAME).read_text())
-    except (OSError, ValueError):
+    """The saved state with the files it points at, or None where there is nothing whole to resume from.
+
+    A state file that is there but damaged raises TrainingError naming it: the finished epochs it points at
+    are someone's work, never dropped silently (--restart skips reading it)."""
+    path = out / STATE_NAME
+    if not path.exists():
         return None
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        state = exc
+    if not isinstance(state, dict) or not isinstance(state.get("epoch", 0), int) or not isinstance(state.get("slot", ""), str):
+        why = f" ({state.__class__.__name__})" if isinstance(state, Exception) else ""
+        raise TrainingError(f"{path}: unreadable resume state{why}; restore it, or pass --restart to train from "
+                            f"scratch (the finished epochs are discarded)")
     slot = state.get("slot", "")
     if not ((out / weights_name(slot)).is_file() and (out / optim_name(slot)).is_file()):
         return None

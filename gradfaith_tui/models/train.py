@@ -162,7 +162,10 @@ def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
     except CheckpointError:  # missing or unreadable card: not trained yet
         return False
     done = card.get("epochs_done", 0)
-    state = read_resume_state(directory)
+    try:
+        state = read_resume_state(directory)
+    except TrainingError:  # damaged: not complete; training it says what is wrong
+        return False
     if state is not None and state.get("epoch", 0) < done:  # stopped while saving its last epoch: the card was
         return False                                          # written, the state (the commit) not; resume it
     return done >= epochs and done >= card.get("epochs", 0) and card.get("data_fingerprint") == fingerprint
@@ -234,10 +237,8 @@ def resume_point(out: Path, cfg: TrainConfig, provenance: dict, restart: bool = 
     checkpoint the asked-for --epochs would extend, or an imported model stop here with one line naming what
     differs, unless restart says to train from scratch.
     """
-    state = read_resume_state(out)
+    state = None if restart else read_resume_state(out)  # --restart: not even read (it may be damaged)
     if state is not None:
-        if restart:
-            return None
         conflict = _resume_conflict(state, cfg, provenance)
         if conflict:
             raise TrainingError(f"{out}: finished epochs were trained {conflict}; rerun with the same settings to "
@@ -349,9 +350,14 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
     state = {"epoch": 0, "best": None, "history": []}
     if resumed is not None:
         load_weights(model, out / weights_name(resumed.get("slot", "")))
-        saved = torch.load(out / optim_name(resumed.get("slot", "")), map_location=device, weights_only=True)
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
+        optim_file = out / optim_name(resumed.get("slot", ""))
+        try:
+            saved = torch.load(optim_file, map_location=device, weights_only=True)
+            opt.load_state_dict(saved["opt"])
+            sched.load_state_dict(saved["sched"])
+        except Exception as exc:  # truncated, another format, another run's: name it rather than a traceback
+            raise TrainingError(f"{optim_file}: unreadable optimiser state ({exc.__class__.__name__}); restore it, "
+                                f"or pass --restart to train from scratch (the finished epochs are discarded)") from None
         state = resumed
     elif restart and dist.main:
         _discard_run(out)
