@@ -54,6 +54,24 @@ def test_explore_without_a_terminal_says_so_instead_of_drawing_into_the_pipe(tmp
     assert_one_line_error(res, "explore: needs a terminal", f"report --cache {cache} --terminal")
 
 
+def test_a_cache_whose_schema_version_is_damaged_or_other_is_one_line(tmp_path):
+    import sqlite3
+
+    from gradfaith_tui.store.synthetic import build_synthetic_cache
+
+    cache = build_synthetic_cache(tmp_path / "c", 12)
+    for value, says in (("x", "cache schema version unknown ('x')"), ("999", "cache schema v999"),
+                        (None, "cache schema version unknown (None)")):
+        con = sqlite3.connect(cache / "audit.sqlite")
+        if value is None:
+            con.execute("DELETE FROM meta WHERE key='schema_version'")
+        else:
+            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (value,))
+        con.commit()
+        con.close()
+        assert_one_line_error(run("report", "--cache", cache, "--out", tmp_path / "r"), says)
+
+
 def test_unknown_model_name(phantoms, trained, tmp_path):
     assert_one_line_error(run("train", "--data", phantoms, "--checkpoints", tmp_path, "--models", "resnet9000"),
                           "unknown model 'resnet9000'")

@@ -118,6 +118,18 @@ def masks_problem(root: Path, n: int, images_ok: bool) -> str | None:
     return problem
 
 
+def _schema(meta: dict) -> int | None:
+    """The stored schema version, or None where it is missing or not a number (a damaged or foreign database)."""
+    try:
+        return int(meta["schema_version"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _schema_text(meta: dict) -> str:
+    return f"v{meta['schema_version']}" if _schema(meta) is not None else f"version unknown ({meta.get('schema_version')!r})"
+
+
 @dataclass(frozen=True)
 class CaseInfo:
     case_id: str
@@ -241,8 +253,8 @@ class CacheWriter:
             self.con.close()
             raise CacheError(f"{db}: {DAMAGED_DB} (it has cases but no meta table rows); use a new --cache folder")
         if meta:
-            if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
-                raise CacheError(f"{self.root}: cache schema v{meta.get('schema_version')} but this tool writes v{SCHEMA_VERSION}; "
+            if _schema(meta) != SCHEMA_VERSION:
+                raise CacheError(f"{self.root}: cache schema {_schema_text(meta)} but this tool writes v{SCHEMA_VERSION}; "
                                  "use a new --cache folder")
             if meta.get("fingerprint") != fingerprint or meta.get("split_hash") != split_hash:
                 raise CacheError(f"{self.root}: cache was built from other data or another split "
@@ -471,8 +483,8 @@ class CacheReader:
             self.con.close()
             raise CacheError(f"{db}: an unfinished cache (its precompute stopped before writing any case); rerun "
                              f"`gradfaith-tui precompute`")
-        if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
-            raise CacheError(f"{db}: cache schema v{meta.get('schema_version')}, this tool reads v{SCHEMA_VERSION}")
+        if _schema(meta) != SCHEMA_VERSION:
+            raise CacheError(f"{db}: cache schema {_schema_text(meta)}, this tool reads v{SCHEMA_VERSION}")
         self.meta = meta
         self.methods = [r[0] for r in self.con.execute("SELECT DISTINCT method FROM explanations ORDER BY method")]
         if method is None:
