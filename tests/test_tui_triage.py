@@ -442,3 +442,20 @@ def test_long_digit_runs_and_leading_zeros_sort_as_numbers_and_deterministically
     ids = ["u1.2.840.123456789012345", "u1.2.840.99", "a1", "a01", "a10"]
     for rows in (list(enumerate(ids)), list(reversed(list(enumerate(ids))))):  # the order SQLite hands them in
         assert [ids[i] for i in natural_order(rows)] == ["a01", "a1", "a10", "u1.2.840.99", "u1.2.840.123456789012345"]
+
+
+def test_a_seeds_map_file_removed_meanwhile_is_a_notice_in_zoom_not_a_crash(cache):
+    notices = []
+
+    async def body(app, pilot):
+        app.notify = lambda message, **kw: notices.append(message)
+        await pilot.press("enter")
+        await settle(pilot)
+        for f in (cache / "maps").glob("*.npy"):
+            f.unlink()  # as a user cleaning up, or a damaged disk, while the explorer is open
+        await pilot.press("s")  # the other seed: its map file is read now
+        await settle(pilot)
+        assert isinstance(app.screen, ZoomScreen)
+        assert any("cannot show this map:" in n and "map file missing or damaged" in n for n in notices), notices
+
+    run(body, cache)

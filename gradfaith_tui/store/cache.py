@@ -608,7 +608,12 @@ class CacheReader:
             f = self.con.execute("SELECT map_file FROM explanations WHERE expl_id=?", (expl_id,)).fetchone()
             if f is None:
                 return None
-            self._maps[expl_id] = np.load(map_path(self.root, f["map_file"]), mmap_mode="r")
+            path = map_path(self.root, f["map_file"])
+            try:
+                self._maps[expl_id] = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as exc:  # removed or damaged since the cache was opened
+                raise CacheError(f"{path}: map file missing or damaged ({exc.__class__.__name__}); rerun "
+                                 f"`gradfaith-tui precompute` to compute it again") from None
         m = np.asarray(self._maps[expl_id][idx], dtype=np.float32)
         return None if np.isnan(m).all() else m
 

@@ -21,6 +21,7 @@ from textual.strip import Strip
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Static
 
+from gradfaith_tui.errors import CacheError
 from gradfaith_tui.store.flags import CATEGORIES
 from gradfaith_tui.tui.render import Overlay, class_name, file_name, flag_mark, fmt_metric, heatmap_tile, input_tile
 from gradfaith_tui.tui.source import CaseSource
@@ -149,6 +150,12 @@ class ZoomScreen(Screen[int]):
 
     @work(thread=True, exclusive=True, group="zoom")
     def render_zoom(self, idx: int, width: int, height: int) -> None:
+        try:
+            self._render_zoom(idx, width, height)
+        except CacheError as exc:  # a map file removed or damaged since the cache was opened: say so, keep running
+            self.app.call_from_thread(self.app.notify, f"cannot show this map: {exc}", severity="error", timeout=10)
+
+    def _render_zoom(self, idx: int, width: int, height: int) -> None:
         data = self.source.case_maps(idx)
         col = self.source.columns[self.model]
         seeds, methods, pick = self._variants()
