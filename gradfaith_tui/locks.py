@@ -36,16 +36,16 @@ def writer_lock(folder: Path, what: str, enabled: bool = True):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise GradfaithError(f"{folder}: another {what} is writing there (pid {holder}); wait for it to end, "
-                                 f"or use another folder") from None
+            pid, _, kind = os.pread(fd, 64, 0).decode(errors="replace").strip().partition(" ")
+            raise GradfaithError(f"{folder}: another {kind or what} is writing there (pid {pid or '?'}); wait for it "
+                                 f"to end, or use another folder") from None
         except OSError as exc:
             if exc.errno not in UNSUPPORTED:
                 raise
             # a file system without flock (Lustre without -o flock, some NFS): work on unlocked, as before locks
         else:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {what}".encode(), 0)  # the pid, and the kind of work for the message
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -598,7 +598,16 @@ def test_import_never_replaces_a_checkpoint_unasked_and_takes_only_plain_names(p
     assert read_card(out) == card
     (out / "notes.txt").write_text("mine")  # a user's file beside the checkpoint is not the tool's to delete
     _import_resnet10t(phantoms, tmp_path, force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors", "notes.txt"], "nothing stale stays"
+    assert sorted(p.name for p in out.iterdir() if p.name != ".gradfaith-lock") == ["card.json", "model.safetensors",
+                                                                                  "notes.txt"], "nothing stale stays"
+    from gradfaith_tui.locks import writer_lock
+
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with writer_lock(out, "train"):  # a train running there: --force would delete its resume files under it
+        with pytest.raises(GradfaithError, match=r"mine/seed0: another train is writing there \(pid \d+\)"):
+            _import_resnet10t(phantoms, tmp_path, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".gradfaith-lock"} == \
+        {k: v for k, v in before.items() if k != ".gradfaith-lock"}
     for name in ["", "  ", "../../escape", "a\\b", "a,b", ".hidden", " padded", "-dash"]:
         with pytest.raises(GradfaithError, match="^--name: "):
             _import_resnet10t(phantoms, tmp_path, name=name)

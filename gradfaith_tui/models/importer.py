@@ -12,7 +12,7 @@ from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError
-from gradfaith_tui.locks import LOCK_NAME
+from gradfaith_tui.locks import LOCK_NAME, writer_lock
 from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME, read_card
 from gradfaith_tui.models.epoch_saver import SLOTS, STATE_NAME, optim_name, weights_name
 from gradfaith_tui.models.factory import (IMAGENET_MEAN, IMAGENET_STD, build, checkpoint_dir, describe_error, is_arch,
@@ -142,7 +142,8 @@ def import_model(weights: Path, spec: ModelSpec, img_size: int, classes: list[st
     except Exception as exc:
         raise CheckpointError(f"--img-size {img_size}: {spec.arch} cannot take {img_size}x{img_size} input "
                               f"({describe_error(exc)})") from None
-    if force and out.is_dir():  # only now that the new checkpoint is known good
-        _clear(out)
-    save_checkpoint(model, out, card)
+    with writer_lock(out, "import"):  # never under a train running there (its resume files would go)
+        if force and out.is_dir():  # only now that the new checkpoint is known good
+            _clear(out)
+        save_checkpoint(model, out, card)
     return out
