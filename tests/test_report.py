@@ -484,3 +484,25 @@ def test_paired_tests_count_patients_not_their_slices():
     assert by_patient.p == pytest.approx(wilcoxon(per_patient, zero_method="wilcox").pvalue, rel=0.2)
     assert by_patient.p > 10 * by_case.p  # ten slices of one patient are not ten independent cases
     assert paired_test(a, b, np.arange(200)) == by_case
+
+
+def test_a_report_that_cannot_be_written_leaves_the_one_there_whole_and_names_the_folder(cache, tmp_path, monkeypatch):
+    import errno
+
+    from gradfaith_tui.errors import GradfaithError
+    from gradfaith_tui.report import html
+
+    out = tmp_path / "rep"
+    _, paths = write_report(CacheReader(cache), out, "all")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert set(paths) <= set(before) and all(str(out) in str(p) for p in paths)
+    assert ".report-" not in (out / "report.md").read_text() + (out / "report.html").read_text()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(html, "write", full)  # the figures and report.md are drawn, then the disk is full
+    with pytest.raises(GradfaithError, match=rf"^--out: cannot write the report into {re.escape(str(out))} "
+                                             r"\(No space left on device\); a report already there was left as it was"):
+        write_report(CacheReader(cache), out, "all")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing new, nothing cut

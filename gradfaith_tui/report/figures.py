@@ -100,5 +100,5 @@ def draw_all(report: Report, reader: CacheReader, out: Path) -> list[Path]:
         if f.written:
             written.append(path)
         else:
-            path.unlink(missing_ok=True)  # a figure from an earlier report of this folder would be stale
+            path.unlink(missing_ok=True)  # in a folder of its own: write_report removes the old one in --out
     return written
