@@ -36,6 +36,10 @@ def test_missing_data_folder(tmp_path):
                           "--data", "folder not found")
     for cmd in ("check", "split"):  # an argument there, not --data
         assert_one_line_error(run("data", cmd, tmp_path / "nope"), f"DATA: folder (or CSV manifest) not found: {tmp_path / 'nope'}")
+    (tmp_path / "afile").write_text("x")
+    assert_one_line_error(run("train", "--data", tmp_path / "afile", "--checkpoints", tmp_path / "ck"),
+                          f"--data: {tmp_path / 'afile'} is a file, not a data folder or a CSV manifest")
+    assert_one_line_error(run("data", "check", tmp_path / "afile"), f"DATA: {tmp_path / 'afile'} is a file")
 
 
 def test_missing_and_empty_cache(tmp_path):

@@ -81,6 +81,8 @@ def check(
 
 def _exists(data: Path) -> None:
     """DATA is an argument of these commands, not --data: the message names it so."""
+    if data.exists() and not data.is_dir() and data.suffix.lower() != ".csv":
+        raise DataError(f"DATA: {data} is a file, not a data folder or a CSV manifest (.csv)")
     if not data.is_dir() and not (data.is_file() and data.suffix.lower() == ".csv"):
         raise DataError(f"DATA: folder (or CSV manifest) not found: {data}")
 

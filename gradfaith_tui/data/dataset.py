@@ -84,6 +84,8 @@ def discover(root: Path, window: tuple[float, float] | None = None, strict: bool
     root = Path(root)
     if root.is_file() and root.suffix.lower() == ".csv":
         ds = from_manifest(root.parent, root, window)
+    elif root.exists() and not root.is_dir():
+        raise DataError(f"--data: {root} is a file, not a data folder or a CSV manifest (.csv)")
     elif not root.is_dir():
         raise DataError(f"--data: folder not found: {root}")
     elif (root / "manifest.csv").is_file():
