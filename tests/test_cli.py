@@ -362,6 +362,15 @@ def test_demo_checks_the_device_before_writing_anything(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_demo_checks_that_cache_is_no_file_before_writing_anything(monkeypatch, tmp_path):
+    from gradfaith_tui.errors import CacheError
+
+    (tmp_path / "afile").write_text("x")
+    res = _demo(monkeypatch, "--data", tmp_path / "ph", "--checkpoints", tmp_path / "ck", "--cache", tmp_path / "afile")
+    assert isinstance(res.exception, CacheError) and f"--cache: {tmp_path / 'afile'} is a file" in str(res.exception)
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]  # no phantoms, no models
+
+
 def test_out_of_range_seeds_and_sizes_are_one_line(tmp_path):
     assert_one_line_error(run("data", "check", tmp_path, "--split-seed", "-1"), "--split-seed")
     assert_one_line_error(run("data", "split", tmp_path, "--split-seed", "-1"), "--split-seed")
