@@ -20,10 +20,9 @@ from gradfaith_tui.config import CamSettings
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import SplitArrays, load_split, prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError, batch_size_on_out_of_memory
-from gradfaith_tui.models.card import other_data
 from gradfaith_tui.models.distributed import from_env
 from gradfaith_tui.models.factory import load_checkpoint
-from gradfaith_tui.models.registry import find_checkpoints, unfinished
+from gradfaith_tui.models.registry import find_checkpoints, refuse_other_data, unfinished
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
 from gradfaith_tui.store.exports import write_evaluation_files
 from gradfaith_tui.store.keys import checkpoint_identity, explanation_key
@@ -87,9 +86,8 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
     split_seeds = {c.card.get("split_seed", 0) for c in ckpts}
     if len(split_seeds) > 1:
         raise CheckpointError(f"--checkpoints: models were trained on different splits (seeds {sorted(split_seeds)})")
-    for c in ckpts if not force else ():  # before a split is made and saved for data these models never saw
-        if c.card.get("data_fingerprint") != ds.fingerprint():
-            raise CheckpointError(f"{c.directory}: {other_data(c.card, ds.fingerprint(), data)}; retrain, or pass --force")
+    if not force:
+        refuse_other_data(ckpts, ds.fingerprint(), data)
     prep = prepare(ds, split_seeds.pop(), warn)
     for c in ckpts:
         if c.card.get("split_hash") not in (None, prep.split_hash) and not force:

@@ -76,8 +76,7 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
         except DataError as exc:
             errors.append(str(exc))
             continue
-        finally:
-            errors += [f"{p} (the slice is used without a mask)" for p in mask_problems]
+        errors += [f"{p} (the slice is used without a mask)" for p in mask_problems]  # none where the slice failed
         if mask_problems:
             unusable_mask.add(s.case_id)
         size_of[s.case_id] = f"{w}x{h}"

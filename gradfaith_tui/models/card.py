@@ -17,10 +17,10 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def other_data(card: dict, fingerprint: str, data: Path | str | None = None) -> str:
-    """"trained on other data (...)" in words, naming the --data it was trained with where that differs from
+    """"on other data (...)" in words, naming the --data it was trained with where that differs from
     this run's: the same images passed one folder up or down count as other data (case ids are paths below
     --data), and that is the likeliest mistake."""
-    text = f"trained on other data (fingerprint {card.get('data_fingerprint')}, data now {fingerprint}"
+    text = f"on other data (fingerprint {card.get('data_fingerprint')}, data now {fingerprint}"
     was = card.get("data")
     if was and data is not None and os.path.normpath(was) != os.path.normpath(str(data)):
         text += (f"; it was trained with --data {was}, this run has --data {data}: the same images passed at another "

@@ -7,12 +7,11 @@ from typing import Callable
 
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import Prepared, load_split, prepare
-from gradfaith_tui.errors import CheckpointError
 from gradfaith_tui.models.card import other_data
 from gradfaith_tui.models.evaluate import evaluate
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.precision import to_device
-from gradfaith_tui.models.registry import find_checkpoints, unfinished
+from gradfaith_tui.models.registry import find_checkpoints, refuse_other_data, unfinished
 
 
 def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: list[int] | None, device: str = "cpu",
@@ -26,23 +25,22 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
     ckpts = find_checkpoints(checkpoints, names, seeds)
     for w in unfinished(ckpts):
         warn(w)
-    for c in ckpts if not force else ():  # before a split is made and saved for data these models never saw
-        if c.card.get("data_fingerprint") != ds.fingerprint():
-            raise CheckpointError(f"{c.directory}: {other_data(c.card, ds.fingerprint(), data)}; retrain, or pass --force")
+    if not force:
+        refuse_other_data(ckpts, ds.fingerprint(), data)
     preps = {k: prepare(ds, k, warn) for k in sorted({c.card.get("split_seed", 0) for c in ckpts})}
     before(list(preps.values()))
     bodies, arrays = {}, {}
     for c in ckpts:
         split_seed = c.card.get("split_seed", 0)
         prep = preps[split_seed]
-        model, card = load_checkpoint(c.directory, prep.fingerprint, force, data)
+        model, card = load_checkpoint(c.directory, prep.fingerprint, force)
         key = (split_seed, card["img_size"])
         if key not in arrays:
             arrays[key] = load_split(sorted(prep.samples(ds, "test"), key=lambda s: s.case_id), card["img_size"], strict, warn)
         arr = arrays[key]
         _, body = evaluate(to_device(model, device), arr.images, arr.labels, card["img_size"], device)
         if card.get("data_fingerprint") != prep.fingerprint:  # only with --force: say it, and keep it with the numbers
-            warn(f"{c.model_id}: {other_data(card, prep.fingerprint, data)}; evaluated anyway, as --force asks")
+            warn(f"{c.model_id}: trained {other_data(card, prep.fingerprint, data)}; evaluated anyway, as --force asks")
             body["trained_on_other_data"] = card.get("data_fingerprint")
         # Which weights at which size: an audit cache takes these numbers only for the checkpoint it holds.
         body["weights_sha1"], body["img_size"] = card.get("weights_sha1"), card["img_size"]

@@ -143,14 +143,12 @@ def load_weights(model: Classifier, path: Path, state: dict | None = None) -> No
     model.net.load_state_dict(state)
 
 
-def load_checkpoint(directory: Path, fingerprint: str | None = None, force: bool = False,
-                    data: Path | None = None) -> tuple[Classifier, dict]:
-    """Model and card from a checkpoint folder; refuses one trained on other data unless forced (data: this
-    run's --data, named in that message)."""
+def load_checkpoint(directory: Path, fingerprint: str | None = None, force: bool = False) -> tuple[Classifier, dict]:
+    """Model and card from a checkpoint folder; refuses one trained on other data unless forced."""
     card = read_card(directory)  # its shape checked there
     card_path = Path(directory) / CARD_NAME
     if fingerprint is not None and card.get("data_fingerprint") != fingerprint and not force:
-        raise CheckpointError(f"{directory}: {other_data(card, fingerprint, data)}; retrain, or pass --force")
+        raise CheckpointError(f"{directory}: trained {other_data(card, fingerprint)}; retrain, or pass --force")
     if not is_arch(card["arch"]):
         raise CheckpointError(f"{card_path}: unknown model '{card['arch']}' (not a timm architecture; try "
                               f"`timm.list_models()`)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gradfaith_tui.errors import CheckpointError
 from gradfaith_tui.locks import tidy_lock
-from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, read_card, settle_card
+from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, other_data, read_card, settle_card
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,12 @@ def unfinished(ckpts: list[Checkpoint]) -> list[str]:
     return [f"{c.directory}: trained {c.card.get('epochs_done', 0)} of {c.card['epochs']} epochs (the run was stopped); "
             f"its results are those of an unfinished model: rerun `gradfaith-tui train` with the same options to finish it"
             for c in ckpts if c.card.get("epochs", 0) > c.card.get("epochs_done", 0)]
+
+
+def refuse_other_data(ckpts: list[Checkpoint], fingerprint: str, data: Path) -> None:
+    """CheckpointError for the first checkpoint trained on other data than this fingerprint's (data: this run's
+    --data, named where it differs from the one trained with). Called before a split is made and saved for data
+    these models never saw; --force skips it."""
+    for c in ckpts:
+        if c.card.get("data_fingerprint") != fingerprint:
+            raise CheckpointError(f"{c.directory}: trained {other_data(c.card, fingerprint, data)}; retrain, or pass --force")

@@ -218,7 +218,7 @@ def _resume_conflict(state: dict, cfg: TrainConfig, provenance: dict) -> str | N
     """What makes the saved epochs another run than the one asked for, in words; None where they resume it."""
     parts = []
     if state.get("data_fingerprint") != provenance["data_fingerprint"]:
-        parts.append(other_data(state, provenance["data_fingerprint"], provenance.get("data"))[len("trained "):])
+        parts.append(other_data(state, provenance["data_fingerprint"], provenance.get("data")))
     elif state.get("split_hash") not in (None, provenance.get("split_hash")):
         old, new = state.get("split_seed"), provenance.get("split_seed")
         parts.append(f"on another split of the data (--split-seed {old}, now {new})" if old != new else
@@ -259,7 +259,7 @@ def resume_point(out: Path, cfg: TrainConfig, provenance: dict, restart: bool = 
                             f"over it (the imported weights are discarded), or import it under another --name")
     done = card.get("epochs_done", 0)
     if done and card.get("data_fingerprint") != provenance["data_fingerprint"]:
-        raise TrainingError(f"{out}: holds a model {other_data(card, provenance['data_fingerprint'], provenance.get('data'))}; "
+        raise TrainingError(f"{out}: holds a model trained {other_data(card, provenance['data_fingerprint'], provenance.get('data'))}; "
                             f"pass --restart to train it anew on this data (the trained checkpoint is replaced), or use "
                             f"another --checkpoints folder")
     if (done and done >= card.get("epochs", 0) and card.get("data_fingerprint") == provenance["data_fingerprint"]
