@@ -98,7 +98,5 @@ def draw_all(report: Report, reader: CacheReader, out: Path) -> list[Path]:
         else:
             f.written = case_grid(report, reader, f.idxs, path)
         if f.written:
-            written.append(path)
-        else:
-            path.unlink(missing_ok=True)  # in a folder of its own: write_report removes the old one in --out
+            written.append(path)  # one not drawn: write_report removes an earlier report's from --out
     return written
