@@ -322,6 +322,21 @@ def test_flagged_cases_appear_with_notes_and_undone_ones_do_not(made, cache, tmp
     assert "None: no case is flagged" in markdown.render(build(CacheReader(copy)))
 
 
+def test_a_rerun_removes_the_figure_the_new_report_no_longer_has(cache, tmp_path):
+    copy = Path(shutil.copytree(cache, tmp_path / "c"))
+    out = tmp_path / "rep"
+    report, _ = write_report(CacheReader(copy), out, "md")
+    stale = out / report.figure("flagged").file
+    assert stale.is_file()
+    con = sqlite3.connect(copy / "audit.sqlite")
+    con.execute("UPDATE flags SET undone = 1")  # every flag withdrawn: the new report has no flagged-cases figure
+    con.commit()
+    con.close()
+    report, paths = write_report(CacheReader(copy), out, "md")
+    assert not report.figure("flagged").written and not stale.exists() and stale not in paths
+    assert (out / report.figure("fig1").file).is_file() and stale.name not in (out / "report.md").read_text()
+
+
 def test_stats_are_seeded_and_sound():
     x = np.random.default_rng(1).normal(0.3, 0.1, 200)
     a, b = bootstrap_ci(x), bootstrap_ci(x)
