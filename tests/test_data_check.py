@@ -78,6 +78,7 @@ def test_cli_exit_codes_json_and_text(tmp_path):
     Image.new("L", (40, 40), 3).save(root / "Normal cases" / "late.png")
     res = runner.invoke(app, ["check", str(root)])
     assert res.exit_code == 1 and "no longer matches" in res.output and "not usable" in res.output
+    assert "the split counts are of a fresh split, not saved (`data split --force --split-seed 0` saves it)" in res.output
     for folder in ("Bengin cases", "Malignant cases"):  # a single class cannot train a classifier
         for p in (root / folder).iterdir():
             p.unlink()

@@ -90,13 +90,16 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
                         "non-square slice is padded with black bars, which a model can learn as a class cue")
     saved = find_saved(ds, split_seed)
     split_note = f"saved in {saved}" if saved else "not saved yet (the first train saves it)"
+    mismatch = False
     try:
         assignment = (verify(ds, saved, read_split(saved), warnings.append) if saved
                       else split_samples(ds.samples, split_seed, ds.file_sha1()))
     except DataError as exc:
         errors.append(str(exc))
         assignment = split_samples(ds.samples, split_seed, ds.file_sha1())
-        split_note = "saved split does not match the data"
+        mismatch = True
+        split_note = (f"saved split does not match the data; the split counts are of a fresh split, not saved "
+                      f"(`data split --force --split-seed {split_seed}` saves it)")
     classes = {}
     for k, name in enumerate(CLASS_NAMES):
         members = [s for s in readable if s.label == k]
@@ -128,7 +131,7 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
         warnings.append("no lesion masks: LocAcc and IoU will be shown as absent")
     n_dicom = sum(is_dicom(s.path) for s in readable)
     shortcut = {n: sum(bool(s.shortcut) for s in readable if s.label == k) for k, n in enumerate(CLASS_NAMES)}
-    usable = len(readable) > 0 and len(empty) < len(CLASS_NAMES) - 1 and split_note != "saved split does not match the data"
+    usable = len(readable) > 0 and len(empty) < len(CLASS_NAMES) - 1 and not mismatch
     return {"root": str(root), "layout": ds.layout, "n_images": len(ds.samples), "n_readable": len(readable),
             "fingerprint": ds.fingerprint(), "classes": classes, "sizes": dict(sizes.most_common()),
             "uncommon_size_share": odd_sizes["share"],
