@@ -421,3 +421,17 @@ def test_quitting_while_workers_report_back_raises_nothing(cache, delay):
         app.load_view(app.view, None)
         app.warm_arrays()
     run(body, cache)
+
+
+def test_no_color_draws_every_screen(cache, monkeypatch):
+    """NO_COLOR (Textual's monochrome filter) meets every line drawn: the table, the tiles, the zoom, the models
+    and help screens. Rich's plain segments (style None) once crashed it on the first tile."""
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def body(app, pilot):
+        assert app.no_color
+        for keys in (("j",), ("enter",), ("right",), ("escape", "M"), ("escape", "question_mark"), ("escape",)):
+            await pilot.press(*keys)
+            await settle(pilot)
+        assert app.is_running and app.return_code is None and len(app.screen_stack) == 1
+    run(body, cache)

@@ -15,6 +15,13 @@ from rich.text import Text
 from textual.strip import Strip
 
 _CONSOLE = Console(width=400, color_system="truecolor", force_terminal=True, legacy_windows=False)
+# For Rich's plain (style None) segments: Textual's monochrome filter (NO_COLOR) cannot take None.
+PLAIN = Style()
+
+
+def styled(segments) -> list[Segment]:
+    """Segments with PLAIN where Rich left the style None."""
+    return [Segment(text, style or PLAIN, control) for text, style, control in segments]
 
 
 @lru_cache(maxsize=1 << 15)
@@ -58,14 +65,14 @@ def text_strips(text: Text, width: int) -> list[Strip]:
     out = []
     for line in text.split("\n", allow_blank=True):
         line.truncate(width, overflow="ellipsis")
-        out.append(Strip(list(line.render(_CONSOLE))).adjust_cell_length(width))
+        out.append(Strip(styled(line.render(_CONSOLE))).adjust_cell_length(width, PLAIN))
     return out
 
 
 def grid_strips(tiles: list[list[Strip]], cols: int, px: int, gap: int = 1) -> list[Strip]:
     """Tiles (each a list of px-wide strips of equal height) in rows of `cols`, a gap between them."""
     out: list[Strip] = []
-    blank, spacer = Strip.blank(px), Strip.blank(gap)
+    blank, spacer = Strip.blank(px, PLAIN), Strip.blank(gap, PLAIN)
     for start in range(0, len(tiles), cols):
         row = tiles[start:start + cols]
         height = max(len(t) for t in row)

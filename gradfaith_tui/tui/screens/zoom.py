@@ -23,6 +23,7 @@ from textual.widgets import Footer, Static
 
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.store.flags import CATEGORIES
+from gradfaith_tui.tui.halfblock import styled
 from gradfaith_tui.tui.render import Overlay, class_name, file_name, flag_mark, fmt_metric, heatmap_tile, input_tile
 from gradfaith_tui.tui.source import CaseSource
 from gradfaith_tui.tui.widgets.heatmaps import TileGrid
@@ -200,7 +201,7 @@ class ZoomScreen(Screen[int]):
         grid.add_column(width=px)
         grid.add_row(Pixels.from_image(left), Pixels.from_image(right))
         grid.add_row(lab_l, lab_r)
-        strips = [Strip(line) for line in console.render_lines(Group(grid, suspects) if suspects else grid,
+        strips = [Strip(styled(line)) for line in console.render_lines(Group(grid, suspects) if suspects else grid,
                                                                console.options.update_width(width), pad=False)]
         where = self.position
         title = Text.assemble(("Zoom ", "bold"), (file_name(row.case_id), "bold cyan"),

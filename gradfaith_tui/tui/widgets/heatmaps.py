@@ -23,7 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from gradfaith_tui.tui.halfblock import grid_strips, pixel_strips, text_strips
+from gradfaith_tui.tui.halfblock import PLAIN, grid_strips, pixel_strips, text_strips
 from gradfaith_tui.tui.render import (Overlay, class_name, file_name, flag_mark, heatmap_tile, input_tile,
                                      label_lines, metric_lines, tile_layout)
 from gradfaith_tui.tui.widgets.line import LineBar
@@ -56,7 +56,7 @@ class TileGrid(Widget):
         return len(self.strips)
 
     def render_line(self, y: int) -> Strip:
-        return self.strips[y] if y < len(self.strips) else Strip.blank(self.size.width)
+        return self.strips[y] if y < len(self.strips) else Strip.blank(self.size.width, PLAIN)
 
 
 class HeatmapPanel(Vertical):
@@ -172,7 +172,7 @@ class HeatmapPanel(Vertical):
         strips = [st for line in suspect_lines for st in text_strips(Text(line, "bold yellow"), width)]
         strips += grid_strips(tiles, cols, px)
         # as many lines as the panel has: the grid keeps its height from case to case (no relayout)
-        strips += [Strip.blank(width)] * (height + len(suspect_lines) - len(strips))
+        strips += [Strip.blank(width, PLAIN)] * (height + len(suspect_lines) - len(strips))
         self.app.call_from_thread(self._show, idx, data, strips, size)
 
     def _tile(self, data: CaseMaps, i: int, px: int, overlay: Overlay, suspects: list, extra: int) -> list[Strip]:
