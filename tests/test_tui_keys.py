@@ -435,3 +435,21 @@ def test_no_color_draws_every_screen(cache, monkeypatch):
             await settle(pilot)
         assert app.is_running and app.return_code is None and len(app.screen_stack) == 1
     run(body, cache)
+
+
+def test_a_case_kept_through_a_widening_filter_is_scrolled_into_view(cache):
+    """Searched down to one case, then the filter cleared: the table has its 60 rows again and shows the kept case
+    under the cursor (the scroll was once clamped to the one-row list, leaving the flag keys on an unseen case)."""
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        last = table.source.idx_at(59)
+        app.action_set_filter("search", CacheReader(app.reader.root).rows([last])[0].case_id)
+        await settle(pilot)
+        assert table.n_rows == 1
+        await pilot.press("escape")
+        await settle(pilot)
+        visible = table.scrollable_content_region.height - 1
+        assert table.n_rows == 60 and table.cursor == 59 and table.source.idx_at(59) == last
+        assert table.scroll_y <= 59 < table.scroll_y + visible
+        assert "▶" in "".join(s.text for y in range(1, visible + 1) for s in table.render_line(y))
+    run(body, cache, size=(100, 30))

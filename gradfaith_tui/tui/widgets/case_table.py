@@ -87,8 +87,14 @@ class CaseTable(ScrollView, can_focus=True):
         self.sort_column, self.descending, self.model = column, descending, model
         self.virtual_size = Size(0, len(order) + 1)
         pos = self.source.position_of(keep_idx) if keep_idx is not None else None
-        self.scroll_to(y=max(0, (pos or 0) - 2), animate=False)
         self.cursor = pos or 0
+        # after the refresh: until the new size is laid out a scroll is clamped to the old list's (a list widened
+        # from one row would leave the kept case, and the flag keys' target, off screen)
+        self.call_after_refresh(self._scroll_near, max(0, (pos or 0) - 2))
+        self.refresh()
+
+    def _scroll_near(self, top: int) -> None:
+        self.scroll_to(y=top, animate=False, immediate=True)
         self.refresh()
 
     @property
