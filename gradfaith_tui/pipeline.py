@@ -120,8 +120,10 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
             job.load(device, target_layer)
             job.key = explanation_key(checkpoint_identity(job.card), prep.fingerprint, cam.method, job.layer.name,
                                       cam.tau, cam.baseline, target, cam.deep_steps, cam.engine)
-            if dist.main:
-                job.register(writer, cam, target, arrays_at(job.size))
+        # Registered only once every model has loaded (seconds each), back to back: an explorer opened early
+        # sees the whole set of models rather than the first few.
+        for job in jobs if dist.main else ():
+            job.register(writer, cam, target, arrays_at(job.size))
         if dist.main:
             dist.barrier()
         else:

@@ -453,3 +453,51 @@ def test_a_case_kept_through_a_widening_filter_is_scrolled_into_view(cache):
         assert table.scroll_y <= 59 < table.scroll_y + visible
         assert "▶" in "".join(s.text for y in range(1, visible + 1) for s in table.render_line(y))
     run(body, cache, size=(100, 30))
+
+
+def test_R_picks_up_models_a_precompute_registered_after_the_explorer_opened(tmp_path):
+    """Opened while only two of three models were listed: R lays the table, legend and tiles out anew for three,
+    on the same case (it used to refuse: "quit and open the explorer again")."""
+    import sqlite3
+
+    root = build_synthetic_cache(tmp_path / "grow", 30, models=3, seeds=1)
+    con = sqlite3.connect(root / "audit.sqlite")
+    last = con.execute("SELECT model_id FROM models ORDER BY rowid DESC LIMIT 1").fetchone()[0]
+    expls = [r[0] for r in con.execute("SELECT expl_id FROM explanations WHERE model_id=?", (last,))]
+    held = {}
+    for table, where, keys in (("models", "model_id", [last]), ("explanations", "model_id", [last]),
+                               ("predictions", "model_id", [last]), ("metrics", "expl_id", expls),
+                               ("suspects", "expl_id", expls)):
+        marks = ",".join("?" * len(keys))
+        held[table] = con.execute(f"SELECT * FROM {table} WHERE {where} IN ({marks})", keys).fetchall()
+        con.execute(f"DELETE FROM {table} WHERE {where} IN ({marks})", keys)
+    con.commit()
+
+    async def body(app, pilot):
+        assert len(app.source.columns) == 2
+        await pilot.press("j", "j", "j")
+        await settle(pilot)
+        idx = app.source.idx_at(3)
+        for table, rows in held.items():  # precompute registers the third model and writes its results
+            if rows:
+                con.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * len(rows[0]))})", rows)
+        con.commit()
+        app._poll_cache()
+        await settle(pilot)
+        assert app.stale
+        app._counted((1, 999), announce=True)  # precompute writes on: the notice is not repeated every poll
+        await settle(pilot)
+        assert sum("new maps" in n.message for n in app._notifications) == 1
+        await pilot.press("R")
+        await settle(pilot)
+        table = app.query_one(CaseTable)
+        assert not app.stale and len(app.source.columns) == 3 and table.source is app.source
+        assert table.source.idx_at(table.cursor) == idx and app.query_one(HeatmapPanel).case_idx == idx
+        assert "M3" in "".join(s.text for s in table.render_line(0)) and "M3" in str(app.query_one("#models").content)
+        assert app.query_one(HeatmapPanel).query_one("#tiles").strips and table.has_focus
+        await pilot.press("j", "f", "1")  # the new table answers keys, and a flag lands on the case shown
+        await settle(pilot)
+        assert app.source.flags.get(app.source.idx_at(table.cursor)).category == "unfaithful"
+
+    run(body, root)
+    con.close()

@@ -532,11 +532,13 @@ class CacheReader:
         return json.loads(self.meta.get("config", "{}"))
 
     def completeness(self) -> tuple[int, int]:
-        """(cases done, cases expected) over the shown columns: done means a map with its metrics stored,
-        as precompute counts it. Less than expected: precompute is still writing, or stopped early."""
+        """(cases done, cases expected): done over the shown columns, where a map with its metrics is stored (as
+        precompute counts it); expected over the models the cache lists now, which a running precompute may have
+        added since this reader opened. Less than expected: precompute is still writing, or stopped early."""
         done = sum(int(self.con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id=? AND name='faith'",
                                         (c.expl_id,)).fetchone()[0]) for c in self.columns if c.expl_id is not None)
-        return done, self.n_cases * len(self.columns)
+        listed = int(self.con.execute("SELECT COUNT(*) FROM models WHERE is_ref=1").fetchone()[0])
+        return done, self.n_cases * max(listed, len(self.columns))
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to the database (SQLite's PRAGMA data_version)."""

@@ -144,21 +144,49 @@ class ExplorerApp(TriageActions, App[None]):
         if not self.is_running:  # a worker's result arriving as the app closes: its widgets may be gone
             return
         if announce and self.completeness is not None and done != self.completeness:
+            if not self.stale and len(self.screen_stack) == 1:  # once; the title keeps saying it
+                self.notify("the cache has new maps: R reloads", timeout=4)
             self.stale = True
-            self.notify("the cache has new maps: R reloads", timeout=4)
         self.completeness = done
         self.query_one("#title", Static).update(self._title())
 
-    def action_reload(self) -> None:
+    async def action_reload(self) -> None:
         try:
-            self.source.reload()
+            fresh = CacheReader(self.reader.root, self.reader.method)
         except GradfaithError as exc:  # the cache was damaged meanwhile: say so, and keep showing what was read
             self.notify(f"cannot reload: {exc}", severity="error", timeout=10)
             return
         self.stale = False
-        self.apply_view(self.view, keep_case=True)
+        if self.source.same_models(fresh):
+            self.source.reload(fresh)
+            self.apply_view(self.view, keep_case=True)
+            self.query_one(HeatmapPanel).rerender()
+        else:
+            await self._reopen(fresh)
         self.warm_arrays()
-        self.query_one(HeatmapPanel).rerender()
+
+    async def _reopen(self, fresh: CacheReader) -> None:
+        """The cache lists other models than the table was laid out for (a precompute that registered more, or
+        replaced some): a new source, table and tiles, on the same case where it is still there."""
+        table = self.query_one(CaseTable)
+        keep = self.source.idx_at(table.cursor) if table.n_rows else None
+        await self.workers.wait_for_complete()  # nothing still reading through the old source
+        old = self.source
+        self.reader, self.source = fresh, CaseSource(fresh)
+        self._data_version = fresh.data_version()  # counted per connection
+        await table.remove()
+        await self.query_one(HeatmapPanel).remove()
+        await self.query_one("#table-pane").mount(CaseTable(self.source, id="cases"), before="#status")
+        await self.query_one("#main").mount(HeatmapPanel(self.source, self.image_cls, id="heatmaps"))
+        old.close()
+        old.reader.close()
+        self.query_one(CaseTable).focus()
+        self._layout_for(self.size.width)  # the legend lists the new models
+        if self.view.model >= len(self.source.columns):
+            self.view = replace(self.view, model=WORST)
+        self.query_one("#title", Static).update(self._title())
+        self.load_view(self.view, keep)
+        self.count_maps(announce=False)
 
     def _arrays_ready(self) -> None:
         if not self.is_running:  # as in _counted

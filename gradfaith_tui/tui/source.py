@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gradfaith_tui.errors import CacheError
 from gradfaith_tui.store.arrays import WORST, CaseArrays, Filter
 from gradfaith_tui.store.cache import CacheReader, CaseRow, connect_readonly
 from gradfaith_tui.store.flags import FlagStore
@@ -112,15 +111,14 @@ class CaseSource:
             self.arrays.metric(m)
         self.arrays.case_ids()  # for the id search
 
-    def reload(self) -> None:
+    def same_models(self, fresh: CacheReader) -> bool:
+        """Whether a fresh reader of the cache shows the models this source's table is laid out for."""
+        return [c.model.model_id for c in fresh.columns] == [c.model.model_id for c in self.columns]
+
+    def reload(self, fresh: CacheReader) -> None:
         """Forget what was read (column arrays, table rows, open map arrays), so that what a running
-        precompute has written since shows; the next sort and the next case read it afresh.
-        A cache that can no longer be opened (an array file damaged meanwhile) raises CacheError, and what was
-        read stays as it was."""
-        fresh = CacheReader(self.reader.root, self.reader.method)
-        if [c.model.model_id for c in fresh.columns] != [c.model.model_id for c in self.columns]:
-            fresh.close()  # the table's columns, widths and legend are laid out for the models it opened with
-            raise CacheError("the cache now holds other models; quit and open the explorer again to see them")
+        precompute has written since shows; the next sort and the next case read it afresh through `fresh`, a
+        new reader of the same cache showing the same models (same_models; else the app builds a new source)."""
         # A precompute with other settings replaced explanations: their ids (and map files) are new.
         self.columns = self.reader.columns = fresh.columns
         self._ids = None
