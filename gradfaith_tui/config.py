@@ -17,6 +17,10 @@ CLASS_FOLDERS: dict[str, int] = {
 WRITE_FOLDERS: tuple[str, ...] = ("Normal cases", "Bengin cases", "Malignant cases")
 WRITE_STEMS: tuple[str, ...] = ("Normal case", "Bengin case", "Malignant case")
 
+# Maps that do not depend on the target class (EigenCAM: the activations' first principal component; plain
+# attention rollout): seeds that predict differently still explain the same thing, for Consist.
+CLASS_AGNOSTIC_METHODS: tuple[str, ...] = ("eigencam", "rollout")
+
 DEFAULT_DATA = Path("data/phantoms")
 DEFAULT_CHECKPOINTS = Path("checkpoints")
 DEFAULT_CACHE = Path("data/cache")

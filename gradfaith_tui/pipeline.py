@@ -141,7 +141,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         if dist.main:
             for job in jobs:
                 job.evaluate(writer, arrays_at(job.size), with_timing, device)
-            _write_consist(writer, jobs, display, cam.tau)
+            _write_consist(writer, jobs, display, cam.tau, target, cam.method)
             _rederive_suspects(writer, jobs)
             if cam.sanity_cases:
                 for job in jobs:
@@ -321,9 +321,12 @@ def _rederive_suspects(writer: CacheWriter, jobs: list[_Job]) -> None:
         writer.replace_suspects(j.expl_id, j.ckpt.model_id, rows)
 
 
-def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float) -> None:
-    """Consist per case and architecture name, stored on every seed's explanation of that name."""
+def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float, target: str = "pred",
+                   method: str = "gradcam") -> None:
+    """Consist per case and architecture name, stored on every seed's explanation of that name; with the
+    predicted class as target, over the seeds whose map explains the reference seed's class (eq. 6's c)."""
     from gradfaith_tui.cam.methods import upsample
+    from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS
     from gradfaith_tui.metrics.consistency import consist
 
     groups: dict[str, list[_Job]] = {}
@@ -335,7 +338,16 @@ def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float)
         members.sort(key=lambda j: not j.is_ref)  # reference first
         maps = [writer.read_maps(j.expl_id) for j in members]
         idx = np.flatnonzero(np.all([~np.isnan(m).any(axis=(1, 2)) for m in maps], axis=0))
+        targets = None
+        if target == "pred" and method not in CLASS_AGNOSTIC_METHODS:  # "true": every seed explains the label, one class
+            targets = []
+            for j in members:
+                pred = np.full(len(maps[0]), -1, np.int64)
+                rows = writer.con.execute("SELECT idx, pred FROM predictions WHERE model_id=?", (j.ckpt.model_id,)).fetchall()
+                if rows:
+                    pred[[r[0] for r in rows]] = [r[1] for r in rows]
+                targets.append(pred[idx])
         if len(idx):
-            values = consist([upsample(m[idx], size).numpy() for m in maps], tau, ref=0)
+            values = consist([upsample(m[idx], size).numpy() for m in maps], tau, ref=0, targets_by_seed=targets)
             for j in members:
                 writer.set_metrics(j.expl_id, idx, {"consist": values})

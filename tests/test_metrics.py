@@ -35,6 +35,12 @@ def test_iou_and_consist_across_seeds():
     b[0, :, :2] = 1  # left half: overlap 4 of union 12
     assert iou(a > 0, b > 0).tolist() == pytest.approx([1 / 3])
     assert consist([a, a, b]).tolist() == pytest.approx([(1 + 1 / 3) / 2])
+    # eq. 6 compares maps of one class: a seed explaining another class than the reference is left out of the case
+    two = [np.concatenate([m, m]) for m in (a, a, b)]  # case 0 and case 1 alike
+    targets = [np.array([2, 2]), np.array([2, 1]), np.array([1, 1])]  # seed 1 differs on case 1, seed 2 on both
+    assert consist(two, targets_by_seed=targets).tolist()[0] == pytest.approx(1.0)
+    assert np.isnan(consist(two, targets_by_seed=targets)[1])  # no other seed explains the reference's class
+    assert consist(two, targets_by_seed=[np.array([0, 0])] * 3).tolist() == pytest.approx([(1 + 1 / 3) / 2] * 2)
     with pytest.raises(ValueError):
         consist([a])
 

@@ -29,12 +29,16 @@ def test_cache_holds_every_case_model_and_metric(cache, phantoms):
     assert len(r.models) == 4  # two seeds each
     rows = r.rows(range(r.n_cases))
     assert len(rows) == r.n_cases > 0
+    seed1 = {(m, i): p for m, i, p in r.con.execute("SELECT model_id, idx, pred FROM predictions")}
     for row in rows:
         for name in TINY_MODELS:
             res = row.results[name]
             assert res.pred in (0, 1, 2) and 0 <= res.confidence <= 1
             assert -1 <= res.metrics["faith"] <= 1
-            assert 0 <= res.metrics["consist"] <= 1
+            if seed1[(f"{name}/seed1", row.idx)] == res.pred:  # both maps explain one class: eq. 6 applies
+                assert 0 <= res.metrics["consist"] <= 1
+            else:  # the other seed explains another class: no Consist
+                assert res.metrics["consist"] is None
             if row.has_mask:
                 assert 0 <= res.metrics["locacc"] <= 1
             else:
@@ -252,7 +256,9 @@ def test_rollout_method_and_two_process_precompute(phantoms, trained, tmp_path):
     assert r.config["world_size"] == 2
     rows = r.rows(range(r.n_cases))
     assert all(row.results["vit-tiny-p8"].metrics.get("faith") is not None for row in rows)
-    assert all(row.results["vit-tiny-p8"].metrics.get("consist") is not None for row in rows)
+    other = dict(r.con.execute("SELECT idx, pred FROM predictions WHERE model_id='vit-tiny-p8/seed1'").fetchall())
+    assert all((row.results["vit-tiny-p8"].metrics.get("consist") is not None)
+               == (other[row.idx] == row.results["vit-tiny-p8"].pred) for row in rows)
     assert r.con.execute("SELECT COUNT(*) FROM sanity WHERE method='grad-rollout'").fetchone()[0] >= 1
 
 

@@ -521,3 +521,33 @@ def test_a_report_that_cannot_be_written_leaves_the_one_there_whole_and_names_th
                                              r"\(No space left on device\); a report already there was left as it was"):
         write_report(CacheReader(cache), out, "all")
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing new, nothing cut
+
+
+def test_notes_say_where_the_explained_class_departs_from_the_papers(made, cache, tmp_path):
+    """Predicted class as target: Faith scores another class than eq. 5's on wrong cases, and Consist leaves out a
+    seed predicting otherwise than the reference seed; each count is checked against the predictions table."""
+    out, report, _ = made
+    con = sqlite3.connect(cache / "audit.sqlite")
+    labels = dict(con.execute("SELECT idx, label FROM cases"))
+    preds = {}
+    for model_id, name, is_ref, idx, pred in con.execute(
+            "SELECT m.model_id, m.name, m.is_ref, p.idx, p.pred FROM predictions p JOIN models m USING (model_id)"):
+        preds.setdefault(name, {}).setdefault((is_ref, model_id), {})[idx] = pred
+    con.close()
+    wrong, differ = [], []
+    for name in [c["name"] for c in report.columns]:  # the table's order
+        by_model = preds[name]
+        ref = next(v for (is_ref, _), v in by_model.items() if is_ref)
+        wrong.append(f"{name} {sum(p != labels[i] for i, p in ref.items())}")
+        others = [v for (is_ref, _), v in by_model.items() if not is_ref]
+        k = sum(any(o[i] != p for o in others) for i, p in ref.items())
+        if k:
+            differ.append(f"{name} {k}")
+    assert len(report.class_notes) == 2 and differ
+    faith_note, consist_note = report.class_notes
+    assert f"({', '.join(wrong)} of {N_CASES} cases)" in faith_note and "`precompute --target true`" in faith_note
+    assert f"({', '.join(differ)} of {N_CASES} cases have such a seed)" in consist_note
+    text = _flat((out / "report.md").read_text())
+    assert all(_flat(markdown.escape(n)) in text for n in report.class_notes)
+    truth = _edited_copy(cache, tmp_path / "t", ("UPDATE explanations SET settings = json_set(settings, '$.target', 'true')",))
+    assert build(CacheReader(truth)).class_notes == []  # every seed explains the label: one class, eq. 5's

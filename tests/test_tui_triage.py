@@ -459,3 +459,22 @@ def test_a_seeds_map_file_removed_meanwhile_is_a_notice_in_zoom_not_a_crash(cach
         assert any("cannot show this map:" in n and "map file missing or damaged" in n for n in notices), notices
 
     run(body, cache)
+
+
+def test_models_screen_counts_faith_below_zero_apart_from_its_bins(cache):
+    con = sqlite3.connect(cache / "audit.sqlite")
+    expl = con.execute("SELECT expl_id FROM explanations e JOIN models m USING (model_id) WHERE m.is_ref = 1 "
+                       "ORDER BY m.rowid LIMIT 1").fetchone()[0]
+    con.execute("UPDATE metrics SET value = -0.5 WHERE expl_id = ? AND name = 'faith' AND idx < 7", (expl,))
+    below = con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id = ? AND name = 'faith' AND value < 0",
+                        (expl,)).fetchone()[0]
+    con.commit()
+    con.close()
+
+    async def body(app, pilot):
+        text = await models_screen_text(app, pilot, 200)
+        hist = text[text.index("Distributions"):].splitlines()
+        row = next(line for line in hist if line.strip().startswith("M1 "))
+        assert f" {below} <0" in row and below >= 7  # the worst cases are not hidden in the lowest bin
+
+    run(body, cache)

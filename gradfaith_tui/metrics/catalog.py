@@ -23,8 +23,9 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
                "Share of the lesion mask covered by the CAM binarised at tau (paper eq. 4). Only where a mask exists."),
     MetricInfo("iou", "IoU", True, "Intersection over union of the binarised CAM and the lesion mask."),
     MetricInfo("consist", "Consist", True,
-               "Mean IoU of this architecture's binarised maps across training seeds against the reference seed (paper eq. 6); "
-               "undefined where both maps are flat (no heat anywhere)."),
+               "Mean IoU of this architecture's binarised maps across training seeds against the reference seed (paper eq. 6), "
+               "over the seeds whose map explains the same class (with the predicted class as target, a seed that "
+               "predicts another class is left out); undefined where no seed remains or both maps are flat."),
     MetricInfo("pointing_game", "Pointing game", True,
                "1 when the CAM's hottest pixel lies in the lesion mask or within 15 px of it at 224 px (the same share of the "
                "side at other sizes), else 0; 0 for a flat map, which has no hottest pixel. Only where a mask exists."),

@@ -45,6 +45,7 @@ class Report:
     paper_table1: list[dict]
     per_checkpoint: list[dict]  # reader.summary(): every seed's accuracy and paper-metric means
     metric_stats: list[faithfulness.MetricStat]
+    class_notes: list[str]  # where the explained class departs from the paper's (faithfulness.class_notes)
     paired: list[faithfulness.PairedRow]
     sanity: checks.Sanity
     suspects: checks.Suspects
@@ -114,7 +115,7 @@ def build(reader: CacheReader) -> Report:
         title=title(reader.method), cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
         version=__version__, classes=CLASS_NAMES, caveats=caveats(reader), columns=columns, table1=table1,
         table1_missing=missing, confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
-        metric_stats=faithfulness.summarise(arrays, groups), paired=faithfulness.paired(arrays, groups),
+        metric_stats=faithfulness.summarise(arrays, groups), class_notes=faithfulness.class_notes(reader), paired=faithfulness.paired(arrays, groups),
         sanity=checks.sanity(reader), suspects=checks.suspects(reader),
         planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))

@@ -7,6 +7,7 @@ from itertools import combinations
 
 import numpy as np
 
+from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.stats import Interval, PairedResult, bootstrap_ci, holm, paired_test
 from gradfaith_tui.store.cache import CacheReader
@@ -100,3 +101,43 @@ def paired(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | None =
         adjusted = holm([r.p for _, r in kept])
         rows += [PairedRow(metric, label(metric), a, b, r, p) for ((a, b), r), p in zip(kept, adjusted)]
     return rows
+
+
+def _listed(counts: dict[str, int], n: int) -> str:
+    return ", ".join(f"{name} {k}" for name, k in counts.items()) + f" of {n} cases"
+
+
+def class_notes(reader: CacheReader) -> list[str]:
+    """Where the explained class departs from the paper's: with the predicted class as target (the default),
+    Faith scores another class than eq. 5's true one on a model's wrong cases, and Consist (eq. 6, one class)
+    leaves out a seed that predicts otherwise than the reference seed. One sentence each, only where it applies."""
+    import json
+
+    con, n = reader.con, reader.n_cases
+    shown = [c for c in reader.columns if c.expl_id is not None]
+    targets = {json.loads(r[0] or "{}").get("target", "pred") for c in shown
+               for r in con.execute("SELECT settings FROM explanations WHERE expl_id=?", (c.expl_id,))}
+    if targets != {"pred"}:
+        return []
+    wrong = {c.model.name: int(con.execute("SELECT COUNT(*) FROM predictions p JOIN cases c ON c.idx = p.idx "
+                                           "WHERE p.model_id=? AND p.pred != c.label", (c.model.model_id,)).fetchone()[0])
+             for c in shown}
+    out = []
+    if any(wrong.values()):
+        out.append(f"Faith and the counterfactual flips score each model's predicted class (`--target pred`, the "
+                   f"default), where the paper's eq. 5 scores the true class; the two differ on the cases a model gets "
+                   f"wrong ({_listed(wrong, n)}). `precompute --target true` scores the true class.")
+    differ = {}
+    for c in shown:
+        ref = c.model
+        k = con.execute("SELECT COUNT(DISTINCT o.idx) FROM predictions o JOIN models m ON m.model_id = o.model_id "
+                        "JOIN predictions r ON r.idx = o.idx AND r.model_id = ? "
+                        "WHERE m.name = ? AND m.model_id != ? AND o.pred != r.pred",
+                        (ref.model_id, ref.name, ref.model_id)).fetchone()[0]
+        if k:
+            differ[ref.name] = int(k)
+    if differ and reader.method not in CLASS_AGNOSTIC_METHODS:  # else every seed's map is of no class
+        out.append(f"Consist compares maps of one class (eq. 6): a seed that predicts another class than the reference "
+                   f"seed is left out of that case's Consist, and a case where every other seed does so has none "
+                   f"({_listed(differ, n)} have such a seed).")
+    return out

@@ -91,6 +91,8 @@ def _faithfulness(r: Report) -> list[str]:
             f"{METRICS[m].meaning}" for m in seen if m in METRICS]
     defs += [f"- **{escape(m)}**: not in the metric catalogue." for m in seen if m not in METRICS]
     out.append("\n".join(defs) + "\n")
+    if r.class_notes:
+        out.append("\n".join(f"- {escape(note)}" for note in r.class_notes) + "\n")
     out.append("### Paired tests between models\n")
     out.append(f"Test: {PAIRED_TEST_NAME}, on the cases both models have a value (on each patient's mean "
                "difference where the cache knows the patients, a patient's slices not being independent); p-values "

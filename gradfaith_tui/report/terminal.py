@@ -38,6 +38,8 @@ def print_report(r: Report, console: Console | None = None) -> None:
                      ["Metric", "Model", "n", "Mean", "SD", "95% CI"],
                      [[s.label, s.model, str(s.n), fmt(s.mean), fmt(s.sd),
                        "–" if s.ci is None else f"[{fmt(s.ci.lo)}, {fmt(s.ci.hi)}]"] for s in r.metric_stats]))
+    for note in r.class_notes:
+        con.print(f"- {escape(note)}")
     if r.sanity.results:
         con.print(_table(f"Sanity check (FAIL: last-stage mean Spearman ≥ {r.sanity.threshold:.2f})",
                          ["Model", "Method", "Stages", "Last-stage Spearman", "Verdict"],

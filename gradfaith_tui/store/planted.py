@@ -56,7 +56,7 @@ class Planted:
 
 def share_text(v: float) -> str:
     """A share as a percentage, "–" where there is none (NaN): for the report and the models screen alike."""
-    return "–" if v != v else f"{v:.0%}"
+    return "–" if v != v else f"{v:.1%}"  # one decimal: a 1.7% share beside a 1.1% marker must not read 2% vs 1%
 
 
 def _median(values: list[float]) -> float:

@@ -76,7 +76,7 @@ class ModelsScreen(Screen[None]):
         lines = ["\n".join(" ".join(f"{v:>{width},}" for v in row) for row in r["confusion"]) for r in results]
         cms.add_row(*lines)
         parts += [cms, Text("")]
-        parts.append(Text("Distributions (10 bins over [0, 1], then the mean; Faith clipped; n/a: cases without a value)", style="bold underline"))
+        parts.append(Text("Distributions (10 bins over [0, 1], then the mean; <0: Faith below 0, not in the bins; n/a: cases without a value)", style="bold underline"))
         cells = {(i, m): self._hist_cell(a, m, i) for i in range(len(cols)) for m in HIST_METRICS}
         names = [f"M{i + 1} {c.model.name}" for i, c in enumerate(cols)]
         cell_w = max(len(s) for s in cells.values()) + 1
@@ -98,10 +98,13 @@ class ModelsScreen(Screen[None]):
 
     @staticmethod
     def _hist_cell(a, metric: str, model: int) -> str:
-        counts, _, missing = a.histogram(metric, model)
         v = a.metric(metric)[model]
+        below = int((v < 0).sum())  # Faith < 0: the score rose without the map's region, the least faithful
+        counts, _, missing = a.histogram(metric, model, lo=0.0)
+        counts[0] -= below  # the histogram clips them into its first bin: counted apart instead
         mean = f"{np.nanmean(v):5.2f}" if (~np.isnan(v)).any() else f"{'–':>5}"  # absent, not a number
-        return f"{sparkline(counts)} {mean}" + (f" {missing:,} n/a" if missing else "")
+        return (f"{sparkline(counts)} {mean}" + (f" {below:,} <0" if below else "")
+                + (f" {missing:,} n/a" if missing else ""))
 
     def _suspects(self, a) -> list:
         head = Text("Suspects from the engine", style="bold underline")
@@ -127,7 +130,7 @@ class ModelsScreen(Screen[None]):
         if not truth.computed:
             return []
         t = Table(box=None, padding=(0, 1), header_style="bold")
-        for h in ("model", "marked", "relied on it", "heat on it", "flagged"):
+        for h in ("model", "marked", "relied on it", "heat on it", "rules caught"):  # "flagged" is the user's word
             t.add_column(h, justify="left" if h == "model" else "right", no_wrap=True)
         label = dict(zip((c.model.model_id for c in a.columns), names))
         for r in truth.rows:
@@ -136,7 +139,7 @@ class ModelsScreen(Screen[None]):
                       "–" if r.caught is None else f"{r.caught:,} of {r.relied:,}")
         return [Text("Planted shortcut (phantom ground truth)", style="bold underline"),
                 Text(f"painting the marker over with air changes the prediction: the model relied on it; "
-                     f"an even map puts {truth.area:.0%} of its heat there"), t, Text("")]
+                     f"an even map puts {share_text(truth.area)} of its heat there"), t, Text("")]
 
     def _sanity(self) -> list:
         """One line per model and method: the rank correlation left once every layer is re-initialised,

@@ -23,6 +23,7 @@ from textual.widgets import Footer, Static
 
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.store.flags import CATEGORIES
+from gradfaith_tui.store.planted import share_text
 from gradfaith_tui.tui.halfblock import styled
 from gradfaith_tui.tui.render import Overlay, class_name, file_name, flag_mark, fmt_metric, heatmap_tile, input_tile
 from gradfaith_tui.tui.source import CaseSource
@@ -182,7 +183,8 @@ class ZoomScreen(Screen[int]):
         if metrics.get("shortcut_flip") is not None:  # phantom ground truth: the planted marker on this slice
             relied, heat = metrics["shortcut_flip"] == 1.0, metrics.get("shortcut_heat")
             lab_r.append(f"marker: {'relied on' if relied else 'not used'}, "
-                         f"{'–' if heat is None else f'{heat:.0%}'} of heat on it\n", "bold magenta" if relied else "dim")
+                         f"{share_text(float('nan') if heat is None else heat)} of heat on it\n",
+                         "bold magenta" if relied else "dim")
         shown = pick[0] if pick else col.model.model_id
         suspects = Text()  # under both tiles, across the screen: reasons are long, and a tile is ~36 columns at 80x24
         for s in self.source.suspects(idx):  # the seed shown: another seed's reasons are not this map's
