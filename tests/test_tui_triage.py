@@ -478,3 +478,70 @@ def test_models_screen_counts_faith_below_zero_apart_from_its_bins(cache):
         assert f" {below} <0" in row and below >= 7  # the worst cases are not hidden in the lowest bin
 
     run(body, cache)
+
+
+def test_two_explorers_on_one_cache_keep_one_flag_per_case(cache):
+    """Two FlagStores (two explorers) on one cache: each change supersedes whatever the case has in the database,
+    each sees the other's on refresh, and an undo the other has overtaken is skipped, never reviving a second flag."""
+    a, b = FlagStore(cache), FlagStore(cache)
+    a.flag(1, "unfaithful")
+    b.flag(1, "shortcut")  # B never saw A's flag
+    db = sqlite3.connect(cache / "audit.sqlite")
+    active = lambda idx: [r[0] for r in db.execute("SELECT category FROM flags WHERE idx=? AND undone=0", (idx,))]  # noqa: E731
+    assert active(1) == ["shortcut"]
+    assert a.refresh() and a.get(1).category == "shortcut" and not a.refresh()
+    a.clear(1)
+    assert active(1) == [] and b.refresh() and b.get(1) is None
+    b.note(2, "heat on the table")
+    a.flag(2, "mislocalised")  # keeps B's note: read from the database, not from A's memory
+    assert a.get(2).note == "heat on the table" and active(2) == ["mislocalised"]
+    a.flag(3, "unfaithful")
+    b.flag(3, "fine")
+    # A's change to case 3 is overtaken by B's: undo skips it and undoes A's change to case 2, reviving B's note
+    assert a.undo() == 2 and active(3) == ["fine"] and active(2) == ["note"] and a.get(2).note == "heat on the table"
+    assert all(len(active(i)) <= 1 for i in range(10))
+    a.close()
+    b.close()
+    reopened = FlagStore(cache)
+    assert {i: f.category for i, f in reopened.current.items()} == {i: c[0] for i in range(10) if (c := active(i))}
+    reopened.close()
+    db.close()
+
+
+def test_a_busy_database_refuses_one_flag_and_leaves_flagging_on(cache):
+    """Another program holding the database past the wait: that change is refused with a warning; the next works."""
+    seen: list[str] = []
+
+    async def body(app, pilot):
+        real = app.notify
+        app.notify = lambda message, **kw: (seen.append(str(message)), real(message, **kw))[1]
+        app.source.flags.con.execute("PRAGMA busy_timeout=50")  # the 5 s wait, shortened for the test
+        other = sqlite3.connect(cache / "audit.sqlite", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        await pilot.press("1")
+        await settle(pilot)
+        assert seen[-1].startswith(f"not saved: {cache / 'audit.sqlite'} is busy") and not app.source.flags_readonly
+        assert app.source.flags.get(app.source.idx_at(0)) is None
+        other.execute("COMMIT")
+        other.close()
+        await pilot.press("1")
+        await settle(pilot)
+        assert app.source.flags.get(app.source.idx_at(0)).category == "unfaithful"
+
+    run(body, cache)
+    assert len(db_flags(cache)) == 1
+
+
+def test_a_flag_set_by_another_explorer_shows_after_the_next_poll(cache):
+    async def body(app, pilot):
+        idx = app.source.idx_at(0)
+        other = FlagStore(cache)
+        other.flag(idx, "shortcut")
+        other.close()
+        app._poll_cache()
+        await settle(pilot)
+        row = "".join(s.text for s in app.query_one(CaseTable).render_line(1))
+        assert app.source.flags.get(idx).category == "shortcut" and " S" in row
+        assert "1 flagged" in str(app.query_one("#status").content)
+
+    run(body, cache)

@@ -59,9 +59,25 @@ class FlagStore:
         self.con.execute("PRAGMA busy_timeout=5000")
         self.con.execute(_DDL)
         self.current: dict[int, Flag] = {}
-        for r in self.con.execute("SELECT flag_id, idx, category, note, created FROM flags WHERE undone=0 ORDER BY flag_id"):
-            self.current[r[1]] = Flag(*r)
+        self.refresh()
         self._undo: list[Change] = []
+
+    def refresh(self) -> bool:
+        """Re-read the current flags (another explorer on this cache may have changed some); True if any did."""
+        current = {r[1]: Flag(*r) for r in self.con.execute(
+            "SELECT flag_id, idx, category, note, created FROM flags WHERE undone=0 ORDER BY flag_id")}
+        changed = current != self.current
+        self.current = current
+        return changed
+
+    def _sync(self, idx: int) -> None:
+        """The case's current flag as the database has it now, which another explorer may have changed."""
+        r = self.con.execute("SELECT flag_id, idx, category, note, created FROM flags WHERE idx=? AND undone=0 "
+                             "ORDER BY flag_id DESC LIMIT 1", (idx,)).fetchone()
+        if r is None:
+            self.current.pop(idx, None)
+        else:
+            self.current[idx] = Flag(*r)
 
     def get(self, idx: int) -> Flag | None:
         return self.current.get(idx)
@@ -72,8 +88,9 @@ class FlagStore:
         self.con.execute("BEGIN IMMEDIATE")
         try:
             if old is not None:
-                self.con.execute("UPDATE flags SET undone=? WHERE flag_id=?",
-                                 (SUPERSEDED if category is not None else UNDONE, old.flag_id))
+                # every current row of the case: two explorers flagging one case must not leave two of them
+                self.con.execute("UPDATE flags SET undone=? WHERE idx=? AND undone=0",
+                                 (SUPERSEDED if category is not None else UNDONE, idx))
             if category is not None:
                 created = _now()
                 added = int(self.con.execute("INSERT INTO flags (idx, category, note, created, undone) VALUES (?,?,?,?,0)",
@@ -92,6 +109,7 @@ class FlagStore:
 
     def flag(self, idx: int, category: str) -> Flag:
         """Flag a case (keeping its note); flagging it again with the same category clears the flag."""
+        self._sync(idx)
         old = self.current.get(idx)
         if old is not None and old.category == category:
             self.clear(idx)
@@ -101,6 +119,7 @@ class FlagStore:
 
     def note(self, idx: int, text: str) -> Flag | None:
         """Write (or with an empty text, remove) the note of a case, keeping its category."""
+        self._sync(idx)
         old = self.current.get(idx)
         category = old.category if old else NOTE_ONLY
         if not text.strip() and category == NOTE_ONLY:
@@ -112,6 +131,7 @@ class FlagStore:
 
     def clear(self, idx: int) -> None:
         """Remove the case's flag; its note stays (a user's words are only removed by emptying the note)."""
+        self._sync(idx)
         old = self.current.get(idx)
         if old is None or old.category == NOTE_ONLY:
             return
@@ -119,6 +139,8 @@ class FlagStore:
 
     def _next_undo(self) -> Change | None:
         """What undo() would undo: the newest change of this session, or else the newest active flag."""
+        while self._undo and not self._still_current(self._undo[-1]):
+            self._undo.pop()  # another explorer has changed that case since: undoing would revive a second flag
         if self._undo:
             return self._undo[-1]  # popped once written: a refused write leaves it to undo
         row = self.con.execute("SELECT flag_id FROM flags WHERE undone=0 ORDER BY flag_id DESC LIMIT 1").fetchone()
@@ -127,6 +149,13 @@ class FlagStore:
         prev = self.con.execute("SELECT flag_id FROM flags WHERE undone=? AND idx=(SELECT idx FROM flags WHERE flag_id=?) "
                                 "AND flag_id<? ORDER BY flag_id DESC LIMIT 1", (SUPERSEDED, row[0], row[0])).fetchone()
         return Change(row[0], prev[0] if prev else None)
+
+    def _still_current(self, change: Change) -> bool:
+        """Whether the case still stands as the change left it (its added row current, or none where it cleared)."""
+        fid = change.added if change.added is not None else change.retired
+        active = {r[0] for r in self.con.execute("SELECT flag_id FROM flags WHERE undone=0 AND idx=(SELECT idx FROM "
+                                                 "flags WHERE flag_id=?)", (fid,))}
+        return active == ({change.added} if change.added is not None else set())
 
     def next_undo_idx(self) -> int | None:
         """The case undo() would change (None: nothing to undo), so a screen showing one case can refuse others."""

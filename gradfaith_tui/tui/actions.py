@@ -10,6 +10,7 @@ import sqlite3
 from dataclasses import replace
 
 from gradfaith_tui.store.flags import NOTE_ONLY, export_flags
+from gradfaith_tui.store.schema import DB_NAME
 from gradfaith_tui.tui.render import COLORMAPS
 from gradfaith_tui.tui.screens.ask import AskScreen
 from gradfaith_tui.tui.widgets.case_table import CaseTable
@@ -35,11 +36,21 @@ class TriageActions:
         unsaved: words of the user's that were not stored (a note), repeated in that line."""
         try:
             change()
-        except sqlite3.Error as exc:
-            self.notify(self.source.flags_failed(exc) + (f"; not saved: {unsaved}" if unsaved else ""),
-                        severity="error", timeout=30 if unsaved else 10)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                return self._flags_refused(exc, unsaved)
+            # Another writer held the database past the wait (5 s): this one change is refused, not flagging.
+            self.notify(f"not saved: {self.source.root / DB_NAME} is busy (another program is writing it); try again"
+                        + (f"; your note: {unsaved}" if unsaved else ""), severity="warning", timeout=30 if unsaved else 10)
             return False
+        except sqlite3.Error as exc:
+            return self._flags_refused(exc, unsaved)
         return True
+
+    def _flags_refused(self, exc: sqlite3.Error, unsaved: str) -> bool:
+        self.notify(self.source.flags_failed(exc) + (f"; not saved: {unsaved}" if unsaved else ""),
+                    severity="error", timeout=30 if unsaved else 10)
+        return False
 
     def _flag_changed(self, idx: int | None, then=None) -> None:
         table = self.query_one(CaseTable)

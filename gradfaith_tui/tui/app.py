@@ -134,6 +134,20 @@ class ExplorerApp(TriageActions, App[None]):
         if version != self._data_version:
             self._data_version = version
             self.count_maps(announce=True)
+            self._refresh_flags()
+
+    def _refresh_flags(self) -> None:
+        """Flags another explorer on this cache has set or removed since: shown, as the table's marks and counts."""
+        flags = self.source.flags
+        try:
+            changed = flags is not None and flags.refresh()
+        except sqlite3.Error:  # locked for a moment: the next commit asks again
+            return
+        if changed:
+            table = self.query_one(CaseTable)
+            table.refresh()
+            self._update_status(table.cursor)
+            self.query_one(HeatmapPanel).rerender()
 
     @work(thread=True, exclusive=True, group="count")
     def count_maps(self, announce: bool) -> None:
