@@ -64,7 +64,9 @@ def test_a_cache_whose_schema_version_is_damaged_or_other_is_one_line(tmp_path):
     from gradfaith_tui.store.synthetic import build_synthetic_cache
 
     cache = build_synthetic_cache(tmp_path / "c", 12)
-    for value, says in (("x", "cache schema version unknown ('x')"), ("999", "cache schema v999"),
+    rebuild = "build it again with `gradfaith-tui precompute` into a new --cache folder"
+    for value, says in (("x", f"cache schema version unknown ('x'), this tool reads v1; {rebuild}"),
+                        ("999", "cache schema v999, this tool reads v1; upgrade gradfaith-tui to read it"),
                         (None, "cache schema version unknown (None)")):
         con = sqlite3.connect(cache / "audit.sqlite")
         if value is None:

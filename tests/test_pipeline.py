@@ -479,7 +479,8 @@ def test_a_cache_copied_without_its_arrays_is_refused_naming_the_first_missing(c
     shutil.copytree(cache, copy)
     first = sorted((copy / "maps").iterdir())[0]
     first.unlink()
-    with pytest.raises(CacheError, match=rf"{first.name}: missing from the cache \(1 of its \d+ array files\); copy"):
+    with pytest.raises(CacheError, match=rf"{first.name}: missing from the cache \(1 of its \d+ array files\); rerun "
+                                         r"`gradfaith-tui precompute` on this cache to compute them again, or copy"):
         CacheReader(copy)
     (copy / "images.npy").unlink()
     with pytest.raises(CacheError, match=r"images.npy: missing from the cache \(2 of"):

@@ -501,3 +501,14 @@ def test_R_picks_up_models_a_precompute_registered_after_the_explorer_opened(tmp
 
     run(body, root)
     con.close()
+
+
+def test_the_status_line_keeps_the_match_count_ahead_of_the_filters_words(cache):
+    async def body(app, pilot):
+        app.action_set_filter("true_class", 2)
+        app.action_set_filter("correct", False)
+        await settle(pilot)
+        status = str(app.query_one("#status").content)
+        assert status.index(" · case ") < status.index("true Malignant")  # cut from the right at 80 columns
+
+    run(body, cache, size=(80, 24))

@@ -484,7 +484,11 @@ class CacheReader:
             raise CacheError(f"{db}: an unfinished cache (its precompute stopped before writing any case); rerun "
                              f"`gradfaith-tui precompute`")
         if _schema(meta) != SCHEMA_VERSION:
-            raise CacheError(f"{db}: cache schema {_schema_text(meta)}, this tool reads v{SCHEMA_VERSION}")
+            self.con.close()
+            newer = (_schema(meta) or 0) > SCHEMA_VERSION
+            raise CacheError(f"{db}: cache schema {_schema_text(meta)}, this tool reads v{SCHEMA_VERSION}; "
+                             + ("upgrade gradfaith-tui to read it" if newer else
+                                "build it again with `gradfaith-tui precompute` into a new --cache folder"))
         self.meta = meta
         self.methods = [r[0] for r in self.con.execute("SELECT DISTINCT method FROM explanations ORDER BY method")]
         if method is None:
@@ -510,8 +514,10 @@ class CacheReader:
         files = [IMAGES_NAME, MASKS_NAME, *(f for f, _ in maps)]
         missing = [f for f in files if not (self.root / f).is_file()]
         if missing:
+            self.con.close()
             raise CacheError(f"{self.root / missing[0]}: missing from the cache ({len(missing)} of its {len(files)} "
-                             f"array files); copy the cache folder whole, or build it again into a new --cache folder")
+                             f"array files); rerun `gradfaith-tui precompute` on this cache to compute them again, or "
+                             f"copy the cache folder whole")
         # Damaged arrays (truncated, overwritten, of another shape) are refused here too, from their headers alone,
         # rather than failing in the middle of a report or in the explorer's loading thread.
         checks = [(IMAGES_NAME, np.uint8, None), (MASKS_NAME, np.uint8, None), *((f, np.float16, hw) for f, hw in maps)]

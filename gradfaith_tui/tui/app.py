@@ -331,15 +331,18 @@ class ExplorerApp(TriageActions, App[None]):
         who = self.source.model_name(v.model)
         sort = SORTS[v.key]
         how = sort.reversed_label if v.descending else sort.label
-        if v.key != "case":
+        if v.key == "wrong":  # a count over the models, or one model's own right/wrong
+            how += f" ({who})" if who else ""
+        elif v.key != "case":
             how += f" ({who or 'worst model'})"
         elif who:  # the metric columns show this model's values, though the order is by id
             how += f" · columns: {who}"
         text = Text.assemble(("Sort: ", "bold"), how, no_wrap=True, overflow="ellipsis")
+        # the count before the filters' words, which are what a narrow line cuts
+        text.append(f" · case {position + 1:,}/{table.n_rows:,}" if table.n_rows else " · no case matches")
         if v.filter.active():
             text.append(" · ")
             text.append(f"{v.filter.describe(CLASS_NAMES, who)}", "bold yellow")
-        text.append(f" · case {position + 1:,}/{table.n_rows:,}" if table.n_rows else " · no case matches")
         n_flags = len(self.source.flags.current) if self.source.flags else 0
         if n_flags:
             text.append(f" · {n_flags} flagged", "magenta")
