@@ -10,7 +10,7 @@ from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.config import CamSettings
 from gradfaith_tui.store.cache import CacheReader
-from gradfaith_tui.store.keys import checkpoint_identity, explanation_key
+from gradfaith_tui.store.keys import CONSIST_RULE, checkpoint_identity, explanation_key
 
 
 def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str], seeds: list[int], epochs: int,
@@ -48,6 +48,8 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
             "SELECT e.model_id, COUNT(m.idx) FROM explanations e LEFT JOIN metrics m ON m.expl_id = e.expl_id "
             "AND m.name = 'faith' WHERE e.method = ? GROUP BY e.model_id", (method,)).fetchall())
         if len(seeds) > 1:  # Consist is written last; a run killed before it is not finished
+            if reader.meta.get("consist_rule") != CONSIST_RULE:  # by an older rule: precompute redoes it alone
+                return False
             consist = dict(reader.con.execute(
                 "SELECT e.model_id, COUNT(m.idx) FROM explanations e JOIN metrics m ON m.expl_id = e.expl_id "
                 "AND m.name = 'consist' WHERE e.method = ? GROUP BY e.model_id", (method,)).fetchall())

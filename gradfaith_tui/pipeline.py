@@ -327,6 +327,7 @@ def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float,
     predicted class as target, over the seeds whose map explains the reference seed's class (eq. 6's c)."""
     from gradfaith_tui.cam.methods import upsample
     from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS
+    from gradfaith_tui.store.keys import CONSIST_RULE
     from gradfaith_tui.metrics.consistency import consist
 
     groups: dict[str, list[_Job]] = {}
@@ -351,3 +352,5 @@ def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float,
             values = consist([upsample(m[idx], size).numpy() for m in maps], tau, ref=0, targets_by_seed=targets)
             for j in members:
                 writer.set_metrics(j.expl_id, idx, {"consist": values})
+    with writer.con:  # the rule the Consist values now stored follow (demo's freshness check, the report read it)
+        writer.con.execute("INSERT OR REPLACE INTO meta VALUES ('consist_rule', ?)", (CONSIST_RULE,))

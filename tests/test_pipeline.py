@@ -824,3 +824,26 @@ def test_the_library_engine_recomputes_what_the_fast_engine_stored(cache, phanto
     settings = con.execute("SELECT settings FROM explanations WHERE model_id='resnet10t/seed0' AND method='gradcam'").fetchone()[0]
     assert json.loads(settings)["engine"] == "library"
     con.close()
+
+
+def test_consist_of_an_older_rule_makes_the_cache_not_current_and_precompute_redoes_it(cache, phantoms, trained, tmp_path):
+    import shutil
+
+    from gradfaith_tui.freshness import cache_is_current
+    from gradfaith_tui.store.keys import CONSIST_RULE
+
+    copy = Path(shutil.copytree(cache, tmp_path / "old"))
+    args = (phantoms, trained, copy, TINY_MODELS, [0, 1], 1, CamSettings())
+    assert cache_is_current(*args)
+    con = sqlite3.connect(copy / "audit.sqlite")
+    con.execute("DELETE FROM meta WHERE key='consist_rule'")
+    con.execute("UPDATE metrics SET value = 0.987 WHERE name = 'consist'")  # as an older rule left them
+    con.commit()
+    assert not cache_is_current(*args)
+    precompute(phantoms, trained, copy, warn=lambda m: None, with_timing=False)
+    assert cache_is_current(*args) and con.execute("SELECT value FROM meta WHERE key='consist_rule'").fetchone()[0] == CONSIST_RULE
+    want = dict(sqlite3.connect(cache / "audit.sqlite").execute(
+        "SELECT m.expl_id || '/' || m.idx, m.value FROM metrics m WHERE name='consist'").fetchall())
+    got = dict(con.execute("SELECT m.expl_id || '/' || m.idx, m.value FROM metrics m WHERE name='consist'").fetchall())
+    assert got == want and 0.987 not in got.values()  # recomputed, the same as a fresh precompute's
+    con.close()

@@ -551,3 +551,11 @@ def test_notes_say_where_the_explained_class_departs_from_the_papers(made, cache
     assert all(_flat(markdown.escape(n)) in text for n in report.class_notes)
     truth = _edited_copy(cache, tmp_path / "t", ("UPDATE explanations SET settings = json_set(settings, '$.target', 'true')",))
     assert build(CacheReader(truth)).class_notes == []  # every seed explains the label: one class, eq. 5's
+
+
+def test_consist_from_an_older_rule_is_named_until_precompute_redoes_it(cache, tmp_path):
+    old = _edited_copy(cache, tmp_path / "o", ("DELETE FROM meta WHERE key = 'consist_rule'",))
+    said = [c for c in build(CacheReader(old)).caveats if c.startswith("Consist in this cache")]
+    assert said and "rerun `gradfaith-tui precompute` on it to recompute Consist alone" in said[0]
+    none = _edited_copy(old, tmp_path / "n", ("DELETE FROM metrics WHERE name = 'consist'",))
+    assert not any(c.startswith("Consist") for c in build(CacheReader(none)).caveats)  # one seed: nothing to redo

@@ -15,6 +15,7 @@ from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.data.duplicates import pair_text
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.keys import CONSIST_RULE
 
 # The metrics that need a lesion mask: absent (NULL), never zero, on a case without one.
 MASK_METRICS = ("locacc", "iou", "pointing_game", "relevance_mass", "relevance_rank")
@@ -118,10 +119,20 @@ def settings(reader: CacheReader) -> list[str]:
             "rerun `gradfaith-tui precompute` with one setting for all of them."]
 
 
+def consist_rule(reader: CacheReader) -> list[str]:
+    """Consist stored by an older precompute, which compared maps of different classes where seeds disagreed."""
+    if reader.meta.get("consist_rule") == CONSIST_RULE:
+        return []
+    if reader.con.execute("SELECT 1 FROM metrics WHERE name='consist' LIMIT 1").fetchone() is None:
+        return []
+    return ["Consist in this cache was computed by an older version, which also compared seeds whose maps explain "
+            "different classes; rerun `gradfaith-tui precompute` on it to recompute Consist alone."]
+
+
 def caveats(reader: CacheReader) -> list[str]:
     n = reader.n_cases
     if not n:
         return []
     con = reader.con
-    return (incomplete(reader) + settings(reader) + phantoms(con, n) + masks(con, n) + patients(con, n)
+    return (incomplete(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n) + masks(con, n) + patients(con, n)
             + identical(reader.config))

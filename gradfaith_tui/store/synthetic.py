@@ -16,6 +16,7 @@ import numpy as np
 
 from gradfaith_tui.config import DEMO_SPECS, WRITE_FOLDERS, WRITE_STEMS, ModelSpec
 from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
+from gradfaith_tui.store.keys import CONSIST_RULE
 from gradfaith_tui.store.synthetic_results import sanity_rows, suspect_rows, table1_body
 
 _CLASS_P = (0.38, 0.11, 0.51)  # like IQ-OTH/NCCD
@@ -147,6 +148,8 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
                 with con:
                     for expl_id in expl_ids:
                         writer.put_metrics(expl_id, idx_list, {"consist": consist})
+        with con:  # made-up values, of no older rule
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('consist_rule', ?)", (CONSIST_RULE,))
     finally:
         writer.close()
     return Path(root)
