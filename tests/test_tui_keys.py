@@ -512,3 +512,20 @@ def test_the_status_line_keeps_the_match_count_ahead_of_the_filters_words(cache)
         assert status.index(" · case ") < status.index("true Malignant")  # cut from the right at 80 columns
 
     run(body, cache, size=(80, 24))
+
+
+def test_a_table_action_from_the_palette_over_the_zoom_says_why_it_does_nothing(cache):
+    from gradfaith_tui.tui.commands import ExplorerCommands
+
+    async def body(app, pilot):
+        seen: list[str] = []
+        real = app.notify
+        app.notify = lambda message, **kw: (seen.append(str(message)), real(message, **kw))[1]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ZoomScreen)
+        ExplorerCommands(app.screen)._run("flag('unfaithful')")
+        await settle(pilot)
+        assert seen[-1] == "that acts on the case table: escape back to it first" and not app.source.flags.current
+
+    run(body, cache)

@@ -44,7 +44,14 @@ class ExplorerCommands(Provider):
         return out
 
     def _run(self, action: str) -> None:
-        self.app.call_later(self.app.run_action, action)
+        app = self.app
+
+        def go() -> None:  # once the palette has closed: the screen under it decides
+            if app.check_action(action.split("(")[0], ()) is False:  # a table action over the zoom, say
+                app.notify("that acts on the case table: escape back to it first", severity="warning")
+                return
+            app.run_action(action)
+        app.call_later(go)
 
     async def discover(self) -> Hits:
         for name, help_, action in self._commands():
