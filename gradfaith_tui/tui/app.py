@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.containers import Container, Vertical
 from textual.widgets import Footer, Static
 
@@ -383,8 +384,8 @@ class ExplorerApp(TriageActions, App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The table's keys act only where the table is: on the zoom, models or help screen they would change
         (or flag) a case the user cannot see. The zoom screen binds its own flag and note keys."""
-        if action in TABLE_ACTIONS and len(self.screen_stack) > 1:
-            return False
+        if action in TABLE_ACTIONS and sum(not isinstance(s, CommandPalette) for s in self.screen_stack) > 1:
+            return False  # (the palette, itself a screen, closes before its action runs)
         return True
 
     def on_unmount(self) -> None:

@@ -46,11 +46,11 @@ class ExplorerCommands(Provider):
     def _run(self, action: str) -> None:
         app = self.app
 
-        def go() -> None:  # once the palette has closed: the screen under it decides
+        async def go() -> None:  # once the palette has closed: the screen under it decides
             if app.check_action(action.split("(")[0], ()) is False:  # a table action over the zoom, say
                 app.notify("that acts on the case table: escape back to it first", severity="warning")
                 return
-            app.run_action(action)
+            await app.run_action(action)
         app.call_later(go)
 
     async def discover(self) -> Hits:
