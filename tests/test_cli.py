@@ -250,11 +250,17 @@ def test_ctrl_c_says_the_work_is_kept_and_exits_130(phantoms, trained, tmp_path)
             pass
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # as Ctrl-C in a terminal
+    time.sleep(0.02)
+    twice = proc.poll() is None
+    if twice:  # an impatient second Ctrl-C while it closes: said, not a traceback
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    # -2: the second one came after Python gave SIGINT back to the system on its way out, which a shell
+    # reports as 130 too
+    assert proc.returncode == 130 or (twice and proc.returncode == -signal.SIGINT), err
     assert err.rstrip().splitlines()[-1] == ("gradfaith-tui: interrupted; finished epochs and computed maps are "
                                              "saved, rerun to resume")
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
 
 
 def test_precompute_bars_show_the_rate_counted_from_where_a_run_resumed(monkeypatch):

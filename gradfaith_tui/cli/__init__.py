@@ -5,6 +5,7 @@ Heavy imports (torch, timm) happen inside the commands, so `explore` and `--help
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import sys
 from typing import Annotated
@@ -54,8 +55,20 @@ def _kept_on_interrupt(args: list[str]) -> str:
     return "finished epochs and computed maps are saved, rerun to resume"
 
 
+def _on_ctrl_c(signum, frame) -> None:
+    """The first Ctrl-C stops the command; a second one while it closes (saving, torch's own exit handlers)
+    would cut that short with a traceback, so it only says what is happening; a third stops at once."""
+    def again(signum, frame) -> None:
+        print("gradfaith-tui: finishing up (what is done is saved); Ctrl-C once more stops at once", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, again)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     code: object = 0
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where a host program chose its own
+        signal.signal(signal.SIGINT, _on_ctrl_c)
     try:
         code = app(prog_name="gradfaith-tui", standalone_mode=False)  # every error comes back here: one line
     except _usage_errors() as exc:
