@@ -13,7 +13,7 @@ import pytest
 
 from gradfaith_tui.store.arrays import CaseArrays, Filter
 from gradfaith_tui.store.cache import CacheReader
-from gradfaith_tui.store.flags import FlagStore
+from gradfaith_tui.store.flags import FlagStore, export_flags
 from gradfaith_tui.store.synthetic import build_synthetic_cache
 from gradfaith_tui.tui.app import make_app
 from gradfaith_tui.tui.render import file_name
@@ -545,3 +545,59 @@ def test_a_flag_set_by_another_explorer_shows_after_the_next_poll(cache):
         assert "1 flagged" in str(app.query_one("#status").content)
 
     run(body, cache)
+
+
+def test_a_flag_records_the_map_in_view_and_the_export_and_panel_name_it(cache, tmp_path):
+    async def body(app, pilot):
+        await pilot.press("1")  # the table across models: no one map
+        await settle(pilot)
+        first = app.source.idx_at(0)
+        assert app.source.flags.get(first).viewed is None
+        await pilot.press("j", "enter", "s")  # the zoom on M1's second seed
+        await settle(pilot)
+        second = app.source.idx_at(1)
+        await pilot.press("2")
+        await settle(pilot)
+        assert app.source.flags.get(second).viewed == "resnet10t/seed1"
+        zoom_text = "".join(seg.text for strip in app.screen.query_one("#zoom-tiles").strips for seg in strip)
+        assert "⚑ shortcut on M1 resnet10t seed 1" in zoom_text
+        await pilot.press("escape", "j", "m")  # one model chosen in the table: its reference seed's map
+        await settle(pilot)
+        third = app.source.idx_at(app.query_one(CaseTable).cursor)
+        await pilot.press("3")
+        await settle(pilot)
+        assert app.source.flags.get(third).viewed == "resnet10t/seed0"
+        assert "⚑ mislocalised on M1 resnet10t" in str(app.query_one(HeatmapPanel).query_one("#case-title").content)
+        app.source.flags.note(third, "the lesion is missed")  # a note from the table keeps the flag's map
+        assert app.source.flags.get(third).viewed == "resnet10t/seed0"
+        csv_path, json_path = export_flags(app.source.flags, app.reader, tmp_path / "exp")
+        views = {r["idx"]: r["viewed"] for r in json.loads(json_path.read_text())}
+        assert views == {first: None, second: "resnet10t/seed1", third: "resnet10t/seed0"}
+        assert {row["viewed"] for row in csv.DictReader(csv_path.open())} == {"", "resnet10t/seed1", "resnet10t/seed0"}
+
+    run(body, cache)
+    from gradfaith_tui.report.build import build
+
+    rows = {f["idx"]: f["viewed"] for f in build(CacheReader(cache)).flags}
+    assert sorted(v for v in rows.values() if v) == ["resnet10t/seed0", "resnet10t/seed1"]
+
+
+def test_flags_of_a_cache_from_before_the_map_in_view_are_kept_and_extended(tmp_path, monkeypatch):
+    root = build_synthetic_cache(tmp_path / "old", 12, models=2, seeds=1)
+    con = sqlite3.connect(root / "audit.sqlite")
+    con.execute("DROP TABLE IF EXISTS flags")
+    con.execute("CREATE TABLE flags (flag_id INTEGER PRIMARY KEY, idx INTEGER NOT NULL, category TEXT NOT NULL, "
+                "note TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0)")
+    con.execute("INSERT INTO flags (idx, category, note, created) VALUES (3, 'fine', 'kept', '2026-01-01')")
+    con.commit()
+    con.close()
+    real = sqlite3.connect
+    with monkeypatch.context() as m:  # a folder this user cannot write (root runs the tests): a read-only connection
+        m.setattr(sqlite3, "connect", lambda *a, **k: real(f"file:{root / 'audit.sqlite'}?mode=ro", uri=True,
+                                                          check_same_thread=False, isolation_level=None))
+        store = FlagStore(root)
+    assert store.get(3).note == "kept" and store.get(3).viewed is None and not store._viewed
+    store = FlagStore(root)  # writable: the column is added, the old flag kept
+    assert store._viewed and store.get(3).note == "kept"
+    store.flag(4, "unfaithful", viewed="m/seed0")
+    assert FlagStore(root).get(4).viewed == "m/seed0"

@@ -10,9 +10,11 @@ def flags(reader: CacheReader) -> list[dict]:
     """The user's flags that are not undone, oldest first, with the case they point at."""
     if "flags" not in reader.tables():
         return []
+    viewed = "f.viewed" if "viewed" in {r[1] for r in reader.con.execute("PRAGMA table_info(flags)")} else "NULL"
     rows = reader.con.execute(
-        "SELECT f.flag_id, f.idx, f.category, f.note, f.created, c.case_id, c.label FROM flags f "
+        f"SELECT f.flag_id, f.idx, f.category, f.note, f.created, {viewed} AS viewed, c.case_id, c.label FROM flags f "
         "LEFT JOIN cases c ON c.idx = f.idx WHERE f.undone = 0 ORDER BY f.created, f.flag_id").fetchall()
     return [{"flag_id": r["flag_id"], "idx": r["idx"], "case_id": r["case_id"] or f"#{r['idx']}",
              "label": CLASS_NAMES[r["label"]] if r["label"] is not None else "–",
-             "category": r["category"], "note": r["note"], "created": r["created"]} for r in rows]
+             "category": r["category"], "note": r["note"], "created": r["created"],
+             "viewed": r["viewed"]} for r in rows]

@@ -26,7 +26,7 @@ ACTIVE, UNDONE, SUPERSEDED = 0, 1, 2
 
 _DDL = """CREATE TABLE IF NOT EXISTS flags (
     flag_id INTEGER PRIMARY KEY, idx INTEGER NOT NULL, category TEXT NOT NULL,
-    note TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0)"""
+    note TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0, viewed TEXT)"""
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Flag:
     category: str
     note: str
     created: str
+    viewed: str | None = None  # the map in view when it was set (the zoom's model and seed); None: the table's
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,13 @@ class FlagStore:
         self.con = sqlite3.connect(self.root / DB_NAME, check_same_thread=False, isolation_level=None)
         self.con.execute("PRAGMA busy_timeout=5000")
         self.con.execute(_DDL)
+        self._viewed = "viewed" in {r[1] for r in self.con.execute("PRAGMA table_info(flags)")}
+        if not self._viewed:  # a cache from before flags kept the map in view
+            try:
+                self.con.execute("ALTER TABLE flags ADD COLUMN viewed TEXT")
+                self._viewed = True
+            except sqlite3.OperationalError:  # a cache this user cannot write: its flags are still read
+                pass
         self.current: dict[int, Flag] = {}
         self.refresh()
         self._undo: list[Change] = []
@@ -65,24 +73,28 @@ class FlagStore:
     def refresh(self) -> bool:
         """Re-read the current flags (another explorer on this cache may have changed some); True if any did."""
         current = {r[1]: Flag(*r) for r in self.con.execute(
-            "SELECT flag_id, idx, category, note, created FROM flags WHERE undone=0 ORDER BY flag_id")}
+            f"SELECT {self._columns} FROM flags WHERE undone=0 ORDER BY flag_id")}
         changed = current != self.current
         self.current = current
         return changed
 
     def _sync(self, idx: int) -> None:
         """The case's current flag as the database has it now, which another explorer may have changed."""
-        r = self.con.execute("SELECT flag_id, idx, category, note, created FROM flags WHERE idx=? AND undone=0 "
+        r = self.con.execute(f"SELECT {self._columns} FROM flags WHERE idx=? AND undone=0 "
                              "ORDER BY flag_id DESC LIMIT 1", (idx,)).fetchone()
         if r is None:
             self.current.pop(idx, None)
         else:
             self.current[idx] = Flag(*r)
 
+    @property
+    def _columns(self) -> str:
+        return "flag_id, idx, category, note, created, " + ("viewed" if self._viewed else "NULL")
+
     def get(self, idx: int) -> Flag | None:
         return self.current.get(idx)
 
-    def _commit(self, idx: int, category: str | None, note: str) -> Change:
+    def _commit(self, idx: int, category: str | None, note: str, viewed: str | None = None) -> Change:
         old = self.current.get(idx)
         added = None
         self.con.execute("BEGIN IMMEDIATE")
@@ -93,32 +105,36 @@ class FlagStore:
                                  (SUPERSEDED if category is not None else UNDONE, idx))
             if category is not None:
                 created = _now()
-                added = int(self.con.execute("INSERT INTO flags (idx, category, note, created, undone) VALUES (?,?,?,?,0)",
-                                             (idx, category, note, created)).lastrowid)
+                added = int(self.con.execute(
+                    "INSERT INTO flags (idx, category, note, created, undone" + (", viewed" if self._viewed else "")
+                    + ") VALUES (?,?,?,?,0" + (",?" if self._viewed else "") + ")",
+                    (idx, category, note, created, *((viewed,) if self._viewed else ()))).lastrowid)
             self.con.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
         if category is not None:
-            self.current[idx] = Flag(added, idx, category, note, created)
+            self.current[idx] = Flag(added, idx, category, note, created, viewed if self._viewed else None)
         else:
             self.current.pop(idx, None)
         change = Change(added, old.flag_id if old else None)
         self._undo.append(change)
         return change
 
-    def flag(self, idx: int, category: str) -> Flag:
-        """Flag a case (keeping its note); flagging it again with the same category clears the flag."""
+    def flag(self, idx: int, category: str, viewed: str | None = None) -> Flag:
+        """Flag a case (keeping its note); flagging it again with the same category clears the flag.
+        viewed: the map in view (a model id, with the method where it is not the cache's), None from the table."""
         self._sync(idx)
         old = self.current.get(idx)
         if old is not None and old.category == category:
             self.clear(idx)
             return old
-        self._commit(idx, category, old.note if old else "")
+        self._commit(idx, category, old.note if old else "", viewed)
         return self.current[idx]
 
-    def note(self, idx: int, text: str) -> Flag | None:
-        """Write (or with an empty text, remove) the note of a case, keeping its category."""
+    def note(self, idx: int, text: str, viewed: str | None = None) -> Flag | None:
+        """Write (or with an empty text, remove) the note of a case, keeping its category (and, written from the
+        table, the map its flag was set on)."""
         self._sync(idx)
         old = self.current.get(idx)
         category = old.category if old else NOTE_ONLY
@@ -126,7 +142,7 @@ class FlagStore:
             if old is not None:
                 self._commit(idx, None, "")
             return None
-        self._commit(idx, category, text.strip())
+        self._commit(idx, category, text.strip(), viewed if viewed is not None else old.viewed if old else None)
         return self.current[idx]
 
     def clear(self, idx: int) -> None:
@@ -135,7 +151,7 @@ class FlagStore:
         old = self.current.get(idx)
         if old is None or old.category == NOTE_ONLY:
             return
-        self._commit(idx, NOTE_ONLY if old.note else None, old.note)
+        self._commit(idx, NOTE_ONLY if old.note else None, old.note, old.viewed)
 
     def _next_undo(self) -> Change | None:
         """What undo() would undo: the newest change of this session, or else the newest active flag."""
@@ -190,7 +206,7 @@ class FlagStore:
         self.current.pop(idx, None)
         if change.retired is not None:
             self.current[idx] = Flag(*self.con.execute(
-                "SELECT flag_id, idx, category, note, created FROM flags WHERE flag_id=?", (change.retired,)).fetchone())
+                f"SELECT {self._columns} FROM flags WHERE flag_id=?", (change.retired,)).fetchone())
         return idx
 
     def _rollback(self) -> None:
@@ -230,7 +246,7 @@ def export_flags(store: FlagStore, reader, out_dir: Path) -> tuple[Path, Path]:
     for f in flags:
         row = rows.get(f.idx)
         rec = {"case_id": row.case_id if row else f"#{f.idx}", "idx": f.idx, "category": f.category, "note": f.note,
-               "flagged": f.created, "patient": row.patient if row else None,
+               "flagged": f.created, "viewed": f.viewed, "patient": row.patient if row else None,
                "true": CLASS_NAMES[row.label] if row and row.label is not None else None, "models": {}}
         for name, res in (row.results.items() if row else ()):
             rec["models"][name] = {"pred": CLASS_NAMES[res.pred] if res.pred is not None else None,
@@ -242,13 +258,13 @@ def export_flags(store: FlagStore, reader, out_dir: Path) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(records, indent=2))
     with csv_path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["case_id", "idx", "category", "note", "flagged", "patient", "true", "model", "pred", "confidence",
-                    *EXPORT_METRICS, "suspects"])
+        w.writerow(["case_id", "idx", "category", "note", "flagged", "viewed", "patient", "true", "model", "pred",
+                    "confidence", *EXPORT_METRICS, "suspects"])
         for rec in records:
             for name, m in rec["models"].items() or [("", {})]:
                 mine = "; ".join(s["reason"] if s["model_id"] in ref_ids else f"{s['reason']} ({s['model_id'].split('/')[-1]})"
                                  for s in rec["suspects"] if s["model_id"].split("/")[0] == name)
-                w.writerow([rec["case_id"], rec["idx"], rec["category"], rec["note"], rec["flagged"], rec["patient"],
-                            rec["true"], name, m.get("pred"), m.get("confidence"), *(m.get(k) for k in EXPORT_METRICS),
+                w.writerow([rec["case_id"], rec["idx"], rec["category"], rec["note"], rec["flagged"], rec["viewed"],
+                            rec["patient"], rec["true"], name, m.get("pred"), m.get("confidence"), *(m.get(k) for k in EXPORT_METRICS),
                             mine])
     return csv_path, json_path

@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS flags (
     category TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',
     created TEXT NOT NULL,
-    undone INTEGER NOT NULL DEFAULT 0
+    undone INTEGER NOT NULL DEFAULT 0,
+    viewed TEXT                       -- the map in view when flagged (model id, method if not the cache's); NULL: all
 );
 """

@@ -62,8 +62,13 @@ class TriageActions:
         if then is not None:  # e.g. the zoom screen redraws its title
             then()
 
+    def _viewed(self) -> str | None:
+        """The map the table's flag judges: the chosen model's reference seed, or None across every model."""
+        model = self.view.model
+        return self.source.columns[model].model.model_id if 0 <= model < len(self.source.columns) else None
+
     def action_flag(self, category: str) -> None:
-        self.flag_case(self._current_idx(), category)
+        self.flag_case(self._current_idx(), category, viewed=self._viewed())
 
     def action_unflag(self) -> None:
         self.unflag_case(self._current_idx())
@@ -74,11 +79,11 @@ class TriageActions:
             self.note_case(idx, self.source.row_at(self.query_one(CaseTable).cursor).case_id)
 
     # The zoom screen calls these with the case it shows, which need not be the table's.
-    def flag_case(self, idx: int | None, category: str, then=None) -> None:
+    def flag_case(self, idx: int | None, category: str, then=None, viewed: str | None = None) -> None:
         if idx is None or not self._flags_ok():
             return
         before = self.source.flags.get(idx)
-        if not self._write_flags(lambda: self.source.flags.flag(idx, category)):
+        if not self._write_flags(lambda: self.source.flags.flag(idx, category, viewed)):
             return
         after = self.source.flags.get(idx)
         undone = after is None or after.category != category
@@ -96,7 +101,7 @@ class TriageActions:
         self.notify("flag removed", timeout=1.5)
         self._flag_changed(idx, then)
 
-    def note_case(self, idx: int, case_id: str, then=None) -> None:
+    def note_case(self, idx: int, case_id: str, then=None, viewed: str | None = None) -> None:
         if not self._flags_ok():
             return
         old = self.source.flags.get(idx)
@@ -104,7 +109,7 @@ class TriageActions:
         def done(text: str | None) -> None:
             if text is None or not self._flags_ok():
                 return
-            if not self._write_flags(lambda: self.source.flags.note(idx, text), unsaved=text.strip()):
+            if not self._write_flags(lambda: self.source.flags.note(idx, text, viewed), unsaved=text.strip()):
                 return
             self.notify("note saved" if text.strip() else "note removed", timeout=1.5)
             self._flag_changed(idx, then)

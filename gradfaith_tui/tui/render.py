@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -55,8 +55,10 @@ def file_name(case_id: str) -> str:
     return case_id.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-def flag_mark(flag) -> str:
-    return "✎ note" if flag.category == NOTE_ONLY else f"⚑ {flag.category}"
+def flag_mark(flag, label: Callable[[str], str] | None = None) -> str:
+    """The flag in a few words; with label (CaseSource.model_label), also the map that was in view when set."""
+    mark = "✎ note" if flag.category == NOTE_ONLY else f"⚑ {flag.category}"
+    return f"{mark} on {label(flag.viewed)}" if label is not None and flag.viewed else mark
 
 
 def paper_label(family: str) -> str:

@@ -116,15 +116,24 @@ class ZoomScreen(Screen[int]):
         """Where the case shown sits in the table's order now."""
         return self.source.position_of(self.idx)
 
+    def _viewed(self) -> str | None:
+        """The map on screen, as a flag records it: model id and seed, and the method where not the cache's."""
+        _, _, pick = self._variants()
+        if pick is None:
+            return None
+        model_id, _, method, _ = pick
+        return model_id if method == self.source.columns[self.model].method else f"{model_id} ({method})"
+
     def action_flag(self, category: str) -> None:
-        self.app.flag_case(self.idx, category, then=self.refresh_zoom)
+        self.app.flag_case(self.idx, category, then=self.refresh_zoom, viewed=self._viewed())
 
     def action_unflag(self) -> None:
         self.app.unflag_case(self.idx, then=self.refresh_zoom)
 
     def action_note(self) -> None:
         if self.idx is not None:
-            self.app.note_case(self.idx, self.source.reader.rows([self.idx])[0].case_id, then=self.refresh_zoom)
+            self.app.note_case(self.idx, self.source.reader.rows([self.idx])[0].case_id, then=self.refresh_zoom,
+                               viewed=self._viewed())
 
     def action_undo(self) -> None:
         """Only a change to the case shown: the last change may be on another, which this screen does not show."""
@@ -171,7 +180,7 @@ class ZoomScreen(Screen[int]):
         lab_l = Text.assemble(("input slice", "bold"), f" · true {class_name(row.label)}\n", (outline, "green"))
         flag = self.source.flags.get(idx) if self.source.flags else None
         if flag is not None:
-            lab_l.append(f"\n{flag_mark(flag)}", "bold magenta")
+            lab_l.append(f"\n{flag_mark(flag, self.source.model_label)}", "bold magenta")
             if flag.note:
                 lab_l.append(f"\nnote: {flag.note}", "magenta")
         # short lines: each half is only ~36 columns at 80x24; longer ones wrap, and the tiles shrink to fit them
