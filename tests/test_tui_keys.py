@@ -514,7 +514,7 @@ def test_the_status_line_keeps_the_match_count_ahead_of_the_filters_words(cache)
     run(body, cache, size=(80, 24))
 
 
-def test_a_table_action_from_the_palette_over_the_zoom_says_why_it_does_nothing(cache):
+def test_a_palette_action_over_the_zoom_runs_the_zooms_own_or_says_why_not(cache):
     from gradfaith_tui.tui.commands import ExplorerCommands
 
     async def body(app, pilot):
@@ -524,8 +524,39 @@ def test_a_table_action_from_the_palette_over_the_zoom_says_why_it_does_nothing(
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ZoomScreen)
-        ExplorerCommands(app.screen)._run("flag('unfaithful')")
+        ExplorerCommands(app.screen)._run("sort('faith')")
         await settle(pilot)
-        assert seen[-1] == "that acts on the case table: escape back to it first" and not app.source.flags.current
+        assert seen[-1] == "that acts on the case table: escape back to it first" and app.view.key == "case"
+        ExplorerCommands(app.screen)._run("flag('unfaithful')")  # the zoom has its own: on the case it shows
+        await settle(pilot)
+        assert app.source.flags.get(app.screen.idx).category == "unfaithful"
 
     run(body, cache)
+
+
+def test_consist_written_after_the_last_map_still_offers_R_and_R_keeps_the_overlay(cache):
+    import sqlite3
+
+    db = cache / "audit.sqlite"
+    con = sqlite3.connect(db)
+    held = con.execute("SELECT * FROM metrics WHERE name='consist'").fetchall()  # precompute writes Consist last
+    con.execute("DELETE FROM metrics WHERE name='consist'")
+    con.commit()
+
+    async def body(app, pilot):
+        await pilot.press("C", "o")  # a colormap and the outline the user chose
+        await settle(pilot)
+        overlay = app.overlay
+        assert "maps" not in str(app.query_one("#title").content)  # every map is in
+        con.executemany("INSERT INTO metrics VALUES (?,?,?,?)", held)
+        con.commit()
+        app._poll_cache()
+        await settle(pilot)
+        assert app.stale and "R reloads" in str(app.query_one("#title").content)
+        await pilot.press("R")
+        await settle(pilot)
+        assert not app.stale and app.query_one(HeatmapPanel).overlay == overlay
+        assert app.source.row_at(0).worst("consist") is not None
+
+    run(body, cache)
+    con.close()

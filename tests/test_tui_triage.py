@@ -601,3 +601,33 @@ def test_flags_of_a_cache_from_before_the_map_in_view_are_kept_and_extended(tmp_
     assert store._viewed and store.get(3).note == "kept"
     store.flag(4, "unfaithful", viewed="m/seed0")
     assert FlagStore(root).get(4).viewed == "m/seed0"
+
+
+def test_undo_never_reverts_another_explorers_work_and_a_note_written_meanwhile_is_named(cache):
+    a, b = FlagStore(cache), FlagStore(cache)
+    a.flag(5, "unfaithful")
+    b.flag(5, "shortcut")  # overtakes A's only change
+    assert a.undo() is None and a.overtaken  # not B's flag, the newest in the database
+    assert FlagStore(cache).get(5).category == "shortcut"
+    a.close()
+    b.close()
+    seen: list[str] = []
+
+    async def body(app, pilot):
+        real = app.notify
+        app.notify = lambda message, **kw: (seen.append(str(message)), real(message, **kw))[1]
+        idx = app.source.idx_at(0)
+        other = FlagStore(cache)
+        other.note(idx, "first thoughts")  # before the dialog opens: it starts from this, not from memory
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, AskScreen) and app.screen.query_one("#ask-input").value == "first thoughts"
+        other.note(idx, "from the other explorer")  # while the dialog is open
+        other.close()
+        app.screen.query_one("#ask-input").value = "mine"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.source.flags.get(idx).note == "mine"
+        assert seen[-1] == "note saved over one written meanwhile by another explorer: from the other explorer"
+
+    run(body, cache)

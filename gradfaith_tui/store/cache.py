@@ -546,6 +546,19 @@ class CacheReader:
         listed = int(self.con.execute("SELECT COUNT(*) FROM models WHERE is_ref=1").fetchone()[0])
         return done, self.n_cases * max(listed, len(self.columns))
 
+    def later_results(self) -> int:
+        """Rows precompute writes after the maps (the shown columns' Consist, every suspect): a count that changes
+        while it finishes, after the last map's metrics are in."""
+        ids = self._expl_ids()
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        consist = self.con.execute(f"SELECT COUNT(*) FROM metrics WHERE name='consist' AND value IS NOT NULL "
+                                   f"AND expl_id IN ({marks})", ids).fetchone()[0]
+        # every seed's: the explorer names another seed's suspects too
+        suspects = self.con.execute("SELECT COUNT(*) FROM suspects").fetchone()[0] if "suspects" in self.tables() else 0
+        return int(consist) + int(suspects)
+
     def data_version(self) -> int:
         """Changes whenever another connection commits to the database (SQLite's PRAGMA data_version)."""
         return int(self.con.execute("PRAGMA data_version").fetchone()[0])
@@ -586,6 +599,12 @@ class CacheReader:
                                       f"AND name IN ({','.join('?' * len(names))})", (*idxs, *by_expl, *names)):
                 rows[r["idx"]].results[by_expl[r["expl_id"]]].metrics[r["name"]] = r["value"]
         return [rows[i] for i in idxs if i in rows]
+
+    def adopt_columns(self, fresh: "CacheReader") -> None:
+        """A fresh reader's columns (a rerun may have replaced explanations), forgetting the metric names read so
+        far: a metric written since (Consist, last of a precompute) is read from the next rows on."""
+        self.columns = fresh.columns
+        self._names = None
 
     def _metric_names(self) -> list[str]:
         """Distinct metric names of the shown explanations, by index seeks (a DISTINCT would scan every row)."""

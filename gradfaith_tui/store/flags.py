@@ -69,6 +69,7 @@ class FlagStore:
         self.current: dict[int, Flag] = {}
         self.refresh()
         self._undo: list[Change] = []
+        self.overtaken = False  # the last undo found this session's newest change replaced by another explorer's
 
     def refresh(self) -> bool:
         """Re-read the current flags (another explorer on this cache may have changed some); True if any did."""
@@ -77,6 +78,11 @@ class FlagStore:
         changed = current != self.current
         self.current = current
         return changed
+
+    def sync(self, idx: int) -> Flag | None:
+        """The case's current flag, read afresh (a note dialog starts from what another explorer may have written)."""
+        self._sync(idx)
+        return self.current.get(idx)
 
     def _sync(self, idx: int) -> None:
         """The case's current flag as the database has it now, which another explorer may have changed."""
@@ -155,10 +161,14 @@ class FlagStore:
 
     def _next_undo(self) -> Change | None:
         """What undo() would undo: the newest change of this session, or else the newest active flag."""
+        self.overtaken = False
         while self._undo and not self._still_current(self._undo[-1]):
             self._undo.pop()  # another explorer has changed that case since: undoing would revive a second flag
+            self.overtaken = True
         if self._undo:
             return self._undo[-1]  # popped once written: a refused write leaves it to undo
+        if self.overtaken:  # not the newest flag in the database either: that may be the other explorer's work
+            return None
         row = self.con.execute("SELECT flag_id FROM flags WHERE undone=0 ORDER BY flag_id DESC LIMIT 1").fetchone()
         if row is None:
             return None

@@ -104,16 +104,29 @@ class TriageActions:
     def note_case(self, idx: int, case_id: str, then=None, viewed: str | None = None) -> None:
         if not self._flags_ok():
             return
-        old = self.source.flags.get(idx)
+        try:
+            old = self.source.flags.sync(idx)  # another explorer on this cache may have written it meanwhile
+        except sqlite3.Error:
+            old = self.source.flags.get(idx)
+        shown = old.note if old else ""
 
         def done(text: str | None) -> None:
             if text is None or not self._flags_ok():
                 return
+            try:
+                now = self.source.flags.sync(idx)
+            except sqlite3.Error:
+                now = self.source.flags.get(idx)
+            theirs = now.note if now else ""
             if not self._write_flags(lambda: self.source.flags.note(idx, text, viewed), unsaved=text.strip()):
                 return
-            self.notify("note saved" if text.strip() else "note removed", timeout=1.5)
+            if theirs != shown and theirs != text.strip():  # written by another explorer while this dialog was open
+                self.notify(f"note saved over one written meanwhile by another explorer: {theirs}", severity="warning",
+                            timeout=30)
+            else:
+                self.notify("note saved" if text.strip() else "note removed", timeout=1.5)
             self._flag_changed(idx, then)
-        self.push_screen(AskScreen(f"Note on {case_id}", old.note if old else "", "what is wrong with this map?"), done)
+        self.push_screen(AskScreen(f"Note on {case_id}", shown, "what is wrong with this map?"), done)
 
     def action_undo(self) -> None:
         if not self._flags_ok():
@@ -123,7 +136,8 @@ class TriageActions:
             return
         idx = touched[0]
         if idx is None:
-            self.notify("nothing to undo", timeout=1.5)
+            self.notify("nothing to undo: your last change was replaced by another explorer's since"
+                        if self.source.flags.overtaken else "nothing to undo", timeout=4 if self.source.flags.overtaken else 1.5)
             return
         self.notify("undone", timeout=1.5)
         self._flag_changed(idx)

@@ -92,7 +92,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.last_view_s = 0.0  # how long the last sort/filter took (benchmarks read it)
         self.first_paint_at = 0.0
         self.sub_title = self.cache_name
-        self.completeness: tuple[int, int] | None = None  # (maps done, expected) when last counted
+        self.completeness: tuple[int, ...] | None = None  # (maps done, expected, later rows) when last counted
         self.stale = False  # the cache gained maps since they were read: R reloads
         self._data_version = reader.data_version()
 
@@ -155,7 +155,7 @@ class ExplorerApp(TriageActions, App[None]):
         done = self.source.completeness()
         self.call_from_thread(self._counted, done, announce)
 
-    def _counted(self, done: tuple[int, int], announce: bool) -> None:
+    def _counted(self, done: tuple[int, ...], announce: bool) -> None:
         if not self.is_running:  # a worker's result arriving as the app closes: its widgets may be gone
             return
         if announce and self.completeness is not None and done != self.completeness:
@@ -193,6 +193,7 @@ class ExplorerApp(TriageActions, App[None]):
         await self.query_one(HeatmapPanel).remove()
         await self.query_one("#table-pane").mount(CaseTable(self.source, id="cases"), before="#status")
         await self.query_one("#main").mount(HeatmapPanel(self.source, self.image_cls, id="heatmaps"))
+        self.query_one(HeatmapPanel).overlay = self.overlay  # the colormap, outline and opacity the user set
         old.close()
         old.reader.close()
         self.query_one(CaseTable).focus()

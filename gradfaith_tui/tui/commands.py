@@ -47,10 +47,13 @@ class ExplorerCommands(Provider):
         app = self.app
 
         async def go() -> None:  # once the palette has closed: the screen under it decides
-            if app.check_action(action.split("(")[0], ()) is False:  # a table action over the zoom, say
+            name = action.split("(")[0]
+            if app.check_action(name, ()) is not False:
+                await app.run_action(action)
+            elif hasattr(app.screen, f"action_{name}"):  # the zoom flags, notes and undoes its own case
+                await app.run_action(f"screen.{action}")
+            else:  # a sort or filter over the zoom, say: it would change a table the user cannot see
                 app.notify("that acts on the case table: escape back to it first", severity="warning")
-                return
-            await app.run_action(action)
         app.call_later(go)
 
     async def discover(self) -> Hits:

@@ -120,7 +120,8 @@ class CaseSource:
         precompute has written since shows; the next sort and the next case read it afresh through `fresh`, a
         new reader of the same cache showing the same models (same_models; else the app builds a new source)."""
         # A precompute with other settings replaced explanations: their ids (and map files) are new.
-        self.columns = self.reader.columns = fresh.columns
+        self.reader.adopt_columns(fresh)
+        self.columns = fresh.columns
         self._ids = None
         with self._arrays_lock:
             # dropped, not closed: a sort still running in a worker may be reading through it; its connection
@@ -131,10 +132,10 @@ class CaseSource:
             self._bg.close()
             self._bg = fresh
 
-    def completeness(self) -> tuple[int, int]:
-        """(cases done, expected) over the columns; call from a worker (one count per column)."""
+    def completeness(self) -> tuple[int, int, int]:
+        """(cases done, expected, rows written after the maps) over the columns; call from a worker."""
         with self._bg_lock:
-            return self._bg.completeness()
+            return (*self._bg.completeness(), self._bg.later_results())
 
     def compute(self, view: ViewSpec) -> np.ndarray:
         """The idx array for a view (call from a worker: may read arrays on first use)."""
