@@ -170,7 +170,9 @@ def test_evaluate_puts_in_an_audit_cache_only_the_checkpoints_it_holds(phantoms,
 
 def test_demo_end_to_end_prints_a_summary_when_not_a_terminal(tmp_path):
     args = ["demo", "--data", tmp_path / "ph", "--checkpoints", tmp_path / "ck", "--cache", tmp_path / "cache",
-            "--patients", "6", "--epochs", "1", "--img-size", "32"]
+            "--patients", "10", "--epochs", "1", "--img-size", "32"]
+    # fewer patients leave a class out of a split (9: no Malignant slice in validation): refused before anything
+    assert_one_line_error(run(*args[:-6], "--patients", "9"), "--patients", "greater than or equal to 10")
     res = run(*args, timeout=600)
     assert res.returncode == 0, res.stderr
     for name in ("resnet10t", "resnet14t", "densenet-s", "tinynet_e", "vit-tiny-p8"):

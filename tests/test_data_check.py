@@ -55,9 +55,11 @@ def test_unreadable_files_empty_class_and_mask_problems_are_named_but_usable(tmp
     r = check_dataset(root)
     errors = "\n".join(r["errors"])
     assert "bad.png: not a readable image" in errors and "empty.png: empty file" in errors
-    assert "masks/Malignant cases/2-1.png: mask is 10x10 but its image is 40x40 (the slice is used without a mask)" in errors
+    # the slice is kept: a warning, and its mask is in no count
+    assert "masks/Malignant cases/2-1.png: mask is 10x10 but its image is 40x40 (the slice is used without a mask)" \
+        in "\n".join(r["warnings"]) and "2-1.png" not in errors
     assert r["usable"] and r["n_readable"] == 18  # the slice with the bad mask is readable, and used
-    assert r["classes"]["Malignant"]["masks"] == 0
+    assert r["classes"]["Malignant"]["masks"] == 0 and r["masks"]["with_mask"] == 0
     for p in (root / "Bengin cases").iterdir():
         p.unlink()
     r = check_dataset(root)

@@ -25,8 +25,8 @@ def demo(
     cache: CacheOpt = DEFAULTS["cache"],
     device: DeviceOpt = DEFAULTS["device"],
     summary: Annotated[bool, typer.Option("--summary", help="Print the summary instead of opening the explorer.")] = False,
-    patients: Annotated[int, typer.Option(min=6, max=MAX_PATIENTS, help="Phantom patients to generate (4 slices "
-                                          "each; 6 or more, so that every split gets each class).")] = DEMO_PHANTOMS["n_patients"],
+    patients: Annotated[int, typer.Option(min=10, max=MAX_PATIENTS, help="Phantom patients to generate (4 slices "
+                                          "each; 10 or more, so that every split gets each class).")] = DEMO_PHANTOMS["n_patients"],
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the demo profile's).")] = None,
     img_size: Annotated[Optional[int], typer.Option(min=16, max=MAX_SIZE, help="Input size (default: the demo profile's).")] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Retrain demo models saved with other --epochs or "

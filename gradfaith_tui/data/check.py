@@ -69,6 +69,7 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
     ds = discover(root, window)
     errors = list(ds.problems)
     sizes, sha, hashes, readable, size_of, unusable_mask = Counter(), {}, {}, [], {}, set()
+    mask_warnings: list[str] = []
     for s in ds.samples:
         mask_problems: list[str] = []
         try:
@@ -76,13 +77,14 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
         except DataError as exc:
             errors.append(str(exc))
             continue
-        errors += [f"{p} (the slice is used without a mask)" for p in mask_problems]  # none where the slice failed
+        # the slice is kept, so a warning, not an error (none where the slice itself failed)
+        mask_warnings += [f"{p} (the slice is used without a mask)" for p in mask_problems]
         if mask_problems:
             unusable_mask.add(s.case_id)
         size_of[s.case_id] = f"{w}x{h}"
         sizes[f"{w}x{h}"] += 1
         readable.append(s)
-    warnings = list(ds.warnings)
+    warnings = list(ds.warnings) + mask_warnings
     odd_sizes = _odd_sizes_by_class(readable, size_of, sizes)
     if odd_sizes["cue"]:
         shares = ", ".join(f"{v:.0%} of {k}" for k, v in odd_sizes["share"].items())
@@ -126,7 +128,7 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
     if near:
         warnings.append(f"{len(near)} near-duplicate pairs across splits (pHash distance <= 12 of 256 bits)")
     abnormal = [s for s in readable if s.label]
-    with_mask = sum(s.mask_path is not None or bool(s.boxes) for s in readable)
+    with_mask = sum((s.mask_path is not None or bool(s.boxes)) and s.case_id not in unusable_mask for s in readable)
     if abnormal and with_mask == 0:
         warnings.append("no lesion masks: LocAcc and IoU will be shown as absent")
     n_dicom = sum(is_dicom(s.path) for s in readable)
