@@ -560,3 +560,15 @@ def test_consist_written_after_the_last_map_still_offers_R_and_R_keeps_the_overl
 
     run(body, cache)
     con.close()
+
+
+def test_no_color_gives_the_cursor_row_one_foreground_so_its_marks_stay_visible(cache, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        cursor = table._styles()[2]
+        segs = [s for s in table.render_line(1) if s.text.strip()]
+        assert "▶" in segs[0].text and all(s.style.color == cursor.color and s.style.bgcolor == cursor.bgcolor
+                                           for s in segs)  # ✓, ✗ and ⚠ too, not white on white
+    run(body, cache)

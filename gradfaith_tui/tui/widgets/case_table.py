@@ -216,4 +216,7 @@ class CaseTable(ScrollView, can_focus=True):
         if pos >= self.n_rows:
             return Strip.blank(width, base)
         strip = Strip(self._row(self.source.row_at(pos), width, pos == self.cursor)).adjust_cell_length(width)
+        if pos == self.cursor and self.app.no_color:
+            # monochrome turns the marks' green and yellow into the cursor's own grey: the cursor's colours on top
+            return Strip(list(Segment.apply_style(strip, post_style=cursor)), strip.cell_length)
         return strip.apply_style(cursor if pos == self.cursor else base)
