@@ -452,3 +452,15 @@ def test_synth_into_a_folder_it_cannot_write_names_that_folder(tmp_path, monkeyp
     monkeypatch.setattr(tempfile, "mkdtemp", denied)  # as in a read-only folder (root ignores chmod)
     with pytest.raises(DataError, match=r"ro: cannot write there \(Permission denied\)$"):
         write_dataset(PhantomConfig(n_patients=3, slices_per_patient=1, size=32), tmp_path / "ro")
+
+
+def test_a_second_train_into_a_busy_folder_prints_its_one_line_and_no_progress(phantoms, tmp_path):
+    from gradfaith_tui.locks import writer_lock
+
+    out = tmp_path / "ck" / "resnet10t" / "seed0"
+    out.mkdir(parents=True)
+    with writer_lock(out, "train"):  # a train at work there
+        res = run("train", "--data", phantoms, "--checkpoints", tmp_path / "ck", "--models", "resnet10t", "--seeds", "0",
+                  "--epochs", "1", "--img-size", "32")
+    assert_one_line_error(res, "another train is writing there")
+    assert res.stdout == ""  # no progress bar was started for it

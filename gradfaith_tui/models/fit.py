@@ -75,9 +75,10 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
                             f"(--restart trains it again with these settings)")
             events.skip(model_id)
         else:
-            events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size))
             with writer_lock(out, "train", enabled=rank0), \
                     batch_size_on_out_of_memory(cfg.batch_size, model_id, cfg.device, "epochs", TrainingError):
+                # its bar once the folder is ours: a refused second train prints its one line and nothing before
+                events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size))
                 train(spec, seed, train_arr, val_arr, cfg, out, provenance,
                       on_batch=lambda e, b, n, loss, m=model_id: events.batch(m, e, b, n, loss),
                       on_epoch=lambda e, row, m=model_id: events.epoch(m, e, row), tuning=tuning, restart=restart)
