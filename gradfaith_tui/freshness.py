@@ -3,6 +3,7 @@ so a second `make demo` opens the explorer in about a second instead of re-check
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from gradfaith_tui.data.dataset import discover
@@ -35,10 +36,13 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
             if stored.get(c.model_id) != checkpoint_identity(c.card):
                 return False
         for c in ckpts:  # the stored explanation must have been made with today's settings
-            row = reader.con.execute("SELECT key, layer FROM explanations WHERE model_id=? AND method=?",
+            row = reader.con.execute("SELECT key, layer, settings FROM explanations WHERE model_id=? AND method=?",
                                      (c.model_id, method)).fetchone()
             if row is None or row["key"] != explanation_key(checkpoint_identity(c.card), fingerprint, method, row["layer"],
                                                             cam.tau, cam.baseline, target, cam.deep_steps, cam.engine):
+                return False
+            # Consist by an older rule: precompute redoes it alone, from the stored maps
+            if len(seeds) > 1 and json.loads(row["settings"] or "{}").get("consist_rule") != CONSIST_RULE:
                 return False
         if cam.sanity_cases and any(reader.con.execute("SELECT 1 FROM sanity WHERE model_id=? AND method=?",
                                                        (c.model_id, method)).fetchone() is None
@@ -48,8 +52,6 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
             "SELECT e.model_id, COUNT(m.idx) FROM explanations e LEFT JOIN metrics m ON m.expl_id = e.expl_id "
             "AND m.name = 'faith' WHERE e.method = ? GROUP BY e.model_id", (method,)).fetchall())
         if len(seeds) > 1:  # Consist is written last; a run killed before it is not finished
-            if reader.meta.get("consist_rule") != CONSIST_RULE:  # by an older rule: precompute redoes it alone
-                return False
             consist = dict(reader.con.execute(
                 "SELECT e.model_id, COUNT(m.idx) FROM explanations e JOIN metrics m ON m.expl_id = e.expl_id "
                 "AND m.name = 'consist' WHERE e.method = ? GROUP BY e.model_id", (method,)).fetchall())

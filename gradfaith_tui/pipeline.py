@@ -352,5 +352,6 @@ def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float,
             values = consist([upsample(m[idx], size).numpy() for m in maps], tau, ref=0, targets_by_seed=targets)
             for j in members:
                 writer.set_metrics(j.expl_id, idx, {"consist": values})
-    with writer.con:  # the rule the Consist values now stored follow (demo's freshness check, the report read it)
-        writer.con.execute("INSERT OR REPLACE INTO meta VALUES ('consist_rule', ?)", (CONSIST_RULE,))
+        with writer.con:  # the rule these explanations' Consist follows (demo's freshness check and the report read it)
+            writer.con.executemany("UPDATE explanations SET settings = json_set(COALESCE(NULLIF(settings, ''), '{}'), "
+                                   "'$.consist_rule', ?) WHERE expl_id = ?", [(CONSIST_RULE, j.expl_id) for j in members])

@@ -836,12 +836,17 @@ def test_consist_of_an_older_rule_makes_the_cache_not_current_and_precompute_red
     args = (phantoms, trained, copy, TINY_MODELS, [0, 1], 1, CamSettings())
     assert cache_is_current(*args)
     con = sqlite3.connect(copy / "audit.sqlite")
-    con.execute("DELETE FROM meta WHERE key='consist_rule'")
+    con.execute("UPDATE explanations SET settings = json_remove(settings, '$.consist_rule')")
     con.execute("UPDATE metrics SET value = 0.987 WHERE name = 'consist'")  # as an older rule left them
     con.commit()
     assert not cache_is_current(*args)
+    precompute(phantoms, trained, copy, names=[TINY_MODELS[0]], seeds=[0], warn=lambda m: None, with_timing=False)
+    rules = lambda: {r[0]: r[1] for r in con.execute(  # noqa: E731
+        "SELECT model_id, json_extract(settings, '$.consist_rule') FROM explanations")}
+    assert set(rules().values()) == {None}  # one seed of one model: no Consist recomputed, no rule claimed
+    assert not cache_is_current(*args)
     precompute(phantoms, trained, copy, warn=lambda m: None, with_timing=False)
-    assert cache_is_current(*args) and con.execute("SELECT value FROM meta WHERE key='consist_rule'").fetchone()[0] == CONSIST_RULE
+    assert cache_is_current(*args) and set(rules().values()) == {CONSIST_RULE}
     want = dict(sqlite3.connect(cache / "audit.sqlite").execute(
         "SELECT m.expl_id || '/' || m.idx, m.value FROM metrics m WHERE name='consist'").fetchall())
     got = dict(con.execute("SELECT m.expl_id || '/' || m.idx, m.value FROM metrics m WHERE name='consist'").fetchall())

@@ -554,8 +554,15 @@ def test_notes_say_where_the_explained_class_departs_from_the_papers(made, cache
 
 
 def test_consist_from_an_older_rule_is_named_until_precompute_redoes_it(cache, tmp_path):
-    old = _edited_copy(cache, tmp_path / "o", ("DELETE FROM meta WHERE key = 'consist_rule'",))
-    said = [c for c in build(CacheReader(old)).caveats if c.startswith("Consist in this cache")]
-    assert said and "rerun `gradfaith-tui precompute` on it to recompute Consist alone" in said[0]
+    first = CacheReader(cache).columns[0]
+    old = _edited_copy(cache, tmp_path / "o", ("UPDATE explanations SET settings = json_remove(settings, "
+                                               "'$.consist_rule') WHERE model_id = ?", (first.model.model_id,)))
+    said = [c for c in build(CacheReader(old)).caveats if c.startswith("Consist of")]
+    assert said == [f"Consist of {first.model.name} was computed by an older version, which also compared seeds whose "
+                    "maps explain different classes; rerun `gradfaith-tui precompute` on this cache to recompute "
+                    "Consist alone."]  # only the model whose Consist is old
     none = _edited_copy(old, tmp_path / "n", ("DELETE FROM metrics WHERE name = 'consist'",))
     assert not any(c.startswith("Consist") for c in build(CacheReader(none)).caveats)  # one seed: nothing to redo
+    truth = _edited_copy(old, tmp_path / "t", ("UPDATE explanations SET settings = json_set(settings, '$.target', "
+                                               "'true')",))
+    assert not any(c.startswith("Consist") for c in build(CacheReader(truth)).caveats)  # one class: never differed

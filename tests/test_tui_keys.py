@@ -475,6 +475,8 @@ def test_R_picks_up_models_a_precompute_registered_after_the_explorer_opened(tmp
 
     async def body(app, pilot):
         assert len(app.source.columns) == 2
+        await pilot.press("2")  # a flag before the reload
+        before = app.source.idx_at(0)
         await pilot.press("j", "j", "j")
         await settle(pilot)
         idx = app.source.idx_at(3)
@@ -497,7 +499,11 @@ def test_R_picks_up_models_a_precompute_registered_after_the_explorer_opened(tmp
         assert app.query_one(HeatmapPanel).query_one("#tiles").strips and table.has_focus
         await pilot.press("j", "f", "1")  # the new table answers keys, and a flag lands on the case shown
         await settle(pilot)
-        assert app.source.flags.get(app.source.idx_at(table.cursor)).category == "unfaithful"
+        flagged = app.source.idx_at(table.cursor)
+        assert app.source.flags.get(flagged).category == "unfaithful"
+        await pilot.press("z", "z")  # that flag, then the one set before the reload: one undo history
+        await settle(pilot)
+        assert app.source.flags.get(flagged) is None and app.source.flags.get(before) is None
 
     run(body, root)
     con.close()

@@ -552,7 +552,7 @@ def test_a_flag_records_the_map_in_view_and_the_export_and_panel_name_it(cache, 
         await pilot.press("1")  # the table across models: no one map
         await settle(pilot)
         first = app.source.idx_at(0)
-        assert app.source.flags.get(first).viewed is None
+        assert app.source.flags.get(first).viewed == ""  # recorded: across every model
         await pilot.press("j", "enter", "s")  # the zoom on M1's second seed
         await settle(pilot)
         second = app.source.idx_at(1)
@@ -572,14 +572,18 @@ def test_a_flag_records_the_map_in_view_and_the_export_and_panel_name_it(cache, 
         assert app.source.flags.get(third).viewed == "resnet10t/seed0"
         csv_path, json_path = export_flags(app.source.flags, app.reader, tmp_path / "exp")
         views = {r["idx"]: r["viewed"] for r in json.loads(json_path.read_text())}
-        assert views == {first: None, second: "resnet10t/seed1", third: "resnet10t/seed0"}
+        assert views == {first: "", second: "resnet10t/seed1", third: "resnet10t/seed0"}
         assert {row["viewed"] for row in csv.DictReader(csv_path.open())} == {"", "resnet10t/seed1", "resnet10t/seed0"}
 
     run(body, cache)
     from gradfaith_tui.report.build import build
 
-    rows = {f["idx"]: f["viewed"] for f in build(CacheReader(cache)).flags}
-    assert sorted(v for v in rows.values() if v) == ["resnet10t/seed0", "resnet10t/seed1"]
+    report = build(CacheReader(cache))
+    assert sorted(f["viewed"] for f in report.flags) == ["", "resnet10t/seed0", "resnet10t/seed1"]
+    from gradfaith_tui.report import markdown
+
+    text = markdown.render(report)
+    assert "| all models |" in text and "| resnet10t/seed1 |" in text
 
 
 def test_flags_of_a_cache_from_before_the_map_in_view_are_kept_and_extended(tmp_path, monkeypatch):
@@ -607,10 +611,15 @@ def test_undo_never_reverts_another_explorers_work_and_a_note_written_meanwhile_
     a, b = FlagStore(cache), FlagStore(cache)
     a.flag(5, "unfaithful")
     b.flag(5, "shortcut")  # overtakes A's only change
-    assert a.undo() is None and a.overtaken  # not B's flag, the newest in the database
+    b.flag(8, "fine")
+    assert a.next_undo_idx() is None and a.undo() is None and a.overtaken  # asked twice (the zoom does): still none
+    assert a.undo() is None  # and never B's flags, the newest in the database
+    c = FlagStore(cache)  # a session that has changed nothing: the newest flag set before it opened
+    b.flag(9, "fine")  # set while C is open: not C's to undo
+    assert c.undo() == 8 and c.get(8) is None and FlagStore(cache).get(9).category == "fine"
     assert FlagStore(cache).get(5).category == "shortcut"
-    a.close()
-    b.close()
+    for store in (a, b, c):
+        store.close()
     seen: list[str] = []
 
     async def body(app, pilot):
@@ -628,6 +637,6 @@ def test_undo_never_reverts_another_explorers_work_and_a_note_written_meanwhile_
         await pilot.press("enter")
         await settle(pilot)
         assert app.source.flags.get(idx).note == "mine"
-        assert seen[-1] == "note saved over one written meanwhile by another explorer: from the other explorer"
+        assert seen[-1] == "note saved; another explorer had meanwhile written: from the other explorer"
 
     run(body, cache)

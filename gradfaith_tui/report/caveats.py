@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS, CLASS_NAMES
 from gradfaith_tui.data.duplicates import pair_text
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.store.cache import CacheReader
@@ -120,13 +120,22 @@ def settings(reader: CacheReader) -> list[str]:
 
 
 def consist_rule(reader: CacheReader) -> list[str]:
-    """Consist stored by an older precompute, which compared maps of different classes where seeds disagreed."""
-    if reader.meta.get("consist_rule") == CONSIST_RULE:
+    """Consist stored by an older precompute, which also compared seeds whose maps explain different classes:
+    only where that could differ (the predicted class as target, a method whose maps have a class)."""
+    if reader.method in CLASS_AGNOSTIC_METHODS:
         return []
-    if reader.con.execute("SELECT 1 FROM metrics WHERE name='consist' LIMIT 1").fetchone() is None:
+    old = []
+    for c in reader.columns:
+        row = reader.con.execute("SELECT settings FROM explanations WHERE expl_id=?", (c.expl_id,)).fetchone()
+        stored = json.loads((row[0] if row else None) or "{}")
+        if stored.get("consist_rule") == CONSIST_RULE or stored.get("target", "pred") != "pred":
+            continue
+        if reader.con.execute("SELECT 1 FROM metrics WHERE expl_id=? AND name='consist' LIMIT 1", (c.expl_id,)).fetchone():
+            old.append(c.model.name)
+    if not old:
         return []
-    return ["Consist in this cache was computed by an older version, which also compared seeds whose maps explain "
-            "different classes; rerun `gradfaith-tui precompute` on it to recompute Consist alone."]
+    return [f"Consist of {_listed(old)} was computed by an older version, which also compared seeds whose maps explain "
+            "different classes; rerun `gradfaith-tui precompute` on this cache to recompute Consist alone."]
 
 
 def caveats(reader: CacheReader) -> list[str]:

@@ -495,6 +495,7 @@ class CacheReader:
             last = json.loads(meta.get("config", "{}")).get("method")
             method = next((m for m in ("gradcam", last) if m in self.methods), self.methods[0] if self.methods else "gradcam")
         elif self.methods and method not in self.methods:
+            self.con.close()
             raise CacheError(f"--method: no {method} maps in {self.root} (it holds {', '.join(self.methods)})")
         self.method = method
         self.n_cases = int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
@@ -502,6 +503,7 @@ class CacheReader:
                                         bool(r["is_ref"]), r["img_size"])
                               for r in self.con.execute("SELECT * FROM models")), key=model_order)
         if self.n_cases == 0 or not self.models:
+            self.con.close()
             raise CacheError(f"{self.root}: the cache is empty (no cases or no models); run `gradfaith-tui precompute`")
         expl = {r["model_id"]: r["expl_id"] for r in self.con.execute(
             "SELECT model_id, expl_id FROM explanations WHERE method=?", (method,))}
@@ -555,8 +557,10 @@ class CacheReader:
         marks = ",".join("?" * len(ids))
         consist = self.con.execute(f"SELECT COUNT(*) FROM metrics WHERE name='consist' AND value IS NOT NULL "
                                    f"AND expl_id IN ({marks})", ids).fetchone()[0]
-        # every seed's: the explorer names another seed's suspects too
-        suspects = self.con.execute("SELECT COUNT(*) FROM suspects").fetchone()[0] if "suspects" in self.tables() else 0
+        # every seed's of the shown method: the explorer names another seed's suspects too
+        suspects = (self.con.execute("SELECT COUNT(*) FROM suspects s JOIN explanations e ON e.expl_id = s.expl_id "
+                                     "WHERE e.method = ?", (self.method,)).fetchone()[0]
+                    if "suspects" in self.tables() else 0)
         return int(consist) + int(suspects)
 
     def data_version(self) -> int:

@@ -36,7 +36,8 @@ class Flag:
     category: str
     note: str
     created: str
-    viewed: str | None = None  # the map in view when it was set (the zoom's model and seed); None: the table's
+    # the map in view when it was set (the zoom's model and seed); "": the table across models; None: not recorded
+    viewed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,17 @@ class FlagStore:
             try:
                 self.con.execute("ALTER TABLE flags ADD COLUMN viewed TEXT")
                 self._viewed = True
-            except sqlite3.OperationalError:  # a cache this user cannot write: its flags are still read
-                pass
+            except sqlite3.OperationalError:  # a cache this user cannot write (its flags are still read), or
+                # another explorer opening at the same moment added it first
+                self._viewed = "viewed" in {r[1] for r in self.con.execute("PRAGMA table_info(flags)")}
         self.current: dict[int, Flag] = {}
         self.refresh()
         self._undo: list[Change] = []
-        self.overtaken = False  # the last undo found this session's newest change replaced by another explorer's
+        self._changed = False  # this session has changed a flag: undo walks back its own changes only
+        # Undo in a session that has changed nothing yet takes back the newest flag set before it opened (so it
+        # survives a restart), never one another explorer sets meanwhile.
+        self._before = int(self.con.execute("SELECT COALESCE(MAX(flag_id), 0) FROM flags").fetchone()[0])
+        self.overtaken = False  # this session's newest change was replaced by another explorer's since
 
     def refresh(self) -> bool:
         """Re-read the current flags (another explorer on this cache may have changed some); True if any did."""
@@ -125,6 +131,7 @@ class FlagStore:
             self.current.pop(idx, None)
         change = Change(added, old.flag_id if old else None)
         self._undo.append(change)
+        self._changed, self.overtaken = True, False
         return change
 
     def flag(self, idx: int, category: str, viewed: str | None = None) -> Flag:
@@ -160,16 +167,17 @@ class FlagStore:
         self._commit(idx, NOTE_ONLY if old.note else None, old.note, old.viewed)
 
     def _next_undo(self) -> Change | None:
-        """What undo() would undo: the newest change of this session, or else the newest active flag."""
-        self.overtaken = False
+        """What undo() would undo: the newest change of this session still standing; in a session that has changed
+        nothing, the newest flag set before it opened. Never a flag another explorer set meanwhile."""
         while self._undo and not self._still_current(self._undo[-1]):
             self._undo.pop()  # another explorer has changed that case since: undoing would revive a second flag
             self.overtaken = True
         if self._undo:
             return self._undo[-1]  # popped once written: a refused write leaves it to undo
-        if self.overtaken:  # not the newest flag in the database either: that may be the other explorer's work
+        if self._changed:  # this session's own changes are all undone or overtaken: nothing of others'
             return None
-        row = self.con.execute("SELECT flag_id FROM flags WHERE undone=0 ORDER BY flag_id DESC LIMIT 1").fetchone()
+        row = self.con.execute("SELECT flag_id FROM flags WHERE undone=0 AND flag_id<=? ORDER BY flag_id DESC LIMIT 1",
+                               (self._before,)).fetchone()
         if row is None:
             return None
         prev = self.con.execute("SELECT flag_id FROM flags WHERE undone=? AND idx=(SELECT idx FROM flags WHERE flag_id=?) "

@@ -14,8 +14,8 @@ import json
 # 3: the lungs-only counterfactual fills with --baseline (it was always black). 4: flat maps point nowhere
 # and ties favour no place (pointing game, rank accuracy, heat shares, Consist); tie-aware sanity ranks.
 METRICS_VERSION = 4
-# Consist is recomputed from the stored maps by every precompute, so its rule is kept in the cache's meta rather
-# than in the key (a change of it needs no new maps). "same-class": a seed whose map explains another class
+# Consist is recomputed from the stored maps by every precompute, so its rule is kept in each explanation's
+# settings (as "consist_rule") rather than in the key (a change of it needs no new maps). "same-class": a seed whose map explains another class
 # than the reference seed's is left out of the case (eq. 6); before it, every seed counted.
 CONSIST_RULE = "same-class"
 

@@ -149,7 +149,8 @@ def build_synthetic_cache(root: Path, n_cases: int, models: int = 5, seeds: int 
                     for expl_id in expl_ids:
                         writer.put_metrics(expl_id, idx_list, {"consist": consist})
         with con:  # made-up values, of no older rule
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('consist_rule', ?)", (CONSIST_RULE,))
+            con.execute("UPDATE explanations SET settings = json_set(COALESCE(NULLIF(settings, ''), '{}'), "
+                        "'$.consist_rule', ?)", (CONSIST_RULE,))
     finally:
         writer.close()
     return Path(root)

@@ -62,10 +62,10 @@ class TriageActions:
         if then is not None:  # e.g. the zoom screen redraws its title
             then()
 
-    def _viewed(self) -> str | None:
-        """The map the table's flag judges: the chosen model's reference seed, or None across every model."""
+    def _viewed(self) -> str:
+        """The map the table's flag judges: the chosen model's reference seed, or "" across every model."""
         model = self.view.model
-        return self.source.columns[model].model.model_id if 0 <= model < len(self.source.columns) else None
+        return self.source.columns[model].model.model_id if 0 <= model < len(self.source.columns) else ""
 
     def action_flag(self, category: str) -> None:
         self.flag_case(self._current_idx(), category, viewed=self._viewed())
@@ -120,9 +120,10 @@ class TriageActions:
             theirs = now.note if now else ""
             if not self._write_flags(lambda: self.source.flags.note(idx, text, viewed), unsaved=text.strip()):
                 return
-            if theirs != shown and theirs != text.strip():  # written by another explorer while this dialog was open
-                self.notify(f"note saved over one written meanwhile by another explorer: {theirs}", severity="warning",
-                            timeout=30)
+            if theirs != shown and theirs != text.strip():  # changed by another explorer while this dialog was open
+                what = "note saved" if text.strip() else "note removed"
+                self.notify(f"{what}; another explorer had meanwhile " + (f"written: {theirs}" if theirs else
+                            "removed the note"), severity="warning", timeout=30)
             else:
                 self.notify("note saved" if text.strip() else "note removed", timeout=1.5)
             self._flag_changed(idx, then)

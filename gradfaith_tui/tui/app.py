@@ -187,7 +187,7 @@ class ExplorerApp(TriageActions, App[None]):
         keep = self.source.idx_at(table.cursor) if table.n_rows else None
         await self.workers.wait_for_complete()  # nothing still reading through the old source
         old = self.source
-        self.reader, self.source = fresh, CaseSource(fresh)
+        self.reader, self.source = fresh, CaseSource(fresh, flags_of=old)  # its undo history goes on
         self._data_version = fresh.data_version()  # counted per connection
         await table.remove()
         await self.query_one(HeatmapPanel).remove()

@@ -66,7 +66,9 @@ class CaseSource:
     PAGE = 64
     MAX_ROWS = 8192  # rows kept in the page cache
 
-    def __init__(self, reader: CacheReader):
+    def __init__(self, reader: CacheReader, flags_of: "CaseSource | None" = None):
+        """flags_of: an earlier source of the same cache whose flag store (undo history, refused writes) this
+        one takes over, as the explorer's reload does."""
         self.reader = reader
         self.columns = reader.columns
         self.n_cases = reader.n_cases
@@ -80,11 +82,15 @@ class CaseSource:
         self._ids: dict[str, tuple[int, int | None]] | None = None  # model id or name -> (column, seed)
         self.flags: FlagStore | None
         self.flags_error = ""
+        self.flags_readonly = False  # set when a write failed: the flags read stay shown, no more are written
+        if flags_of is not None:
+            self.flags, self.flags_error, self.flags_readonly = flags_of.flags, flags_of.flags_error, flags_of.flags_readonly
+            flags_of.flags = None  # this source closes it now
+            return
         try:
             self.flags = FlagStore(reader.root)
         except sqlite3.Error as exc:  # a read-only cache folder: browse without flags
             self.flags, self.flags_error = None, f"flags disabled: cannot open {reader.root / DB_NAME} ({exc})"
-        self.flags_readonly = False  # set when a write failed: the flags read stay shown, no more are written
 
     def flags_failed(self, exc: Exception) -> str:
         """A flag write the database refused (a read-only folder, a full disk): flagging stops, with this reason."""
