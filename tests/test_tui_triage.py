@@ -640,3 +640,21 @@ def test_undo_never_reverts_another_explorers_work_and_a_note_written_meanwhile_
         assert seen[-1] == "note saved; another explorer had meanwhile written: from the other explorer"
 
     run(body, cache)
+
+
+def test_undo_after_a_restart_brings_back_only_the_flag_that_one_replaced(cache):
+    a = FlagStore(cache)
+    a.flag(1, "unfaithful")
+    a.flag(1, "shortcut")  # replaces the first
+    a.clear(1)  # no flag on case 1
+    a.flag(1, "mislocalised")  # replaces nothing
+    a.flag(2, "unfaithful")
+    a.flag(2, "fine")  # replaces the one before
+    a.close()
+    b = FlagStore(cache)  # a restart: undo takes back the newest flags set before it opened
+    assert b.undo() == 2 and b.get(2).category == "unfaithful"  # the flag "fine" replaced comes back
+    b.close()
+    c = FlagStore(cache)
+    assert c.undo() == 2 and c.get(2) is None
+    assert c.undo() == 1 and c.get(1) is None  # not the long-cleared "unfaithful"
+    c.close()

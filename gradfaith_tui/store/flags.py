@@ -26,7 +26,9 @@ ACTIVE, UNDONE, SUPERSEDED = 0, 1, 2
 
 _DDL = """CREATE TABLE IF NOT EXISTS flags (
     flag_id INTEGER PRIMARY KEY, idx INTEGER NOT NULL, category TEXT NOT NULL,
-    note TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0, viewed TEXT)"""
+    note TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0, viewed TEXT,
+    replaces INTEGER)"""
+# replaces: the flag_id of the row a new row superseded, 0 where it superseded none; NULL in rows from before
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,15 @@ class FlagStore:
         self.con = sqlite3.connect(self.root / DB_NAME, check_same_thread=False, isolation_level=None)
         self.con.execute("PRAGMA busy_timeout=5000")
         self.con.execute(_DDL)
-        self._viewed = "viewed" in {r[1] for r in self.con.execute("PRAGMA table_info(flags)")}
-        if not self._viewed:  # a cache from before flags kept the map in view
-            try:
-                self.con.execute("ALTER TABLE flags ADD COLUMN viewed TEXT")
-                self._viewed = True
-            except sqlite3.OperationalError:  # a cache this user cannot write (its flags are still read), or
-                # another explorer opening at the same moment added it first
-                self._viewed = "viewed" in {r[1] for r in self.con.execute("PRAGMA table_info(flags)")}
+        cols = self._table_columns()
+        for name, kind in (("viewed", "TEXT"), ("replaces", "INTEGER")):  # a cache from before they were kept
+            if name not in cols:
+                try:
+                    self.con.execute(f"ALTER TABLE flags ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError:  # a cache this user cannot write (its flags are still read), or
+                    pass  # another explorer opening at the same moment added it first
+        cols = self._table_columns()
+        self._viewed, self._replaces = "viewed" in cols, "replaces" in cols
         self.current: dict[int, Flag] = {}
         self.refresh()
         self._undo: list[Change] = []
@@ -99,6 +102,9 @@ class FlagStore:
         else:
             self.current[idx] = Flag(*r)
 
+    def _table_columns(self) -> set[str]:
+        return {r[1] for r in self.con.execute("PRAGMA table_info(flags)")}
+
     @property
     def _columns(self) -> str:
         return "flag_id, idx, category, note, created, " + ("viewed" if self._viewed else "NULL")
@@ -117,10 +123,12 @@ class FlagStore:
                                  (SUPERSEDED if category is not None else UNDONE, idx))
             if category is not None:
                 created = _now()
+                extra = {**({"viewed": viewed} if self._viewed else {}),
+                         **({"replaces": old.flag_id if old is not None else 0} if self._replaces else {})}
                 added = int(self.con.execute(
-                    "INSERT INTO flags (idx, category, note, created, undone" + (", viewed" if self._viewed else "")
-                    + ") VALUES (?,?,?,?,0" + (",?" if self._viewed else "") + ")",
-                    (idx, category, note, created, *((viewed,) if self._viewed else ()))).lastrowid)
+                    "INSERT INTO flags (idx, category, note, created, undone" + "".join(f", {k}" for k in extra)
+                    + ") VALUES (?,?,?,?,0" + ",?" * len(extra) + ")",
+                    (idx, category, note, created, *extra.values())).lastrowid)
             self.con.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -180,9 +188,17 @@ class FlagStore:
                                (self._before,)).fetchone()
         if row is None:
             return None
-        prev = self.con.execute("SELECT flag_id FROM flags WHERE undone=? AND idx=(SELECT idx FROM flags WHERE flag_id=?) "
-                                "AND flag_id<? ORDER BY flag_id DESC LIMIT 1", (SUPERSEDED, row[0], row[0])).fetchone()
-        return Change(row[0], prev[0] if prev else None)
+        replaced = (self.con.execute("SELECT replaces FROM flags WHERE flag_id=?", (row[0],)).fetchone()[0]
+                    if self._replaces else None)
+        if replaced is None:  # a row from before they were recorded: the case's newest superseded row before it
+            prev = self.con.execute("SELECT flag_id FROM flags WHERE undone=? AND idx=(SELECT idx FROM flags WHERE "
+                                    "flag_id=?) AND flag_id<? ORDER BY flag_id DESC LIMIT 1",
+                                    (SUPERSEDED, row[0], row[0])).fetchone()
+            replaced = prev[0] if prev else 0
+        elif replaced and self.con.execute("SELECT undone FROM flags WHERE flag_id=?",
+                                           (replaced,)).fetchone() != (SUPERSEDED,):
+            replaced = 0  # no longer waiting to come back
+        return Change(row[0], replaced or None)
 
     def _still_current(self, change: Change) -> bool:
         """Whether the case still stands as the change left it (its added row current, or none where it cleared)."""
