@@ -321,8 +321,7 @@ def _rederive_suspects(writer: CacheWriter, jobs: list[_Job]) -> None:
         writer.replace_suspects(j.expl_id, j.ckpt.model_id, rows)
 
 
-def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float, target: str = "pred",
-                   method: str = "gradcam") -> None:
+def _write_consist(writer: CacheWriter, jobs: list[_Job], size: int, tau: float, target: str, method: str) -> None:
     """Consist per case and architecture name, stored on every seed's explanation of that name; with the
     predicted class as target, over the seeds whose map explains the reference seed's class (eq. 6's c)."""
     from gradfaith_tui.cam.methods import upsample

@@ -115,7 +115,8 @@ def build(reader: CacheReader) -> Report:
         title=title(reader.method), cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
         version=__version__, classes=CLASS_NAMES, caveats=caveats(reader), columns=columns, table1=table1,
         table1_missing=missing, confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
-        metric_stats=faithfulness.summarise(arrays, groups), class_notes=faithfulness.class_notes(reader), paired=faithfulness.paired(arrays, groups),
+        metric_stats=faithfulness.summarise(arrays, groups), class_notes=faithfulness.class_notes(reader),
+        paired=faithfulness.paired(arrays, groups),
         sanity=checks.sanity(reader), suspects=checks.suspects(reader),
         planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from gradfaith_tui.config import CLASS_NAMES
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.cache import CacheReader, column_names
 
 
 def flags(reader: CacheReader) -> list[dict]:
     """The user's flags that are not undone, oldest first, with the case they point at."""
     if "flags" not in reader.tables():
         return []
-    viewed = "f.viewed" if "viewed" in {r[1] for r in reader.con.execute("PRAGMA table_info(flags)")} else "NULL"
+    viewed = "f.viewed" if "viewed" in column_names(reader.con, "flags") else "NULL"
     rows = reader.con.execute(
         f"SELECT f.flag_id, f.idx, f.category, f.note, f.created, {viewed} AS viewed, c.case_id, c.label FROM flags f "
         "LEFT JOIN cases c ON c.idx = f.idx WHERE f.undone = 0 ORDER BY f.created, f.flag_id").fetchall()

@@ -126,8 +126,7 @@ def consist_rule(reader: CacheReader) -> list[str]:
         return []
     old = []
     for c in reader.columns:
-        row = reader.con.execute("SELECT settings FROM explanations WHERE expl_id=?", (c.expl_id,)).fetchone()
-        stored = json.loads((row[0] if row else None) or "{}")
+        stored = reader.settings(c.expl_id)
         if stored.get("consist_rule") == CONSIST_RULE or stored.get("target", "pred") != "pred":
             continue
         if reader.con.execute("SELECT 1 FROM metrics WHERE expl_id=? AND name='consist' LIMIT 1", (c.expl_id,)).fetchone():
@@ -143,5 +142,5 @@ def caveats(reader: CacheReader) -> list[str]:
     if not n:
         return []
     con = reader.con
-    return (incomplete(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n) + masks(con, n) + patients(con, n)
-            + identical(reader.config))
+    return (incomplete(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n) + masks(con, n)
+            + patients(con, n) + identical(reader.config))

@@ -111,13 +111,9 @@ def class_notes(reader: CacheReader) -> list[str]:
     """Where the explained class departs from the paper's: with the predicted class as target (the default),
     Faith scores another class than eq. 5's true one on a model's wrong cases, and Consist (eq. 6, one class)
     leaves out a seed that predicts otherwise than the reference seed. One sentence each, only where it applies."""
-    import json
-
     con, n = reader.con, reader.n_cases
     shown = [c for c in reader.columns if c.expl_id is not None]
-    targets = {json.loads(r[0] or "{}").get("target", "pred") for c in shown
-               for r in con.execute("SELECT settings FROM explanations WHERE expl_id=?", (c.expl_id,))}
-    if targets != {"pred"}:
+    if {reader.settings(c.expl_id).get("target", "pred") for c in shown} != {"pred"}:
         return []
     wrong = {c.model.name: int(con.execute("SELECT COUNT(*) FROM predictions p JOIN cases c ON c.idx = p.idx "
                                            "WHERE p.model_id=? AND p.pred != c.label", (c.model.model_id,)).fetchone()[0])

@@ -118,8 +118,8 @@ def _flags(r: Report, src) -> list[str]:
              "–" if f.get("viewed") is None else escape(f["viewed"] or "all models"),
              escape(f["note"]), escape(f["created"])] for f in r.flags]
     return out + ["Map in view: the model (and seed) whose map the flag was set on, in the zoom or with one model "
-                  "chosen in the table; *all models* where it was set on the table's worst-of-models view; – where the flag predates "
-                  "this record.\n",
+                  "chosen in the table; *all models* where it was set on the table's worst-of-models view; – where "
+                  "the flag predates this record.\n",
                   markdown_table(["Case", "True class", "Category", "Map in view", "Note", "Flagged"], rows) + "\n",
                   _figure(r.figure("flagged"), src)]
 

@@ -463,6 +463,11 @@ def table_names(con: sqlite3.Connection) -> set[str]:
     return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
+def column_names(con: sqlite3.Connection, table: str) -> set[str]:
+    """A table's columns: those of earlier versions lack some (flags before `viewed` and `replaces`)."""
+    return {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+
+
 class CacheReader:
     """Read-only view for the explorer and the report: rows on demand, maps from memory-mapped arrays."""
 
@@ -603,6 +608,11 @@ class CacheReader:
                                       f"AND name IN ({','.join('?' * len(names))})", (*idxs, *by_expl, *names)):
                 rows[r["idx"]].results[by_expl[r["expl_id"]]].metrics[r["name"]] = r["value"]
         return [rows[i] for i in idxs if i in rows]
+
+    def settings(self, expl_id: int | None) -> dict:
+        """The settings an explanation was made with (tau, baseline, target, consist_rule...); {} where none."""
+        row = self.con.execute("SELECT settings FROM explanations WHERE expl_id=?", (expl_id,)).fetchone()
+        return json.loads((row[0] if row else None) or "{}")
 
     def adopt_columns(self, fresh: "CacheReader") -> None:
         """A fresh reader's columns (a rerun may have replaced explanations), forgetting the metric names read so

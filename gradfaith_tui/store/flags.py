@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gradfaith_tui.config import CLASS_NAMES
-from gradfaith_tui.store.cache import table_names
+from gradfaith_tui.store.cache import column_names, table_names
 from gradfaith_tui.store.schema import DB_NAME
 
 CATEGORIES: tuple[str, ...] = ("unfaithful", "shortcut", "mislocalised", "fine")
@@ -62,14 +62,14 @@ class FlagStore:
         self.con = sqlite3.connect(self.root / DB_NAME, check_same_thread=False, isolation_level=None)
         self.con.execute("PRAGMA busy_timeout=5000")
         self.con.execute(_DDL)
-        cols = self._table_columns()
+        cols = column_names(self.con, "flags")
         for name, kind in (("viewed", "TEXT"), ("replaces", "INTEGER")):  # a cache from before they were kept
             if name not in cols:
                 try:
                     self.con.execute(f"ALTER TABLE flags ADD COLUMN {name} {kind}")
                 except sqlite3.OperationalError:  # a cache this user cannot write (its flags are still read), or
                     pass  # another explorer opening at the same moment added it first
-        cols = self._table_columns()
+        cols = column_names(self.con, "flags")
         self._viewed, self._replaces = "viewed" in cols, "replaces" in cols
         self.current: dict[int, Flag] = {}
         self.refresh()
@@ -89,21 +89,15 @@ class FlagStore:
         return changed
 
     def sync(self, idx: int) -> Flag | None:
-        """The case's current flag, read afresh (a note dialog starts from what another explorer may have written)."""
-        self._sync(idx)
-        return self.current.get(idx)
-
-    def _sync(self, idx: int) -> None:
-        """The case's current flag as the database has it now, which another explorer may have changed."""
+        """The case's current flag as the database has it now, which another explorer may have changed (every
+        change starts from it, and so does the note dialog)."""
         r = self.con.execute(f"SELECT {self._columns} FROM flags WHERE idx=? AND undone=0 "
                              "ORDER BY flag_id DESC LIMIT 1", (idx,)).fetchone()
         if r is None:
             self.current.pop(idx, None)
         else:
             self.current[idx] = Flag(*r)
-
-    def _table_columns(self) -> set[str]:
-        return {r[1] for r in self.con.execute("PRAGMA table_info(flags)")}
+        return self.current.get(idx)
 
     @property
     def _columns(self) -> str:
@@ -144,9 +138,9 @@ class FlagStore:
 
     def flag(self, idx: int, category: str, viewed: str | None = None) -> Flag:
         """Flag a case (keeping its note); flagging it again with the same category clears the flag.
-        viewed: the map in view (a model id, with the method where it is not the cache's), None from the table."""
-        self._sync(idx)
-        old = self.current.get(idx)
+        viewed: the map in view (a model id, with the method where it is not the cache's); "" from the table across
+        models."""
+        old = self.sync(idx)
         if old is not None and old.category == category:
             self.clear(idx)
             return old
@@ -156,8 +150,7 @@ class FlagStore:
     def note(self, idx: int, text: str, viewed: str | None = None) -> Flag | None:
         """Write (or with an empty text, remove) the note of a case, keeping its category (and, written from the
         table, the map its flag was set on)."""
-        self._sync(idx)
-        old = self.current.get(idx)
+        old = self.sync(idx)
         category = old.category if old else NOTE_ONLY
         if not text.strip() and category == NOTE_ONLY:
             if old is not None:
@@ -168,8 +161,7 @@ class FlagStore:
 
     def clear(self, idx: int) -> None:
         """Remove the case's flag; its note stays (a user's words are only removed by emptying the note)."""
-        self._sync(idx)
-        old = self.current.get(idx)
+        old = self.sync(idx)
         if old is None or old.category == NOTE_ONLY:
             return
         self._commit(idx, NOTE_ONLY if old.note else None, old.note, old.viewed)

@@ -101,22 +101,23 @@ class TriageActions:
         self.notify("flag removed", timeout=1.5)
         self._flag_changed(idx, then)
 
+    def _fresh_flag(self, idx: int):
+        """The case's flag as the database has it now; the one in memory while the database is locked."""
+        try:
+            return self.source.flags.sync(idx)
+        except sqlite3.Error:
+            return self.source.flags.get(idx)
+
     def note_case(self, idx: int, case_id: str, then=None, viewed: str | None = None) -> None:
         if not self._flags_ok():
             return
-        try:
-            old = self.source.flags.sync(idx)  # another explorer on this cache may have written it meanwhile
-        except sqlite3.Error:
-            old = self.source.flags.get(idx)
+        old = self._fresh_flag(idx)  # another explorer on this cache may have written it meanwhile
         shown = old.note if old else ""
 
         def done(text: str | None) -> None:
             if text is None or not self._flags_ok():
                 return
-            try:
-                now = self.source.flags.sync(idx)
-            except sqlite3.Error:
-                now = self.source.flags.get(idx)
+            now = self._fresh_flag(idx)
             theirs = now.note if now else ""
             if not self._write_flags(lambda: self.source.flags.note(idx, text, viewed), unsaved=text.strip()):
                 return

@@ -100,7 +100,7 @@ class ModelsScreen(Screen[None]):
     def _hist_cell(a, metric: str, model: int) -> str:
         v = a.metric(metric)[model]
         below = int((v < 0).sum())  # Faith < 0: the score rose without the map's region, the least faithful
-        counts, _, missing = a.histogram(metric, model, lo=0.0)
+        counts, _, missing = a.histogram(metric, model)
         counts[0] -= below  # the histogram clips them into its first bin: counted apart instead
         mean = f"{np.nanmean(v):5.2f}" if (~np.isnan(v)).any() else f"{'–':>5}"  # absent, not a number
         return (f"{sparkline(counts)} {mean}" + (f" {below:,} <0" if below else "")
