@@ -252,6 +252,39 @@ def test_a_cache_still_being_written_says_so_and_R_shows_the_new_maps(cache):
     con.close()
 
 
+def test_new_maps_found_under_the_zoom_are_announced_on_the_way_back(cache):
+    import sqlite3
+
+    con = sqlite3.connect(cache / "audit.sqlite")
+    held = con.execute("SELECT * FROM metrics WHERE idx >= 40").fetchall()
+    con.execute("DELETE FROM metrics WHERE idx >= 40")
+    con.commit()
+
+    def notices(app):
+        return [n.message for n in app._notifications if "new maps" in n.message]
+
+    async def body(app, pilot):
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        con.executemany("INSERT INTO metrics VALUES (?,?,?,?)", held)
+        con.commit()
+        app._poll_cache()
+        await settle(pilot)
+        assert app.stale and not notices(app)  # over the zoom it would read as about the zoomed map
+        await pilot.press("escape")
+        await settle(pilot)
+        assert notices(app) == ["the cache has new maps: R reloads"]
+        await pilot.press("M")  # a second round trip does not say it again: the title keeps saying it
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert len(notices(app)) == 1
+
+    run(body, cache)
+    con.close()
+
+
 def test_iou_sort_shows_iou_and_the_model_key_keeps_the_case_and_names_the_model(cache):
     async def body(app, pilot):
         table = app.query_one(CaseTable)

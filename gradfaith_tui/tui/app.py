@@ -94,6 +94,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.sub_title = self.cache_name
         self.completeness: tuple[int, ...] | None = None  # (maps done, expected, later rows) when last counted
         self.stale = False  # the cache gained maps since they were read: R reloads
+        self._notice_due = False  # new maps found while another screen was open: say so on coming back
         self._data_version = reader.data_version()
 
     # --- layout ---------------------------------------------------------------------------------
@@ -114,6 +115,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.warm_arrays()
         self.call_after_refresh(self._painted)
         self.set_interval(CACHE_POLL_S, self._poll_cache)
+        self.screen_change_signal.subscribe(self, lambda _screen: self.call_after_refresh(self._announce))
 
     def _painted(self) -> None:
         self.first_paint_at = time.time()  # benchmarks read it
@@ -159,11 +161,19 @@ class ExplorerApp(TriageActions, App[None]):
         if not self.is_running:  # a worker's result arriving as the app closes: its widgets may be gone
             return
         if announce and self.completeness is not None and done != self.completeness:
-            if not self.stale and len(self.screen_stack) == 1:  # once; the title keeps saying it
-                self.notify("the cache has new maps: R reloads", timeout=4)
+            if not self.stale:  # once; the title keeps saying it
+                self._notice_due = True
+                self._announce()
             self.stale = True
         self.completeness = done
         self.query_one("#title", Static).update(self._title())
+
+    def _announce(self) -> None:
+        """The new-maps notice, on the table's screen: over a zoom, the models screen or a dialog it would be
+        read as about them (and the title that keeps saying it is hidden there), so it waits for the way back."""
+        if self._notice_due and self.is_running and len(self.screen_stack) == 1:
+            self._notice_due = False
+            self.notify("the cache has new maps: R reloads", timeout=4)
 
     async def action_reload(self) -> None:
         try:
@@ -171,7 +181,7 @@ class ExplorerApp(TriageActions, App[None]):
         except GradfaithError as exc:  # the cache was damaged meanwhile: say so, and keep showing what was read
             self.notify(f"cannot reload: {exc}", severity="error", timeout=10)
             return
-        self.stale = False
+        self.stale = self._notice_due = False
         if self.source.same_models(fresh):
             self.source.reload(fresh)
             self.apply_view(self.view, keep_case=True)
