@@ -108,9 +108,14 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         arrays = {display: base}
 
         def arrays_at(size: int) -> SplitArrays:
-            if size not in arrays:
-                arrays[size] = load_split(base.samples, size, strict=True)
+            if size not in arrays:  # the same files at another size (their warnings were given for `base`)
+                arrays[size] = load_split(base.samples, size, strict=strict)
+                if len(arrays[size]) != len(base):
+                    raise GradfaithError(f"--data: {data}: files changed while precompute read them; run it again")
             return arrays[size]
+
+        if dist.main:
+            _refresh_masks(writer, arrays_at, warn)
 
         refs: dict[str, int] = {}
         for c in ckpts:  # the lowest seed of each name is the reference for Consist
@@ -308,6 +313,32 @@ def _not_compiled(explain) -> str | None:
     if split.compiled is not None and split.compiled.broken:
         return f"--compile: the plain trunk ran, compiling failed ({split.compiled.broken})"
     return None
+
+
+def _refresh_masks(writer: CacheWriter, arrays_at: Callable[[int], SplitArrays], warn: Callable[[str], None]) -> None:
+    """Lesion masks added, redrawn or removed since the cache was built (they are not part of the data's
+    fingerprint, so the cache and the checkpoints stay valid): the metrics that read them are recomputed from
+    the stored maps, for every explanation in the cache, and the new masks stored. No model runs."""
+    from gradfaith_tui.cam.methods import upsample
+    from gradfaith_tui.metrics.per_case import mask_metrics
+
+    old, old_has = writer.stored_masks()
+    now = arrays_at(old.shape[-1])
+    changed = np.flatnonzero((old.astype(bool) != now.masks).any(axis=(1, 2)) | (old_has != now.has_mask))
+    if not len(changed):
+        return
+    updates = []
+    for expl_id, size, tau in writer.explanations_by_size():
+        rows = np.array(sorted(writer.done(expl_id) & set(changed.tolist())), np.int64)
+        if not len(rows):
+            continue
+        maps, masks = writer.read_maps(expl_id), arrays_at(size).masks
+        parts = [mask_metrics(upsample(maps[r], size), torch.from_numpy(masks[r]), tau)
+                 for r in np.array_split(rows, -(-len(rows) // 256))]  # 256 maps at a time: bounded memory
+        updates.append((expl_id, rows, {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}))
+    writer.replace_masks(now.masks, now.has_mask, updates)
+    warn(f"{writer.root}: lesion masks changed for {len(changed)} test case(s) since the cache was built; LocAcc, "
+         f"IoU, pointing game and relevance recomputed from the stored maps ({len(updates)} explanation(s))")
 
 
 def _rederive_suspects(writer: CacheWriter, jobs: list[_Job]) -> None:

@@ -11,8 +11,8 @@ from gradfaith_tui.store.cache import CacheReader, CacheWriter, CaseInfo
 from tests.conftest import TINY_MODELS
 
 
-def assert_same_metrics(got_cache: Path, want_cache: Path, model_id: str) -> None:
-    """Every stored metric of one model (Consist aside: it depends on the other seeds) equal to 1e-5."""
+def assert_same_metrics(got_cache: Path, want_cache: Path, model_id: str, tol: float = 1e-5) -> None:
+    """Every stored metric of one model (Consist aside: it depends on the other seeds) equal to tol."""
     query = ("SELECT m.idx, m.name, m.value FROM metrics m JOIN explanations e ON e.expl_id = m.expl_id "
              "WHERE e.model_id = ? AND m.name != 'consist' ORDER BY m.idx, m.name")
     got = sqlite3.connect(got_cache / "audit.sqlite").execute(query, (model_id,)).fetchall()
@@ -20,7 +20,7 @@ def assert_same_metrics(got_cache: Path, want_cache: Path, model_id: str) -> Non
     assert len(got) == len(want) > 0
     for (i, name, a), (j, name2, b) in zip(got, want):
         assert (i, name) == (j, name2)
-        assert (a is None and b is None) or a == pytest.approx(b, abs=1e-5), (i, name)
+        assert (a is None and b is None) or a == pytest.approx(b, abs=tol), (i, name)
 
 
 def test_cache_holds_every_case_model_and_metric(cache, phantoms):
@@ -852,3 +852,47 @@ def test_consist_of_an_older_rule_makes_the_cache_not_current_and_precompute_red
     got = dict(con.execute("SELECT m.expl_id || '/' || m.idx, m.value FROM metrics m WHERE name='consist'").fetchall())
     assert got == want and 0.987 not in got.values()  # recomputed, the same as a fresh precompute's
     con.close()
+
+
+def test_masks_redrawn_after_the_cache_was_built_get_their_metrics_recomputed_from_the_stored_maps(
+        cache, phantoms, trained, tmp_path):
+    """Masks are not part of the data's fingerprint (a radiologist may draw them after training): a rerun must
+    not keep LocAcc and the rest from the old masks as current, nor recompute any map to fix them."""
+    import csv
+    import shutil
+
+    from PIL import Image
+
+    data = Path(shutil.copytree(phantoms, tmp_path / "data"))
+    copy = _copy_cache(cache, tmp_path)
+    con = sqlite3.connect(copy / "audit.sqlite")
+    (cleared, cid1), (moved, cid2) = con.execute("SELECT idx, case_id FROM cases WHERE has_mask=1 ORDER BY idx LIMIT 2")
+    expl = dict(con.execute("SELECT expl_id, map_file FROM explanations"))
+    con.close()
+    mask_of = {r["path"]: r["mask"] for r in csv.DictReader((data / "manifest.csv").open())}
+    blank = np.zeros_like(np.array(Image.open(data / mask_of[cid1])))
+    Image.fromarray(blank).save(data / mask_of[cid1])  # all black: no mask
+    corner = blank.copy()
+    corner[2:14, 2:14] = 255  # the lesion redrawn in a corner
+    Image.fromarray(corner).save(data / mask_of[cid2])
+    maps_before = {f: (copy / f).read_bytes() for f in expl.values()}
+
+    warnings = []
+    precompute(data, trained, copy, warn=warnings.append, with_timing=False)
+    assert any("lesion masks changed for 2 test case(s)" in w and f"({len(expl)} explanation(s))" in w
+               for w in warnings), warnings
+    r = CacheReader(copy)
+    assert dict(r.con.execute("SELECT expl_id, map_file FROM explanations")) == expl  # no map recomputed
+    assert {f: (copy / f).read_bytes() for f in expl.values()} == maps_before
+    assert [r.con.execute("SELECT has_mask FROM cases WHERE idx=?", (i,)).fetchone()[0] for i in (cleared, moved)] == [0, 1]
+    assert r.con.execute("SELECT COUNT(*) FROM metrics WHERE idx=? AND name='locacc' AND value IS NOT NULL",
+                         (cleared,)).fetchone()[0] == 0
+    assert not np.load(copy / "masks.npy")[cleared].any() and np.load(copy / "masks.npy")[moved][:2].sum() > 0
+    r.close()
+    fresh = tmp_path / "fresh"  # what a cache built from scratch on the new masks holds
+    precompute(data, trained, fresh, warn=lambda m: None, with_timing=False)
+    for model_id in ("resnet10t/seed0", "vit-tiny-p8/seed1"):  # recomputed from float16 maps: to 1e-3
+        assert_same_metrics(copy, fresh, model_id, tol=1e-3)
+    again = []
+    precompute(data, trained, copy, warn=again.append, with_timing=False)
+    assert not any("lesion masks" in w for w in again)

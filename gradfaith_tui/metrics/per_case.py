@@ -40,10 +40,8 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     size, dev, n = x.shape[-1], x.device, len(x)
     heat = upsample(ex.maps, size).to(dev)
     masks, body, lungs, planted = b.masks, b.body, b.lungs, b.regions
-    out = {"locacc": loc_acc(heat, masks, tau), "iou": mask_iou(heat, masks, tau),
-           "pointing_game": pointing_game(heat, masks), "relevance_mass": relevance_mass(heat, masks),
-           "relevance_rank": relevance_rank(heat, masks),
-           "border_heat": heat_share(heat, _border(heat.shape[1:], dev))}
+    out = mask_metrics(heat, masks, tau)
+    out["border_heat"] = heat_share(heat, _border(heat.shape[1:], dev))
     has_lungs, has_body = lungs.flatten(1).any(1), body.flatten(1).any(1)
     nan = torch.full((n,), float("nan"), device=dev)
     out["outside_body_heat"] = torch.where(has_body, heat_share(heat, ~body), nan)  # no body found: no outside
@@ -84,6 +82,14 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
         with autocast(dev):  # as Faith's pass, so on a GPU the steps replay the trunk's graphs (of 2x the batch)
             out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
     return out
+
+
+def mask_metrics(heat: torch.Tensor, masks: torch.Tensor, tau: float = 0.5) -> dict[str, torch.Tensor]:
+    """The metrics that read the lesion mask (NaN where a slice has none), from maps at input size: what
+    precompute recomputes from the stored maps when masks change (pipeline.py)."""
+    return {"locacc": loc_acc(heat, masks, tau), "iou": mask_iou(heat, masks, tau),
+            "pointing_game": pointing_game(heat, masks), "relevance_mass": relevance_mass(heat, masks),
+            "relevance_rank": relevance_rank(heat, masks)}
 
 
 @functools.lru_cache(maxsize=8)

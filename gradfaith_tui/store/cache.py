@@ -270,10 +270,39 @@ class CacheWriter:
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (_now(),))
 
     def _write_arrays(self, images, masks) -> None:
-        for name, arr in ((IMAGES_NAME, images.astype(np.uint8)), (MASKS_NAME, masks.astype(np.uint8))):
-            tmp = self.root / (name + ".tmp.npy")
-            np.save(tmp, arr)
-            tmp.replace(self.root / name)
+        for name, arr in ((IMAGES_NAME, images), (MASKS_NAME, masks)):
+            self._save(name, arr)
+
+    def _save(self, name: str, arr: np.ndarray) -> None:
+        """One array file replaced whole: a reader keeps the old one mapped, a kill leaves one or the other."""
+        tmp = self.root / (name + ".tmp.npy")
+        np.save(tmp, arr.astype(np.uint8))
+        tmp.replace(self.root / name)
+
+    def stored_masks(self) -> tuple[np.ndarray, np.ndarray]:
+        """(masks.npy, has_mask of the cases table), as this cache holds them."""
+        has = np.zeros(self.n_cases, bool)
+        for idx, h in self.con.execute("SELECT idx, has_mask FROM cases"):
+            has[idx] = bool(h)
+        return np.load(self.root / MASKS_NAME, mmap_mode="r"), has
+
+    def explanations_by_size(self) -> list[tuple[int, int, float]]:
+        """(expl_id, its model's input size, its tau) of every explanation in the cache."""
+        rows = self.con.execute("SELECT e.expl_id, m.img_size, e.settings FROM explanations e "
+                                "JOIN models m USING (model_id) ORDER BY e.expl_id").fetchall()
+        return [(r[0], r[1], float(json.loads(r[2] or "{}").get("tau", 0.5))) for r in rows]
+
+    def replace_masks(self, masks: np.ndarray, has_mask: np.ndarray,
+                      metrics: list[tuple[int, np.ndarray, dict[str, np.ndarray]]]) -> None:
+        """New lesion masks and the metrics recomputed with them, (expl_id, rows, values) each. The rows first,
+        in one transaction, then masks.npy: a run killed between them finds the masks still changed and
+        recomputes again, never new masks beside old metrics."""
+        with self.con:
+            for expl_id, idxs, values in metrics:
+                self.put_metrics(expl_id, idxs, values)
+            self.con.executemany("UPDATE cases SET has_mask=? WHERE idx=?",
+                                 [(int(h), i) for i, h in enumerate(has_mask.tolist())])
+        self._save(MASKS_NAME, masks)
 
     def _repair(self, images, masks) -> None:
         """A reopened cache's arrays, checked through their headers (no data read). Images or masks missing or
