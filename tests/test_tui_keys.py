@@ -285,6 +285,33 @@ def test_new_maps_found_under_the_zoom_are_announced_on_the_way_back(cache):
     con.close()
 
 
+def test_masks_redrawn_by_a_precompute_meanwhile_are_offered_by_R(cache):
+    """A rerun that took up redrawn lesion masks writes no map, only metrics and masks.npy: R still has news."""
+    import sqlite3
+
+    async def body(app, pilot):
+        await settle(pilot)
+        before = app.source.case_maps(0).mask.copy()
+        masks = np.load(cache / "masks.npy")
+        masks[0] = 0
+        masks[0, :4, :4] = 1
+        np.save(cache / "masks.tmp.npy", masks)
+        con = sqlite3.connect(cache / "audit.sqlite")
+        con.execute("UPDATE metrics SET value = 0.5 WHERE idx=0 AND name='locacc'")  # rows, then the file
+        con.commit()
+        con.close()
+        (cache / "masks.tmp.npy").replace(cache / "masks.npy")
+        app._poll_cache()
+        await settle(pilot)
+        assert app.stale
+        await pilot.press("R")
+        await settle(pilot)
+        shown = app.source.case_maps(0).mask  # what the tiles outline
+        assert not app.stale and shown[:4, :4].all() and not np.array_equal(shown, before)
+
+    run(body, cache)
+
+
 def test_iou_sort_shows_iou_and_the_model_key_keeps_the_case_and_names_the_model(cache):
     async def body(app, pilot):
         table = app.query_one(CaseTable)

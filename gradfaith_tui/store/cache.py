@@ -597,6 +597,13 @@ class CacheReader:
                     if "suspects" in self.tables() else 0)
         return int(consist) + int(suspects)
 
+    def masks_stamp(self) -> int:
+        """Changes when precompute replaces masks.npy (lesion masks redrawn, their metrics recomputed); 0 if gone."""
+        try:
+            return (self.root / MASKS_NAME).stat().st_mtime_ns
+        except OSError:
+            return 0
+
     def data_version(self) -> int:
         """Changes whenever another connection commits to the database (SQLite's PRAGMA data_version)."""
         return int(self.con.execute("PRAGMA data_version").fetchone()[0])

@@ -92,7 +92,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.last_view_s = 0.0  # how long the last sort/filter took (benchmarks read it)
         self.first_paint_at = 0.0
         self.sub_title = self.cache_name
-        self.completeness: tuple[int, ...] | None = None  # (maps done, expected, later rows) when last counted
+        self.completeness: tuple[int, ...] | None = None  # (maps done, expected, later rows, masks) when last counted
         self.stale = False  # the cache gained maps since they were read: R reloads
         self._notice_due = False  # new maps found while another screen was open: say so on coming back
         self._data_version = reader.data_version()

@@ -138,10 +138,11 @@ class CaseSource:
             self._bg.close()
             self._bg = fresh
 
-    def completeness(self) -> tuple[int, int, int]:
-        """(cases done, expected, rows written after the maps) over the columns; call from a worker."""
+    def completeness(self) -> tuple[int, int, int, int]:
+        """(cases done, expected, rows written after the maps, the masks' stamp) over the columns; call from a
+        worker. Any change means R has something new to show."""
         with self._bg_lock:
-            return (*self._bg.completeness(), self._bg.later_results())
+            return (*self._bg.completeness(), self._bg.later_results(), self._bg.masks_stamp())
 
     def compute(self, view: ViewSpec) -> np.ndarray:
         """The idx array for a view (call from a worker: may read arrays on first use)."""
