@@ -210,9 +210,16 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
     phases: dict[str, list[tuple[float, str, float]]] = {}  # per model: (start, phase, seconds)
     current = [""]
 
+    cuda = torch.device(device).type == "cuda"
+    alloc: dict[str, list[tuple[float, tuple[int, ...]]]] = {}  # per model: (time, allocator counters) per batch
+    counters = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_sync_all_streams")
+
     def progress(model_id: str, done: int, total: int) -> None:
         marks.setdefault(model_id, []).append((time.perf_counter(), done))
         current[0] = model_id
+        if cuda:  # a cudaMalloc or cudaFree in steady batches stalls the host until the device drains
+            stats = torch.cuda.memory_stats()
+            alloc.setdefault(model_id, []).append((time.perf_counter(), tuple(stats.get(k, 0) for k in counters)))
 
     undo = []
 
@@ -264,7 +271,6 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
             print(f"left out: {e}")
     import warnings
 
-    cuda = torch.device(device).type == "cuda"
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as syncs:
         warnings.simplefilter("always")
         if cuda:  # every operation that makes the host wait for the GPU, named by where it is called
@@ -318,6 +324,11 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
         dev_ms = device_ms.get(c.model_id, [])[1:-1] or device_ms.get(c.model_id, [])  # steady batches, as above
         gpu = (f"   device ms per batch: {np.median([d[0] for d in dev_ms]):.1f} (CAM pass {np.median([d[1] for d in dev_ms]):.1f}, "
                f"metrics {np.median([d[0] - d[1] for d in dev_ms]):.1f}; median of {len(dev_ms)})") if dev_ms else ""
+        steady_alloc = [a for t, a in alloc.get(c.model_id, []) if lo[0] <= t <= hi[0] + 1e-3]
+        if len(steady_alloc) > 1:
+            d = [b - a for a, b in zip(steady_alloc[0], steady_alloc[-1])]
+            gpu += (f"   allocator in steady batches: {d[0]} cudaMalloc, {d[1]} cudaFree, {d[2]} retries, "
+                    f"{d[3]} syncs for frees")
         print(f"{c.model_id:22s} {e2e:9.1f}/s {steady:7.1f}/s {engine:8.1f}/s {e2e / engine:10.2f}x {steady / engine:10.2f}x "
               f"{setup:9.2f} {last:8.1f}   {host['wait']:5.1f} {host['stage']:6.1f} {host['write']:6.1f} {host['cam']:6.1f} {host['metrics']:6.1f} {rest:6.1f}   "
               f"{paths.get(c.model_id, '?')}{gpu}")

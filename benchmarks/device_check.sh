@@ -29,7 +29,9 @@
 #                 (about 3 minutes; the cam/metric columns split the host's time, the device's own ms per batch
 #                 (timing events) say which side sets the pace, the profile names the operators). On the CPU, ViT-B/16
 #                 queues 432 operators a batch outside its graphed blocks, ResNet-50 321: launching alone cannot
-#                 account for ViT's extra ~33 ms of host time, so look for a wait inside a CUDA call (allocator, queue).
+#                 account for ViT's extra ~33 ms of host time, so look for a wait inside a CUDA call (allocator, queue):
+#                 step 5 now prints the allocator's cudaMalloc/cudaFree counts over the steady batches (any at all
+#                 there stall the host until the device drains, which would explain host and device both at ~60 ms).
 # CPU dry run:    DEV=cpu IMG=32 EPOCHS=2 N=16 PATIENTS=12 E2E_PATIENTS=20 ARCHS=resnet10t,tinynet_e \
 #                 PY=.venv/bin/python bash benchmarks/device_check.sh
 set -uo pipefail
