@@ -570,6 +570,14 @@ def test_a_flag_records_the_map_in_view_and_the_export_and_panel_name_it(cache, 
         assert "⚑ mislocalised on M1 resnet10t" in str(app.query_one(HeatmapPanel).query_one("#case-title").content)
         app.source.flags.note(third, "the lesion is missed")  # a note from the table keeps the flag's map
         assert app.source.flags.get(third).viewed == "resnet10t/seed0"
+        app.source.flags.note(first, "M2 too", viewed="vit-tiny-p8/seed0")  # so does one from a zoom
+        assert app.source.flags.get(first).viewed == ""
+        fourth = app.source.idx_at(3)
+        app.source.flags.note(fourth, "odd rim", viewed="vit-tiny-p8/seed1")  # a note alone keeps its own map
+        assert app.source.flags.get(fourth).viewed == "vit-tiny-p8/seed1"
+        app.source.flags.note(fourth, "odd rim, both seeds")
+        assert app.source.flags.get(fourth).viewed == "vit-tiny-p8/seed1"
+        app.source.flags.note(fourth, "")  # removed: the export below lists the three flags
         csv_path, json_path = export_flags(app.source.flags, app.reader, tmp_path / "exp")
         views = {r["idx"]: r["viewed"] for r in json.loads(json_path.read_text())}
         assert views == {first: "", second: "resnet10t/seed1", third: "resnet10t/seed0"}

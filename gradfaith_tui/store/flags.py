@@ -148,15 +148,16 @@ class FlagStore:
         return self.current[idx]
 
     def note(self, idx: int, text: str, viewed: str | None = None) -> Flag | None:
-        """Write (or with an empty text, remove) the note of a case, keeping its category (and, written from the
-        table, the map its flag was set on)."""
+        """Write (or with an empty text, remove) the note of a case, keeping its category and the map its flag
+        was set on (the category was judged on that map); viewed is kept only for a note without a flag."""
         old = self.sync(idx)
         category = old.category if old else NOTE_ONLY
         if not text.strip() and category == NOTE_ONLY:
             if old is not None:
                 self._commit(idx, None, "")
             return None
-        self._commit(idx, category, text.strip(), viewed if viewed is not None else old.viewed if old else None)
+        flagged = old is not None and category != NOTE_ONLY and old.viewed is not None
+        self._commit(idx, category, text.strip(), old.viewed if flagged or viewed is None and old else viewed)
         return self.current[idx]
 
     def clear(self, idx: int) -> None:
