@@ -896,3 +896,36 @@ def test_masks_redrawn_after_the_cache_was_built_get_their_metrics_recomputed_fr
     again = []
     precompute(data, trained, copy, warn=again.append, with_timing=False)
     assert not any("lesion masks" in w for w in again)
+
+
+def test_a_full_disk_while_the_cache_makes_a_file_names_that_file_and_leaves_no_partial_one(tmp_path, monkeypatch):
+    import errno
+
+    from gradfaith_tui.store.cache import CacheWriter
+
+    images = np.zeros((2, 8, 8))
+    cases = [CaseInfo("a.png", 0, None, False), CaseInfo("b.png", 1, None, False)]
+    writer = CacheWriter(tmp_path, "f", "s", {}, cases, images, images)
+    real = np.lib.format.open_memmap
+
+    def full(path, *a, **k):
+        Path(path).write_bytes(b"\x93NUMPY partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", full)
+    with pytest.raises(OSError) as caught:
+        writer.explanation("m/seed0", "gradcam", "layer4", "a" * 16, (2, 2), {})
+    name = Path(caught.value.filename)
+    assert name.parent == tmp_path / "maps" and name.suffix == ".npy" and "tmp" not in name.name
+    assert "what precompute stored is kept" in caught.value.strerror
+    assert list((tmp_path / "maps").iterdir()) == []  # the partial file is gone, not left holding the space
+    assert writer.con.execute("SELECT COUNT(*) FROM explanations").fetchone()[0] == 0  # its row rolled back
+    monkeypatch.setattr(np.lib.format, "open_memmap", real)
+    assert writer.explanation("m/seed0", "gradcam", "layer4", "a" * 16, (2, 2), {}) >= 1  # space again: it goes on
+    monkeypatch.setattr(np, "save", lambda f, arr: (f.write(b"partial"), full(tmp_path / "x")))
+    with pytest.raises(OSError) as caught:
+        writer._save("masks.npy", np.zeros((2, 8, 8)))
+    assert caught.value.filename == str(tmp_path / "masks.npy")
+    assert [p.name for p in tmp_path.iterdir() if "tmp" in p.name] == []
+    assert np.load(tmp_path / "masks.npy").shape == (2, 8, 8)  # the old one, whole
+    writer.close()

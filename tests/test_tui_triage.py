@@ -436,6 +436,35 @@ def test_an_export_folder_that_cannot_be_made_is_one_line_naming_it(cache, tmp_p
     run(body, cache, export_dir=blocked)
 
 
+def test_an_export_on_a_full_disk_keeps_the_last_export_whole_and_says_so_in_one_line(cache, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "exports"
+    store = FlagStore(cache)
+    store.flag(2, "shortcut")
+    csv_path, json_path = export_flags(store, CacheReader(cache), out)
+    before = (csv_path.read_bytes(), json_path.read_bytes())
+    store.flag(5, "unfaithful")
+    real_open = Path.open
+
+    def full(self, mode="r", *a, **k):  # the CSV's writer runs out of space half-way
+        f = real_open(self, mode, *a, **k)
+        if "w" in mode and self.name.startswith("flagged.csv"):
+            f.write("case_id,idx")
+            f.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return f
+
+    monkeypatch.setattr(Path, "open", full)
+    with pytest.raises(OSError) as caught:
+        export_flags(store, CacheReader(cache), out)
+    monkeypatch.setattr(Path, "open", real_open)
+    assert caught.value.filename == str(csv_path) and "export again" in caught.value.strerror
+    assert csv_path.read_bytes() == before[0]  # the last export, whole
+    assert sorted(p.name for p in out.iterdir()) == ["flagged.csv", "flagged.json"]  # no partial file left
+    store.close()
+
+
 def test_long_digit_runs_and_leading_zeros_sort_as_numbers_and_deterministically():
     from gradfaith_tui.store.arrays import natural_order
 

@@ -76,9 +76,13 @@ def file_hash(path: Path) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+EPOCHS_KEPT = "the finished epochs are kept: free some space and rerun to resume"
+
+
+def replace_atomically(path: Path, write: Callable[[Path], object], kept: str = EPOCHS_KEPT) -> None:
     """write() fills a temporary file beside path, which a rename then puts in place: a crash at any moment
-    leaves either the old file or the new one, never half of one."""
+    leaves either the old file or the new one, never half of one. A full disk is an OSError naming path (not
+    the temporary file, which is removed), saying what was kept."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)  # a leftover from a crash (os.link refuses an existing target)
     try:
@@ -86,8 +90,7 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException as exc:
         tmp.unlink(missing_ok=True)  # a full disk: the partial file would only hold on to the space
         if _disk_full(exc):
-            raise OSError(errno.ENOSPC, "no space left on the device (the finished epochs are kept: free some "
-                                        "space and rerun to resume)", str(path)) from None
+            raise OSError(errno.ENOSPC, f"no space left on the device ({kept})", str(path)) from None
         raise
     tmp.replace(path)
 

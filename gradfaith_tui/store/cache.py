@@ -25,6 +25,7 @@ import numpy as np
 from gradfaith_tui.config import PAPER_ARCHS
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.locks import writer_lock
+from gradfaith_tui.models.card import replace_atomically  # torch-free
 from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
 
 
@@ -67,6 +68,7 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
 
 
 DAMAGED_DB = "not an audit cache, or damaged"
+RESULTS_KEPT = "what precompute stored is kept: free some space and rerun"  # a full disk, said after the file
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -275,9 +277,10 @@ class CacheWriter:
 
     def _save(self, name: str, arr: np.ndarray) -> None:
         """One array file replaced whole: a reader keeps the old one mapped, a kill leaves one or the other."""
-        tmp = self.root / (name + ".tmp.npy")
-        np.save(tmp, arr.astype(np.uint8))
-        tmp.replace(self.root / name)
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as f:  # a file object: np.save would add ".npy" to the temporary name
+                np.save(f, arr.astype(np.uint8))
+        replace_atomically(self.root / name, write, RESULTS_KEPT)
 
     def stored_masks(self) -> tuple[np.ndarray, np.ndarray]:
         """(masks.npy, has_mask of the cases table), as this cache holds them."""
@@ -392,12 +395,13 @@ class CacheWriter:
             tag = hashlib.sha1(key.encode()).hexdigest()[:12]  # keys are hashes, but any text is a key
             map_file = f"{MAPS_DIR}/{expl_id}-{tag}.npy"
             n = self.n_cases
-            tmp = self.root / MAPS_DIR / f".{expl_id}-{tag}.tmp.npy"
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, *shape))
-            arr[:] = np.nan
-            arr.flush()
-            del arr
-            tmp.replace(self.root / map_file)
+
+            def write(tmp: Path) -> None:
+                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, *shape))
+                arr[:] = np.nan
+                arr.flush()
+                del arr
+            replace_atomically(self.root / map_file, write, RESULTS_KEPT)
             self.con.execute("UPDATE explanations SET map_file=? WHERE expl_id=?", (map_file, expl_id))
         for old in stale:
             if old["map_file"] and old["map_file"] != map_file:

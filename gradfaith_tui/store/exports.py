@@ -12,7 +12,7 @@ from typing import Callable
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.cache import DAMAGED_DB, connect_readonly
+from gradfaith_tui.store.cache import DAMAGED_DB, RESULTS_KEPT, connect_readonly
 from gradfaith_tui.store.keys import checkpoint_identity
 from gradfaith_tui.store.schema import DB_NAME
 
@@ -117,7 +117,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(rows)
-    replace_atomically(path, write)
+    replace_atomically(path, write, RESULTS_KEPT)
 
 
 def _rounded(v: float | None) -> float | str:
@@ -130,7 +130,7 @@ def write_evaluation_files(cache: Path, bodies: dict[str, dict]) -> list[Path]:
     cache = evaluation_folder(cache, make=True)
     out = cache / EVALUATION_NAME
     bodies = {**_stored_bodies(out), **bodies}
-    replace_atomically(out, lambda tmp: tmp.write_text(json.dumps(bodies, indent=2, sort_keys=True)))
+    replace_atomically(out, lambda tmp: tmp.write_text(json.dumps(bodies, indent=2, sort_keys=True)), RESULTS_KEPT)
     t1, cm = cache / "table1.csv", cache / "confusion.csv"
     table1_rows = []
     for model, body in bodies.items():

@@ -17,8 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gradfaith_tui.config import CLASS_NAMES
+from gradfaith_tui.models.card import replace_atomically  # torch-free
 from gradfaith_tui.store.cache import column_names, table_names
 from gradfaith_tui.store.schema import DB_NAME
+
+EXPORT_KEPT = "the flags stay in the cache: free some space and export again"  # a full disk, said after the file
 
 CATEGORIES: tuple[str, ...] = ("unfaithful", "shortcut", "mislocalised", "fine")
 NOTE_ONLY = "note"  # the category of a note written on a case without a flag
@@ -282,16 +285,20 @@ def export_flags(store: FlagStore, reader, out_dir: Path) -> tuple[Path, Path]:
         rec["suspects"] = reasons.get(f.idx, [])  # the engine's reasons, in words, every model and seed
         records.append(rec)
     json_path, csv_path = out_dir / "flagged.json", out_dir / "flagged.csv"
-    json_path.write_text(json.dumps(records, indent=2))
-    with csv_path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["case_id", "idx", "category", "note", "flagged", "viewed", "patient", "true", "model", "pred",
-                    "confidence", *EXPORT_METRICS, "suspects"])
-        for rec in records:
-            for name, m in rec["models"].items() or [("", {})]:
-                mine = "; ".join(s["reason"] if s["model_id"] in ref_ids else f"{s['reason']} ({s['model_id'].split('/')[-1]})"
-                                 for s in rec["suspects"] if s["model_id"].split("/")[0] == name)
-                w.writerow([rec["case_id"], rec["idx"], rec["category"], rec["note"], rec["flagged"], rec["viewed"],
-                            rec["patient"], rec["true"], name, m.get("pred"), m.get("confidence"), *(m.get(k) for k in EXPORT_METRICS),
-                            mine])
+    # Each file replaced whole: a full disk leaves the last export as it was (the flags are in the cache anyway).
+    replace_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(records, indent=2)), EXPORT_KEPT)
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["case_id", "idx", "category", "note", "flagged", "viewed", "patient", "true", "model", "pred",
+                        "confidence", *EXPORT_METRICS, "suspects"])
+            for rec in records:
+                for name, m in rec["models"].items() or [("", {})]:
+                    mine = "; ".join(s["reason"] if s["model_id"] in ref_ids else f"{s['reason']} ({s['model_id'].split('/')[-1]})"
+                                     for s in rec["suspects"] if s["model_id"].split("/")[0] == name)
+                    w.writerow([rec["case_id"], rec["idx"], rec["category"], rec["note"], rec["flagged"], rec["viewed"],
+                                rec["patient"], rec["true"], name, m.get("pred"), m.get("confidence"),
+                                *(m.get(k) for k in EXPORT_METRICS), mine])
+    replace_atomically(csv_path, write_csv, EXPORT_KEPT)
     return csv_path, json_path
