@@ -211,16 +211,19 @@ def test_unreadable_and_empty_class_folders_are_named(tmp_path, monkeypatch):
     (tmp_path / "Bengin cases").mkdir()
     locked = tmp_path / "Malignant cases"
     locked.mkdir()
-    real_iterdir = type(locked).iterdir
+    import os
 
-    def iterdir(self):  # tests run as root, where chmod does not lock anyone out
-        if self == locked:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_iterdir(self)
+    real_scandir = os.scandir
 
-    monkeypatch.setattr(type(locked), "iterdir", iterdir)
+    def scandir(path="."):  # tests run as root, where chmod does not lock anyone out
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(locked))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
     ds = discover(tmp_path)
     assert any("Bengin cases: empty class folder" in w for w in ds.warnings)
+    assert not any("Malignant cases: empty" in w for w in ds.warnings)  # unreadable, not empty
     assert ds.problems == [f"{locked}: cannot read folder (Permission denied)"]
     with pytest.raises(DataError, match="Malignant cases: cannot read folder"):
         discover(tmp_path, strict=True)
@@ -332,3 +335,52 @@ def test_a_lesion_smaller_than_a_pixel_after_the_resize_keeps_one(lesion):
     big = np.zeros((512, 512), bool)
     big[100:200, 100:200] = True
     assert to_square(big, 64, is_mask=True).sum() == pytest.approx(12.5 ** 2, rel=0.1)  # the 50% rule as before
+
+
+def test_nothing_in_a_class_folder_layout_is_left_out_without_a_word(tmp_path):
+    """A misspelt class folder, slices in sub-folders (DICOM's patient/series), links to content not fetched,
+    images beside the class folders: each is used or named, never silently dropped."""
+    import os
+
+    base = tmp_path / IQ
+    _jpg(base / "Normal cases" / "Normal case (1).jpg")
+    _jpg(base / "Bengin cases" / "Bengin case (1).jpg")
+    _jpg(base / "Malignent cases" / "Malignant case (1).jpg")  # misspelt: not a class
+    _jpg(base / "Malignent cases" / "more" / "Malignant case (2).jpg")
+    _jpg(base / "Bengin cases" / "P001" / "series1" / "Bengin case (2).jpg")  # below the class folder: Benign
+    _png(base / "masks" / "Bengin cases" / "P001" / "series1" / "Bengin case (2).png", np.full((40, 40), 255, np.uint8))
+    os.symlink(tmp_path / "annex" / "missing", base / "Bengin cases" / "Bengin case (3).jpg")
+    _jpg(base / "stray.jpg")
+    (base / "docs").mkdir()
+    (base / "docs" / "readme.txt").write_text("no images here")
+    ds = discover(tmp_path)
+    assert sorted((s.case_id.split("/", 1)[1], s.label) for s in ds.samples) == [
+        ("Bengin cases/Bengin case (1).jpg", 1), ("Bengin cases/P001/series1/Bengin case (2).jpg", 1),
+        ("Normal cases/Normal case (1).jpg", 0)]
+    nested = next(s for s in ds.samples if "P001" in s.case_id)
+    assert nested.mask_path is not None and nested.mask_path.name == "Bengin case (2).png"
+    said = "\n".join(ds.warnings)
+    assert f"{base / 'Malignent cases'}: not a class folder, so its 2 images are not used" in said
+    assert f"{base}: 1 image beside the class folders, in none of them: not used" in said
+    assert "docs" not in said  # no images there: nothing left out
+    assert ds.problems == [f"{base / 'Bengin cases' / 'Bengin case (3).jpg'}: a link to a missing file "
+                           f"({tmp_path / 'annex' / 'missing'}); for a git-annex or DataLad copy, fetch the content first"]
+
+
+def test_a_copy_nested_in_itself_takes_the_outer_class_folders_and_names_the_inner(tmp_path):
+    outer = tmp_path / IQ
+    for base in (outer, outer / IQ):  # as some Kaggle downloads unpack
+        _jpg(base / "Normal cases" / "Normal case (1).jpg")
+        _jpg(base / "Malignant cases" / "Malignant case (1).jpg")
+    for root in (tmp_path, outer):
+        ds = discover(root)
+        assert sorted(s.path.parent.parent for s in ds.samples) == [outer, outer]
+        assert [w for w in ds.warnings if "another set" in w] == [
+            f"{outer / IQ}: another set of class folders, below {outer}; not used (pass it as DATA or --data to use "
+            "it instead)"]
+    assert len(discover(outer / IQ).samples) == 2  # the inner one, passed on purpose
+    twins = tmp_path / "twins"
+    for name in ("a", "b"):
+        _jpg(twins / name / "Normal cases" / "n.jpg")
+    with pytest.raises(DataError, match="several datasets found"):
+        discover(twins)

@@ -63,7 +63,9 @@ def test_unreadable_files_empty_class_and_mask_problems_are_named_but_usable(tmp
     for p in (root / "Bengin cases").iterdir():
         p.unlink()
     r = check_dataset(root)
-    assert r["usable"] and any("class Benign has no readable images" in w for w in r["warnings"])
+    assert r["usable"] and any("class Benign has no images: the models never see it" in w for w in r["warnings"])
+    assert r["usable_but"][-1] == "with no Benign images"
+    assert r["usable_but"][0].startswith("without what the 2 errors above name (fix or remove those before the first `train`")
 
 
 def test_cli_exit_codes_json_and_text(tmp_path):

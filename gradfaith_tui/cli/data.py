@@ -154,4 +154,6 @@ def _print_check(r: dict) -> None:
         con.print(f"[yellow]warning:[/] {escape(w)}")
     for e in r["errors"]:
         con.print(f"[red]error:[/] {escape(e)}")
-    con.print("[green]usable[/]" if r["usable"] else "[red]not usable[/]")
+    but = r.get("usable_but") or []
+    con.print(f"[yellow]usable {escape('; '.join(but))}[/]" if but
+              else "[green]usable[/]" if r["usable"] else "[red]not usable[/]")

@@ -110,7 +110,8 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
                          "masks": sum((s.mask_path is not None or bool(s.boxes)) and s.case_id not in unusable_mask
                                       for s in members)}
     empty = [n for n, c in classes.items() if c["total"] == 0]
-    warnings += [f"class {n} has no readable images" for n in empty]
+    counts = dict(zip(CLASS_NAMES, ds.counts()))
+    warnings += [f"class {n} has no readable images" for n in empty if counts[n]]  # none at all: discover says so
     for n, c in classes.items():  # too few patients or slices of a class to go round every split
         missing = [sp for sp in SPLITS if c["total"] and not c[sp]]
         if missing:
@@ -134,6 +135,13 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
     n_dicom = sum(is_dicom(s.path) for s in readable)
     shortcut = {n: sum(bool(s.shortcut) for s in readable if s.label == k) for k, n in enumerate(CLASS_NAMES)}
     usable = len(readable) > 0 and len(empty) < len(CLASS_NAMES) - 1 and not mismatch
+    but = []  # what "usable" does not say: the verdict line names it
+    if usable and errors:
+        what = "the error above names" if len(errors) == 1 else f"the {len(errors)} errors above name"
+        but.append(f"without what {what} (fix or remove {'it' if len(errors) == 1 else 'those'} before the first `train`: "
+                   "its saved split and every checkpoint are tied to the files as they are then)")
+    if usable and empty:
+        but.append(f"with no {' or '.join(empty)} images")
     return {"root": str(root), "layout": ds.layout, "n_images": len(ds.samples), "n_readable": len(readable),
             "fingerprint": ds.fingerprint(), "classes": classes, "sizes": dict(sizes.most_common()),
             "uncommon_size_share": odd_sizes["share"],
@@ -146,4 +154,4 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
                            "exact_label_conflicts": identical["label_conflicts"],
                            "near_pairs_across_splits": len(near), "exact": exact[:MAX_LISTED],
                            "near": [list(p) for p in near[:MAX_LISTED]]},
-            "warnings": warnings, "errors": errors, "usable": usable}
+            "warnings": warnings, "errors": errors, "usable": usable, "usable_but": but}

@@ -96,4 +96,8 @@ def discover(root: Path, window: tuple[float, float] | None = None, strict: bool
         raise DataError(ds.problems[0])
     if not ds.samples:
         raise DataError(f"{root}: no labelled images found" + (f" ({ds.problems[0]})" if ds.problems else ""))
+    for name, n in zip(CLASS_NAMES, ds.counts()):  # said by every command, not by `data check` alone
+        if not n:
+            ds.warnings.append(f"class {name} has no images: the models never see it, and Table I and the audit "
+                               "cannot judge it")
     return ds

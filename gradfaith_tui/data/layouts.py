@@ -35,8 +35,9 @@ def find_mask(base: Path, folder: str, stem: str) -> Path | None:
     return None
 
 
-def _find_class_parent(root: Path, warnings: list[str]) -> Path:
-    """The folder holding the class folders, however deeply a copy nests it."""
+def _find_class_parent(root: Path, warnings: list[str]) -> tuple[Path, list[Path]]:
+    """The folder holding the class folders, however deeply a copy nests it, and the other such folders below
+    it (a copy's duplicate of itself), which are named in a warning and not used."""
     parents = set()
     onerror = lambda exc: warnings.append(f"{exc.filename}: cannot read folder ({exc.strerror})")  # noqa: E731
     for dirpath, dirnames, _ in os.walk(root, onerror=onerror):
@@ -50,40 +51,96 @@ def _find_class_parent(root: Path, warnings: list[str]) -> Path:
         extra = f" ({warnings[0]})" if warnings else ""
         raise DataError(f"{root}: no class folders found (expected 'Normal cases', 'Bengin cases', "
                         f"'Malignant cases', or normal/benign/malignant, or a manifest.csv){extra}")
-    if len(parents) > 1:
-        raise DataError(f"{root}: several datasets found ({', '.join(sorted(str(p) for p in parents))}); pass one of them")
-    return parents.pop()
+    # The shallowest set is the dataset: a Kaggle copy often holds a duplicate of itself one folder down.
+    top = min(len(p.relative_to(root).parts) for p in parents)
+    shallowest = sorted(p for p in parents if len(p.relative_to(root).parts) == top)
+    if len(shallowest) > 1:
+        raise DataError(f"{root}: several datasets found ({', '.join(str(p) for p in shallowest)}); pass one of them")
+    parent = shallowest[0]
+    others = [p for p in sorted(parents - {parent})  # inside a class folder: _class_files names it
+              if not any(p.is_relative_to(parent / d) for d in _class_dirs(parent))]
+    for p in others:
+        warnings.append(f"{p}: another set of class folders, below {parent}; not used (pass it as DATA or "
+                        "--data to use it instead)")
+    return parent, others
+
+
+def _class_dirs(parent: Path) -> list[str]:
+    try:
+        return [d.name for d in parent.iterdir() if d.is_dir() and d.name.lower() in CLASS_OF_FOLDER]
+    except OSError:
+        return []
+
+
+def _images_below(folder: Path) -> int:
+    """Image files anywhere below a folder (hidden and side folders aside), for saying what is left out."""
+    n = 0
+    for dirpath, dirnames, files in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if d.lower() not in NOT_DATA and not d.startswith(".")]
+        n += sum(Path(f).suffix.lower() in IMAGE_EXTS and not f.startswith(".") for f in files)
+    return n
+
+
+def _class_files(folder: Path, problems: list[str], warnings: list[str]) -> list[Path]:
+    """The slices of one class folder, its sub-folders included (DICOM often comes as patient/series/file).
+    A link to a missing file (a git-annex or DataLad copy not fetched) is a problem named, not a silent gap."""
+    files: list[Path] = []
+    onerror = lambda exc: problems.append(f"{exc.filename}: cannot read folder ({exc.strerror})")  # noqa: E731
+    for dirpath, dirnames, names in os.walk(folder, onerror=onerror):
+        here = Path(dirpath)
+        for d in [d for d in dirnames if d.lower() in CLASS_OF_FOLDER]:
+            warnings.append(f"{here / d}: a class folder inside the class folder {folder.name}; not used")
+        dirnames[:] = sorted(d for d in dirnames if d.lower() not in NOT_DATA | set(CLASS_OF_FOLDER)
+                             and not d.startswith("."))
+        for name in names:
+            p = here / name
+            if is_image(p):
+                files.append(p)
+            elif p.is_symlink() and not p.exists() and not name.startswith("."):
+                problems.append(f"{p}: a link to a missing file ({os.readlink(p)}); for a git-annex or DataLad "
+                                "copy, fetch the content first")
+    return sorted(files)
 
 
 def from_class_folders(root: Path, window: tuple[float, float] | None) -> Dataset:
     warnings: list[str] = []
     problems: list[str] = []
-    parent = _find_class_parent(root, warnings)
+    parent, others = _find_class_parent(root, warnings)
     if parent != root and (root / "masks").is_dir():  # masks sit beside the class folders, not at the top
         warnings.append(f"{root / 'masks'}: not used; lesion masks are read from {parent / 'masks'}, beside the "
                         "class folders")
     pseudonym = Pseudonymizer(root)
     samples = []
+    loose = 0
     for folder in sorted(parent.iterdir()):
         key = folder.name.lower()
-        if not folder.is_dir() or key not in CLASS_OF_FOLDER:
-            if folder.is_dir() and key in UNLABELLED_FOLDERS:
+        if not folder.is_dir():
+            loose += is_image(folder)
+            continue
+        if key not in CLASS_OF_FOLDER:
+            if key in UNLABELLED_FOLDERS:
                 warnings.append(f"{folder}: unlabelled slices, not used for training or evaluation")
+            elif key not in NOT_DATA and not key.startswith(".") and not any(p.is_relative_to(folder) for p in others):
+                n = _images_below(folder)
+                if n:  # a misspelt class folder would otherwise drop a whole class without a word
+                    warnings.append(f"{folder}: not a class folder, so its {n} image{'s' * (n != 1)} are not used (class "
+                                    "folders are 'Normal cases', 'Bengin cases', 'Malignant cases', or "
+                                    "normal/benign/malignant)")
             continue
-        try:
-            files = sorted(p for p in folder.iterdir() if is_image(p))
-        except OSError as exc:
-            problems.append(f"{folder}: cannot read folder ({exc.strerror or exc.__class__.__name__})")
-            continue
-        if not files:
+        known = len(problems)
+        files = _class_files(folder, problems, warnings)
+        if not files and len(problems) == known:  # not one that could not be read: that is named already
             warnings.append(f"{folder}: empty class folder")
         for p in files:
             dicom = is_dicom(p)
             # A DICOM slice names its patient, so a series never straddles train and test.
             samples.append(Sample(p.relative_to(root).as_posix(), p, CLASS_OF_FOLDER[key],
                                   dicom_patient(p, pseudonym) if dicom else None,
-                                  find_mask(parent, folder.name, p.stem),
+                                  find_mask(parent, p.parent.relative_to(parent).as_posix(), p.stem),
                                   window=window if dicom else None))
+    if loose:
+        warnings.append(f"{parent}: {loose} image{'s' * (loose != 1)} beside the class folders, in none of them: "
+                        "not used")
     _note_new_key(pseudonym, warnings)
     return Dataset(root, samples, "class-folders", warnings, problems)
 
