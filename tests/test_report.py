@@ -270,6 +270,18 @@ def test_data_without_masks_or_patients_gets_both_caveats_in_every_format(made, 
         "or Malignant ones); localisation metrics cover only those."]
 
 
+def test_a_class_missing_from_the_test_split_is_a_caveat_and_table_i_says_what_it_averages(made, cache, tmp_path):
+    assert "Macro averages over the three classes (one-vs-rest)" in (made[0] / "report.md").read_text()
+    copy = _edited_copy(cache, tmp_path / "c", ("UPDATE cases SET label = 2 WHERE label = 1",))  # no Benign case left
+    report, _ = write_report(CacheReader(copy), tmp_path / "out", "all")
+    assert report.caveats[0] == ("The test split has no Benign case: Table I averages over the 2 classes the test split "
+                                 "holds (Normal, Malignant) only, and nothing here is about Benign slices "
+                                 "(`gradfaith-tui data check DATA` shows the classes per split).")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Macro averages over the 2 classes the test split holds (Normal, Malignant) (one-vs-rest)" in md
+    assert "three classes" not in md and "three classes" not in (tmp_path / "out" / "report.html").read_text()
+
+
 def test_models_explained_with_different_settings_get_a_caveat(cache, tmp_path):
     assert not [c for c in build(CacheReader(cache)).caveats if "different settings" in c]
     copy = _edited_copy(cache, tmp_path / "c", ("UPDATE explanations SET settings = json_set(settings, '$.tau', 0.3) "

@@ -9,7 +9,7 @@ import numpy as np
 from gradfaith_tui import __version__
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
 from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
-from gradfaith_tui.report.caveats import caveats
+from gradfaith_tui.report.caveats import caveats, macro_over
 from gradfaith_tui.report.paper import paper_rows
 from gradfaith_tui.report.provenance import provenance
 from gradfaith_tui.store.cache import CacheReader
@@ -37,6 +37,7 @@ class Report:
     method: str
     version: str
     classes: tuple[str, ...]
+    macro_over: str  # what Table I's macro averages are over, in words (report.caveats.macro_over)
     caveats: list[str]  # the data's limits that apply to this cache, one sentence each (report.caveats)
     columns: list[dict]  # the shown models: name, model_id, family label, describe, expl_id
     table1: list[dict]  # per model_id: stands_for, the TABLE1_COLUMNS values, latency_ms, device, n
@@ -87,7 +88,7 @@ def _figures(reader: CacheReader, arrays: dict[str, dict[str, np.ndarray]], flag
     cols = "the input (lesion mask outlined, where there is one) first, then each shown model's heatmap"
     return [
         Figure("fig1", f"{FIGURES_DIR}/fig1_sens_spec_f1.png", "Fig. 1: Sensitivity, Specificity and F1 per model",
-               "Macro averages over the three classes on this cache's test split (Table I)."),
+               f"Macro averages over {macro_over(reader.con)} on this cache's test split (Table I)."),
         Figure("fig2", f"{FIGURES_DIR}/fig2_worst_faith.png", "Fig. 2: the least faithful cases",
                f"Rows: {worst.rule}. Columns: {cols}. Under each map: the predicted class and Faith.", worst.idxs),
         Figure("fig3", f"{FIGURES_DIR}/fig3_random_cases.png", "Fig. 3: a random sample of cases",
@@ -113,7 +114,8 @@ def build(reader: CacheReader) -> Report:
                 "describe": c.model.describe, "expl_id": c.expl_id} for c in reader.columns]
     return Report(
         title=title(reader.method), cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
-        version=__version__, classes=CLASS_NAMES, caveats=caveats(reader), columns=columns, table1=table1,
+        version=__version__, classes=CLASS_NAMES, macro_over=macro_over(reader.con), caveats=caveats(reader),
+        columns=columns, table1=table1,
         table1_missing=missing, confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays, groups), class_notes=faithfulness.class_notes(reader),
         paired=faithfulness.paired(arrays, groups),

@@ -52,6 +52,29 @@ def masks(con: sqlite3.Connection, n: int) -> list[str]:
     return []
 
 
+def test_classes(con: sqlite3.Connection) -> list[str]:
+    """The classes the test split holds, in class order."""
+    present = {r[0] for r in con.execute("SELECT DISTINCT label FROM cases WHERE label IS NOT NULL")}
+    return [name for k, name in enumerate(CLASS_NAMES) if k in present]
+
+
+def macro_over(con: sqlite3.Connection) -> str:
+    """What Table I's macro averages are over, in words: the classes the test split holds."""
+    present = test_classes(con)
+    if len(present) == len(CLASS_NAMES):
+        return "the three classes"
+    return f"the {len(present)} class{'es' * (len(present) != 1)} the test split holds ({', '.join(present)})"
+
+
+def classes(con: sqlite3.Connection, n: int) -> list[str]:
+    """A class with no test case: Table I averages over the others, and the audit says nothing of it."""
+    missing = [c for c in CLASS_NAMES if c not in test_classes(con)]
+    if not missing:
+        return []
+    return [f"The test split has no {' or '.join(missing)} case: Table I averages over {macro_over(con)} only, and "
+            f"nothing here is about {' or '.join(missing)} slices ({DATA_CHECK} shows the classes per split)."]
+
+
 def patients(con: sqlite3.Connection, n: int) -> list[str]:
     """Without patient ids the split cannot keep a patient's slices together."""
     if _count(con, "patient IS NOT NULL AND TRIM(patient) != ''"):
@@ -142,5 +165,5 @@ def caveats(reader: CacheReader) -> list[str]:
     if not n:
         return []
     con = reader.con
-    return (incomplete(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n) + masks(con, n)
-            + patients(con, n) + identical(reader.config))
+    return (incomplete(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n) + classes(con, n)
+            + masks(con, n) + patients(con, n) + identical(reader.config))

@@ -52,7 +52,7 @@ def _table1(r: Report, src) -> list[str]:
     rows = [[t["model"], t["stands_for"], *(fmt(t[k]) for k in T1_KEYS), str(t["n"] or "–"),
              fmt(t["latency_ms"], 2), escape(t["device"] or "–")] for t in r.table1]
     out = ["## Table I: classification on the test split\n",
-           "Macro averages over the three classes (one-vs-rest); inference time is the median latency of one image.\n",
+           f"Macro averages over {r.macro_over} (one-vs-rest); inference time is the median latency of one image.\n",
            markdown_table(T1_HEADER, rows) + "\n" if rows else "*No Table I in this cache (run `gradfaith-tui evaluate` "
            "or `precompute`).*\n"]
     if r.table1_missing:

@@ -41,7 +41,9 @@ def print_report(r: Report, console: Console | None = None) -> None:
     for note in r.class_notes:
         con.print(f"- {escape(note)}")
     if r.sanity.results:
-        con.print(_table(f"Sanity check (FAIL: last-stage mean Spearman ≥ {r.sanity.threshold:.2f})",
+        failed = sum(not s.passed for s in r.sanity.results)
+        con.print(_table(f"Sanity check: {failed} of {len(r.sanity.results)} fail (FAIL where the last-stage mean "
+                         f"Spearman is ≥ {r.sanity.threshold:.2f})",
                          ["Model", "Method", "Stages", "Last-stage Spearman", "Verdict"],
                          [[s.model_id, s.method, str(len(s.stages)), fmt(s.final), "PASS" if s.passed else "FAIL"]
                           for s in r.sanity.results]))
