@@ -221,6 +221,10 @@ def test_a_path_that_cannot_be_written_is_one_line_naming_it(tmp_path):
     (tmp_path / "a-file").write_text("")
     assert_one_line_error(run("data", "synth", tmp_path / "a-file" / "phantoms", "--patients", "1", "--slices", "1"),
                           "a-file/phantoms", "Not a directory")
+    a_file = tmp_path / "a-file"  # a file where a folder option wants a folder: named before any work starts
+    for args, option in ((("train", "--models", "resnet10t", "--epochs", "1"), "--checkpoints"),
+                         (("evaluate",), "--checkpoints"), (("report", "--cache", tmp_path), "--out")):
+        assert_one_line_error(run(*args, option, a_file), f"{option}: {a_file} is a file, not a folder")
 
 
 def test_a_mistyped_option_or_value_is_one_line_naming_it():

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, ForceOpt, ModelsOpt,
-                                       SeedsOpt, StrictOpt, check_device, names, seeds)
+                                       SeedsOpt, StrictOpt, check_device, folder, names, seeds)
 
 
 def precompute(
@@ -81,7 +81,8 @@ def explore(
 
 def report(
     cache: CacheOpt = DEFAULTS["cache"],
-    out: Annotated[Path, typer.Option(help="Folder for the report files.")] = Path("reports/latest"),
+    out: Annotated[Path, typer.Option(help="Folder for the report files.",
+                                      callback=lambda v: folder(v, "--out"))] = Path("reports/latest"),
     format_: Annotated[str, typer.Option("--format", help="md, html or all (Markdown with PNG figures, one self-contained HTML file).")] = "all",
     terminal: Annotated[bool, typer.Option("--terminal", help="Also print the main tables here.")] = False,
     method: MethodShown = None,

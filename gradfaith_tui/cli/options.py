@@ -10,9 +10,18 @@ import typer
 from gradfaith_tui.config import DEFAULT_CACHE, DEFAULT_CHECKPOINTS, DEFAULT_DATA
 from gradfaith_tui.errors import GradfaithError
 
+def folder(value: Path, option: str) -> Path:
+    """A folder option whose path must not be a file: named in one line before any work starts (else found
+    deep inside, as "Not a directory" or "File exists" naming a path below it)."""
+    if value.exists() and not value.is_dir():
+        raise GradfaithError(f"{option}: {value} is a file, not a folder")
+    return value
+
+
 DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder: IQ-OTH/NCCD's class folders, other class folders, a CSV of paths and labels, or DICOM "
                                                       "(see data/README.md).")]
-CheckpointsOpt = Annotated[Path, typer.Option("--checkpoints", help="Where trained models live: <name>/seed<k>/.")]
+CheckpointsOpt = Annotated[Path, typer.Option("--checkpoints", help="Where trained models live: <name>/seed<k>/.",
+                                              callback=lambda v: folder(v, "--checkpoints"))]
 CacheOpt = Annotated[Path, typer.Option("--cache", help="Audit cache folder (audit.sqlite + arrays).")]
 ModelsOpt = Annotated[Optional[str], typer.Option("--models", help="Comma-separated model names (timm names or demo names).")]
 SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated training seeds, e.g. 0,1.")]

@@ -124,12 +124,15 @@ def identical_summary(ds: Dataset, assignment: dict[str, str]) -> dict:
 
 
 def identical_warnings(summary: dict) -> list[str]:
+    def groups(k: int, verb: str) -> str:
+        return f"1 group of identical files {verb}s" if k == 1 else f"{k} groups of identical files {verb}"
+
     out = []
     if summary["label_conflicts"]:
         eg = pair_text(summary["conflict_examples"][0])
-        out.append(f"{summary['label_conflicts']} groups of identical files carry different labels (e.g. {eg}): "
+        out.append(f"{groups(summary['label_conflicts'], 'carry')} different labels (e.g. {eg}): "
                    "all but one copy in each is mislabelled, and a model cannot get both right")
     if summary["across_splits"]:
-        out.append(f"{summary['across_splits']} groups of identical files span train/val/test: test scores are "
+        out.append(f"{groups(summary['across_splits'], 'span')} train/val/test: test scores are "
                    "inflated (a split saved now keeps copies together; `data split --force` re-splits)")
     return out
