@@ -249,6 +249,8 @@ def test_data_without_masks_or_patients_gets_both_caveats_in_every_format(made, 
     no_ids = (f"None of the {N_CASES} test cases has a patient id, so the split is by slice: slices of one patient may "
               "sit in both train and test, and Table I may be optimistic")
     assert report.caveats[0] == no_mask and report.caveats[1].startswith(no_ids) and len(report.caveats) == 2
+    assert {s.metric for s in report.metric_stats} & {"locacc", "iou"} == set()  # rows of dashes: left out
+    assert "faith" in {s.metric for s in report.metric_stats}
     md = (tmp_path / "out" / "report.md").read_text()
     assert md.index("## Data caveats") < md.index("## Table I")
     paired = md[md.index("### Paired tests"):md.index("### Every checkpoint")]

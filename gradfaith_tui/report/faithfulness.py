@@ -75,9 +75,13 @@ def patients(reader: CacheReader) -> np.ndarray:
 
 
 def summarise(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | None = None) -> list[MetricStat]:
-    """groups: each case's patient (patients()), so the CIs resample patients, not slices."""
+    """groups: each case's patient (patients()), so the CIs resample patients, not slices. A metric no case
+    has for any model (localisation without masks, the planted-marker checks on real data) gets no rows: a
+    table of dashes says nothing the data caveats do not."""
     rows = []
     for metric in metric_order(arrays):
+        if not any(np.isfinite(m[metric]).any() for m in arrays.values() if metric in m):
+            continue
         for model, per_model in arrays.items():
             x = per_model.get(metric)
             keep = np.isfinite(x) if x is not None else np.zeros(0, bool)
