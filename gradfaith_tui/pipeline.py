@@ -87,7 +87,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
     if len(split_seeds) > 1:
         raise CheckpointError(f"--checkpoints: models were trained on different splits (seeds {sorted(split_seeds)})")
     if not force:
-        refuse_other_data(ckpts, ds.fingerprint(), data)
+        refuse_other_data(ckpts, ds, data)
     prep = prepare(ds, split_seeds.pop(), warn)
     for c in ckpts:
         if c.card.get("split_hash") not in (None, prep.split_hash) and not force:

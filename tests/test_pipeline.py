@@ -1,3 +1,4 @@
+import re
 import sqlite3
 from pathlib import Path
 
@@ -929,3 +930,32 @@ def test_a_full_disk_while_the_cache_makes_a_file_names_that_file_and_leaves_no_
     assert [p.name for p in tmp_path.iterdir() if "tmp" in p.name] == []
     assert np.load(tmp_path / "masks.npy").shape == (2, 8, 8)  # the old one, whole
     writer.close()
+
+
+def test_models_refused_as_trained_on_other_data_say_what_changed_since_the_split(phantoms, trained, tmp_path):
+    """A file removed after training (an unreadable one the user cleaned up, say) is named, not just two hashes."""
+    import csv
+    import shutil
+
+    data = Path(shutil.copytree(phantoms, tmp_path / "data"))
+    rows = list(csv.DictReader((data / "manifest.csv").open()))
+    gone = rows.pop(5)
+    with (data / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(CheckpointError, match=rf"since its split .*split-seed0.csv was saved: 1 removed "
+                                              rf"\(e.g. {re.escape(gone['path'])}\); retrain, or pass --force"):
+        precompute(data, trained, tmp_path / "c", warn=lambda m: None)
+    rows.append(gone)
+    with (data / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    from PIL import Image
+
+    img = Image.open(data / gone["path"]).convert("L")
+    img.putpixel((0, 0), 255 - img.getpixel((0, 0)))  # the same names, one slice changed
+    img.save(data / gone["path"])
+    with pytest.raises(CheckpointError, match="the files are those its saved split .* lists, so one of them was changed"):
+        precompute(data, trained, tmp_path / "c", warn=lambda m: None)

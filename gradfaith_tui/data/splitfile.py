@@ -67,18 +67,11 @@ def verify(ds: Dataset, path: Path, rows: list[dict], warn: Callable[[str], None
     unkeyed ones can be reversed by trying IDs."""
     saved = {r["case_id"]: r for r in rows}
     now = {s.case_id: s for s in ds.samples}
-    added = sorted(now.keys() - saved.keys())
-    removed = sorted(saved.keys() - now.keys())
     common = now.keys() & saved.keys()
     gained = sorted(k for k in common if not saved[k]["patient"] and now[k].patient)
     rederived = _rederived(saved, now, common)
-    relabelled = sorted(k for k in common
-                        if saved[k]["label"] != str(now[k].label)
-                        or (saved[k]["patient"] != (now[k].patient or "") and saved[k]["patient"]
-                            and k not in rederived))
-    if added or removed or relabelled:
-        parts = [f"{len(v)} {what} (e.g. {v[0]})" for v, what in
-                 ((added, "added"), (removed, "removed"), (relabelled, "with another label or patient")) if v]
+    parts = _differences(saved, now, rederived)
+    if parts:
         raise DataError(f"{path}: the data no longer matches this saved split: {'; '.join(parts)}; "
                         f"re-split with `gradfaith-tui data split {ds.manifest or ds.root} --force` "
                         "(or delete the file) and retrain")
@@ -95,6 +88,36 @@ def verify(ds: Dataset, path: Path, rows: list[dict], warn: Callable[[str], None
              "they group the slices as now, so the split is kept; `gradfaith-tui data split "
              f"{ds.manifest or ds.root} --force` (then retrain) replaces them")
     return {k: r["split"] for k, r in saved.items()}
+
+
+def _differences(saved: dict[str, dict], now: dict, rederived: set[str]) -> list[str]:
+    """Files added, removed, or with another label or patient, in words ("1 removed (e.g. x.jpg)")."""
+    common = now.keys() & saved.keys()
+    added = sorted(now.keys() - saved.keys())
+    removed = sorted(saved.keys() - now.keys())
+    relabelled = sorted(k for k in common
+                        if saved[k]["label"] != str(now[k].label)
+                        or (saved[k]["patient"] != (now[k].patient or "") and saved[k]["patient"]
+                            and k not in rederived))
+    return [f"{len(v)} {what} (e.g. {v[0]})" for v, what in
+            ((added, "added"), (removed, "removed"), (relabelled, "with another label or patient")) if v]
+
+
+def changes_since_saved(ds: Dataset, seed: int) -> str:
+    """What changed in the data since its split was saved, in words for an error about other data ("" where no
+    split is saved, or it cannot be read)."""
+    path = find_saved(ds, seed)
+    try:
+        rows = read_split(path) if path is not None else None
+    except DataError:
+        rows = None
+    if not rows:
+        return ""
+    saved, now = {r["case_id"]: r for r in rows}, {s.case_id: s for s in ds.samples}
+    parts = _differences(saved, now, _rederived(saved, now, now.keys() & saved.keys()))
+    if not parts:
+        return f"; the files are those its saved split {path} lists, so one of them was changed since"
+    return f"; since its split {path} was saved: {'; '.join(parts)}"
 
 
 def _rederived(saved: dict[str, dict], now: dict, common: set[str]) -> set[str]:

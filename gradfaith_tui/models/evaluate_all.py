@@ -26,7 +26,7 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
     for w in unfinished(ckpts):
         warn(w)
     if not force:
-        refuse_other_data(ckpts, ds.fingerprint(), data)
+        refuse_other_data(ckpts, ds, data)
     preps = {k: prepare(ds, k, warn) for k in sorted({c.card.get("split_seed", 0) for c in ckpts})}
     before(list(preps.values()))
     bodies, arrays = {}, {}

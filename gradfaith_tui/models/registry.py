@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gradfaith_tui.data.dataset import Dataset
 from gradfaith_tui.errors import CheckpointError
 from gradfaith_tui.locks import tidy_lock
 from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, other_data, read_card, settle_card
@@ -58,10 +59,15 @@ def unfinished(ckpts: list[Checkpoint]) -> list[str]:
             for c in ckpts if c.card.get("epochs", 0) > c.card.get("epochs_done", 0)]
 
 
-def refuse_other_data(ckpts: list[Checkpoint], fingerprint: str, data: Path) -> None:
-    """CheckpointError for the first checkpoint trained on other data than this fingerprint's (data: this run's
-    --data, named where it differs from the one trained with). Called before a split is made and saved for data
-    these models never saw; --force skips it."""
+def refuse_other_data(ckpts: list[Checkpoint], ds: Dataset, data: Path) -> None:
+    """CheckpointError for the first checkpoint trained on other data than this dataset (data: this run's --data,
+    named where it differs from the one trained with), saying what changed since the split was saved, where one
+    was. Called before a split is made and saved for data these models never saw; --force skips it."""
+    from gradfaith_tui.data.splitfile import changes_since_saved
+
+    fingerprint = ds.fingerprint()
     for c in ckpts:
         if c.card.get("data_fingerprint") != fingerprint:
-            raise CheckpointError(f"{c.directory}: trained {other_data(c.card, fingerprint, data)}; retrain, or pass --force")
+            since = changes_since_saved(ds, c.card.get("split_seed", 0))
+            raise CheckpointError(f"{c.directory}: trained {other_data(c.card, fingerprint, data)}{since}; retrain, "
+                                  "or pass --force")
