@@ -71,13 +71,14 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
                cam: CamSettings = CamSettings(), target: str = "pred", target_layer: str | None = None,
                device: str = "cpu", strict: bool = False, force: bool = False, with_timing: bool = True,
                warn: Callable[[str], None] = print,
-               progress: Callable[[str, int, int], None] = lambda *a: None) -> Path:
+               progress: Callable[[str, int, int], None] = lambda *a: None,
+               window: tuple[float, float] | None = None) -> Path:
     """Fill the cache with maps, predictions, metrics, suspects, Table I, Consist and sanity checks; skip what is done."""
     if target not in ("pred", "true"):
         raise GradfaithError(f"--target: '{target}' (choose pred or true)")
     dist = from_env(device)
     device = dist.device(device)
-    ds = discover(data, strict=strict)
+    ds = discover(data, window, strict=strict)  # window: DICOM's default (--window)
     for w in ds.warnings + ds.problems:
         warn(w)
     ckpts = find_checkpoints(checkpoints, names, seeds)

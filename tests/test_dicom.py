@@ -258,3 +258,35 @@ def test_key_falls_back_where_splits_cannot_be_made(tmp_path, monkeypatch):
     key_file = fallback_dir_of(root) / "pseudonym.key"
     assert key_file.is_file() and any(str(key_file) in w for w in ds.warnings)
     assert [s.patient for s in discover(root).samples] == [s.patient for s in ds.samples]
+
+
+def test_train_and_precompute_take_the_window_and_a_different_one_is_other_data(tmp_path):
+    """--window reached train, evaluate, precompute and import, not `data check` alone: the slices differ, so
+    models trained under one window are refused on the other, naming the change."""
+    from gradfaith_tui.config import spec_for
+    from gradfaith_tui.errors import CheckpointError
+    from gradfaith_tui.models.evaluate_all import evaluate_all
+    from gradfaith_tui.models.fit import fit_all
+    from gradfaith_tui.models.train import TrainConfig
+    from gradfaith_tui.pipeline import precompute
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for k, folder in enumerate(("normal", "benign", "malignant")):
+        (data / folder).mkdir(parents=True)
+        for i in range(5):  # distinct slices (no identical files), distinct patients
+            ds = pydicom.dcmread(CT)
+            px = ds.pixel_array.astype(np.int16) + rng.integers(-40, 40, ds.pixel_array.shape).astype(np.int16)
+            ds.PixelData = px.astype(ds.pixel_array.dtype).tobytes()
+            ds.PatientID = f"P{k}{i}"
+            ds.save_as(data / folder / f"{i}.dcm")
+    ckpt = tmp_path / "ckpt"
+    fit_all(data, ckpt, [spec_for("resnet10t")], [0], TrainConfig(epochs=1, batch_size=4, lr=1e-3, img_size=32),
+            window=MEDIASTINAL_WINDOW)
+    with pytest.raises(CheckpointError, match="trained on other data"):
+        precompute(data, ckpt, tmp_path / "c", warn=lambda m: None)  # the lung window by default: other slices
+    with pytest.raises(CheckpointError, match="trained on other data"):
+        evaluate_all(data, ckpt, None, None, warn=lambda m: None)
+    precompute(data, ckpt, tmp_path / "c", warn=lambda m: None, with_timing=False, window=MEDIASTINAL_WINDOW)
+    assert (tmp_path / "c" / "audit.sqlite").is_file()
+    assert evaluate_all(data, ckpt, None, None, warn=lambda m: None, window=MEDIASTINAL_WINDOW)

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, ForceOpt, ModelsOpt,
-                                       SeedsOpt, StrictOpt, check_device, folder, names, seeds)
+                                       SeedsOpt, StrictOpt, WindowOpt, check_device, folder, names,
+                                       seeds)
 
 
 def precompute(
@@ -31,6 +32,7 @@ def precompute(
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the fast engine's trunk: about a minute per model, then faster (large sets).")] = False,
     force: ForceOpt = False,
     strict: StrictOpt = False,
+    window: WindowOpt = None,
 ) -> None:
     """Heatmaps, predictions, every metric, suspects, Table I and sanity checks into the cache (only what is missing)."""
     from gradfaith_tui.cam.engine import ALL_METHODS, ENGINES
@@ -53,7 +55,7 @@ def precompute(
                       deep_steps=10 if deep else 0, sanity_cases=sanity_cases, compile=compile_)
     with bars() as p:
         run(data, checkpoints, cache, names(models), seeds(seeds_), cam, target, target_layer, device,
-            strict, force, warn=warn, progress=precompute_progress(p))
+            strict, force, warn=warn, progress=precompute_progress(p), window=window)
     if main_rank():
         typer.echo(f"cache ready: {cache}")
 

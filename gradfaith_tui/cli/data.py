@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from gradfaith_tui.cli.options import WindowOpt
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import DataError, GradfaithError
 
@@ -63,14 +64,13 @@ def check(
     data: Annotated[Path, typer.Argument(help="Dataset folder (or CSV manifest) to check.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/val/test split.")] = 0,
-    window: Annotated[Optional[str], typer.Option(help="DICOM window: lung (default), mediastinal, or W,L.")] = None,
+    window: WindowOpt = None,
 ) -> None:
     """Count classes and splits, sizes, unreadable files, duplicates, masks; exit 0 when usable (even with warnings)."""
     from gradfaith_tui.data.check import check_dataset
-    from gradfaith_tui.data.imageio import parse_window
 
     _exists(data)
-    report = check_dataset(data, split_seed, parse_window(window) if window else None)
+    report = check_dataset(data, split_seed, window)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

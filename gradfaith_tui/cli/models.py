@@ -9,7 +9,7 @@ import typer
 
 from gradfaith_tui.cli.data import MAX_SIZE
 from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, ForceOpt, ModelsOpt,
-                                       SeedsOpt, StrictOpt, check_device, names, seeds)
+                                       SeedsOpt, StrictOpt, WindowOpt, check_device, names, seeds)
 from gradfaith_tui.errors import GradfaithError
 
 
@@ -32,6 +32,7 @@ def train(
                                                    "graphs (--no-cuda-graphs: plain steps).")] = True,
     split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/val/test split.")] = 0,
     strict: StrictOpt = False,
+    window: WindowOpt = None,
     restart: Annotated[bool, typer.Option("--restart", help="Train from scratch, discarding saved epochs: an unfinished "
                                           "run's, and a finished checkpoint's trained with other settings (without "
                                           "it, an unfinished run saved with other settings, or more --epochs than a "
@@ -53,7 +54,7 @@ def train(
                       pretrained_file=str(pretrained_file) if pretrained_file else None, compile=compile_)
     with bars() as p:
         outs = fit_all(data, checkpoints, specs, seeds(seeds_) or list(prof.seeds), cfg, split_seed, strict, fit_events(p),
-                       CudaTuning(graphs=cuda_graphs), restart)
+                       CudaTuning(graphs=cuda_graphs), restart, window)
     if main_rank():
         typer.echo(f"{len(outs)} checkpoints under {checkpoints}")
 
@@ -67,6 +68,7 @@ def evaluate(
     device: DeviceOpt = DEFAULTS["device"],
     force: ForceOpt = False,
     strict: StrictOpt = False,
+    window: WindowOpt = None,
 ) -> None:
     """Table I and confusion matrices on the test split; JSON and CSV written into the cache folder."""
     from gradfaith_tui.cli.progress import tables_console, warn
@@ -84,7 +86,7 @@ def evaluate(
     def same_data(preps) -> None:  # an audit cache there must be of these data and splits, as precompute asks
         check_evaluation_data(folder, [(p.fingerprint, p.split_hash) for p in preps])
     bodies = evaluate_all(data, checkpoints, names(models), seeds(seeds_), check_device(device), force, strict, warn,
-                          before=same_data)
+                          before=same_data, window=window)
     con = tables_console()
     con.print(table1_rich(bodies))
     for model, body in bodies.items():
@@ -109,6 +111,7 @@ def import_model(
     split_seed: Annotated[int, typer.Option(min=0, help="Seed of the train/val/test split to evaluate on.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace a checkpoint already saved under this --name and "
                                         "--seed (its files are deleted).")] = False,
+    window: WindowOpt = None,
 ) -> None:
     """Register a model trained elsewhere: checks the weights fit, writes the same checkpoint card as `train`."""
     from gradfaith_tui.config import ModelSpec, family_of
@@ -119,5 +122,5 @@ def import_model(
     if any(not c.strip() for c in listed):
         raise GradfaithError(f"--classes: '{classes}' has an empty entry (give the class names, comma-separated, in "
                              f"the order of the weights' output units)")
-    out = run(weights, spec, img_size, [c.strip() for c in listed], data, checkpoints, seed, split_seed, force)
+    out = run(weights, spec, img_size, [c.strip() for c in listed], data, checkpoints, seed, split_seed, force, window)
     typer.echo(f"imported {weights} as {spec.name}/seed{seed}: {out}")

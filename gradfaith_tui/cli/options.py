@@ -29,6 +29,18 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cud
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable file instead of skipping it.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Use checkpoints trained on other data anyway.")]
 
+def _window(value: str | None) -> tuple[float, float] | None:
+    from gradfaith_tui.data.imageio import parse_window  # DataError names --window
+
+    return parse_window(value) if value else None
+
+
+# Parsed to (width, level) by its callback. It is part of the data's fingerprint (the slices differ), so
+# train, evaluate, precompute and import must be given the same.
+WindowOpt = Annotated[Optional[str], typer.Option("--window", callback=_window, help=(
+    "DICOM window where a CSV 'window' column gives none: lung (default), mediastinal, or W,L; give train, "
+    "evaluate, precompute and import the same, as the slices differ."))]
+
 DEFAULTS = {"data": DEFAULT_DATA, "checkpoints": DEFAULT_CHECKPOINTS, "cache": DEFAULT_CACHE, "device": "cpu"}
 
 

@@ -16,10 +16,11 @@ from gradfaith_tui.models.registry import find_checkpoints, refuse_other_data, u
 
 def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: list[int] | None, device: str = "cpu",
                  force: bool = False, strict: bool = False, warn: Callable[[str], None] = print,
-                 before: Callable[[list[Prepared]], None] = lambda preps: None) -> dict[str, dict]:
+                 before: Callable[[list[Prepared]], None] = lambda preps: None,
+                 window: tuple[float, float] | None = None) -> dict[str, dict]:
     """before: given every split the models were trained on, ahead of the first model run (the CLI refuses
     there a --cache built from other data)."""
-    ds = discover(data, strict=strict)
+    ds = discover(data, window, strict=strict)
     for w in ds.problems:
         warn(w)
     ckpts = find_checkpoints(checkpoints, names, seeds)

@@ -31,13 +31,14 @@ class FitEvents:
 
 def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[int], cfg: TrainConfig,
             split_seed: int = 0, strict: bool = False, events: FitEvents = FitEvents(),
-            tuning: CudaTuning = CudaTuning(), restart: bool = False) -> list[Path]:
+            tuning: CudaTuning = CudaTuning(), restart: bool = False,
+            window: tuple[float, float] | None = None) -> list[Path]:
     """restart: train from scratch, discarding saved epochs, an unfinished run's and a finished checkpoint's
     trained with other settings (one trained with these is still skipped); without it such a run stops
     everything, before any training, with one line naming what differs."""
     for spec in specs:  # fail on a bad name before spending any time
         check_arch(spec.arch)
-    ds = discover(data, strict=strict)
+    ds = discover(data, window, strict=strict)  # window: DICOM's default (--window)
     for w in ds.warnings + ds.problems:
         events.warn(w)
     prep = prepare(ds, split_seed, events.warn)  # the saved split, or made and saved now

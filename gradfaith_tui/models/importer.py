@@ -106,8 +106,10 @@ def _same_model_as_other_seeds(out: Path, spec: ModelSpec, img_size: int) -> Non
 
 
 def import_model(weights: Path, spec: ModelSpec, img_size: int, classes: list[str], data: Path, checkpoints: Path,
-                 seed: int = 0, split_seed: int = 0, force: bool = False) -> Path:
-    """force: replace a checkpoint already at <checkpoints>/<name>/seed<seed>, else refused (nothing written)."""
+                 seed: int = 0, split_seed: int = 0, force: bool = False,
+                 window: tuple[float, float] | None = None) -> Path:
+    """force: replace a checkpoint already at <checkpoints>/<name>/seed<seed>, else refused (nothing written);
+    window: the DICOM window of the data it is registered for (--window)."""
     check_name(spec.name)
     if not is_arch(spec.arch):
         raise GradfaithError(f"--arch: unknown timm architecture '{spec.arch}' (try `timm.list_models()`)")
@@ -129,7 +131,7 @@ def import_model(weights: Path, spec: ModelSpec, img_size: int, classes: list[st
     state = read_state(weights)
     _reorder_heads(state, model.net, order)
     load_weights(model, weights, state)
-    ds = discover(data)
+    ds = discover(data, window)
     prep = prepare(ds, split_seed)
     card = {"name": spec.name, "arch": spec.arch, "family": spec.family, "kwargs": spec.kwargs, "describe": spec.describe(),
             "seed": seed, "img_size": img_size, "class_names": list(CLASS_NAMES), "input": "grey [0,1], repeated to RGB",
