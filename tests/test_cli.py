@@ -468,3 +468,31 @@ def test_a_second_train_into_a_busy_folder_prints_its_one_line_and_no_progress(p
                   "--epochs", "1", "--img-size", "32")
     assert_one_line_error(res, "another train is writing there")
     assert res.stdout == ""  # no progress bar was started for it
+
+
+def test_a_full_disk_is_said_in_one_line_naming_the_folder_or_the_database(monkeypatch, tmp_path, capsys):
+    import errno
+    import sqlite3
+
+    import gradfaith_tui.cli as cli
+    import gradfaith_tui.data.phantom as phantom
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")  # PIL's write: no file name in it
+
+    monkeypatch.setattr(phantom, "write_dataset", full)
+    monkeypatch.setattr(sys, "argv", ["gradfaith-tui", "data", "synth", str(tmp_path / "ph")])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err == (f"gradfaith-tui: error: {tmp_path / 'ph'}: no space left on the device "
+                                             "(nothing was kept: free some space, or pass a smaller --patients or --size)\n")
+
+    def db_full(*a, **k):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(cli, "app", db_full)
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().err == ("gradfaith-tui: error: the cache's database: database or disk is full (what was "
+                                       "committed before is kept: free some space and rerun)\n")

@@ -907,13 +907,15 @@ def test_a_full_disk_while_the_cache_makes_a_file_names_that_file_and_leaves_no_
     images = np.zeros((2, 8, 8))
     cases = [CaseInfo("a.png", 0, None, False), CaseInfo("b.png", 1, None, False)]
     writer = CacheWriter(tmp_path, "f", "s", {}, cases, images, images)
-    real = np.lib.format.open_memmap
+    import gradfaith_tui.store.cache as cache_module
 
-    def full(path, *a, **k):
+    real = cache_module._nan_maps
+
+    def full(path, *a, **k):  # as a write on a full disk: an error part-way, not a SIGBUS through a memory map
         Path(path).write_bytes(b"\x93NUMPY partial")
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(np.lib.format, "open_memmap", full)
+    monkeypatch.setattr(cache_module, "_nan_maps", full)
     with pytest.raises(OSError) as caught:
         writer.explanation("m/seed0", "gradcam", "layer4", "a" * 16, (2, 2), {})
     name = Path(caught.value.filename)
@@ -921,12 +923,16 @@ def test_a_full_disk_while_the_cache_makes_a_file_names_that_file_and_leaves_no_
     assert "what precompute stored is kept" in caught.value.strerror
     assert list((tmp_path / "maps").iterdir()) == []  # the partial file is gone, not left holding the space
     assert writer.con.execute("SELECT COUNT(*) FROM explanations").fetchone()[0] == 0  # its row rolled back
-    monkeypatch.setattr(np.lib.format, "open_memmap", real)
+    monkeypatch.setattr(cache_module, "_nan_maps", real)
     assert writer.explanation("m/seed0", "gradcam", "layer4", "a" * 16, (2, 2), {}) >= 1  # space again: it goes on
-    monkeypatch.setattr(np, "save", lambda f, arr: (f.write(b"partial"), full(tmp_path / "x")))
+    def numpy_on_a_full_disk(f, arr):  # NumPy's own words for it, without an errno
+        f.write(b"partial")
+        raise OSError("245760 requested and 122752 written")
+
+    monkeypatch.setattr(np, "save", numpy_on_a_full_disk)
     with pytest.raises(OSError) as caught:
         writer._save("masks.npy", np.zeros((2, 8, 8)))
-    assert caught.value.filename == str(tmp_path / "masks.npy")
+    assert caught.value.filename == str(tmp_path / "masks.npy") and "no space left" in caught.value.strerror
     assert [p.name for p in tmp_path.iterdir() if "tmp" in p.name] == []
     assert np.load(tmp_path / "masks.npy").shape == (2, 8, 8)  # the old one, whole
     writer.close()

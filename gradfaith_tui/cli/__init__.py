@@ -89,7 +89,8 @@ def main() -> None:
         print(f"gradfaith-tui: error: {where}{exc.strerror or exc}", file=sys.stderr)
         sys.exit(GradfaithError.exit_code)
     except sqlite3.OperationalError as exc:  # a cache another process holds locked, a full disk, a read-only folder
-        print(f"gradfaith-tui: error: the cache's database: {exc}", file=sys.stderr)
+        full = " (what was committed before is kept: free some space and rerun)" if "full" in str(exc) else ""
+        print(f"gradfaith-tui: error: the cache's database: {exc}{full}", file=sys.stderr)
         sys.exit(GradfaithError.exit_code)
     except sqlite3.DatabaseError as exc:  # a database file damaged where no check of ours reached
         print(f"gradfaith-tui: error: the cache's database: {exc} (not an audit cache, or damaged; use a new --cache "

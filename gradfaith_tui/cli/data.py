@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 from pathlib import Path
@@ -56,6 +57,11 @@ def synth(
         n = write_dataset(cfg, out, replace=force)
     except MemoryError:  # write_dataset has taken its partial folder away
         raise GradfaithError(f"--size {size}: out of memory writing {out}; try a smaller --size") from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise GradfaithError(f"{out}: no space left on the device (nothing was kept: free some space, or pass a "
+                             "smaller --patients or --size)") from None
     typer.echo(f"wrote {n} slices of {patients} patients to {out}")
 
 

@@ -96,10 +96,11 @@ def replace_atomically(path: Path, write: Callable[[Path], object], kept: str = 
 
 
 def _disk_full(exc: BaseException) -> bool:
-    """A full disk as torch.save (a zip writer's "unexpected pos"), safetensors or Python report it."""
+    """A full disk as torch.save (a zip writer's "unexpected pos"), safetensors, NumPy ("N requested and M
+    written") or Python report it."""
     text = str(exc)
     return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left" in text \
-        or "unexpected pos" in text or "file write failed" in text
+        or "unexpected pos" in text or "file write failed" in text or ("requested and" in text and "written" in text)
 
 
 def write_card_file(directory: Path, card: dict, name: str = CARD_NAME) -> None:

@@ -200,6 +200,19 @@ def model_order(m: ModelInfo) -> tuple:
 _MAP_NAME = re.compile(r"maps/[A-Za-z0-9_-]+\.npy")
 
 
+def _nan_maps(path: Path, n: int, shape: tuple[int, int]) -> None:
+    """An (n, h, w) float16 array file of NaN ("not computed yet"), written through the file, not a memory map:
+    a memory-mapped file is created sparse, and filling it on a full disk kills the process (SIGBUS) where a
+    write raises an error that can be said in one line. Later batches write into the blocks reserved here."""
+    row = np.full(shape, np.nan, np.float16).tobytes()
+    per = max(1, (1 << 20) // len(row))  # about 1 MB a write
+    with path.open("wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
+                                                 "fortran_order": False, "shape": (n, *shape)})
+        for start in range(0, n, per):
+            f.write(row * min(per, n - start))
+
+
 def map_path(root: Path, name: str) -> Path:
     """A map file the database names, which must lie in the cache's maps folder: a copied or crafted cache
     must not make precompute's repair delete, or a reader open, a file elsewhere."""
@@ -396,12 +409,7 @@ class CacheWriter:
             map_file = f"{MAPS_DIR}/{expl_id}-{tag}.npy"
             n = self.n_cases
 
-            def write(tmp: Path) -> None:
-                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, *shape))
-                arr[:] = np.nan
-                arr.flush()
-                del arr
-            replace_atomically(self.root / map_file, write, RESULTS_KEPT)
+            replace_atomically(self.root / map_file, lambda tmp: _nan_maps(tmp, n, shape), RESULTS_KEPT)
             self.con.execute("UPDATE explanations SET map_file=? WHERE expl_id=?", (map_file, expl_id))
         for old in stale:
             if old["map_file"] and old["map_file"] != map_file:
