@@ -118,9 +118,11 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         if dist.main:
             _refresh_masks(writer, arrays_at, warn)
 
+        # The lowest seed of each name is the reference for Consist, among this run's and those the cache shows
+        # already: a run of seed 1 alone must not make a second reference beside the cache's seed 0.
         refs: dict[str, int] = {}
-        for c in ckpts:  # the lowest seed of each name is the reference for Consist
-            refs.setdefault(c.card["name"], c.card["seed"])
+        for name, seed in [(c.card["name"], c.card["seed"]) for c in ckpts] + writer.reference_seeds():
+            refs[name] = min(refs.get(name, seed), seed)
         jobs = [_Job(c, refs[c.card["name"]] == c.card["seed"]) for c in ckpts]
         for job in jobs:
             job.load(device, target_layer)

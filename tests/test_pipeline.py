@@ -965,3 +965,23 @@ def test_models_refused_as_trained_on_other_data_say_what_changed_since_the_spli
     img.save(data / gone["path"])
     with pytest.raises(CheckpointError, match="the files are those its saved split .* lists, so one of them was changed"):
         precompute(data, trained, tmp_path / "c", warn=lambda m: None)
+
+
+def test_a_run_of_a_later_seed_alone_keeps_one_reference_per_name(cache, phantoms, trained, tmp_path):
+    """precompute --seeds 1 on a cache holding seed 0 once made seed 1 a second reference: the model showed
+    twice, and rows keyed by name gave one column the other seed's predictions."""
+    copy = _copy_cache(cache, tmp_path)
+    precompute(phantoms, trained, copy, seeds=[1], warn=lambda m: None, with_timing=False)
+    r = CacheReader(copy)
+    assert [c.model.model_id for c in r.columns] == [f"{n}/seed0" for n in TINY_MODELS]
+    assert [row[0] for row in r.con.execute("SELECT model_id FROM models WHERE is_ref=1 ORDER BY model_id")] == [
+        f"{n}/seed0" for n in TINY_MODELS]
+    r.close()
+    con = sqlite3.connect(copy / "audit.sqlite")  # a cache written by the earlier version: two marked
+    con.execute("UPDATE models SET is_ref=1")
+    con.commit()
+    con.close()
+    r = CacheReader(copy)
+    assert [c.model.model_id for c in r.columns] == [f"{n}/seed0" for n in TINY_MODELS]
+    assert r.completeness()[1] == r.n_cases * len(TINY_MODELS)
+    r.close()

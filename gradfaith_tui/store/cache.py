@@ -14,7 +14,7 @@ import json
 import re
 import sqlite3
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -213,6 +213,16 @@ def _nan_maps(path: Path, n: int, shape: tuple[int, int]) -> None:
             f.write(row * min(per, n - start))
 
 
+def _one_reference_each(models: list[ModelInfo]) -> list[ModelInfo]:
+    """The lowest seed marked reference of each name is its reference: a cache written before a run of other seeds
+    alone stopped marking a second one (precompute --seeds 1 on a cache holding seed 0) shows each name once."""
+    refs: dict[str, int] = {}
+    for m in models:
+        if m.is_ref:
+            refs[m.name] = min(refs.get(m.name, m.seed), m.seed)
+    return [replace(m, is_ref=m.is_ref and refs[m.name] == m.seed) for m in models]
+
+
 def map_path(root: Path, name: str) -> Path:
     """A map file the database names, which must lie in the cache's maps folder: a copied or crafted cache
     must not make precompute's repair delete, or a reader open, a file elsewhere."""
@@ -365,12 +375,15 @@ class CacheWriter:
                 ("split_hash", split_hash), ("created", _now())])
 
     def add_model(self, info: ModelInfo, checkpoint_hash: str, card: dict) -> None:
-        """Register a model; if its checkpoint changed, everything computed from the old one is dropped."""
+        """Register a model; if its checkpoint changed, everything computed from the old one is dropped. A reference
+        seed takes the place of any other seed of its name that was one (one column per name)."""
         row = self.con.execute("SELECT checkpoint_hash FROM models WHERE model_id=?", (info.model_id,)).fetchone()
         gone: list[str] = []
         with self.con:
             if row is not None and row["checkpoint_hash"] != checkpoint_hash:
                 gone = self._drop_model_results(info.model_id)
+            if info.is_ref:
+                self.con.execute("UPDATE models SET is_ref=0 WHERE name=? AND model_id!=?", (info.name, info.model_id))
             self.con.execute("INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)", (
                 info.model_id, info.name, info.arch, info.family, info.describe, info.seed, int(info.is_ref),
                 info.img_size, checkpoint_hash, json.dumps(card, sort_keys=True)))
@@ -419,6 +432,10 @@ class CacheWriter:
     @property
     def n_cases(self) -> int:
         return int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
+
+    def reference_seeds(self) -> list[tuple[str, int]]:
+        """(name, seed) of the reference seeds the cache holds models of."""
+        return [(r[0], int(r[1])) for r in self.con.execute("SELECT name, seed FROM models WHERE is_ref=1")]
 
     def done(self, expl_id: int) -> set[int]:
         """Cases whose map and metrics for this explanation are already stored (Faith is always among them)."""
@@ -545,9 +562,9 @@ class CacheReader:
             raise CacheError(f"--method: no {method} maps in {self.root} (it holds {', '.join(self.methods)})")
         self.method = method
         self.n_cases = int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
-        self.models = sorted((ModelInfo(r["model_id"], r["name"], r["arch"], r["family"], r["describe"], r["seed"],
-                                        bool(r["is_ref"]), r["img_size"])
-                              for r in self.con.execute("SELECT * FROM models")), key=model_order)
+        self.models = _one_reference_each(sorted(
+            (ModelInfo(r["model_id"], r["name"], r["arch"], r["family"], r["describe"], r["seed"], bool(r["is_ref"]),
+                       r["img_size"]) for r in self.con.execute("SELECT * FROM models")), key=model_order))
         if self.n_cases == 0 or not self.models:
             self.con.close()
             raise CacheError(f"{self.root}: the cache is empty (no cases or no models); run `gradfaith-tui precompute`")
@@ -591,7 +608,7 @@ class CacheReader:
         added since this reader opened. Less than expected: precompute is still writing, or stopped early."""
         done = sum(int(self.con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id=? AND name='faith'",
                                         (c.expl_id,)).fetchone()[0]) for c in self.columns if c.expl_id is not None)
-        listed = int(self.con.execute("SELECT COUNT(*) FROM models WHERE is_ref=1").fetchone()[0])
+        listed = int(self.con.execute("SELECT COUNT(DISTINCT name) FROM models WHERE is_ref=1").fetchone()[0])
         return done, self.n_cases * max(listed, len(self.columns))
 
     def later_results(self) -> int:
