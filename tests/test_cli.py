@@ -58,7 +58,7 @@ def test_explore_without_a_terminal_says_so_instead_of_drawing_into_the_pipe(tmp
     assert_one_line_error(res, "explore: needs a terminal", f"report --cache {cache} --terminal")
 
 
-def test_a_cache_whose_schema_version_is_damaged_or_other_is_one_line(tmp_path):
+def test_a_cache_whose_schema_version_is_damaged_or_other_is_one_line(phantoms, trained, tmp_path):
     import sqlite3
 
     from gradfaith_tui.store.synthetic import build_synthetic_cache
@@ -76,6 +76,11 @@ def test_a_cache_whose_schema_version_is_damaged_or_other_is_one_line(tmp_path):
         con.commit()
         con.close()
         assert_one_line_error(run("report", "--cache", cache, "--out", tmp_path / "r"), says)
+    before = sqlite3.connect(cache / "audit.sqlite").execute("SELECT * FROM evaluation").fetchall()
+    # evaluate too, before any model runs: its table may mean something else in another version's cache
+    assert_one_line_error(run("evaluate", "--data", phantoms, "--checkpoints", trained, "--cache", cache),
+                          "cache schema version unknown (None), this tool writes v1")
+    assert sqlite3.connect(cache / "audit.sqlite").execute("SELECT * FROM evaluation").fetchall() == before
 
 
 def test_unknown_model_name(phantoms, trained, tmp_path):

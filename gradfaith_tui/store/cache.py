@@ -132,6 +132,16 @@ def _schema_text(meta: dict) -> str:
     return f"v{meta['schema_version']}" if _schema(meta) is not None else f"version unknown ({meta.get('schema_version')!r})"
 
 
+def other_schema(meta: dict, where: Path, does: str = "writes") -> CacheError | None:
+    """The error for a cache of another schema version than this tool's, or None where it is this one's."""
+    if _schema(meta) == SCHEMA_VERSION:
+        return None
+    newer = (_schema(meta) or 0) > SCHEMA_VERSION
+    return CacheError(f"{where}: cache schema {_schema_text(meta)}, this tool {does} v{SCHEMA_VERSION}; "
+                      + (f"upgrade gradfaith-tui to {'read' if does == 'reads' else 'use'} it" if newer else
+                         "build it again with `gradfaith-tui precompute` into a new --cache folder"))
+
+
 @dataclass(frozen=True)
 class CaseInfo:
     case_id: str
@@ -278,9 +288,8 @@ class CacheWriter:
             self.con.close()
             raise CacheError(f"{db}: {DAMAGED_DB} (it has cases but no meta table rows); use a new --cache folder")
         if meta:
-            if _schema(meta) != SCHEMA_VERSION:
-                raise CacheError(f"{self.root}: cache schema {_schema_text(meta)} but this tool writes v{SCHEMA_VERSION}; "
-                                 "use a new --cache folder")
+            if other_schema(meta, self.root):
+                raise other_schema(meta, self.root)
             if meta.get("fingerprint") != fingerprint or meta.get("split_hash") != split_hash:
                 raise CacheError(f"{self.root}: cache was built from other data or another split "
                                  f"(fingerprint {meta.get('fingerprint')}, now {fingerprint}); use a new --cache folder")
@@ -546,12 +555,9 @@ class CacheReader:
             self.con.close()
             raise CacheError(f"{db}: an unfinished cache (its precompute stopped before writing any case); rerun "
                              f"`gradfaith-tui precompute`")
-        if _schema(meta) != SCHEMA_VERSION:
+        if other_schema(meta, db):
             self.con.close()
-            newer = (_schema(meta) or 0) > SCHEMA_VERSION
-            raise CacheError(f"{db}: cache schema {_schema_text(meta)}, this tool reads v{SCHEMA_VERSION}; "
-                             + ("upgrade gradfaith-tui to read it" if newer else
-                                "build it again with `gradfaith-tui precompute` into a new --cache folder"))
+            raise other_schema(meta, db, "reads")
         self.meta = meta
         self.methods = [r[0] for r in self.con.execute("SELECT DISTINCT method FROM explanations ORDER BY method")]
         if method is None:

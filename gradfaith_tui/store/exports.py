@@ -12,7 +12,7 @@ from typing import Callable
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.cache import DAMAGED_DB, RESULTS_KEPT, connect_readonly
+from gradfaith_tui.store.cache import DAMAGED_DB, RESULTS_KEPT, connect_readonly, other_schema
 from gradfaith_tui.store.keys import checkpoint_identity
 from gradfaith_tui.store.schema import DB_NAME
 
@@ -56,6 +56,8 @@ def cache_identity(cache: Path) -> tuple[str | None, str | None] | None:
             con.close()
     except sqlite3.DatabaseError as exc:
         raise CacheError(f"{db}: {DAMAGED_DB} ({exc}); use a new --cache folder") from None
+    if meta and other_schema(meta, db):  # its evaluation table may mean something else there: left alone
+        raise other_schema(meta, db)
     return meta.get("fingerprint"), meta.get("split_hash")
 
 
