@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import re
@@ -86,7 +87,8 @@ def test_checkpoint_card_and_resume(phantoms, tmp_path):
     assert model(torch.rand(1, 1, 32, 32)).shape == (1, 3)
 
 
-@pytest.mark.parametrize("damage", ["state-truncated", "state-list", "state-epoch-text", "optim-empty",
+@pytest.mark.parametrize("damage", ["state-truncated", "state-list", "state-epoch-text", "state-history-int",
+                                    "state-epoch-past-the-run", "optim-empty",
                                     "optim-garbage", "optim-other-dict"])
 def test_damaged_resume_files_stop_with_one_line_naming_them_and_keep_the_epochs(phantoms, tmp_path, damage):
     import shutil
@@ -108,6 +110,9 @@ def test_damaged_resume_files_stop_with_one_line_naming_them_and_keep_the_epochs
     target, content = {"state-truncated": (state_file, state_file.read_bytes()[:50]),
                        "state-list": (state_file, b"[]"),
                        "state-epoch-text": (state_file, json.dumps({**json.loads(state_file.read_text()), "epoch": "x"}).encode()),
+                       # a crash mid-epoch once, skipped training and deleted the saved epochs the other
+                       "state-history-int": (state_file, json.dumps({**json.loads(state_file.read_text()), "history": 5}).encode()),
+                       "state-epoch-past-the-run": (state_file, json.dumps({**json.loads(state_file.read_text()), "epoch": 99}).encode()),
                        "optim-empty": (optim_file, b""), "optim-garbage": (optim_file, b"garbage"),
                        "optim-other-dict": (optim_file, None)}[damage]
     if content is None:
@@ -753,3 +758,33 @@ def test_a_waiting_card_is_left_alone_while_a_writer_holds_the_folder_and_locks_
     with pytest.raises(RuntimeError, match="Timed out"):  # its own cause, not blame on another rank
         with Dist(1, 2)._peers():
             timeout()
+
+
+def test_a_resumed_run_says_so_and_its_bar_starts_at_the_saved_epochs(phantoms, tmp_path):
+    from gradfaith_tui.cli.progress import fit_events
+    from gradfaith_tui.config import spec_for
+    from gradfaith_tui.models.fit import FitEvents, fit_all
+    from rich.console import Console
+    from rich.progress import Progress
+
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32)
+
+    class Stop(Exception):
+        pass
+
+    def stop(model_id, e, row):
+        raise Stop()  # a kill after the first saved epoch
+
+    with pytest.raises(Stop):
+        fit_all(phantoms, tmp_path, [spec_for("resnet10t")], [0], cfg, events=FitEvents(epoch=stop))
+    console = Console(file=io.StringIO(), width=120)
+    with Progress(console=console) as progress:
+        events = fit_events(progress)
+        at_start = []
+        shown = events.start
+        events.start = lambda *a: (shown(*a), at_start.append(progress.tasks[-1].completed))
+        fit_all(phantoms, tmp_path, [spec_for("resnet10t")], [0], cfg, events=events)
+        task = progress.tasks[0]
+        assert at_start == [task.total / 2] and task.completed == task.total  # from epoch 1 of 2, not from 0
+    said = console.file.getvalue()
+    assert "train resnet10t/seed0: resuming after epoch 1 of 2 (saved)" in said

@@ -70,8 +70,11 @@ def fit_events(progress: Progress | None):
     tasks: dict[str, int] = {}
     noted: set[str] = set()
 
-    def start(model_id, epochs, batches):
-        tasks[model_id] = progress.add_task(f"train {model_id}", total=epochs * batches, info="")
+    def start(model_id, epochs, batches, done=0):
+        if done:  # a rerun after a kill or Ctrl-C: the bar starts where the saved epochs end
+            progress.console.print(f"[dim]train {model_id}: resuming after epoch {done} of {epochs} (saved)[/]")
+        tasks[model_id] = progress.add_task(f"train {model_id}", total=epochs * batches, completed=done * batches,
+                                            info=f"epoch {done} saved" if done else "")
 
     def batch(model_id, epoch, b, n, loss):
         progress.update(tasks[model_id], completed=epoch * n + b, info=f"epoch {epoch + 1} loss {loss:.3f}")

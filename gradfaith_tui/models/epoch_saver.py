@@ -45,14 +45,33 @@ def read_resume_state(out: Path) -> dict | None:
         state = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         state = exc
-    if not isinstance(state, dict) or not isinstance(state.get("epoch", 0), int) or not isinstance(state.get("slot", ""), str):
-        why = f" ({state.__class__.__name__})" if isinstance(state, Exception) else ""
-        raise TrainingError(f"{path}: unreadable resume state{why}; restore it, or pass --restart to train from "
-                            f"scratch (the finished epochs are discarded)")
+    why = f"{state.__class__.__name__}" if isinstance(state, Exception) else _state_problem(state)
+    if why is not None:
+        raise TrainingError(f"{path}: unreadable resume state{f' ({why})' if why else ''}; restore it, or pass "
+                            f"--restart to train from scratch (the finished epochs are discarded)")
     slot = state.get("slot", "")
     if not ((out / weights_name(slot)).is_file() and (out / optim_name(slot)).is_file()):
         return None
     return state
+
+
+def _state_problem(state) -> str | None:
+    """Why a parsed state cannot be resumed from ("" where it is not even an object), or None where it can: each
+    finished epoch adds one history row, and the run never goes past its --epochs. Resuming from a state that
+    breaks these would crash mid-run or skip the training and drop the saved epochs."""
+    if not isinstance(state, dict):
+        return ""
+    epoch, history, best = state.get("epoch", 0), state.get("history", []), state.get("best")
+    if type(epoch) is not int or epoch < 0 or not isinstance(state.get("slot", ""), str):
+        return "epoch or slot"
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history) or len(history) != epoch:
+        return f"epoch {epoch} with {len(history) if isinstance(history, list) else 'no'} history rows"
+    if best is not None and not (isinstance(best, dict) and {"val_acc", "val_loss"} <= best.keys()):
+        return "best epoch"
+    planned = state.get("config", {}).get("epochs") if isinstance(state.get("config"), dict) else None
+    if isinstance(planned, int) and epoch > planned:
+        return f"epoch {epoch} of {planned}"
+    return None
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

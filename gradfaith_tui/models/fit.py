@@ -23,7 +23,7 @@ class FitEvents:
     """Callbacks the CLI turns into progress bars; all optional."""
 
     warn: Callable[[str], None] = lambda msg: None
-    start: Callable[[str, int, int], None] = lambda model_id, epochs, batches: None
+    start: Callable[[str, int, int, int], None] = lambda model_id, epochs, batches, done: None  # done: resumed after
     batch: Callable[[str, int, int, int, float], None] = lambda model_id, epoch, b, n, loss: None
     epoch: Callable[[str, int, dict], None] = lambda model_id, epoch, row: None
     skip: Callable[[str], None] = lambda model_id: None
@@ -45,7 +45,7 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
     provenance = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": split_seed,
                   "data": str(data)}
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    plan = []  # (spec, seed, out, settings a skipped checkpoint was trained with where they differ; or train)
+    plan = []  # (spec, seed, out, to train, how a skipped one's settings differ, epochs a resumed run has saved)
     for spec in specs:  # every conflict with saved work is found before any time is spent training
         for seed in seeds:
             out = checkpoint_dir(checkpoints, spec, seed)
@@ -56,15 +56,15 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
             if is_complete(out, cfg.epochs, prep.fingerprint):
                 differs = finished_differences(out, cfg)
                 if not (restart and differs):
-                    plan.append((spec, seed, out, False, differs))
+                    plan.append((spec, seed, out, False, differs, 0))
                     continue
-            resume_point(out, cfg, provenance, restart)
-            plan.append((spec, seed, out, True, None))
+            resumed = resume_point(out, cfg, provenance, restart)
+            plan.append((spec, seed, out, True, None, resumed["epoch"] if resumed else 0))
     train_arr = load_split(prep.samples(ds, "train"), cfg.img_size, strict, events.warn)
     val_arr = load_split(prep.samples(ds, "val"), cfg.img_size, strict, events.warn)
     provenance = {**provenance, "n_train": len(train_arr), "n_val": len(val_arr)}
     done = []
-    for spec, seed, out, to_train, differs in plan:
+    for spec, seed, out, to_train, differs, resumed_after in plan:
         model_id = f"{spec.name}/seed{seed}"
         if not to_train:
             if rank0:
@@ -79,7 +79,8 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
             with writer_lock(out, "train", enabled=rank0), \
                     batch_size_on_out_of_memory(cfg.batch_size, model_id, cfg.device, "epochs", TrainingError):
                 # its bar once the folder is ours: a refused second train prints its one line and nothing before
-                events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size))
+                events.start(model_id, cfg.epochs, steps_per_epoch(len(train_arr), cfg.batch_size),
+                             resumed_after)
                 train(spec, seed, train_arr, val_arr, cfg, out, provenance,
                       on_batch=lambda e, b, n, loss, m=model_id: events.batch(m, e, b, n, loss),
                       on_epoch=lambda e, row, m=model_id: events.epoch(m, e, row), tuning=tuning, restart=restart)
