@@ -576,6 +576,22 @@ def test_a_flag_set_by_another_explorer_shows_after_the_next_poll(cache):
     run(body, cache)
 
 
+def test_a_note_alone_from_the_table_records_the_map_in_view(cache):
+    async def body(app, pilot):
+        first = app.source.idx_at(0)
+        await pilot.press("e", *"rim", "enter")  # across every model
+        await settle(pilot)
+        await pilot.press("j", "m")  # one model chosen (the cursor keeps its case)
+        await settle(pilot)
+        second = app._current_idx()
+        await pilot.press("e", *"M1 too", "enter")
+        await settle(pilot)
+        assert first != second and app.source.flags.get(first).viewed == ""
+        assert app.source.flags.get(second).viewed == "resnet10t/seed0"
+
+    run(body, cache)
+
+
 def test_a_flag_records_the_map_in_view_and_the_export_and_panel_name_it(cache, tmp_path):
     async def body(app, pilot):
         await pilot.press("1")  # the table across models: no one map

@@ -76,7 +76,7 @@ class TriageActions:
     def action_note(self) -> None:
         idx = self._current_idx()
         if idx is not None:
-            self.note_case(idx, self.source.row_at(self.query_one(CaseTable).cursor).case_id)
+            self.note_case(idx, self.source.row_at(self.query_one(CaseTable).cursor).case_id, viewed=self._viewed())
 
     # The zoom screen calls these with the case it shows, which need not be the table's.
     def flag_case(self, idx: int | None, category: str, then=None, viewed: str | None = None) -> None:
