@@ -709,5 +709,8 @@ def test_undo_after_a_restart_brings_back_only_the_flag_that_one_replaced(cache)
     b.close()
     c = FlagStore(cache)
     assert c.undo() == 2 and c.get(2) is None
-    assert c.undo() == 1 and c.get(1) is None  # not the long-cleared "unfaithful"
+    assert c.undo() is None  # one earlier flag a session: with no redo, z pressed on would eat older work
     c.close()
+    d = FlagStore(cache)
+    assert d.undo() == 1 and d.get(1) is None  # not the long-cleared "unfaithful"
+    d.close()

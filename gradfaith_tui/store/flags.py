@@ -172,7 +172,8 @@ class FlagStore:
 
     def _next_undo(self) -> Change | None:
         """What undo() would undo: the newest change of this session still standing; in a session that has changed
-        nothing, the newest flag set before it opened. Never a flag another explorer set meanwhile."""
+        nothing (undone nothing either), the newest flag set before it opened. Never a flag another explorer set
+        meanwhile."""
         while self._undo and not self._still_current(self._undo[-1]):
             self._undo.pop()  # another explorer has changed that case since: undoing would revive a second flag
             self.overtaken = True
@@ -231,6 +232,8 @@ class FlagStore:
             raise
         if self._undo and self._undo[-1] is change:
             self._undo.pop()
+        else:  # the newest flag of an earlier session: one only, as there is no redo to take a second back
+            self._changed = True
         fid = change.added if change.added is not None else change.retired
         idx = int(self.con.execute("SELECT idx FROM flags WHERE flag_id=?", (fid,)).fetchone()[0])
         self.current.pop(idx, None)
