@@ -239,6 +239,8 @@ def test_a_mistyped_option_or_value_is_one_line_naming_it():
     assert_one_line_error(run("train", "--seeds=-1"), "--seeds", "-1")
     assert_one_line_error(run("train", "--lr", "inf"), "--lr", "inf")  # before a checkpoint is found and skipped
     assert_one_line_error(run("train", "--models", ""), "--models")  # not "every model"
+    res = run("train", "--models", "resnet10t", "--pretrained-file", ".")  # before any bar is drawn
+    assert_one_line_error(res, "--pretrained-file: .: a folder, not a weights file")
     res = run()  # no command: the help, as before
     assert res.returncode == 2 and "Commands" in res.stdout + res.stderr and "error" not in res.stderr
 

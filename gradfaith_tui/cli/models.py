@@ -45,6 +45,10 @@ def train(
     from gradfaith_tui.models.fit import fit_all
     from gradfaith_tui.models.train import CudaTuning, TrainConfig
 
+    if pretrained_file is not None and not pretrained_file.is_file():  # said before any bar, not inside training
+        from gradfaith_tui.models.factory import pretrained_file_problem
+
+        raise GradfaithError(pretrained_file_problem(pretrained_file))
     if lr is not None and not 0 < lr < float("inf"):  # inf passes Click's min=0, then diverges on the first step
         raise GradfaithError(f"--lr: must be a positive, finite learning rate, got {lr}")
     prof = get_profile(profile, epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr)

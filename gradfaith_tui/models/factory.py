@@ -70,6 +70,11 @@ def describe_error(exc: BaseException, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def pretrained_file_problem(path: Path) -> str:
+    what = "a folder, not a weights file" if path.is_dir() else "not found"
+    return f"--pretrained-file: {path}: {what}"
+
+
 def build(spec: ModelSpec, img_size: int, pretrained_file: Path | None = None) -> Classifier:
     """Create the timm net for spec; ImageNet weights only from a local file, never from a hub."""
     import timm
@@ -78,7 +83,7 @@ def build(spec: ModelSpec, img_size: int, pretrained_file: Path | None = None) -
     kwargs = dict(spec.kwargs)
     if pretrained_file is not None:
         if not Path(pretrained_file).is_file():
-            raise CheckpointError(f"--pretrained-file: not found: {pretrained_file}")
+            raise CheckpointError(pretrained_file_problem(Path(pretrained_file)))
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_file)))
     try:
         try:  # transformers size their position embeddings to the input (ViT, PiT, CaiT, VOLO, Swin...)
