@@ -22,7 +22,7 @@ def other_data(card: dict, fingerprint: str, data: Path | str | None = None) -> 
     --data), and that is the likeliest mistake."""
     text = f"on other data (fingerprint {card.get('data_fingerprint')}, data now {fingerprint}"
     was = card.get("data")
-    if was and data is not None and os.path.normpath(was) != os.path.normpath(str(data)):
+    if was and data is not None and os.path.realpath(was) != os.path.realpath(str(data)):
         text += (f"; it was trained with --data {was}, this run has --data {data}: the same images passed at another "
                  f"folder level count as other data, as case ids are paths below --data")
     return text + ")"
