@@ -632,9 +632,10 @@ def test_import_never_replaces_a_checkpoint_unasked_and_takes_only_plain_names(p
     (lambda c: {**c, "img_size": -3}, '"img_size" must be a whole number of pixels'),
     (lambda c: {**c, "kwargs": [1]}, '"kwargs" must be an object'),
     (lambda c: {**c, "class_names": "Normal"}, '"class_names" must be a list'),
+    (lambda c: {**c, "class_names": ["Normal", "Benign"]}, '"class_names" must be Normal, Benign, Malignant'),
     (lambda c: {**c, "kwargs": {"bogus_kw": 1}}, r"cannot build resnet10t .*unexpected keyword argument 'bogus_kw'"),
     (lambda c: {**c, "arch": "nosuch"}, "unknown model 'nosuch'"),
-], ids=["list", "no-arch", "img-size", "kwargs", "class-names", "bogus-kwarg", "unknown-arch"])
+], ids=["list", "no-arch", "img-size", "kwargs", "class-names", "two-classes", "bogus-kwarg", "unknown-arch"])
 def test_a_card_of_the_wrong_shape_is_one_error_naming_it(phantoms, tmp_path, change, said):
     from gradfaith_tui.models.registry import find_checkpoints
 

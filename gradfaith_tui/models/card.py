@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CheckpointError
 
 CARD_NAME = "card.json"
@@ -61,6 +62,8 @@ def card_problem(card: object) -> str | None:
     names = card.get("class_names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return '"class_names" must be a list of names' if "class_names" in card else '"class_names" is missing'
+    if names != list(CLASS_NAMES):  # train and import both write the head in this order
+        return f'"class_names" must be {", ".join(CLASS_NAMES)} (the order of the head\'s outputs), found {", ".join(names) or "none"}'
     if not isinstance(card.get("kwargs", {}), dict):
         return '"kwargs" must be an object of constructor arguments'
     for key in ("describe", "data_fingerprint", "split_hash"):
