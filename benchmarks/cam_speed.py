@@ -236,7 +236,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
         setattr(owner, name, timed)
 
     from gradfaith_tui.metrics import per_case, readback, staging
-    from gradfaith_tui.store.cache import CacheWriter
+    from gradfaith_tui.store.writer import CacheWriter
 
     clocked(readback.Pending, "wait", "wait")  # the read-back waits for the device to finish the batch
     clocked(staging.Stager, "__call__", "stage")

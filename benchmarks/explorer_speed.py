@@ -116,7 +116,7 @@ async def key_overhead(root: Path, presses: int = 30) -> tuple[float, float, flo
 def sort_filter(root: Path) -> dict[str, float]:
     from gradfaith_tui.config import CLASS_NAMES  # noqa: F401
     from gradfaith_tui.store.arrays import Filter
-    from gradfaith_tui.store.cache import CacheReader
+    from gradfaith_tui.store.reader import CacheReader
     from gradfaith_tui.tui.source import CaseSource, ViewSpec
 
     reader = CacheReader(root)

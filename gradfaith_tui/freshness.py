@@ -10,7 +10,7 @@ from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.config import CamSettings
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.keys import CONSIST_RULE, checkpoint_identity, explanation_key
 
 

@@ -23,7 +23,8 @@ from gradfaith_tui.errors import CheckpointError, GradfaithError, batch_size_on_
 from gradfaith_tui.models.distributed import from_env
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.registry import find_checkpoints, refuse_other_data, unfinished
-from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
+from gradfaith_tui.store.records import CaseInfo, ModelInfo
+from gradfaith_tui.store.writer import CacheWriter
 from gradfaith_tui.store.exports import write_evaluation_files
 from gradfaith_tui.store.keys import checkpoint_identity, explanation_key
 

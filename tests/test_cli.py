@@ -127,7 +127,7 @@ def test_evaluate_into_an_audit_cache_reaches_its_report_and_outlives_a_precompu
     import shutil
 
     from gradfaith_tui.pipeline import precompute
-    from gradfaith_tui.store.cache import CacheReader
+    from gradfaith_tui.store.reader import CacheReader
 
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)

@@ -116,7 +116,7 @@ def test_a_reimport_at_another_size_is_recomputed_not_shown_as_current(phantoms,
     from gradfaith_tui.config import CamSettings
     from gradfaith_tui.freshness import cache_is_current
     from gradfaith_tui.pipeline import precompute
-    from gradfaith_tui.store.cache import CacheReader
+    from gradfaith_tui.store.reader import CacheReader
 
     torch.save(_resnet().state_dict(), tmp_path / "w.pth")
     _import(tmp_path / "w.pth", phantoms, tmp_path, size=64)

@@ -8,7 +8,9 @@ import pytest
 from gradfaith_tui.config import CamSettings
 from gradfaith_tui.errors import CacheError, CheckpointError
 from gradfaith_tui.pipeline import precompute
-from gradfaith_tui.store.cache import CacheReader, CacheWriter, CaseInfo
+from gradfaith_tui.store.reader import CacheReader
+from gradfaith_tui.store.records import CaseInfo
+from gradfaith_tui.store.writer import CacheWriter
 from tests.conftest import TINY_MODELS
 
 
@@ -109,7 +111,8 @@ def test_the_same_images_one_folder_down_are_named_as_such_and_get_no_split_file
 
 
 def test_reopened_cache_takes_the_patient_pseudonyms_of_today(tmp_path):
-    from gradfaith_tui.store.cache import CacheWriter, CaseInfo
+    from gradfaith_tui.store.records import CaseInfo
+    from gradfaith_tui.store.writer import CacheWriter
 
     images = np.zeros((2, 8, 8))
     old = [CaseInfo("a.dcm", 2, "dcm-0123456789ab", False), CaseInfo("b.png", 0, None, False)]
@@ -122,7 +125,7 @@ def test_reopened_cache_takes_the_patient_pseudonyms_of_today(tmp_path):
 
 
 def test_empty_or_missing_cache_is_a_clear_error(tmp_path):
-    from gradfaith_tui.store.cache import CacheWriter
+    from gradfaith_tui.store.writer import CacheWriter
 
     (tmp_path / "blocked" / "audit.sqlite").mkdir(parents=True)  # a folder where the database should be
     with pytest.raises(CacheError, match=r"blocked/audit.sqlite: cannot open the cache's database"):
@@ -537,7 +540,7 @@ def test_damaged_arrays_are_refused_naming_the_file_from_their_headers(tmp_path)
 
 
 def test_a_database_that_is_not_an_audit_cache_is_one_line(tmp_path):
-    from gradfaith_tui.store.cache import CacheWriter
+    from gradfaith_tui.store.writer import CacheWriter
 
     def open_writer(root):
         return CacheWriter(root, "synthetic-0-20", "synthetic-split-0", {}, [], np.zeros((20, 64, 64)), np.zeros((20, 64, 64)))
@@ -662,7 +665,7 @@ def test_evaluation_files_merge_models_and_a_cache_of_other_data_is_refused(phan
 
 
 def test_a_map_file_named_outside_the_cache_is_refused_and_never_deleted(tmp_path):
-    from gradfaith_tui.store.cache import CacheWriter
+    from gradfaith_tui.store.writer import CacheWriter
 
     root = _synthetic_copy(tmp_path, "crafted")
     victim = tmp_path / "victim.txt"
@@ -679,7 +682,8 @@ def test_a_map_file_named_outside_the_cache_is_refused_and_never_deleted(tmp_pat
 
 
 def test_a_replaced_explanation_gets_a_new_map_file_even_where_its_id_comes_back(tmp_path):
-    from gradfaith_tui.store.cache import CacheWriter, CaseInfo
+    from gradfaith_tui.store.records import CaseInfo
+    from gradfaith_tui.store.writer import CacheWriter
 
     images = np.zeros((2, 8, 8))
     cases = [CaseInfo("a.png", 0, None, False), CaseInfo("b.png", 1, None, False)]
@@ -695,7 +699,7 @@ def test_a_replaced_explanation_gets_a_new_map_file_even_where_its_id_comes_back
 
 
 def test_a_database_of_someone_elses_is_refused_and_left_as_it_was(tmp_path):
-    from gradfaith_tui.store.cache import CacheWriter
+    from gradfaith_tui.store.writer import CacheWriter
 
     con = sqlite3.connect(tmp_path / "audit.sqlite")
     con.execute("CREATE TABLE foo (x)")
@@ -902,12 +906,12 @@ def test_masks_redrawn_after_the_cache_was_built_get_their_metrics_recomputed_fr
 def test_a_full_disk_while_the_cache_makes_a_file_names_that_file_and_leaves_no_partial_one(tmp_path, monkeypatch):
     import errno
 
-    from gradfaith_tui.store.cache import CacheWriter
+    from gradfaith_tui.store.writer import CacheWriter
 
     images = np.zeros((2, 8, 8))
     cases = [CaseInfo("a.png", 0, None, False), CaseInfo("b.png", 1, None, False)]
     writer = CacheWriter(tmp_path, "f", "s", {}, cases, images, images)
-    import gradfaith_tui.store.cache as cache_module
+    import gradfaith_tui.store.writer as cache_module
 
     real = cache_module._nan_maps
 

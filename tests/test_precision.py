@@ -36,7 +36,7 @@ def test_training_and_precompute_run_under_bf16(bf16_on_cpu, phantoms, trained, 
     from gradfaith_tui.models.fit import fit_all
     from gradfaith_tui.models.train import TrainConfig
     from gradfaith_tui.pipeline import precompute
-    from gradfaith_tui.store.cache import CacheReader
+    from gradfaith_tui.store.reader import CacheReader
 
     cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-3, img_size=32)
     (out,) = fit_all(phantoms, tmp_path / "ck", [spec_for("resnet10t")], [0], cfg)

@@ -20,7 +20,7 @@ from gradfaith_tui.report import markdown
 from gradfaith_tui.report.build import build
 from gradfaith_tui.report.stats import bootstrap_ci, holm, paired_test
 from gradfaith_tui.report.write import write_report
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.synthetic import build_synthetic_cache
 
 N_CASES = 60
@@ -470,7 +470,7 @@ def test_a_cache_in_a_folder_the_user_cannot_write_is_still_read(tmp_path):
                              capture_output=True, text=True, env=env, timeout=300)
         assert res.returncode == 0, res.stderr
         assert (out / "rep" / "report.md").is_file()
-        probe = ("import sys; from gradfaith_tui.store.cache import CacheReader; from gradfaith_tui.tui.source import "
+        probe = ("import sys; from gradfaith_tui.store.reader import CacheReader; from gradfaith_tui.tui.source import "
                  "CaseSource; r = CacheReader(sys.argv[1]); s = CaseSource(r); s.warm(); "
                  "print(r.n_cases, len(s.compute(s.view)), s.flags is None, s.flags_error)")
         res = subprocess.run([*nobody, sys.executable, "-c", probe, str(root)], capture_output=True, text=True, env=env,

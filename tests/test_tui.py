@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gradfaith_tui.metrics.catalog import METRICS
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.synthetic import build_synthetic_cache
 from gradfaith_tui.tui.app import HelpScreen, make_app
 from gradfaith_tui.tui.render import file_name, short_case_id, tile_layout

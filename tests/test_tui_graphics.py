@@ -76,7 +76,7 @@ def test_default_app_uses_halfblock_and_never_imports_textual_image(cache):
 
 
 def test_pixel_tiles_layout(cache):
-    from gradfaith_tui.store.cache import CacheReader
+    from gradfaith_tui.store.reader import CacheReader
     from textual_image.widget import HalfcellImage
 
     async def main():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.synthetic import build_synthetic_cache
 from gradfaith_tui.tui.app import make_app
 from gradfaith_tui.tui.screens.zoom import ZoomScreen
@@ -400,7 +400,7 @@ def test_double_click_on_a_row_zooms_into_it(cache):
 def test_R_follows_explanations_a_precompute_with_other_settings_replaced(cache):
     import sqlite3
 
-    from gradfaith_tui.store.cache import CacheWriter
+    from gradfaith_tui.store.writer import CacheWriter
 
     async def body(app, pilot):
         col = app.source.columns[0]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from gradfaith_tui.store.arrays import CaseArrays
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.synthetic import build_synthetic_cache
 from gradfaith_tui.tui.render import file_name, short_case_id
 

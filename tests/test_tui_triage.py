@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gradfaith_tui.store.arrays import CaseArrays, Filter
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.flags import FlagStore, export_flags
 from gradfaith_tui.store.synthetic import build_synthetic_cache
 from gradfaith_tui.tui.app import make_app

@@ -92,7 +92,7 @@ def report(
     """Write the audit report: the paper's Table I and Figs. 1-4 from this cache, faithfulness with CIs, flags, provenance."""
     from gradfaith_tui.errors import GradfaithError
     from gradfaith_tui.report.write import FORMATS, write_report
-    from gradfaith_tui.store.cache import CacheReader
+    from gradfaith_tui.store.reader import CacheReader
 
     if format_ not in FORMATS:
         raise GradfaithError(f"--format: '{format_}' (choose from {', '.join(FORMATS)})")

@@ -54,7 +54,7 @@ def demo(
     console.print(f"demo ready in {time.perf_counter() - t0:.1f} s")
     if summary or not (sys.stdin.isatty() and sys.stdout.isatty()):  # no terminal to run the explorer in
         from gradfaith_tui.cli.audit import print_summary
-        from gradfaith_tui.store.cache import CacheReader
+        from gradfaith_tui.store.reader import CacheReader
 
         print_summary(CacheReader(cache))
         typer.echo(f"cache: {cache}  (open it with: gradfaith-tui explore --cache {cache})")

@@ -12,7 +12,7 @@ from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
 from gradfaith_tui.report.caveats import caveats, macro_over
 from gradfaith_tui.report.paper import paper_rows
 from gradfaith_tui.report.provenance import provenance
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.planted import Planted, planted_check
 from gradfaith_tui.store.exports import TABLE1_COLUMNS
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gradfaith_tui.config import CLASS_NAMES
-from gradfaith_tui.store.cache import CacheReader, column_names
+from gradfaith_tui.store.files import column_names
+from gradfaith_tui.store.reader import CacheReader
 
 
 def flags(reader: CacheReader) -> list[dict]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from gradfaith_tui.report.build import Report
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 
 HEAT_CMAP = "jet"
 HEAT_ALPHA = 0.5

@@ -14,7 +14,7 @@ import sqlite3
 from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS, CLASS_NAMES
 from gradfaith_tui.data.duplicates import pair_text
 from gradfaith_tui.metrics.catalog import METRICS
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.keys import CONSIST_RULE
 
 # The metrics that need a lesion mask: absent (NULL), never zero, on a case without one.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.metrics.catalog import FAIL_RHO, METRICS
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 
 EXAMPLES_PER_RULE = 2
 

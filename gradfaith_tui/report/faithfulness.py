@@ -10,7 +10,7 @@ import numpy as np
 from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.stats import Interval, PairedResult, bootstrap_ci, holm, paired_test
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 
 
 @dataclass(frozen=True)

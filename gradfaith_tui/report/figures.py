@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from gradfaith_tui.report.build import Report
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 
 PNG_METADATA = {"Software": None}
 DPI = 100

@@ -8,7 +8,7 @@ import sqlite3
 from importlib import metadata
 
 from gradfaith_tui import __version__
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 
 _PACKAGES = ("numpy", "scipy", "matplotlib", "pillow", "rich", "markdown-it-py")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradfaith_tui.config import CLASS_NAMES
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 
 WORST_PER_CLASS = 2
 RANDOM_CASES = 5

@@ -15,7 +15,7 @@ from pathlib import Path
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.report import figures, html, markdown
 from gradfaith_tui.report.build import Report, build
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 
 FORMATS = ("md", "html", "all")
 

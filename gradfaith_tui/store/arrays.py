@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradfaith_tui.store.cache import Column, table_names
+from gradfaith_tui.store.files import table_names
+from gradfaith_tui.store.records import Column
 
 WORST = -1  # the "model" index meaning the worst value across models
 

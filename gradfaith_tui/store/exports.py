@@ -12,7 +12,7 @@ from typing import Callable
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.cache import DAMAGED_DB, RESULTS_KEPT, connect_readonly, other_schema
+from gradfaith_tui.store.files import DAMAGED_DB, RESULTS_KEPT, connect_readonly, other_schema
 from gradfaith_tui.store.keys import checkpoint_identity
 from gradfaith_tui.store.schema import DB_NAME
 

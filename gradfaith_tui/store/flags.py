@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.cache import column_names, table_names
+from gradfaith_tui.store.files import column_names, table_names
 from gradfaith_tui.store.schema import DB_NAME
 
 EXPORT_KEPT = "the flags stay in the cache: free some space and export again"  # a full disk, said after the file

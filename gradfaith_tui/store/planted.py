@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradfaith_tui.store.cache import Column, table_names
+from gradfaith_tui.store.files import table_names
+from gradfaith_tui.store.records import Column
 
 NAMES = ("shortcut_flip", "shortcut_drop", "shortcut_heat", "shortcut_area")
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from gradfaith_tui.config import DEMO_SPECS, WRITE_FOLDERS, WRITE_STEMS, ModelSpec
-from gradfaith_tui.store.cache import CacheWriter, CaseInfo, ModelInfo
+from gradfaith_tui.store.records import CaseInfo, ModelInfo
+from gradfaith_tui.store.writer import CacheWriter
 from gradfaith_tui.store.keys import CONSIST_RULE
 from gradfaith_tui.store.synthetic_results import sanity_rows, suspect_rows, table1_body
 

@@ -24,7 +24,7 @@ from textual.widgets import Footer, Static
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.store.arrays import WORST, Filter
-from gradfaith_tui.store.cache import CacheReader
+from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.flags import CATEGORIES
 from gradfaith_tui.tui.actions import TriageActions
 from gradfaith_tui.tui.commands import ExplorerCommands

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from gradfaith_tui.store.arrays import WORST, CaseArrays, Filter
-from gradfaith_tui.store.cache import CacheReader, CaseRow, connect_readonly
+from gradfaith_tui.store.files import connect_readonly
+from gradfaith_tui.store.reader import CacheReader
+from gradfaith_tui.store.records import CaseRow
 from gradfaith_tui.store.flags import FlagStore
 from gradfaith_tui.store.schema import DB_NAME
 

@@ -17,7 +17,7 @@ from textual.widgets import Footer, Static
 from gradfaith_tui.metrics.catalog import FAIL_RHO, METRICS
 from gradfaith_tui.models.table1 import confusion
 from gradfaith_tui.models.table1 import table1 as table1_of  # NumPy only: no torch in the explorer
-from gradfaith_tui.store.cache import table_names
+from gradfaith_tui.store.files import table_names
 from gradfaith_tui.store.planted import planted_check, share_text
 from gradfaith_tui.tui.source import CaseSource
 

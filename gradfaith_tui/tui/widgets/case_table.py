@@ -19,7 +19,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from gradfaith_tui.store.cache import CaseRow
+from gradfaith_tui.store.records import CaseRow
 from gradfaith_tui.tui.render import class_name, fmt_metric, short_case_id
 from gradfaith_tui.tui.source import CaseSource
 
