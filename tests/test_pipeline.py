@@ -337,7 +337,7 @@ def test_phantom_report_has_masks_and_patients_and_says_the_data_are_synthetic(c
     marked = reader.con.execute("SELECT COUNT(*) FROM cases WHERE shortcut=1").fetchone()[0]
     report = build(reader)
     assert report.caveats == [f"The data are synthetic phantoms with a planted marker (on {marked} of {reader.n_cases} "
-                              "test slices): the findings are about the method, not about lung CT."]
+                              "test slices, all Malignant): the findings are about the method, not about lung CT."]
     text = markdown.render(report)
     assert "lesion mask" not in text.split("## Table I")[0] and "patient id" not in text
     assert text.count("not about lung CT") == 1

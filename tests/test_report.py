@@ -260,7 +260,8 @@ def test_data_without_masks_or_patients_gets_both_caveats_in_every_format(made, 
     buf = Console(file=io.StringIO(), width=100)
     print_report(report, buf)
     term = _flat(buf.file.getvalue())
-    assert term.startswith("Data caveats:") and term.index("Data caveats") < term.index("Table I")
+    assert term.startswith("What the audit found:") and term.index("Data caveats") < term.index("Table I")
+    assert md.index("## What the audit found") < md.index("## Data caveats")  # the answer first, then its bounds
     for text in (md, page, term):
         assert no_mask in _flat(text) and no_ids in _flat(text)
         assert not re.search(r"\bnan\b", text, re.I)  # a value that does not exist is "–", and a test with no case no row
@@ -580,3 +581,43 @@ def test_consist_from_an_older_rule_is_named_until_precompute_redoes_it(cache, t
     truth = _edited_copy(old, tmp_path / "t", ("UPDATE explanations SET settings = json_set(settings, '$.target', "
                                                "'true')",))
     assert not any(c.startswith("Consist") for c in build(CacheReader(truth)).caveats)  # one class: never differed
+
+
+def test_the_report_opens_with_what_the_audit_found_each_with_the_number_that_bounds_it(made, cache, tmp_path):
+    from gradfaith_tui.report.findings import map_stats
+
+    report = made[1]
+    r = CacheReader(cache)
+    said = "\n".join(report.findings)
+    for col in r.columns:  # the map statistics, recomputed here from the map files
+        maps = np.load(cache / r.con.execute("SELECT map_file FROM explanations WHERE expl_id=?",
+                                             (col.expl_id,)).fetchone()[0]).astype(np.float32)
+        masked = [i for (i,) in r.con.execute("SELECT idx FROM cases WHERE has_mask=1")]
+        area = (maps[masked] >= 0.5).mean()
+        assert f"{col.model.name} " in said and f"covering {area:.0%} of the slice" in said
+        assert f"{col.model.name} {np.nanmean(maps):.2f}" in said  # the maps' mean values, beside Faith
+    assert [m.model for m in map_stats(r)] == [c.model.name for c in r.columns]
+    assert "near or below chance" not in said  # the synthetic models classify well
+    assert report.limits[0].startswith("The models see 32 px inputs")
+    assert ("The CAM grids are coarser than the lesions: 2x2 on 32 px for densenet-s, resnet10t, resnet14t (one cell "
+            "256 px)") in report.limits[1]
+    name = r.columns[0].model.name
+    copy = _edited_copy(cache, tmp_path / "c", ("UPDATE predictions SET pred = (label + 1) % 3 FROM cases "
+                                                "WHERE cases.idx = predictions.idx AND model_id = ?",
+                                                (r.columns[0].model.model_id,)))
+    again = build(CacheReader(copy))
+    assert again.findings[0].startswith(f"{name} classifies near or below chance (accuracy 0.00; chance 0.33)")
+
+
+def test_case_grids_outline_a_mask_only_where_the_case_has_one(cache, tmp_path, monkeypatch):
+    """masks.npy may keep a mask the cases table no longer records (redrawn away): the figure follows the table."""
+    from gradfaith_tui.report import case_grid
+
+    masked = [i for (i,) in CacheReader(cache).con.execute("SELECT idx FROM cases WHERE has_mask=1")]
+    copy = _edited_copy(cache, tmp_path / "c", ("UPDATE cases SET has_mask = 0",))
+    outlined = []
+    real = case_grid._show_input
+    monkeypatch.setattr(case_grid, "_show_input", lambda ax, image, mask: (outlined.append(bool(mask.any())),
+                                                                         real(ax, image, mask)))
+    report, _ = write_report(CacheReader(copy), tmp_path / "out", "md")
+    assert masked and outlined and not any(outlined)

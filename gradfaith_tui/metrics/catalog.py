@@ -49,7 +49,9 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
                "Share of the CAM's heat outside the lung fields, where the classes' lesions cannot be."),
     MetricInfo("lungs_only_flip", "Lungs-only flip", False,
                "Share of cases whose prediction flips when only the lungs are kept (everything outside them replaced by "
-               "Faith's baseline); per case 1 for a flip, else 0. High: the model relies on context outside the lungs."),
+               "Faith's baseline); per case 1 for a flip, else 0. Keeping only the lungs is itself unusual input, so "
+               "well-localised models flip often too: read it beside outside-lung heat (the lung-context rule needs "
+               "both)."),
     MetricInfo("body_only_flip", "Body-only flip", False,
                "Per case 1 when replacing everything outside the body outline with the slice's air changes the "
                "prediction, else 0: the model used something outside the patient (a marker, burned-in text, the table)."),
@@ -60,8 +62,9 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("shortcut_drop", "Marker drop", False,
                "Phantoms with a planted marker: drop in the target class's probability when the marker is painted over."),
     MetricInfo("shortcut_heat", "Marker heat", True,
-               "Phantoms with a planted marker: share of the CAM's heat on the marker. Where the model relied on "
-               "the marker, a faithful map puts heat there."),
+               "Phantoms with a planted marker: share of the CAM's heat on the marker. Higher is better only where the "
+               "model relied on the marker (a faithful map then puts heat there); the Planted shortcut section splits "
+               "the cases so."),
     MetricInfo("shortcut_area", "Marker area", False,
                "Phantoms with a planted marker: the marker's share of the slice, the heat share an evenly spread map gives it."),
 )}

@@ -9,7 +9,8 @@ import numpy as np
 from gradfaith_tui import __version__
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
 from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
-from gradfaith_tui.report.caveats import caveats, macro_over
+from gradfaith_tui.report.caveats import caveats, macro_over, resolution, test_classes
+from gradfaith_tui.report.findings import findings, map_stats
 from gradfaith_tui.report.paper import paper_rows
 from gradfaith_tui.report.provenance import provenance
 from gradfaith_tui.store.reader import CacheReader
@@ -39,6 +40,9 @@ class Report:
     classes: tuple[str, ...]
     macro_over: str  # what Table I's macro averages are over, in words (report.caveats.macro_over)
     caveats: list[str]  # the data's limits that apply to this cache, one sentence each (report.caveats)
+    findings: list[str]  # what the audit found, one sentence each (report.findings), filled once the rest is built
+    units: str  # what n counts and what the CIs and tests resample, in words
+    limits: list[str]  # of the models and their maps (input size, CAM grid against lesion size): caveats.resolution
     columns: list[dict]  # the shown models: name, model_id, family label, describe, expl_id
     table1: list[dict]  # per model_id: stands_for, the TABLE1_COLUMNS values, latency_ms, device, n
     table1_missing: list[str]  # model ids with no Table I in the cache
@@ -100,6 +104,16 @@ def _figures(reader: CacheReader, arrays: dict[str, dict[str, np.ndarray]], flag
     ]
 
 
+def _units(reader: CacheReader, groups: np.ndarray) -> str:
+    """n counts slices; the CIs and tests resample patients where the cases name them."""
+    named = [g for g in groups if g.startswith("patient ")]
+    if not named:
+        return "n counts slices; with no patient ids the CIs and tests resample slices."
+    masked = {groups[i] for (i,) in reader.con.execute("SELECT idx FROM cases WHERE has_mask = 1")}
+    return (f"n counts slices; the {reader.n_cases} test slices come from {len(set(named))} patients ({len(masked)} "
+            f"of them with lesion masks), and the CIs and paired tests resample those patients.")
+
+
 def title(method: str) -> str:
     """The paper's question for Grad-CAM; the same audit of another method's maps says which."""
     return "Grad-CAM faithfulness audit" if method == "gradcam" else f"Heatmap faithfulness audit: {method}"
@@ -112,13 +126,15 @@ def build(reader: CacheReader) -> Report:
     flag_rows = cache_extras.flags(reader)
     columns = [{"name": c.model.name, "model_id": c.model.model_id, "stands_for": _stands_for(c.model.family),
                 "describe": c.model.describe, "expl_id": c.expl_id} for c in reader.columns]
-    return Report(
+    report = Report(
         title=title(reader.method), cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
         version=__version__, classes=CLASS_NAMES, macro_over=macro_over(reader.con), caveats=caveats(reader),
-        columns=columns, table1=table1,
+        findings=[], units=_units(reader, groups), limits=resolution(reader), columns=columns, table1=table1,
         table1_missing=missing, confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays, groups), class_notes=faithfulness.class_notes(reader),
         paired=faithfulness.paired(arrays, groups),
         sanity=checks.sanity(reader), suspects=checks.suspects(reader),
         planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))
+    report.findings = findings(report, map_stats(reader), len(test_classes(reader.con)))
+    return report

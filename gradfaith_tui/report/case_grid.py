@@ -45,7 +45,8 @@ def case_grid(report: Report, reader: CacheReader, idxs: list[int], path: Path) 
     fig, axes = plt.subplots(len(rows), 1 + len(cols), figsize=(1.6 * (1 + len(cols)), 1.75 * len(rows)),
                              squeeze=False)
     for r, row in enumerate(rows):
-        image, mask = reader.image(row.idx), reader.mask(row.idx)
+        # the case's own record says whether it has a mask (masks.npy may keep an older one: cases.has_mask wins)
+        image, mask = reader.image(row.idx), reader.mask(row.idx) & row.has_mask
         truth = report.classes[row.label] if row.label is not None else "?"
         _show_input(axes[r, 0], image, mask)
         axes[r, 0].set_ylabel(f"{_short(row.case_id)}\ntrue {truth}", fontsize=7)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import numpy as np
+
 from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS, CLASS_NAMES
 from gradfaith_tui.data.duplicates import pair_text
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.keys import CONSIST_RULE
+from gradfaith_tui.store.schema import MASKS_NAME
 
 # The metrics that need a lesion mask: absent (NULL), never zero, on a case without one.
 MASK_METRICS = ("locacc", "iou", "pointing_game", "relevance_mass", "relevance_rank")
@@ -33,7 +36,10 @@ def phantoms(con: sqlite3.Connection, n: int) -> list[str]:
     if not known:
         return []
     marked = _count(con, "shortcut = 1")
-    what = f"with a planted marker (on {marked} of {n} test slices)" if marked else "(no marker planted)"
+    where = [CLASS_NAMES[k] for (k,) in con.execute("SELECT DISTINCT label FROM cases WHERE shortcut = 1 "
+                                                    "AND label IS NOT NULL ORDER BY label")]
+    of = f", all {where[0]}" if len(where) == 1 else (f", {' and '.join(where)}" if where else "")
+    what = f"with a planted marker (on {marked} of {n} test slices{of})" if marked else "(no marker planted)"
     return [f"The data are synthetic phantoms {what}: the findings are about the method, not about lung CT."]
 
 
@@ -158,6 +164,38 @@ def consist_rule(reader: CacheReader) -> list[str]:
         return []
     return [f"Consist of {_listed(old)} was computed by an older version, which also compared seeds whose maps explain "
             "different classes; rerun `gradfaith-tui precompute` on this cache to recompute Consist alone."]
+
+
+def resolution(reader: CacheReader) -> list[str]:
+    """Coarse CAM grids: a cell larger than the typical lesion can point near it, never outline it; and inputs
+    smaller than the paper's 224 px."""
+    rows = reader.con.execute("SELECT m.name, m.img_size, e.map_h, e.map_w FROM explanations e JOIN models m "
+                              "USING (model_id) WHERE e.method=? AND m.is_ref=1 ORDER BY m.name",
+                              (reader.method,)).fetchall()
+    if not rows:
+        return []
+    out = []
+    sizes = sorted({r[1] for r in rows})
+    if max(sizes) < 224:
+        out.append(f"The models see {' and '.join(map(str, sizes))} px inputs (the paper's see 224 px): they are small "
+                   "stand-ins, and their numbers show how the audit works more than how the paper's models behave.")
+    masks = np.load(reader.root / MASKS_NAME, mmap_mode="r")
+    has = np.array([bool(h) for _, h in reader.con.execute("SELECT idx, has_mask FROM cases ORDER BY idx")])
+    if not has.any():
+        return out
+    side = masks.shape[-1]
+    lesion = float(np.asarray(masks[np.flatnonzero(has)]).astype(bool).sum(axis=(1, 2)).mean()) / side ** 2  # share
+    grids: dict[tuple[int, int, int], list[str]] = {}
+    for name, size, h, w in rows:
+        grids.setdefault((size, h, w), []).append(name)
+    coarse = [(size, h, w, names) for (size, h, w), names in grids.items() if 1 / (h * w) > lesion]
+    if coarse:
+        out.append("The CAM grids are coarser than the lesions: " + "; ".join(
+            f"{h}x{w} on {size} px for {', '.join(names)} (one cell {size * size / (h * w):.0f} px)"
+            for size, h, w, names in coarse)
+            + f", while the mean lesion covers {lesion:.2%} of the slice ({lesion * coarse[0][0] ** 2:.0f} px at "
+            f"{coarse[0][0]} px): such a map can point near a lesion, not outline it, so LocAcc and IoU are bounded.")
+    return out
 
 
 def caveats(reader: CacheReader) -> list[str]:

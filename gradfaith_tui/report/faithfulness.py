@@ -12,6 +12,8 @@ from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.stats import Interval, PairedResult, bootstrap_ci, holm, paired_test
 from gradfaith_tui.store.reader import CacheReader
 
+DATA_PROPERTIES = ("shortcut_area",)  # stored per case, the same for every model: the data's, not a model's quality
+
 
 @dataclass(frozen=True)
 class MetricStat:
@@ -80,7 +82,7 @@ def summarise(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | Non
     table of dashes says nothing the data caveats do not."""
     rows = []
     for metric in metric_order(arrays):
-        if not any(np.isfinite(m[metric]).any() for m in arrays.values() if metric in m):
+        if metric in DATA_PROPERTIES or not any(np.isfinite(m[metric]).any() for m in arrays.values() if metric in m):
             continue
         for model, per_model in arrays.items():
             x = per_model.get(metric)
@@ -99,6 +101,8 @@ def paired(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | None =
     gives each case's patient); Holm-adjusted within each metric."""
     rows = []
     for metric in metric_order(arrays):
+        if metric in DATA_PROPERTIES:
+            continue
         pairs = [(a, b) for a, b in combinations(arrays, 2) if metric in arrays[a] and metric in arrays[b]]
         results = [paired_test(arrays[a][metric], arrays[b][metric], groups) for a, b in pairs]
         kept = [(pair, r) for pair, r in zip(pairs, results) if r.n]  # no shared case (no masks, say): no test, no row

@@ -68,9 +68,10 @@ def confusion(report: Report, path: Path) -> bool:
     short = list(report.classes)
     for ax in axes.flat[len(items):]:
         ax.axis("off")
+    # One colour scale for every matrix (the largest count anywhere): the same shade is the same count in each.
+    top = max(max(max(r) for r in cm) for _, cm in items) or 1
     for ax, (model, cm) in zip(axes.flat, items):
-        ax.imshow(cm, cmap="Blues", vmin=0)
-        top = max(max(r) for r in cm) or 1
+        ax.imshow(cm, cmap="Blues", vmin=0, vmax=top)
         for i, row in enumerate(cm):
             for j, v in enumerate(row):
                 ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")

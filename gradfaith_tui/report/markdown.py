@@ -40,6 +40,15 @@ def _figure(f: Figure, src: Callable[[Figure], str]) -> str:
     return f"![{f.title}]({src(f)})\n\n*{f.title}.* {f.caption}\n"
 
 
+def _findings(r: Report) -> list[str]:
+    if not r.findings:
+        return []
+    out = ["## What the audit found\n", "\n".join(f"- {escape(f)}" for f in r.findings) + "\n"]
+    if r.limits:
+        out.append("Limits of these models and maps: " + " ".join(escape(x) for x in r.limits) + "\n")
+    return out
+
+
 def _caveats(r: Report) -> list[str]:
     """Before Table I: what these data cannot show bounds every number below. Omitted when nothing applies."""
     if not r.caveats:
@@ -80,7 +89,7 @@ def _faithfulness(r: Report) -> list[str]:
            f"95% CI: percentile bootstrap of the mean, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}, "
            "drawing whole patients where the cache knows each case's patient (a patient's slices are not independent), "
            "else cases "
-           "(marked *normal* where the sample is large enough that the normal approximation is used).\n"]
+           f"(marked *normal* where the sample is large enough that the normal approximation is used). {r.units}\n"]
     rows = [[escape(s.label), s.model, str(s.n), fmt(s.mean), fmt(s.sd), fmt(s.median),
              "–" if s.ci is None else f"[{fmt(s.ci.lo)}, {fmt(s.ci.hi)}]" + (" normal" if s.ci.method == "normal" else "")]
             for s in r.metric_stats]
@@ -145,7 +154,7 @@ def render(r: Report, image_src: Callable[[Figure], str] = lambda f: f.file) -> 
     parts = [f"# {r.title}\n",
              f"Cache `{escape(r.cache)}` · {r.n_cases} test cases · method {r.method} · gradfaith-tui {r.version}. "
              f"Models shown: {shown}.\n"]
-    parts += _caveats(r) + _table1(r, image_src) + _confusion(r, image_src) + _faithfulness(r)
+    parts += _findings(r) + _caveats(r) + _table1(r, image_src) + _confusion(r, image_src) + _faithfulness(r)
     parts += ["## Figs. 2 and 3: heatmaps of chosen cases\n", _figure(r.figure("fig2"), image_src),
               _figure(r.figure("fig3"), image_src)]
     parts += sanity_section(r.sanity) + suspects_section(r.suspects) + planted_section(r.planted)

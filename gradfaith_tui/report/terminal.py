@@ -23,6 +23,12 @@ def _table(title: str, header: list[str], rows: list[list[str]], left: int = 2) 
 
 def print_report(r: Report, console: Console | None = None) -> None:
     con = console or Console()
+    if r.findings:
+        con.print("What the audit found:")
+        for f in r.findings:
+            con.print(f"- {escape(f)}")
+        for x in r.limits:
+            con.print(f"- {escape(x)}")
     if r.caveats:  # first, as in the report: they bound every number below
         con.print("Data caveats:")
         for c in r.caveats:

@@ -209,6 +209,13 @@ class CacheReader:
         m = np.asarray(self._maps[expl_id][idx], dtype=np.float32)
         return None if np.isnan(m).all() else m
 
+    def map_array(self, expl_id: int) -> np.ndarray | None:
+        """Every case's stored map of one explanation as float32 (NaN where not computed yet), None where the
+        explanation is gone."""
+        if self.heatmap(expl_id, 0) is None and expl_id not in self._maps:
+            return None
+        return np.asarray(self._maps[expl_id], dtype=np.float32)
+
     def evaluation(self) -> dict[str, dict]:
         """Table I bodies by model id, in the reader's model order."""
         bodies = {r["model_id"]: json.loads(r["body"]) for r in self.con.execute("SELECT model_id, body FROM evaluation")}

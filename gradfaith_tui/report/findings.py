@@ -1,0 +1,100 @@
+"""What the audit found, in a few sentences at the top of the report: the answer a reader looks for first,
+each sentence with the number that bounds it (a near-chance model, the share of the slice a map lights up,
+which models fail the randomisation check, what the planted marker showed).
+
+Map statistics come from the stored maps themselves: the share of the slice a binarised map covers is what a
+random region of that size would score on LocAcc, and the mean map value is how much of the slice Faith's
+removal takes away, so neither number can be read alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradfaith_tui.store.reader import CacheReader
+
+NEAR_CHANCE = 0.15  # accuracy within this of chance (one over the classes the test split holds) counts as near it
+
+
+@dataclass(frozen=True)
+class MapStats:
+    model: str
+    mean_value: float  # mean of the [0, 1] map over the slice: the share of the slice Faith's removal takes away
+    area: float  # share of the slice the map binarised at tau covers, over cases with a lesion mask (NaN: none)
+
+
+def map_stats(reader: CacheReader) -> list[MapStats]:
+    """Per shown model, from its stored maps (each min-max normalised on its own, as the metrics used them)."""
+    has_mask = np.zeros(reader.n_cases, bool)
+    for idx, h in reader.con.execute("SELECT idx, has_mask FROM cases"):
+        has_mask[idx] = bool(h)
+    out = []
+    for c in reader.columns:
+        maps = reader.map_array(c.expl_id) if c.expl_id is not None else None
+        if maps is None:
+            continue
+        done = ~np.isnan(maps).all(axis=(1, 2))
+        if not done.any():
+            continue
+        tau = float(reader.settings(c.expl_id).get("tau", 0.5))
+        masked = done & has_mask
+        area = float((maps[masked] >= tau).mean()) if masked.any() else float("nan")
+        out.append(MapStats(c.model.name, float(np.nanmean(maps[done])), area))
+    return out
+
+
+def _mean(stats, metric: str, model: str) -> float | None:
+    s = next((s for s in stats if s.metric == metric and s.model == model), None)
+    return None if s is None else s.mean
+
+
+def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
+    """r: the Report being built (its tables are done); maps: map_stats(); n_test_classes: for chance accuracy."""
+    out = []
+    chance = 1 / max(1, n_test_classes)
+    refs = {c["model_id"]: c["name"] for c in r.columns}
+    acc = {refs[s["model"]]: s["accuracy"] for s in r.per_checkpoint if s["model"] in refs and s["accuracy"] is not None}
+    near = [(m, a) for m, a in acc.items() if a < chance + NEAR_CHANCE]
+    if near:
+        out.append(f"{' and '.join(m for m, _ in near)} classif{'ies' if len(near) == 1 else 'y'} near or below chance "
+                   f"(accuracy {', '.join(f'{a:.2f}' for _, a in near)}; chance {chance:.2f}): "
+                   f"{'its' if len(near) == 1 else 'their'} maps mostly explain wrong predictions, so "
+                   f"{'its' if len(near) == 1 else 'their'} Faith, LocAcc and Consist say little about the architecture.")
+    faith = [(m.model, _mean(r.metric_stats, "faith", m.model), m.mean_value) for m in maps]
+    faith = [(m, f, v) for m, f, v in faith if f is not None]
+    if faith:
+        best = max(faith, key=lambda t: t[1])
+        out.append("Faith (the drop in the explained class's probability when the map's region is removed): "
+                   + ", ".join(f"{m} {f:.2f}" for m, f, _ in faith) + f"; highest {best[0]}. Each map is scaled to "
+                   "[0, 1] on its own, so a map that lights up more of the slice removes more: the maps' mean values "
+                   "are " + ", ".join(f"{m} {v:.2f}" for m, _, v in faith) + ". Compare Faith only with that in view.")
+    loc = [(m.model, _mean(r.metric_stats, "locacc", m.model), m.area) for m in maps if m.area == m.area]
+    loc = [(m, a, area) for m, a, area in loc if a is not None]
+    if loc:
+        out.append("LocAcc (the share of the lesion the binarised map covers): " + ", ".join(
+            f"{m} {a:.2f} with maps covering {area:.0%} of the slice" for m, a, area in loc)
+            + ". A region of that size placed at random would cover the same share of the lesion, so LocAcc well "
+            "above the map's area is what shows localisation; IoU and relevance mass penalise a map that lights up "
+            "everything.")
+    consist = [(m.model, _mean(r.metric_stats, "consist", m.model)) for m in maps]
+    consist = [(m, v) for m, v in consist if v is not None]
+    if consist:
+        out.append("Consist (IoU of each seed's binarised map with the reference seed's, on cases they predict "
+                   "alike): "
+                   + ", ".join(f"{m} {v:.2f}" for m, v in consist) + ".")
+    if r.sanity.results:
+        failed = [s.model_id for s in r.sanity.results if not s.passed]
+        out.append(f"Sanity check (maps of progressively randomised weights): "
+                   + (f"{', '.join(failed)} fail{'s' if len(failed) == 1 else ''}: {'its' if len(failed) == 1 else 'their'} "
+                      "maps barely change when the weights are randomised, so they reflect the architecture more "
+                      "than what the model learned." if failed else "every model passes."))
+    p = r.planted
+    if p.computed and p.rows:
+        caught = sum(row.caught or 0 for row in p.rows)
+        by_rule = ", ".join(f"{s.rule} {s.caught}" for s in p.rules)
+        out.append(f"Planted marker: across the shown models, {p.relied} marked slice{'s' * (p.relied != 1)} "
+                   f"changed prediction when the marker was painted out (the model relied on it); the suspect rules "
+                   f"flagged {caught} of them" + (f" (by rule: {by_rule})" if by_rule else "") + ".")
+    return out
