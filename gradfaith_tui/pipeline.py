@@ -297,15 +297,28 @@ class _Job:
             with explainer(model, layer, cam.method, cam.engine, fold=False) as explain:
                 return explain(x, targets).maps
 
-        k = min(cam.sanity_cases, len(arr))
-        x = to_tensor(arr.images[:k], device)
+        rows = spread_over_classes(arr.labels, cam.sanity_cases)
+        k = len(rows)
+        x = to_tensor(arr.images[rows], device)
         if target == "true":
-            targets = torch.as_tensor(arr.labels[:k], device=x.device).long()
+            targets = torch.as_tensor(arr.labels[rows], device=x.device).long()
         else:
             with torch.no_grad():
                 targets = self.model(x).argmax(1)
         stages = cascading_randomisation(self.model, x, targets, maps)
         writer.write_sanity(self.ckpt.model_id, cam.method, stages, k)
+
+
+def spread_over_classes(labels: np.ndarray, k: int) -> np.ndarray:
+    """k test cases taken from each class in turn (in case order within a class): the sanity check's sample,
+    which the first k cases in case-id order would fill from one class (the class folders sort together)."""
+    queues = [list(np.flatnonzero(labels == c)) for c in sorted(set(labels.tolist()))]
+    out: list[int] = []
+    while len(out) < min(k, len(labels)):
+        for q in queues:
+            if q and len(out) < k:
+                out.append(q.pop(0))
+    return np.array(sorted(out), dtype=np.int64)
 
 
 def _not_compiled(explain) -> str | None:

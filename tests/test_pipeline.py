@@ -802,9 +802,13 @@ def test_the_sanity_check_explains_the_class_the_stored_maps_explain(phantoms, t
     out = precompute(phantoms, trained, tmp_path / "c", names=["resnet10t"], seeds=[0], target="true",
                      cam=CamSettings(sanity_cases=3), warn=lambda m: None, with_timing=False)
     r = CacheReader(out)
-    labels = [row.label for row in r.rows(range(3))]
+    all_labels = np.array([row.label for row in r.rows(range(r.n_cases))])
     r.close()
-    assert seen == [labels]  # the true classes, as --target true asks, not the predictions
+    from gradfaith_tui.pipeline import spread_over_classes
+
+    rows = spread_over_classes(all_labels, 3)
+    assert sorted(all_labels[rows].tolist()) == [0, 1, 2]  # one of each class, not the first three (one class)
+    assert seen == [all_labels[rows].tolist()]  # the true classes, as --target true asks, not the predictions
 
 
 def test_compile_names_why_it_cannot_apply_to_an_engine_without_a_split_trunk():

@@ -24,7 +24,9 @@ def sanity_section(s: Sanity) -> list[str]:
     out = ["## Sanity check: cascading model-parameter randomisation\n",
            "Each stage re-initialises more of the network, from the output layer down, and compares the method's maps "
            "with the trained model's on the same cases (mean Spearman rank correlation). Maps that stay similar while "
-           "the network is destroyed do not depend on what the model learned. "
+           "the network is destroyed do not depend on what the model learned. The cases are taken from each class "
+           "in turn; a randomised map that comes out flat (all zero) has no ranking and counts as 0, a map changed "
+           "completely. "
            f"**A method FAILS for a model when the mean Spearman after the last stage is ≥ {s.threshold:.2f}**.\n"]
     if not s.results:
         return out + [f"*{NOT_COMPUTED}* (precompute runs it for each reference model unless `--sanity-cases 0`).\n"]
