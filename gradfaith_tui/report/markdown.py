@@ -113,9 +113,12 @@ def _faithfulness(r: Report) -> list[str]:
     out.append(markdown_table(["Metric", "Model A", "Model B", "Shared cases", "Mean A−B", "W", "p", "p (Holm)"], rows)
                + "\n" if rows else "*Fewer than two models with metrics: no paired tests.*\n")
     out.append("### Every checkpoint (all seeds)\n")
+    out.append("Means over the cases where each metric exists (LocAcc: cases with a mask; Consist: one value per "
+               "case and architecture, stored on every seed, over the cases the seeds predict alike). Rankings "
+               "that differ between seeds are rankings the data cannot settle.\n")
     rows = [[s["model"], str(s["n"]), fmt(s["accuracy"]), fmt(s["locacc"]), fmt(s["faith"]), fmt(s["consist"])]
             for s in r.per_checkpoint]
-    out.append(markdown_table(["Model", "n", "Accuracy", "LocAcc", "Faith", "Consist"], rows) + "\n")
+    out.append(markdown_table(["Model", "Cases predicted", "Accuracy", "LocAcc", "Faith", "Consist"], rows) + "\n")
     return out
 
 
