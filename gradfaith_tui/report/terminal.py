@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.build import Report
 from gradfaith_tui.report.checks_md import NO_SUSPECTS, NOT_COMPUTED
 from gradfaith_tui.report.markdown import T1_HEADER, T1_KEYS, fmt
@@ -19,6 +20,11 @@ def _table(title: str, header: list[str], rows: list[list[str]], left: int = 2) 
     for row in rows:
         t.add_row(*row)
     return t
+
+
+def _better(metric: str) -> str:
+    info = METRICS.get(metric)
+    return "" if info is None else "↑" if info.higher_is_better else "↓"
 
 
 def print_report(r: Report, console: Console | None = None) -> None:
@@ -40,10 +46,11 @@ def print_report(r: Report, console: Console | None = None) -> None:
                      ["Paper's model", "Family", *T1_HEADER[2:8], "Time (ms)"],
                      [[p["model"], p["family"], *(fmt(p[k], 2) for k in T1_KEYS), str(p["time_ms"])]
                       for p in r.paper_table1]))
-    con.print(_table("Faithfulness (reference seeds; mean, SD, bootstrap 95% CI)",
-                     ["Metric", "Model", "n", "Mean", "SD", "95% CI"],
-                     [[s.label, s.model, str(s.n), fmt(s.mean), fmt(s.sd),
+    con.print(_table("Faithfulness (reference seeds; mean, SD, bootstrap 95% CI; ↑ higher is better, "
+                     "↓ lower)", ["Metric", "Model", "n", "Mean", "SD", "95% CI"],
+                     [[f"{s.label} {_better(s.metric)}", s.model, str(s.n), fmt(s.mean), fmt(s.sd),
                        "–" if s.ci is None else f"[{fmt(s.ci.lo)}, {fmt(s.ci.hi)}]"] for s in r.metric_stats]))
+    con.print(escape(r.units))
     for note in r.class_notes:
         con.print(f"- {escape(note)}")
     if r.sanity.results:
