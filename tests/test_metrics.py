@@ -334,3 +334,16 @@ def test_lungs_only_counterfactual_fills_with_faiths_baseline():
     ex = Explained(torch.rand(1, 8, 8), logits, logits.argmax(1))
     flip = {b: batch_metrics(model, x, ex, lungs, ~lungs, lungs, baseline=b)["lungs_only_flip"][0] for b in ("black", "mean")}
     assert flip == {"black": 1.0, "mean": 0.0}  # black darkens the corner; the image's mean keeps it as it was
+
+
+def test_the_shuffled_control_keeps_each_maps_values_at_other_places_the_same_each_run():
+    import torch
+
+    from gradfaith_tui.metrics.faithfulness import shuffled
+
+    maps = torch.rand(3, 4, 4)
+    a, b = shuffled(maps), shuffled(maps)
+    assert torch.equal(a, b)  # seeded: a rerun stores the same control
+    for m, s in zip(maps, a):
+        assert torch.equal(m.flatten().sort().values, s.flatten().sort().values)  # the same values: the same area
+    assert not torch.equal(a, maps)

@@ -240,6 +240,11 @@ def test_killed_process_leaves_a_readable_cache_and_a_rerun_finishes(phantoms, t
                with_timing=False)
     r = CacheReader(out)
     assert r.con.execute("SELECT COUNT(*) FROM metrics WHERE name='deletion_auc'").fetchone()[0] == 4 * r.n_cases
+    # Faith's control: the same maps shuffled, for every case; a number, not a copy of Faith
+    control = r.con.execute("SELECT COUNT(*), SUM(ABS(s.value - f.value) > 1e-6) FROM metrics s JOIN metrics f "
+                            "ON f.expl_id = s.expl_id AND f.idx = s.idx AND f.name = 'faith' "
+                            "WHERE s.name = 'faith_shuffled'").fetchone()
+    assert control[0] == 4 * r.n_cases and control[1] > 0
 
 
 def test_rollout_method_and_two_process_precompute(phantoms, trained, tmp_path):

@@ -48,3 +48,13 @@ def score_drop(logits: torch.Tensor, masked: torch.Tensor, targets: torch.Tensor
     p0 = torch.softmax(logits.float(), 1).gather(1, t)[:, 0]
     p1 = torch.softmax(masked.float(), 1).gather(1, t)[:, 0]
     return p0 - p1, logits.float().gather(1, t)[:, 0] - masked.float().gather(1, t)[:, 0]
+
+
+def shuffled(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Each map's own cells at places drawn at random (seeded): the same values, so the same share of the slice
+    removed, without the map's placement. Faith of a map that is no higher than its shuffled copy's shows no
+    more than the map's area (every map is scaled to [0, 1] on its own, so a broad map removes more)."""
+    flat = maps.flatten(1)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    order = torch.rand(flat.shape, generator=g).argsort(dim=1).to(flat.device)
+    return flat.gather(1, order).reshape(maps.shape)

@@ -9,7 +9,7 @@ import torch
 
 from gradfaith_tui.cam.fast_gradcam import Explained
 from gradfaith_tui.cam.methods import upsample
-from gradfaith_tui.metrics.faithfulness import remove, score_drop
+from gradfaith_tui.metrics.faithfulness import remove, score_drop, shuffled
 from gradfaith_tui.metrics.localization import (heat_share, loc_acc, mask_iou, pointing_game, relevance_mass,
                                                 relevance_rank)
 from gradfaith_tui.metrics.perturbation import deletion_insertion
@@ -81,6 +81,9 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     if deep_steps:
         with autocast(dev):  # as Faith's pass, so on a GPU the steps replay the trunk's graphs (of 2x the batch)
             out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
+            # the control for Faith: the map's own cells at random places (same area removed), at its native grid
+            control = model(remove(x, upsample(shuffled(ex.maps.float()), size).to(dev), baseline)).float()
+        out["faith_shuffled"] = score_drop(clean, control, ex.targets)[0]
     return out
 
 

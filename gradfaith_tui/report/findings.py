@@ -66,10 +66,19 @@ def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
     faith = [(m, f, v) for m, f, v in faith if f is not None]
     if faith:
         best = max(faith, key=lambda t: t[1])
-        out.append("Faith (the drop in the explained class's probability when the map's region is removed): "
-                   + ", ".join(f"{m} {f:.2f}" for m, f, _ in faith) + f"; highest {best[0]}. Each map is scaled to "
-                   "[0, 1] on its own, so a map that lights up more of the slice removes more: the maps' mean values "
-                   "are " + ", ".join(f"{m} {v:.2f}" for m, _, v in faith) + ". Compare Faith only with that in view.")
+        text = ("Faith (the drop in the explained class's probability when the map's region is removed): "
+                + ", ".join(f"{m} {f:.2f}" for m, f, _ in faith) + f"; highest {best[0]}. Each map is scaled to "
+                "[0, 1] on its own, so a map that lights up more of the slice removes more: the maps' mean values "
+                "are " + ", ".join(f"{m} {v:.2f}" for m, _, v in faith) + ".")
+        control = [(m, f, _mean(r.metric_stats, "faith_shuffled", m)) for m, f, _ in faith]
+        control = [(m, f, c) for m, f, c in control if c is not None]
+        if control:  # --deep: the same maps with their cells shuffled, the same area removed
+            text += (" Against the same maps with their cells shuffled (the same area removed): "
+                     + ", ".join(f"{m} {f - c:+.2f}" for m, f, c in control) + "; a model near or below zero shows little "
+                     "more than its maps' area.")
+        else:
+            text += " Compare Faith only with that in view (`precompute --deep` adds a shuffled-map control)."
+        out.append(text)
     loc = [(m.model, _mean(r.metric_stats, "locacc", m.model), m.area) for m in maps if m.area == m.area]
     loc = [(m, a, area) for m, a, area in loc if a is not None]
     if loc:
