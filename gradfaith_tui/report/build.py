@@ -89,7 +89,10 @@ def _figures(reader: CacheReader, arrays: dict[str, dict[str, np.ndarray]], flag
     worst = samples.worst_faith(reader, arrays)
     rand = samples.random_cases(reader, worst.idxs)
     flagged = list(dict.fromkeys(f["idx"] for f in flag_rows))[:12]
-    cols = "the input (lesion mask outlined, where there is one) first, then each shown model's heatmap"
+    explained = "true" if reader.config.get("target") == "true" else "predicted"
+    cols = ("the input (lesion mask outlined, where there is one) first, then each shown model's heatmap (its "
+            f"reference seed's, explaining the {explained} class, scaled to [0, 1] on its own: colours compare places "
+            "within a map, not across maps)")
     return [
         Figure("fig1", f"{FIGURES_DIR}/fig1_sens_spec_f1.png", "Fig. 1: Sensitivity, Specificity and F1 per model",
                f"Macro averages over {macro_over(reader.con)} on this cache's test split (Table I)."),
