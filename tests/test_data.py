@@ -384,3 +384,12 @@ def test_a_copy_nested_in_itself_takes_the_outer_class_folders_and_names_the_inn
         _jpg(twins / name / "Normal cases" / "n.jpg")
     with pytest.raises(DataError, match="several datasets found"):
         discover(twins)
+
+
+def test_csv_labels_may_be_the_datasets_folder_names():
+    from gradfaith_tui.data.dataset import parse_label
+
+    assert [parse_label(v, "m.csv:2") for v in ("Bengin cases", "Normal cases", "Malignant case", "benign", "2")] == \
+        [1, 0, 2, 1, 2]
+    with pytest.raises(DataError, match="m.csv:2: unknown label 'Test cases'"):
+        parse_label("Test cases", "m.csv:2")

@@ -69,9 +69,10 @@ def parse_label(value: str, where: str) -> int:
     if v.isdigit() and int(v) < len(CLASS_NAMES):
         return int(v)
     names = [n.lower() for n in CLASS_NAMES]
-    if v.lower() in names:
-        return names.index(v.lower())
-    if v.lower() == "bengin":
+    word = v.lower().removesuffix(" cases").removesuffix(" case")  # the dataset's folder names, as import takes them
+    if word in names:
+        return names.index(word)
+    if word == "bengin":
         return 1
     raise DataError(f"{where}: unknown label '{value}' (use {', '.join(CLASS_NAMES)} or 0-2)")
 
