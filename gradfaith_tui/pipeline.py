@@ -122,7 +122,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         # The lowest seed of each name is the reference for Consist, among this run's and those the cache shows
         # already: a run of seed 1 alone must not make a second reference beside the cache's seed 0.
         refs: dict[str, int] = {}
-        for name, seed in [(c.card["name"], c.card["seed"]) for c in ckpts] + writer.reference_seeds():
+        for name, seed in [(c.card["name"], c.card["seed"]) for c in ckpts] + writer.reference_seeds(cam.method):
             refs[name] = min(refs.get(name, seed), seed)
         jobs = [_Job(c, refs[c.card["name"]] == c.card["seed"]) for c in ckpts]
         for job in jobs:

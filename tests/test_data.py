@@ -393,3 +393,20 @@ def test_csv_labels_may_be_the_datasets_folder_names():
         [1, 0, 2, 1, 2]
     with pytest.raises(DataError, match="m.csv:2: unknown label 'Test cases'"):
         parse_label("Test cases", "m.csv:2")
+
+
+def test_linked_series_are_used_and_a_flat_mask_is_not_given_to_every_series_file_of_its_name(tmp_path):
+    import os
+
+    base = tmp_path / "data"
+    _jpg(base / "Normal cases" / "n.jpg")
+    for p in ("p1", "p2"):
+        _jpg(base / "Bengin cases" / p / "IM1.jpg")
+    _png(base / "masks" / "IM1.png", np.full((40, 40), 255, np.uint8))  # flat: names one slice, not every IM1
+    _jpg(tmp_path / "elsewhere" / "p3" / "IM2.jpg")
+    os.symlink(tmp_path / "elsewhere" / "p3", base / "Bengin cases" / "p3")
+    os.symlink(base / "Bengin cases", base / "Bengin cases" / "p3" / "loop")  # a link back up: walked once
+    ds = discover(base)
+    assert sorted(s.case_id for s in ds.samples) == ["Bengin cases/p1/IM1.jpg", "Bengin cases/p2/IM1.jpg",
+                                                     "Bengin cases/p3/IM2.jpg", "Normal cases/n.jpg"]
+    assert all(s.mask_path is None for s in ds.samples)

@@ -88,7 +88,7 @@ def test_checkpoint_card_and_resume(phantoms, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["state-truncated", "state-list", "state-epoch-text", "state-history-int",
-                                    "state-epoch-past-the-run", "optim-empty",
+                                    "state-epoch-past-the-run", "state-empty-rows", "state-best-text", "optim-empty",
                                     "optim-garbage", "optim-other-dict"])
 def test_damaged_resume_files_stop_with_one_line_naming_them_and_keep_the_epochs(phantoms, tmp_path, damage):
     import shutil
@@ -113,6 +113,9 @@ def test_damaged_resume_files_stop_with_one_line_naming_them_and_keep_the_epochs
                        # a crash mid-epoch once, skipped training and deleted the saved epochs the other
                        "state-history-int": (state_file, json.dumps({**json.loads(state_file.read_text()), "history": 5}).encode()),
                        "state-epoch-past-the-run": (state_file, json.dumps({**json.loads(state_file.read_text()), "epoch": 99}).encode()),
+                       "state-empty-rows": (state_file, json.dumps({**json.loads(state_file.read_text()), "history": [{}]}).encode()),
+                       "state-best-text": (state_file, json.dumps({**json.loads(state_file.read_text()),
+                                                                   "best": {"val_acc": "x", "val_loss": None}}).encode()),
                        "optim-empty": (optim_file, b""), "optim-garbage": (optim_file, b"garbage"),
                        "optim-other-dict": (optim_file, None)}[damage]
     if content is None:

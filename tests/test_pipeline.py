@@ -999,3 +999,16 @@ def test_a_run_of_a_later_seed_alone_keeps_one_reference_per_name(cache, phantom
     assert [c.model.model_id for c in r.columns] == [f"{n}/seed0" for n in TINY_MODELS]
     assert r.completeness()[1] == r.n_cases * len(TINY_MODELS)
     r.close()
+
+
+def test_a_later_seed_explained_alone_with_another_method_is_that_methods_column(cache, phantoms, trained, tmp_path):
+    copy = _copy_cache(cache, tmp_path)
+    precompute(phantoms, trained, copy, names=["resnet10t"], seeds=[1], cam=CamSettings(method="gradcam++",
+               sanity_cases=0), warn=lambda m: None, with_timing=False)
+    r = CacheReader(copy, "gradcam++")
+    assert [(c.model.model_id, c.expl_id is not None) for c in r.columns] == [
+        ("resnet10t/seed1", True), ("vit-tiny-p8/seed0", False)]  # the ViT has no gradcam++ maps: an empty column
+    r.close()
+    r = CacheReader(copy)  # Grad-CAM: seed 0 stays its reference
+    assert [c.model.model_id for c in r.columns] == [f"{n}/seed0" for n in TINY_MODELS]
+    r.close()

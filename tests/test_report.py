@@ -593,7 +593,11 @@ def test_the_report_opens_with_what_the_audit_found_each_with_the_number_that_bo
         maps = np.load(cache / r.con.execute("SELECT map_file FROM explanations WHERE expl_id=?",
                                              (col.expl_id,)).fetchone()[0]).astype(np.float32)
         masked = [i for (i,) in r.con.execute("SELECT idx FROM cases WHERE has_mask=1")]
-        area = (maps[masked] >= 0.5).mean()
+        import torch
+
+        from gradfaith_tui.cam.methods import upsample
+
+        area = (upsample(torch.from_numpy(maps[masked]), col.model.img_size) >= 0.5).float().mean().item()  # as LocAcc
         assert f"{col.model.name} " in said and f"covering {area:.0%} of the slice" in said
         assert f"{col.model.name} {np.nanmean(maps):.2f}" in said  # the maps' mean values, beside Faith
     assert [m.model for m in map_stats(r)] == [c.model.name for c in r.columns]

@@ -80,8 +80,11 @@ def parse_label(value: str, where: str) -> int:
 def discover(root: Path, window: tuple[float, float] | None = None, strict: bool = False) -> Dataset:
     """Describe the dataset at root: a CSV file, a folder with manifest.csv (which takes precedence),
     or class folders. `window` is the default DICOM window; with strict, the first bad entry is an error."""
+    from gradfaith_tui.data.imageio import LUNG_WINDOW
     from gradfaith_tui.data.layouts import from_class_folders, from_manifest
 
+    if window is not None and tuple(map(float, window)) == tuple(map(float, LUNG_WINDOW)):
+        window = None  # the default given explicitly (--window lung): the same slices, the same fingerprint
     root = Path(root)
     if root.is_file() and root.suffix.lower() == ".csv":
         ds = from_manifest(root.parent, root, window)

@@ -27,9 +27,10 @@ def is_image(p: Path) -> bool:
             and (p.suffix.lower() in IMAGE_EXTS or (not p.suffix and is_dicom(p))))
 
 
-def find_mask(base: Path, folder: str, stem: str) -> Path | None:
-    """masks/<class folder>/<stem>.png, or flat masks/<stem>.png."""
-    for cand in (base / "masks" / folder / f"{stem}.png", base / "masks" / f"{stem}.png"):
+def find_mask(base: Path, folder: str, stem: str, flat: bool = True) -> Path | None:
+    """masks/<class folder>/<stem>.png, or flat masks/<stem>.png (flat=False: not for a slice in a sub-folder,
+    whose name, IM0001 say, repeats in every patient's series)."""
+    for cand in (base / "masks" / folder / f"{stem}.png", *([base / "masks" / f"{stem}.png"] if flat else [])):
         if cand.is_file():
             return cand
     return None
@@ -75,10 +76,23 @@ def _class_dirs(parent: Path) -> list[str]:
 def _images_below(folder: Path) -> int:
     """Image files anywhere below a folder (hidden and side folders aside), for saying what is left out."""
     n = 0
-    for dirpath, dirnames, files in os.walk(folder):
+    for dirpath, dirnames, files in _walk(folder):
         dirnames[:] = [d for d in dirnames if d.lower() not in NOT_DATA and not d.startswith(".")]
-        n += sum(Path(f).suffix.lower() in IMAGE_EXTS and not f.startswith(".") for f in files)
+        n += sum(is_image(Path(dirpath) / f) for f in files)  # extension-less DICOM too
     return n
+
+
+def _walk(folder: Path, onerror=None):
+    """os.walk into linked folders too (a patient's series linked in from elsewhere), each real folder once,
+    so a link back up cannot loop."""
+    seen: set[str] = set()
+    for dirpath, dirnames, files in os.walk(folder, onerror=onerror, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        yield dirpath, dirnames, files
 
 
 def _class_files(folder: Path, problems: list[str], warnings: list[str]) -> list[Path]:
@@ -86,7 +100,7 @@ def _class_files(folder: Path, problems: list[str], warnings: list[str]) -> list
     A link to a missing file (a git-annex or DataLad copy not fetched) is a problem named, not a silent gap."""
     files: list[Path] = []
     onerror = lambda exc: problems.append(f"{exc.filename}: cannot read folder ({exc.strerror})")  # noqa: E731
-    for dirpath, dirnames, names in os.walk(folder, onerror=onerror):
+    for dirpath, dirnames, names in _walk(folder, onerror):
         here = Path(dirpath)
         for d in [d for d in dirnames if d.lower() in CLASS_OF_FOLDER]:
             warnings.append(f"{here / d}: a class folder inside the class folder {folder.name}; not used")
@@ -136,7 +150,8 @@ def from_class_folders(root: Path, window: tuple[float, float] | None) -> Datase
             # A DICOM slice names its patient, so a series never straddles train and test.
             samples.append(Sample(p.relative_to(root).as_posix(), p, CLASS_OF_FOLDER[key],
                                   dicom_patient(p, pseudonym) if dicom else None,
-                                  find_mask(parent, p.parent.relative_to(parent).as_posix(), p.stem),
+                                  find_mask(parent, p.parent.relative_to(parent).as_posix(), p.stem,
+                                            flat=p.parent == folder),
                                   window=window if dicom else None))
     if loose:
         warnings.append(f"{parent}: {loose} image{'s' * (loose != 1)} beside the class folders, in none of them: "

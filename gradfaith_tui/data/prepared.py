@@ -125,7 +125,8 @@ def identical_summary(ds: Dataset, assignment: dict[str, str]) -> dict:
 
 def identical_warnings(summary: dict) -> list[str]:
     def groups(k: int, verb: str) -> str:
-        return f"1 group of identical files {verb}s" if k == 1 else f"{k} groups of identical files {verb}"
+        one = verb[:-1] + "ies" if verb.endswith("y") else verb + "s"
+        return f"1 group of identical files {one}" if k == 1 else f"{k} groups of identical files {verb}"
 
     out = []
     if summary["label_conflicts"]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from gradfaith_tui.data.dataset import Dataset
+from gradfaith_tui.data.splits import split_hash
 from gradfaith_tui.errors import DataError
 
 COLUMNS = ("case_id", "label", "patient", "split")
@@ -103,20 +104,22 @@ def _differences(saved: dict[str, dict], now: dict, rederived: set[str]) -> list
             ((added, "added"), (removed, "removed"), (relabelled, "with another label or patient")) if v]
 
 
-def changes_since_saved(ds: Dataset, seed: int) -> str:
+def changes_since_saved(ds: Dataset, seed: int, trained_split: str | None = None) -> str:
     """What changed in the data since its split was saved, in words for an error about other data ("" where no
-    split is saved, or it cannot be read)."""
+    split is saved, it cannot be read, or it is not the split the model was trained on: trained_split, the
+    card's split hash, names that one)."""
     path = find_saved(ds, seed)
     try:
         rows = read_split(path) if path is not None else None
     except DataError:
         rows = None
-    if not rows:
-        return ""
+    if not rows or (trained_split is not None and split_hash({r["case_id"]: r["split"] for r in rows}) != trained_split):
+        return ""  # saved again since (`data split --force`): it cannot say what the model saw
     saved, now = {r["case_id"]: r for r in rows}, {s.case_id: s for s in ds.samples}
     parts = _differences(saved, now, _rederived(saved, now, now.keys() & saved.keys()))
     if not parts:
-        return f"; the files are those its saved split {path} lists, so one of them was changed since"
+        return (f"; the files are those its saved split {path} lists, so a file's content, a lesion box or the DICOM "
+                "--window differs")
     return f"; since its split {path} was saved: {'; '.join(parts)}"
 
 

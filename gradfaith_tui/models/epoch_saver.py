@@ -64,14 +64,21 @@ def _state_problem(state) -> str | None:
     epoch, history, best = state.get("epoch", 0), state.get("history", []), state.get("best")
     if type(epoch) is not int or epoch < 0 or not isinstance(state.get("slot", ""), str):
         return "epoch or slot"
-    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history) or len(history) != epoch:
+    if not isinstance(history, list) or len(history) != epoch:
         return f"epoch {epoch} with {len(history) if isinstance(history, list) else 'no'} history rows"
-    if best is not None and not (isinstance(best, dict) and {"val_acc", "val_loss"} <= best.keys()):
+    if not all(isinstance(r, dict) and _scores(r) and r.keys() == history[0].keys() for r in history):
+        return "history rows without their validation scores, or of different columns"
+    if best is not None and not (isinstance(best, dict) and _scores(best)):
         return "best epoch"
     planned = state.get("config", {}).get("epochs") if isinstance(state.get("config"), dict) else None
     if isinstance(planned, int) and epoch > planned:
         return f"epoch {epoch} of {planned}"
     return None
+
+
+def _scores(row: dict) -> bool:
+    """An epoch's row holds the validation scores model selection compares, as numbers."""
+    return all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in ("val_acc", "val_loss"))
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -68,6 +68,7 @@ def refuse_other_data(ckpts: list[Checkpoint], ds: Dataset, data: Path) -> None:
     fingerprint = ds.fingerprint()
     for c in ckpts:
         if c.card.get("data_fingerprint") != fingerprint:
-            since = changes_since_saved(ds, c.card.get("split_seed", 0))  # then the folder-level hint is no help
+            since = changes_since_saved(ds, c.card.get("split_seed", 0), c.card.get("split_hash"))  # then the
+            # folder-level hint is no help
             raise CheckpointError(f"{c.directory}: trained {other_data(c.card, fingerprint, None if since else data)}"
                                   f"{since}; retrain, or pass --force")

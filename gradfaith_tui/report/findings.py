@@ -39,10 +39,21 @@ def map_stats(reader: CacheReader) -> list[MapStats]:
         if not done.any():
             continue
         tau = float(reader.settings(c.expl_id).get("tau", 0.5))
-        masked = done & has_mask
-        area = float((maps[masked] >= tau).mean()) if masked.any() else float("nan")
+        masked = np.flatnonzero(done & has_mask)
+        # binarised as LocAcc binarises it: upsampled to the model's input first (bilinear, half-pixel centres)
+        area = (float(np.mean([(_upsampled(maps[i], c.model.img_size) >= tau).mean() for i in masked]))
+                if len(masked) else float("nan"))
         out.append(MapStats(c.model.name, float(np.nanmean(maps[done])), area))
     return out
+
+
+def _upsampled(m: np.ndarray, size: int) -> np.ndarray:
+    """One map at the input size, as the metrics saw it (cam.methods.upsample, without torch: PIL's bilinear)."""
+    from PIL import Image
+
+    if m.shape == (size, size):
+        return m
+    return np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
 
 
 def _mean(stats, metric: str, model: str) -> float | None:

@@ -18,6 +18,9 @@ METRICS_VERSION = 4
 # settings (as "consist_rule") rather than in the key (a change of it needs no new maps). "same-class": a seed whose map explains another class
 # than the reference seed's is left out of the case (eq. 6); before it, every seed counted.
 CONSIST_RULE = "same-class"
+# The metrics --deep adds, versioned apart so a change to them recomputes only --deep explanations.
+# 2: Faith's control, the map's cells shuffled (faith_shuffled).
+DEEP_VERSION = 2
 
 
 def explanation_key(checkpoint: str | None, fingerprint: str, method: str, layer: str, tau: float, baseline: str,
@@ -26,7 +29,8 @@ def explanation_key(checkpoint: str | None, fingerprint: str, method: str, layer
     have one each. The default leaves the key as it was before the engine was part of it."""
     raw = json.dumps([checkpoint, fingerprint, method, layer, tau, baseline, target, deep_steps]
                      + ([METRICS_VERSION] if METRICS_VERSION > 1 else [])  # version 1 keys stay as they were
-                     + (["library"] if method == "gradcam" and engine == "library" else []))
+                     + (["library"] if method == "gradcam" and engine == "library" else [])
+                     + ([f"deep{DEEP_VERSION}"] if deep_steps and DEEP_VERSION > 1 else []))
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 

@@ -48,14 +48,14 @@ class CacheReader:
             raise CacheError(f"--method: no {method} maps in {self.root} (it holds {', '.join(self.methods)})")
         self.method = method
         self.n_cases = int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
+        expl = {r["model_id"]: r["expl_id"] for r in self.con.execute(
+            "SELECT model_id, expl_id FROM explanations WHERE method=?", (method,))}
         self.models = one_reference_each(sorted(
             (ModelInfo(r["model_id"], r["name"], r["arch"], r["family"], r["describe"], r["seed"], bool(r["is_ref"]),
-                       r["img_size"]) for r in self.con.execute("SELECT * FROM models")), key=model_order))
+                       r["img_size"]) for r in self.con.execute("SELECT * FROM models")), key=model_order), set(expl))
         if self.n_cases == 0 or not self.models:
             self.con.close()
             raise CacheError(f"{self.root}: the cache is empty (no cases or no models); run `gradfaith-tui precompute`")
-        expl = {r["model_id"]: r["expl_id"] for r in self.con.execute(
-            "SELECT model_id, expl_id FROM explanations WHERE method=?", (method,))}
         self.columns = [Column(m, expl.get(m.model_id), method) for m in self.models if m.is_ref]
         # A cache copied without its arrays (only audit.sqlite, say) is refused here rather than failing later
         # in the explorer's loading thread; the writer creates each array before the rows that point at it.

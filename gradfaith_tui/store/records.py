@@ -72,11 +72,18 @@ def model_order(m: ModelInfo) -> tuple:
     return (fam, m.name, m.seed)
 
 
-def one_reference_each(models: list[ModelInfo]) -> list[ModelInfo]:
-    """The lowest seed marked reference of each name is its reference: a cache written before a run of other seeds
-    alone stopped marking a second one (precompute --seeds 1 on a cache holding seed 0) shows each name once."""
+def one_reference_each(models: list[ModelInfo], explained: set[str] = frozenset()) -> list[ModelInfo]:
+    """The reference of each name: the lowest seed among those explained with the shown method (explained: their
+    model ids), else the lowest marked reference. So a cache where a run of other seeds alone marked a second
+    one (precompute --seeds 1 on a cache holding seed 0), or explained only seed 1 with another method, shows
+    each name once, with maps."""
     refs: dict[str, int] = {}
     for m in models:
-        if m.is_ref:
+        if m.model_id in explained:
             refs[m.name] = min(refs.get(m.name, m.seed), m.seed)
-    return [replace(m, is_ref=m.is_ref and refs[m.name] == m.seed) for m in models]
+    fallback: dict[str, int] = {}
+    for m in models:
+        if m.is_ref and m.name not in refs:
+            fallback[m.name] = min(fallback.get(m.name, m.seed), m.seed)
+    refs.update(fallback)
+    return [replace(m, is_ref=refs.get(m.name) == m.seed) for m in models]

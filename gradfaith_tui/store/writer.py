@@ -250,9 +250,11 @@ class CacheWriter:
     def n_cases(self) -> int:
         return int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
 
-    def reference_seeds(self) -> list[tuple[str, int]]:
-        """(name, seed) of the reference seeds the cache holds models of."""
-        return [(r[0], int(r[1])) for r in self.con.execute("SELECT name, seed FROM models WHERE is_ref=1")]
+    def reference_seeds(self, method: str) -> list[tuple[str, int]]:
+        """(name, seed) of the reference seeds the cache holds maps of this method for."""
+        return [(r[0], int(r[1])) for r in self.con.execute(
+            "SELECT m.name, m.seed FROM models m JOIN explanations e USING (model_id) WHERE m.is_ref=1 AND e.method=?",
+            (method,))]
 
     def done(self, expl_id: int) -> set[int]:
         """Cases whose map and metrics for this explanation are already stored (Faith is always among them)."""
