@@ -290,3 +290,11 @@ def test_train_and_precompute_take_the_window_and_a_different_one_is_other_data(
     precompute(data, ckpt, tmp_path / "c", warn=lambda m: None, with_timing=False, window=MEDIASTINAL_WINDOW)
     assert (tmp_path / "c" / "audit.sqlite").is_file()
     assert evaluate_all(data, ckpt, None, None, warn=lambda m: None, window=MEDIASTINAL_WINDOW)
+
+
+def test_the_default_window_given_explicitly_is_the_same_data(tmp_path):
+    for folder in ("malignant", "normal"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(CT, tmp_path / folder / "a.dcm")
+    assert discover(tmp_path, window=parse_window("lung")).fingerprint() == discover(tmp_path).fingerprint()
+    assert discover(tmp_path, window=MEDIASTINAL_WINDOW).fingerprint() != discover(tmp_path).fingerprint()

@@ -977,7 +977,7 @@ def test_models_refused_as_trained_on_other_data_say_what_changed_since_the_spli
     img = Image.open(data / gone["path"]).convert("L")
     img.putpixel((0, 0), 255 - img.getpixel((0, 0)))  # the same names, one slice changed
     img.save(data / gone["path"])
-    with pytest.raises(CheckpointError, match="the files are those its saved split .* lists, so one of them was changed"):
+    with pytest.raises(CheckpointError, match="the files are those its saved split .* lists, so a file.s content, a lesion box or the DICOM --window"):
         precompute(data, trained, tmp_path / "c", warn=lambda m: None)
 
 
