@@ -410,3 +410,17 @@ def test_linked_series_are_used_and_a_flat_mask_is_not_given_to_every_series_fil
     assert sorted(s.case_id for s in ds.samples) == ["Bengin cases/p1/IM1.jpg", "Bengin cases/p2/IM1.jpg",
                                                      "Bengin cases/p3/IM2.jpg", "Normal cases/n.jpg"]
     assert all(s.mask_path is None for s in ds.samples)
+
+
+def test_images_beside_the_way_down_to_the_class_folders_are_named(tmp_path):
+    inner = tmp_path / "inner"
+    _jpg(inner / "Normal cases" / "n.jpg")
+    _jpg(inner / "Bengin cases" / "b.jpg")
+    _jpg(tmp_path / "loose.jpg")
+    _jpg(tmp_path / "Normal casess" / "x.jpg")  # misspelt, one level up
+    (tmp_path / "notes.txt").write_text("no images")
+    ds = discover(tmp_path)
+    said = "\n".join(ds.warnings)
+    assert f"{tmp_path / 'loose.jpg'}: outside {inner}, where the class folders are, so its 1 image is not used" in said
+    assert f"{tmp_path / 'Normal casess'}: outside {inner}" in said and "notes.txt" not in said
+    assert len(ds.samples) == 2

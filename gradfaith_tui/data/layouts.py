@@ -73,6 +73,27 @@ def _class_dirs(parent: Path) -> list[str]:
         return []
 
 
+def _left_above(root: Path, parent: Path, others: list[Path]) -> list[str]:
+    """Images on the way from --data down to the class folders' folder, beside that path: not used, so named."""
+    out, node = [], root
+    for part in parent.relative_to(root).parts:
+        try:
+            entries = sorted(node.iterdir())
+        except OSError:
+            break
+        for entry in entries:
+            if entry.name == part or entry.name.startswith(".") or entry.name.lower() in NOT_DATA | UNLABELLED_FOLDERS:
+                continue
+            if any(o.is_relative_to(entry) for o in others):  # a nested copy: named as such already
+                continue
+            n = int(is_image(entry)) if entry.is_file() else _images_below(entry) if entry.is_dir() else 0
+            if n:
+                out.append(f"{entry}: outside {parent}, where the class folders are, so its {n} "
+                           f"image{'s' * (n != 1)} {'are' if n != 1 else 'is'} not used")
+        node = node / part
+    return out
+
+
 def _images_below(folder: Path) -> int:
     """Image files anywhere below a folder (hidden and side folders aside), for saying what is left out."""
     n = 0
@@ -123,6 +144,7 @@ def from_class_folders(root: Path, window: tuple[float, float] | None) -> Datase
     if parent != root and (root / "masks").is_dir():  # masks sit beside the class folders, not at the top
         warnings.append(f"{root / 'masks'}: not used; lesion masks are read from {parent / 'masks'}, beside the "
                         "class folders")
+    warnings += _left_above(root, parent, others)
     pseudonym = Pseudonymizer(root)
     samples = []
     loose = 0
