@@ -112,7 +112,7 @@ def _units(reader: CacheReader, groups: np.ndarray) -> str:
     named = [g for g in groups if g.startswith("patient ")]
     if not named:
         return "n counts slices; with no patient ids the CIs and tests resample slices."
-    masked = {groups[i] for (i,) in reader.con.execute("SELECT idx FROM cases WHERE has_mask = 1")}
+    masked = set(groups[reader.has_mask()])
     return (f"n counts slices; the {reader.n_cases} test slices come from {len(set(named))} patients ({len(masked)} "
             f"of them with lesion masks), and the CIs and paired tests resample those patients.")
 

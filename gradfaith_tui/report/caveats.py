@@ -74,7 +74,8 @@ def macro_over(con: sqlite3.Connection) -> str:
 
 def classes(con: sqlite3.Connection, n: int) -> list[str]:
     """A class with no test case: Table I averages over the others, and the audit says nothing of it."""
-    missing = [c for c in CLASS_NAMES if c not in test_classes(con)]
+    present = test_classes(con)
+    missing = [c for c in CLASS_NAMES if c not in present]
     if not missing:
         return []
     return [f"The test split has no {' or '.join(missing)} case: Table I averages over {macro_over(con)} only, and "
@@ -169,9 +170,9 @@ def consist_rule(reader: CacheReader) -> list[str]:
 def resolution(reader: CacheReader) -> list[str]:
     """Coarse CAM grids: a cell larger than the typical lesion can point near it, never outline it; and inputs
     smaller than the paper's 224 px."""
-    rows = reader.con.execute("SELECT m.name, m.img_size, e.map_h, e.map_w FROM explanations e JOIN models m "
-                              "USING (model_id) WHERE e.method=? AND m.is_ref=1 ORDER BY m.name",
-                              (reader.method,)).fetchall()
+    grid = {r[0]: (r[1], r[2]) for r in reader.con.execute("SELECT expl_id, map_h, map_w FROM explanations")}
+    # the shown columns: the reader's reference seeds (which the is_ref column alone may not give, per method)
+    rows = sorted((c.model.name, c.model.img_size, *grid[c.expl_id]) for c in reader.columns if c.expl_id in grid)
     if not rows:
         return []
     out = []
@@ -180,7 +181,7 @@ def resolution(reader: CacheReader) -> list[str]:
         out.append(f"The models see {' and '.join(map(str, sizes))} px inputs (the paper's see 224 px): they are small "
                    "stand-ins, and their numbers show how the audit works more than how the paper's models behave.")
     masks = np.load(reader.root / MASKS_NAME, mmap_mode="r")
-    has = np.array([bool(h) for _, h in reader.con.execute("SELECT idx, has_mask FROM cases ORDER BY idx")])
+    has = reader.has_mask()
     if not has.any():
         return out
     side = masks.shape[-1]

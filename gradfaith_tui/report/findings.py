@@ -27,9 +27,7 @@ class MapStats:
 
 def map_stats(reader: CacheReader) -> list[MapStats]:
     """Per shown model, from its stored maps (each min-max normalised on its own, as the metrics used them)."""
-    has_mask = np.zeros(reader.n_cases, bool)
-    for idx, h in reader.con.execute("SELECT idx, has_mask FROM cases"):
-        has_mask[idx] = bool(h)
+    has_mask = reader.has_mask()
     out = []
     for c in reader.columns:
         maps = reader.map_array(c.expl_id) if c.expl_id is not None else None

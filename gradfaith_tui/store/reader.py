@@ -194,8 +194,8 @@ class CacheReader:
             self._masks = np.load(self.root / MASKS_NAME, mmap_mode="r")
         return np.asarray(self._masks[idx]).astype(bool)
 
-    def heatmap(self, expl_id: int, idx: int) -> np.ndarray | None:
-        """One stored map as float32, or None where it is not computed yet."""
+    def _map_file(self, expl_id: int) -> np.ndarray | None:
+        """An explanation's memory-mapped map array, opened once; None where the explanation is gone."""
         if expl_id not in self._maps:
             f = self.con.execute("SELECT map_file FROM explanations WHERE expl_id=?", (expl_id,)).fetchone()
             if f is None:
@@ -206,15 +206,29 @@ class CacheReader:
             except (OSError, ValueError) as exc:  # removed or damaged since the cache was opened
                 raise CacheError(f"{path}: map file missing or damaged ({exc.__class__.__name__}); rerun "
                                  f"`gradfaith-tui precompute` to compute it again") from None
-        m = np.asarray(self._maps[expl_id][idx], dtype=np.float32)
+        return self._maps[expl_id]
+
+    def heatmap(self, expl_id: int, idx: int) -> np.ndarray | None:
+        """One stored map as float32, or None where it is not computed yet."""
+        maps = self._map_file(expl_id)
+        if maps is None:
+            return None
+        m = np.asarray(maps[idx], dtype=np.float32)
         return None if np.isnan(m).all() else m
 
     def map_array(self, expl_id: int) -> np.ndarray | None:
         """Every case's stored map of one explanation as float32 (NaN where not computed yet), None where the
         explanation is gone."""
-        if self.heatmap(expl_id, 0) is None and expl_id not in self._maps:
-            return None
-        return np.asarray(self._maps[expl_id], dtype=np.float32)
+        maps = self._map_file(expl_id)
+        return None if maps is None else np.asarray(maps, dtype=np.float32)
+
+    def has_mask(self) -> np.ndarray:
+        """(n_cases,) bool: the cases with a lesion mask, as the cases table records them (masks.npy may keep an
+        older mask: the table wins)."""
+        out = np.zeros(self.n_cases, bool)
+        for idx, h in self.con.execute("SELECT idx, has_mask FROM cases"):
+            out[idx] = bool(h)
+        return out
 
     def evaluation(self) -> dict[str, dict]:
         """Table I bodies by model id, in the reader's model order."""
