@@ -10,6 +10,7 @@ import typer
 from gradfaith_tui.config import DEFAULT_CACHE, DEFAULT_CHECKPOINTS, DEFAULT_DATA
 from gradfaith_tui.errors import GradfaithError
 
+
 def folder(value: Path, option: str) -> Path:
     """A folder option whose path must not be a file: named in one line before any work starts (else found
     deep inside, as "Not a directory" or "File exists" naming a path below it)."""
@@ -28,6 +29,7 @@ SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separate
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda or cuda:N.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable file instead of skipping it.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Use checkpoints trained on other data anyway.")]
+
 
 def _window(value: str | None) -> tuple[float, float] | None:
     from gradfaith_tui.data.imageio import parse_window  # DataError names --window
