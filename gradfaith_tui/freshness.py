@@ -8,8 +8,10 @@ from pathlib import Path
 
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.errors import GradfaithError
+from gradfaith_tui.models.card import trained_on
 from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.config import CamSettings
+from gradfaith_tui.store.files import key_fingerprint, of_this_data
 from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.keys import CONSIST_RULE, checkpoint_identity, explanation_key
 
@@ -19,17 +21,18 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
     """True when every checkpoint is trained for exactly `epochs` on this data and fully explained with these settings."""
     method = cam.method
     try:
-        fingerprint = discover(data).fingerprint()
+        fingerprints = discover(data).fingerprints()
         ckpts = find_checkpoints(checkpoints, names, seeds)
         reader = CacheReader(cache, method)
     except GradfaithError:
         return False
     try:
-        if reader.meta.get("fingerprint") != fingerprint or len(ckpts) != len(names) * len(seeds):
+        if not of_this_data(reader.meta, fingerprints) or len(ckpts) != len(names) * len(seeds):
             return False
+        fingerprint = key_fingerprint(reader.meta)
         stored = {r["model_id"]: r["checkpoint_hash"] for r in reader.con.execute("SELECT model_id, checkpoint_hash FROM models")}
         for c in ckpts:
-            if c.card.get("epochs_done", 0) != epochs or c.card.get("data_fingerprint") != fingerprint:
+            if c.card.get("epochs_done", 0) != epochs or not trained_on(c.card, fingerprints):
                 return False
             if img_size is not None and c.card.get("img_size") != img_size:  # trained at another size
                 return False

@@ -104,7 +104,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
               "world_size": dist.world, "identical_files": prep.identical}  # the report's data caveats read this
     if not dist.main:
         dist.barrier()  # rank 0 creates the cache and registers the models first
-    writer = CacheWriter(cache, prep.fingerprint, prep.split_hash, config, cases, base.images, base.masks, warn,
+    writer = CacheWriter(cache, prep.fingerprints, prep.split_hash, config, cases, base.images, base.masks, warn,
                          lock=dist.main)
     try:
         arrays = {display: base}
@@ -127,7 +127,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         jobs = [_Job(c, refs[c.card["name"]] == c.card["seed"]) for c in ckpts]
         for job in jobs:
             job.load(device, target_layer)
-            job.key = explanation_key(checkpoint_identity(job.card), prep.fingerprint, cam.method, job.layer.name,
+            job.key = explanation_key(checkpoint_identity(job.card), writer.fingerprint, cam.method, job.layer.name,
                                       cam.tau, cam.baseline, target, cam.deep_steps, cam.engine)
         # Registered only once every model has loaded (seconds each), back to back: an explorer opened early
         # sees the whole set of models rather than the first few.

@@ -977,7 +977,8 @@ def test_models_refused_as_trained_on_other_data_say_what_changed_since_the_spli
     img = Image.open(data / gone["path"]).convert("L")
     img.putpixel((0, 0), 255 - img.getpixel((0, 0)))  # the same names, one slice changed
     img.save(data / gone["path"])
-    with pytest.raises(CheckpointError, match="the files are those its saved split .* lists, so a file.s content, a lesion box or the DICOM --window"):
+    with pytest.raises(CheckpointError, match="the files are those its saved split .* lists, so a file.s content or "
+                                              "the DICOM --window differs"):
         precompute(data, trained, tmp_path / "c", warn=lambda m: None)
 
 
@@ -1012,3 +1013,88 @@ def test_a_later_seed_explained_alone_with_another_method_is_that_methods_column
     r = CacheReader(copy)  # Grad-CAM: seed 0 stays its reference
     assert [c.model.model_id for c in r.columns] == [f"{n}/seed0" for n in TINY_MODELS]
     r.close()
+
+
+def _with_box(data: Path, case_id: str, box: tuple[int, int, int, int]) -> None:
+    """The manifest with lesion-box columns, one box on case_id."""
+    import csv
+
+    rows = list(csv.DictReader((data / "manifest.csv").open()))
+    for r in rows:
+        r.update(dict.fromkeys(("x0", "y0", "x1", "y1"), ""))
+        if r["path"] == case_id:
+            r.update(zip(("x0", "y0", "x1", "y1"), map(str, box)))
+    with (data / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_lesion_boxes_drawn_or_moved_in_the_csv_keep_the_checkpoints_and_the_cache(cache, phantoms, trained, tmp_path):
+    """A CSV's lesion boxes were part of the data's fingerprint: drawing or moving one made every checkpoint
+    "trained on other data" and the cache "built from other data". Like mask files, they change nothing a
+    model sees: the metrics that read them are recomputed from the stored maps."""
+    import shutil
+
+    from gradfaith_tui.models.evaluate_all import evaluate_all
+
+    data = Path(shutil.copytree(phantoms, tmp_path / "data"))
+    copy = _copy_cache(cache, tmp_path)
+    con = sqlite3.connect(copy / "audit.sqlite")
+    idx, case_id = con.execute("SELECT idx, case_id FROM cases WHERE has_mask=0 ORDER BY idx LIMIT 1").fetchone()
+    expl = dict(con.execute("SELECT expl_id, map_file FROM explanations"))
+    con.close()
+    locacc = []
+    for box in ((2, 2, 20, 20), (34, 34, 60, 60)):  # drawn, then moved
+        _with_box(data, case_id, box)
+        warnings = []
+        precompute(data, trained, copy, warn=warnings.append, with_timing=False)
+        assert any("lesion masks changed for 1 test case(s)" in w for w in warnings), warnings
+        r = CacheReader(copy)
+        assert dict(r.con.execute("SELECT expl_id, map_file FROM explanations")) == expl  # no map recomputed
+        assert r.con.execute("SELECT has_mask FROM cases WHERE idx=?", (idx,)).fetchone()[0] == 1
+        locacc.append(r.con.execute("SELECT value FROM metrics WHERE idx=? AND name='locacc' ORDER BY expl_id",
+                                    (idx,)).fetchall())
+        r.close()
+    assert locacc[0] != locacc[1] and all(v is not None for (v,) in locacc[1])
+    assert set(evaluate_all(data, trained, TINY_MODELS, [0], "cpu", warn=lambda m: None)) == {
+        f"{n}/seed0" for n in TINY_MODELS}  # no "trained on other data"
+
+
+def test_checkpoints_and_caches_fingerprinted_with_lesion_boxes_by_earlier_versions_still_match(
+        phantoms, trained, tmp_path):
+    import json
+    import shutil
+
+    from gradfaith_tui.data.dataset import discover
+    from gradfaith_tui.data.prepared import prepare
+    from gradfaith_tui.models.factory import load_checkpoint
+    from gradfaith_tui.models.train import is_complete
+
+    data = Path(shutil.copytree(phantoms, tmp_path / "data"))
+    case_id = discover(data).samples[0].case_id
+    _with_box(data, case_id, (2, 2, 20, 20))
+    prep = prepare(discover(data))
+    new, legacy = prep.fingerprints
+    assert new == discover(phantoms).fingerprint() and legacy != new
+
+    ckpt = Path(shutil.copytree(trained / "resnet10t" / "seed0", tmp_path / "ckpt"))
+    card = json.loads((ckpt / "card.json").read_text())
+    (ckpt / "card.json").write_text(json.dumps({**card, "data_fingerprint": legacy}))
+    load_checkpoint(ckpt, prep.fingerprints)
+    assert is_complete(ckpt, card["epochs"], prep.fingerprints)
+    with pytest.raises(CheckpointError, match=f"trained on other data \\(fingerprint {legacy}, data now 0{{16}}"):
+        load_checkpoint(ckpt, ("0" * 16, "1" * 16))
+
+    images = np.zeros((2, 8, 8))
+    cases = [CaseInfo("a.png", 0, None, False), CaseInfo("b.png", 1, None, False)]
+    CacheWriter(tmp_path / "c", legacy, "s", {}, cases, images, images).close()  # as an earlier version made it
+    writer = CacheWriter(tmp_path / "c", prep.fingerprints, "s", {}, cases, images, images)
+    assert writer.fingerprint == legacy  # its explanation keys stay valid: nothing is recomputed
+    writer.close()
+    _with_box(data, case_id, (30, 30, 40, 40))  # moved: the earlier name of the data changes, today's not
+    moved = prepare(discover(data)).fingerprints
+    assert moved[0] == new and legacy not in moved
+    CacheWriter(tmp_path / "c", moved, "s", {}, cases, images, images).close()
+    with pytest.raises(CacheError, match="built from other data"):
+        CacheWriter(tmp_path / "c", ("0" * 16,), "s", {}, cases, images, images)

@@ -88,7 +88,7 @@ def evaluate(
             pass
 
     def same_data(preps) -> None:  # an audit cache there must be of these data and splits, as precompute asks
-        check_evaluation_data(folder, [(p.fingerprint, p.split_hash) for p in preps])
+        check_evaluation_data(folder, [(p.fingerprints, p.split_hash) for p in preps])
     bodies = evaluate_all(data, checkpoints, names(models), seeds(seeds_), check_device(device), force, strict, warn,
                           before=same_data, window=window)
     con = tables_console()

@@ -48,13 +48,26 @@ class Dataset:
         return self._file_sha1
 
     def fingerprint(self) -> str:
-        """Content hash of every labelled file and its label: checkpoints and caches are tied to it."""
+        """Content hash of every labelled file, its label and DICOM window: checkpoints and caches are tied to it.
+        A CSV's lesion boxes are not part of it, as mask files are not: they change nothing a model sees, and
+        precompute recomputes the metrics that read them from the stored maps."""
+        return self._hash(with_boxes=False)
+
+    def fingerprints(self) -> tuple[str, ...]:
+        """fingerprint(), then, where a CSV gives lesion boxes, the one versions before 2026-11-28 gave these
+        data (the boxes were part of it): checkpoints and caches made then still match while the boxes stay."""
+        if not any(s.boxes for s in self.samples):
+            return (self.fingerprint(),)
+        return self.fingerprint(), self._hash(with_boxes=True)
+
+    def _hash(self, with_boxes: bool) -> str:
         h = hashlib.sha1()
         sha = self.file_sha1()
         for s in sorted(self.samples, key=lambda s: s.case_id):
             h.update(f"{s.case_id}\0{s.label}\0".encode())
-            if s.window is not None or s.boxes:  # only then, so older fingerprints stay valid
-                h.update(f"{s.window}\0{s.boxes}\0".encode())
+            boxes = s.boxes if with_boxes else ()
+            if s.window is not None or boxes:  # only then, so older fingerprints stay valid
+                h.update(f"{s.window}\0{boxes}\0".encode())
             digest = sha[s.case_id]
             # unreadable: still a stable fingerprint; the file is reported elsewhere
             h.update(bytes.fromhex(digest) if digest else b"unreadable")

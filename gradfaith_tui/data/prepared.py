@@ -95,6 +95,12 @@ class Prepared:
     assignment: dict[str, str]
     split_file: Path | None = None
     identical: dict = field(default_factory=dict)  # what identical files mean for this split: identical_summary()
+    aliases: tuple[str, ...] = ()  # what earlier versions called these data (Dataset.fingerprints)
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        """Every fingerprint a checkpoint or cache of these data may carry, today's first."""
+        return (self.fingerprint, *self.aliases)
 
     def samples(self, ds: Dataset, split: str) -> list[Sample]:
         return [s for s in ds.samples if self.assignment.get(s.case_id) == split]
@@ -112,7 +118,8 @@ def prepare(ds: Dataset, split_seed: int = 0, warn: Callable[[str], None] = lamb
     identical = identical_summary(ds, assignment)
     for line in identical_warnings(identical):
         warn(line)
-    return Prepared(ds.fingerprint(), split_seed, split_hash(assignment), assignment, saved, identical)
+    fingerprint, *aliases = ds.fingerprints()
+    return Prepared(fingerprint, split_seed, split_hash(assignment), assignment, saved, identical, tuple(aliases))
 
 
 def identical_summary(ds: Dataset, assignment: dict[str, str]) -> dict:

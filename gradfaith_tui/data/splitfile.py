@@ -118,8 +118,8 @@ def changes_since_saved(ds: Dataset, seed: int, trained_split: str | None = None
     saved, now = {r["case_id"]: r for r in rows}, {s.case_id: s for s in ds.samples}
     parts = _differences(saved, now, _rederived(saved, now, now.keys() & saved.keys()))
     if not parts:
-        return (f"; the files are those its saved split {path} lists, so a file's content, a lesion box or the DICOM "
-                "--window differs")
+        return (f"; the files are those its saved split {path} lists, so a file's content or the DICOM --window "
+                "differs")
     return f"; since its split {path} was saved: {'; '.join(parts)}"
 
 

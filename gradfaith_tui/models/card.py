@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CheckpointError
@@ -17,11 +17,18 @@ CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def other_data(card: dict, fingerprint: str, data: Path | str | None = None) -> str:
+def trained_on(card: dict, fingerprints: str | Sequence[str]) -> bool:
+    """Was the card's model trained on these data: fingerprints is today's, or all a Prepared or Dataset knows
+    (earlier versions gave data with CSV lesion boxes another)."""
+    return card.get("data_fingerprint") in ((fingerprints,) if isinstance(fingerprints, str) else tuple(fingerprints))
+
+
+def other_data(card: dict, fingerprint: str | Sequence[str], data: Path | str | None = None) -> str:
     """"on other data (...)" in words, naming the --data it was trained with where that differs from
     this run's: the same images passed one folder up or down count as other data (case ids are paths below
     --data), and that is the likeliest mistake."""
-    text = f"on other data (fingerprint {card.get('data_fingerprint')}, data now {fingerprint}"
+    now = fingerprint if isinstance(fingerprint, str) else fingerprint[0]
+    text = f"on other data (fingerprint {card.get('data_fingerprint')}, data now {now}"
     was = card.get("data")
     if was and data is not None and os.path.realpath(was) != os.path.realpath(str(data)):
         text += (f"; it was trained with --data {was}, this run has --data {data}: the same images passed at another "

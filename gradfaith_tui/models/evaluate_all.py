@@ -7,7 +7,7 @@ from typing import Callable
 
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import Prepared, load_split, prepare
-from gradfaith_tui.models.card import other_data
+from gradfaith_tui.models.card import other_data, trained_on
 from gradfaith_tui.models.evaluate import evaluate
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.precision import to_device
@@ -34,13 +34,13 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
     for c in ckpts:
         split_seed = c.card.get("split_seed", 0)
         prep = preps[split_seed]
-        model, card = load_checkpoint(c.directory, prep.fingerprint, force)
+        model, card = load_checkpoint(c.directory, prep.fingerprints, force)
         key = (split_seed, card["img_size"])
         if key not in arrays:
             arrays[key] = load_split(sorted(prep.samples(ds, "test"), key=lambda s: s.case_id), card["img_size"], strict, warn)
         arr = arrays[key]
         _, body = evaluate(to_device(model, device), arr.images, arr.labels, card["img_size"], device)
-        if card.get("data_fingerprint") != prep.fingerprint:  # only with --force: say it, and keep it with the numbers
+        if not trained_on(card, prep.fingerprints):  # only with --force: say it, and keep it with the numbers
             warn(f"{c.model_id}: trained {other_data(card, prep.fingerprint, data)}; evaluated anyway, as --force asks")
             body["trained_on_other_data"] = card.get("data_fingerprint")
         # Which weights at which size: an audit cache takes these numbers only for the checkpoint it holds.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from torch import nn
 from gradfaith_tui.config import CLASS_NAMES, ModelSpec, family_of
 from gradfaith_tui.errors import CheckpointError, GradfaithError
 from gradfaith_tui.models.card import (CARD_NAME, WEIGHTS_NAME, file_hash, other_data, read_card, replace_atomically,
-                                       write_card_file)
+                                       trained_on, write_card_file)
 from gradfaith_tui.models.weights_file import fit_state, read_state
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -148,11 +149,13 @@ def load_weights(model: Classifier, path: Path, state: dict | None = None) -> No
     model.net.load_state_dict(state)
 
 
-def load_checkpoint(directory: Path, fingerprint: str | None = None, force: bool = False) -> tuple[Classifier, dict]:
-    """Model and card from a checkpoint folder; refuses one trained on other data unless forced."""
+def load_checkpoint(directory: Path, fingerprint: str | Sequence[str] | None = None,
+                    force: bool = False) -> tuple[Classifier, dict]:
+    """Model and card from a checkpoint folder; refuses one trained on other data unless forced (fingerprint:
+    the data's, or all of them, Prepared.fingerprints)."""
     card = read_card(directory)  # its shape checked there
     card_path = Path(directory) / CARD_NAME
-    if fingerprint is not None and card.get("data_fingerprint") != fingerprint and not force:
+    if fingerprint is not None and not trained_on(card, fingerprint) and not force:
         raise CheckpointError(f"{directory}: trained {other_data(card, fingerprint)}; retrain, or pass --force")
     if not is_arch(card["arch"]):
         raise CheckpointError(f"{card_path}: unknown model '{card['arch']}' (not a timm architecture; try "

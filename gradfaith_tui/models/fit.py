@@ -43,7 +43,7 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
         events.warn(w)
     prep = prepare(ds, split_seed, events.warn)  # the saved split, or made and saved now
     provenance = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": split_seed,
-                  "data": str(data)}
+                  "data": str(data), "data_aliases": prep.aliases}
     rank0 = int(os.environ.get("RANK", "0")) == 0
     plan = []  # (spec, seed, out, to train, how a skipped one's settings differ, epochs a resumed run has saved)
     for spec in specs:  # every conflict with saved work is found before any time is spent training
@@ -53,7 +53,7 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
                 with tidy_lock(out) as free:  # a best's card a stopped run left waiting; never a live run's
                     if free:
                         settle_card(out)
-            if is_complete(out, cfg.epochs, prep.fingerprint):
+            if is_complete(out, cfg.epochs, prep.fingerprints):
                 differs = finished_differences(out, cfg)
                 if not (restart and differs):
                     plan.append((spec, seed, out, False, differs, 0))

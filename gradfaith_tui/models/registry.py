@@ -8,7 +8,7 @@ from pathlib import Path
 from gradfaith_tui.data.dataset import Dataset
 from gradfaith_tui.errors import CheckpointError
 from gradfaith_tui.locks import tidy_lock
-from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, other_data, read_card, settle_card
+from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, other_data, read_card, settle_card, trained_on
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ def refuse_other_data(ckpts: list[Checkpoint], ds: Dataset, data: Path) -> None:
     was. Called before a split is made and saved for data these models never saw; --force skips it."""
     from gradfaith_tui.data.splitfile import changes_since_saved
 
-    fingerprint = ds.fingerprint()
+    fingerprints = ds.fingerprints()
     for c in ckpts:
-        if c.card.get("data_fingerprint") != fingerprint:
+        if not trained_on(c.card, fingerprints):
             since = changes_since_saved(ds, c.card.get("split_seed", 0), c.card.get("split_hash"))  # then the
             # folder-level hint is no help
-            raise CheckpointError(f"{c.directory}: trained {other_data(c.card, fingerprint, None if since else data)}"
+            raise CheckpointError(f"{c.directory}: trained {other_data(c.card, fingerprints, None if since else data)}"
                                   f"{since}; retrain, or pass --force")

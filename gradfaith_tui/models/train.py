@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.prepared import SplitArrays
 from gradfaith_tui.errors import CheckpointError, TrainingError
 from gradfaith_tui.models.card import (CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME, file_hash, other_data, read_card,
-                                       replace_atomically, settle_card, write_card_file)
+                                       replace_atomically, settle_card, trained_on, write_card_file)
 from gradfaith_tui.models.epoch_saver import (SLOTS, STATE_NAME, EpochSaver, link_or_copy, optim_name,
                                               read_resume_state, weights_name)
 from gradfaith_tui.models import precision
@@ -155,7 +155,7 @@ def recalibrate_bn(model, data: DeviceSplit, batch_size: int, limit: int = PRECI
         m.momentum = mom
 
 
-def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
+def is_complete(directory: Path, epochs: int, fingerprint: str | Sequence[str]) -> bool:
     """A finished run (all the epochs its schedule spanned) of at least `epochs` epochs on this data."""
     try:
         card = read_card(directory)
@@ -168,7 +168,7 @@ def is_complete(directory: Path, epochs: int, fingerprint: str) -> bool:
         return False
     if state is not None and state.get("epoch", 0) < done:  # stopped while saving its last epoch: the card was
         return False                                          # written, the state (the commit) not; resume it
-    return done >= epochs and done >= card.get("epochs", 0) and card.get("data_fingerprint") == fingerprint
+    return done >= epochs and done >= card.get("epochs", 0) and trained_on(card, fingerprint)
 
 
 def tidy_finished(out: Path) -> None:
@@ -214,10 +214,15 @@ def setting_differences(saved: dict, cfg: TrainConfig, why: bool = True) -> str 
     return f"with {olds}, now {news}{note}"
 
 
+def _fingerprints(provenance: dict) -> tuple[str, ...]:
+    """Today's fingerprint of the data and what earlier versions called them (Prepared.fingerprints)."""
+    return (provenance["data_fingerprint"], *provenance.get("data_aliases", ()))
+
+
 def _resume_conflict(state: dict, cfg: TrainConfig, provenance: dict) -> str | None:
     """What makes the saved epochs another run than the one asked for, in words; None where they resume it."""
     parts = []
-    if state.get("data_fingerprint") != provenance["data_fingerprint"]:
+    if not trained_on(state, _fingerprints(provenance)):
         parts.append(other_data(state, provenance["data_fingerprint"], provenance.get("data")))
     elif state.get("split_hash") not in (None, provenance.get("split_hash")):
         old, new = state.get("split_seed"), provenance.get("split_seed")
@@ -258,11 +263,11 @@ def resume_point(out: Path, cfg: TrainConfig, provenance: dict, restart: bool = 
         raise TrainingError(f"{out}: holds a model imported from {card['imported_from']}; pass --restart to train "
                             f"over it (the imported weights are discarded), or import it under another --name")
     done = card.get("epochs_done", 0)
-    if done and card.get("data_fingerprint") != provenance["data_fingerprint"]:
+    if done and not trained_on(card, _fingerprints(provenance)):
         raise TrainingError(f"{out}: holds a model trained {other_data(card, provenance['data_fingerprint'], provenance.get('data'))}; "
                             f"pass --restart to train it anew on this data (the trained checkpoint is replaced), or use "
                             f"another --checkpoints folder")
-    if (done and done >= card.get("epochs", 0) and card.get("data_fingerprint") == provenance["data_fingerprint"]
+    if (done and done >= card.get("epochs", 0) and trained_on(card, _fingerprints(provenance))
             and cfg.epochs > done):
         raise TrainingError(f"{out}: already trained with --epochs {done}, now {cfg.epochs}; a finished run cannot "
                             f"be extended (its one-cycle learning-rate schedule spans its {done} epochs); pass "
@@ -380,7 +385,8 @@ def train(spec: ModelSpec, seed: int, train_data: SplitArrays, val_data: SplitAr
         "name": spec.name, "arch": spec.arch, "family": spec.family, "kwargs": spec.kwargs, "describe": spec.describe(),
         "seed": seed, "img_size": cfg.img_size, "class_names": list(CLASS_NAMES),
         "input": "grey [0,1], repeated to RGB", "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-        "epochs": cfg.epochs, "train_config": asdict(cfg), "world_size": dist.world, "versions": versions(), **provenance,
+        "epochs": cfg.epochs, "train_config": asdict(cfg), "world_size": dist.world, "versions": versions(),
+        **{k: v for k, v in provenance.items() if k != "data_aliases"},
     }
     saver = EpochSaver(background=cuda) if dist.main else None
     try:

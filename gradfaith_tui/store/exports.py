@@ -12,7 +12,7 @@ from typing import Callable
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.files import DAMAGED_DB, RESULTS_KEPT, connect_readonly, other_schema
+from gradfaith_tui.store.files import DAMAGED_DB, RESULTS_KEPT, connect_readonly, of_this_data, other_schema
 from gradfaith_tui.store.keys import checkpoint_identity
 from gradfaith_tui.store.schema import DB_NAME
 
@@ -43,8 +43,8 @@ def evaluation_folder(cache: Path, make: bool = False) -> Path:
     return cache
 
 
-def cache_identity(cache: Path) -> tuple[str | None, str | None] | None:
-    """(fingerprint, split hash) of the data an audit cache was built from; None where the folder has no cache."""
+def cache_meta(cache: Path) -> dict | None:
+    """The meta rows of an audit cache (what data and split it was built from); None where the folder has none."""
     db = Path(cache) / DB_NAME
     if not db.is_file():
         return None
@@ -58,19 +58,19 @@ def cache_identity(cache: Path) -> tuple[str | None, str | None] | None:
         raise CacheError(f"{db}: {DAMAGED_DB} ({exc}); use a new --cache folder") from None
     if meta and other_schema(meta, db):  # its evaluation table may mean something else there: left alone
         raise other_schema(meta, db)
-    return meta.get("fingerprint"), meta.get("split_hash")
+    return meta
 
 
-def check_evaluation_data(cache: Path, data: list[tuple[str, str]]) -> None:
+def check_evaluation_data(cache: Path, data: list[tuple[tuple[str, ...], str]]) -> None:
     """Refuse to put results of other data, or of another split, beside an audit cache: data holds the
-    (fingerprint, split hash) of each split the evaluation will use."""
-    have = cache_identity(cache)
+    (Prepared.fingerprints, split hash) of each split the evaluation will use."""
+    have = cache_meta(cache)
     if have is None:
         return
-    for fingerprint, split in data:
-        if (fingerprint, split) != have:
-            raise CacheError(f"{cache}: cache was built from other data or another split (fingerprint {have[0]}, "
-                             f"now {fingerprint}); use a new --cache folder")
+    for fingerprints, split in data:
+        if not of_this_data(have, fingerprints) or split != have.get("split_hash"):
+            raise CacheError(f"{cache}: cache was built from other data or another split (fingerprint "
+                             f"{have.get('fingerprint')}, now {fingerprints[0]}); use a new --cache folder")
 
 
 def store_evaluation(cache: Path, bodies: dict[str, dict], warn: Callable[[str], None]) -> None:

@@ -123,6 +123,19 @@ def other_schema(meta: dict, where: Path, does: str = "writes") -> CacheError | 
 _MAP_NAME = re.compile(r"maps/[A-Za-z0-9_-]+\.npy")
 
 
+def of_this_data(meta: dict, fingerprints: str | tuple[str, ...]) -> bool:
+    """Was the cache built from these data? fingerprints: today's first, then what earlier versions called
+    them (Prepared.fingerprints). A cache made under an earlier name keeps it (its explanation keys hold it, see
+    key_fingerprint) and notes today's as "data_fingerprint" the first time it matches."""
+    fps = (fingerprints,) if isinstance(fingerprints, str) else fingerprints
+    return meta.get("fingerprint") in fps or meta.get("data_fingerprint") == fps[0]
+
+
+def key_fingerprint(meta: dict) -> str:
+    """The fingerprint a cache's explanation keys are made with: the one it was built under."""
+    return meta["fingerprint"]
+
+
 def map_path(root: Path, name: str) -> Path:
     """A map file the database names, which must lie in the cache's maps folder: a copied or crafted cache
     must not make precompute's repair delete, or a reader open, a file elsewhere."""

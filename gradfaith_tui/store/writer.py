@@ -19,8 +19,8 @@ import numpy as np
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.locks import writer_lock
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, array_problem, map_path, masks_problem, open_db,
-                                       other_schema, table_names)
+from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, array_problem, key_fingerprint, map_path,
+                                       masks_problem, of_this_data, open_db, other_schema, table_names)
 from gradfaith_tui.store.records import CaseInfo, ModelInfo
 from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
 
@@ -53,11 +53,12 @@ def _nan_maps(path: Path, n: int, shape: tuple[int, int]) -> None:
 class CacheWriter:
     """Creates or reopens a cache for one dataset and test split; refuses one made from other data."""
 
-    def __init__(self, root: Path, fingerprint: str, split_hash: str, config: dict,
+    def __init__(self, root: Path, fingerprint: str | tuple[str, ...], split_hash: str, config: dict,
                  cases: list[CaseInfo], images: np.ndarray, masks: np.ndarray,
                  warn: Callable[[str], None] | None = None, lock: bool = True):
-        """warn: told of each array found damaged or missing on reopening, and what was done about it; lock:
-        take the cache's writer lock (every caller but torchrun's other ranks, which write under rank 0's)."""
+        """fingerprint: the data's, or Prepared.fingerprints; warn: told of each array found damaged or missing
+        on reopening, and what was done about it; lock: take the cache's writer lock (every caller but
+        torchrun's other ranks, which write under rank 0's). self.fingerprint is what explanation keys use."""
         self.root = Path(root)
         self.warn = warn or (lambda msg: None)
         if self.root.exists() and not self.root.is_dir():
@@ -74,8 +75,9 @@ class CacheWriter:
             raise
         self._maps: dict[int, np.memmap] = {}
 
-    def _open(self, fingerprint: str, split_hash: str, config: dict, cases: list[CaseInfo], images: np.ndarray,
-              masks: np.ndarray) -> None:
+    def _open(self, fingerprints: str | tuple[str, ...], split_hash: str, config: dict, cases: list[CaseInfo],
+              images: np.ndarray, masks: np.ndarray) -> None:
+        fingerprint = fingerprints if isinstance(fingerprints, str) else fingerprints[0]
         db = self.root / DB_NAME
         self.con = open_db(db, readonly=False)
         try:
@@ -98,15 +100,20 @@ class CacheWriter:
         if meta:
             if other_schema(meta, self.root):
                 raise other_schema(meta, self.root)
-            if meta.get("fingerprint") != fingerprint or meta.get("split_hash") != split_hash:
+            if not of_this_data(meta, fingerprints) or meta.get("split_hash") != split_hash:
                 raise CacheError(f"{self.root}: cache was built from other data or another split "
                                  f"(fingerprint {meta.get('fingerprint')}, now {fingerprint}); use a new --cache folder")
+            self.fingerprint = key_fingerprint(meta)
+            if meta.get("fingerprint") != fingerprint and meta.get("data_fingerprint") != fingerprint:
+                with self.con:  # built under an earlier name of these data: today's matches from now on
+                    self.con.execute("INSERT OR REPLACE INTO meta VALUES ('data_fingerprint', ?)", (fingerprint,))
             self._repair(images, masks)
             with self.con:  # patient pseudonyms may have been re-derived (keyed since 2026-11-27): store today's
                 self.con.executemany("UPDATE cases SET patient=? WHERE case_id=? AND patient IS NOT ?",
                                      [(c.patient, c.case_id, c.patient) for c in cases])
         else:
             self._create(fingerprint, split_hash, cases, images, masks)
+            self.fingerprint = fingerprint
         with self.con:
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (json.dumps(config, sort_keys=True),))
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (_now(),))
