@@ -112,6 +112,24 @@ def test_a_masks_folder_above_nested_class_folders_is_named_as_unused(tmp_path):
                for w in ds.warnings)
 
 
+def test_masks_inside_a_class_folder_are_named_with_where_they_belong(tmp_path):
+    """A masks/ folder put inside a class folder (and inside a patient's folder there) was skipped silently:
+    every LocAcc came out blank with no word why."""
+    _jpg(tmp_path / "Bengin cases" / "b1.jpg", size=(40, 40))
+    _png(tmp_path / "Bengin cases" / "masks" / "b1.png", np.full((40, 40), 255, np.uint8))
+    _jpg(tmp_path / "Bengin cases" / "P7" / "b2.jpg", size=(40, 40))
+    _png(tmp_path / "Bengin cases" / "P7" / "masks" / "b2.png", np.full((40, 40), 255, np.uint8))
+    (tmp_path / "Normal cases" / "masks").mkdir(parents=True)  # empty: nothing to say
+    _jpg(tmp_path / "Normal cases" / "n1.jpg", size=(40, 40))
+    ds = discover(tmp_path)
+    assert [s.mask_path for s in ds.samples] == [None] * 3
+    said = [w for w in ds.warnings if "lesion masks inside a class folder" in w]
+    assert said == [f"{tmp_path / 'Bengin cases' / 'masks'}: lesion masks inside a class folder are not read; they "
+                    f"belong in {tmp_path / 'masks' / 'Bengin cases'}, one <image name>.png each",
+                    f"{tmp_path / 'Bengin cases' / 'P7' / 'masks'}: lesion masks inside a class folder are not read; "
+                    f"they belong in {tmp_path / 'masks' / 'Bengin cases' / 'P7'}, one <image name>.png each"]
+
+
 def test_mask_of_another_size_is_named_and_its_slice_kept_without_it(tmp_path):
     _jpg(tmp_path / "Benign cases" / "b1.jpg", size=(40, 40))
     _png(tmp_path / "masks" / "Benign cases" / "b1.png", np.zeros((30, 40), np.uint8))

@@ -94,11 +94,12 @@ def _left_above(root: Path, parent: Path, others: list[Path]) -> list[str]:
     return out
 
 
-def _images_below(folder: Path) -> int:
-    """Image files anywhere below a folder (hidden and side folders aside), for saying what is left out."""
+def _images_below(folder: Path, everything: bool = False) -> int:
+    """Image files anywhere below a folder (hidden and, unless everything, side folders aside), for saying what
+    is left out."""
     n = 0
     for dirpath, dirnames, files in _walk(folder):
-        dirnames[:] = [d for d in dirnames if d.lower() not in NOT_DATA and not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if (everything or d.lower() not in NOT_DATA) and not d.startswith(".")]
         n += sum(is_image(Path(dirpath) / f) for f in files)  # extension-less DICOM too
     return n
 
@@ -125,6 +126,10 @@ def _class_files(folder: Path, problems: list[str], warnings: list[str]) -> list
         here = Path(dirpath)
         for d in [d for d in dirnames if d.lower() in CLASS_OF_FOLDER]:
             warnings.append(f"{here / d}: a class folder inside the class folder {folder.name}; not used")
+        for d in [d for d in dirnames if d.lower() == "masks" and _images_below(here / d, everything=True)]:
+            where = folder.parent / "masks" / here.relative_to(folder.parent)
+            warnings.append(f"{here / d}: lesion masks inside a class folder are not read; they belong in {where}, "
+                            "one <image name>.png each")
         dirnames[:] = sorted(d for d in dirnames if d.lower() not in NOT_DATA | set(CLASS_OF_FOLDER)
                              and not d.startswith("."))
         for name in names:
