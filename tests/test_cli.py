@@ -225,11 +225,15 @@ def test_precompute_batches_64_cases_on_cuda_and_32_elsewhere_unless_told(monkey
 def test_a_path_that_cannot_be_written_is_one_line_naming_it(tmp_path):
     (tmp_path / "a-file").write_text("")
     assert_one_line_error(run("data", "synth", tmp_path / "a-file" / "phantoms", "--patients", "1", "--slices", "1"),
-                          "a-file/phantoms", "Not a directory")
+                          f"OUT: {tmp_path / 'a-file' / 'phantoms'} cannot be a folder ({tmp_path / 'a-file'} is a file)")
     a_file = tmp_path / "a-file"  # a file where a folder option wants a folder: named before any work starts
     for args, option in ((("train", "--models", "resnet10t", "--epochs", "1"), "--checkpoints"),
-                         (("evaluate",), "--checkpoints"), (("report", "--cache", tmp_path), "--out")):
+                         (("evaluate",), "--checkpoints"), (("report", "--cache", tmp_path), "--out"),
+                         (("precompute",), "--cache"), (("explore",), "--cache")):
         assert_one_line_error(run(*args, option, a_file), f"{option}: {a_file} is a file, not a folder")
+        # a folder below a file: named as such, not "Not a directory" from deep inside
+        assert_one_line_error(run(*args, option, a_file / "x"), f"{option}: {a_file / 'x'} cannot be a folder "
+                                                                 f"({a_file} is a file)")
 
 
 def test_a_mistyped_option_or_value_is_one_line_naming_it():

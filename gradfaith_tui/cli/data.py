@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from gradfaith_tui.cli.options import WindowOpt
+from gradfaith_tui.cli.options import WindowOpt, folder
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import DataError, GradfaithError
 
@@ -31,7 +31,8 @@ MAX_PATIENTS, MAX_SLICES, MAX_SIZE = 100_000, 1_000, 4096
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Argument(help="New (or empty) folder to write the phantom dataset into.")],
+    out: Annotated[Path, typer.Argument(help="New (or empty) folder to write the phantom dataset into.",
+                                        callback=lambda v: folder(v, "OUT"))],
     patients: Annotated[int, typer.Option(min=1, max=MAX_PATIENTS, help="Number of patients.")] = 100,
     slices: Annotated[int, typer.Option(min=1, max=MAX_SLICES, help="Adjacent slices per patient.")] = 10,
     size: Annotated[int, typer.Option(min=32, max=MAX_SIZE, help="Slice size in pixels.")] = 256,
