@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from gradfaith_tui.config import DEFAULT_CACHE, DEFAULT_CHECKPOINTS, DEFAULT_DATA
-from gradfaith_tui.errors import GradfaithError
+from gradfaith_tui.errors import CacheError, GradfaithError
 
 
-def folder(value: Path, option: str) -> Path:
+def folder(value: Path, option: str, error: type[GradfaithError] = GradfaithError) -> Path:
     """A folder option whose path must not be a file: named in one line before any work starts (else found
     deep inside, as "Not a directory" or "File exists" naming a path below it)."""
     for above in (value, *value.parents):  # the nearest that exists: the folder, or where it would be made
@@ -19,8 +19,8 @@ def folder(value: Path, option: str) -> Path:
             if above.is_dir():
                 break
             if above == value:
-                raise GradfaithError(f"{option}: {value} is a file, not a folder")
-            raise GradfaithError(f"{option}: {value} cannot be a folder ({above} is a file)")
+                raise error(f"{option}: {value} is a file, not a folder")
+            raise error(f"{option}: {value} cannot be a folder ({above} is a file)")
     return value
 
 
@@ -29,7 +29,7 @@ DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder: IQ-OTH/NC
 CheckpointsOpt = Annotated[Path, typer.Option("--checkpoints", help="Where trained models live: <name>/seed<k>/.",
                                               callback=lambda v: folder(v, "--checkpoints"))]
 CacheOpt = Annotated[Path, typer.Option("--cache", help="Audit cache folder (audit.sqlite + arrays).",
-                                        callback=lambda v: folder(v, "--cache"))]
+                                        callback=lambda v: folder(v, "--cache", CacheError))]
 ModelsOpt = Annotated[Optional[str], typer.Option("--models", help="Comma-separated model names (timm names or demo names).")]
 SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated training seeds, e.g. 0,1.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda or cuda:N.")]
