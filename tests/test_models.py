@@ -174,7 +174,7 @@ def test_a_run_killed_mid_write_resumes_from_the_last_whole_epoch(phantoms, tmp_
 def test_a_run_killed_after_its_last_card_before_its_state_commit_is_resumed_not_called_finished(
         phantoms, tmp_path, monkeypatch):
     import gradfaith_tui.models.train as train_mod
-    from gradfaith_tui.models.train import is_complete, tidy_finished
+    from gradfaith_tui.models.resume import is_complete, tidy_finished
 
     prep, tr, va = _arrays(phantoms)
     prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
@@ -529,7 +529,7 @@ def test_a_rerun_with_other_settings_stops_naming_them_and_restart_starts_over(p
 
     from gradfaith_tui.errors import TrainingError
     from gradfaith_tui.models.fit import FitEvents, fit_all
-    from gradfaith_tui.models.train import resume_point
+    from gradfaith_tui.models.resume import resume_point
 
     prep, tr, va = _arrays(phantoms)
     prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}

@@ -1069,7 +1069,7 @@ def test_checkpoints_and_caches_fingerprinted_with_lesion_boxes_by_earlier_versi
     from gradfaith_tui.data.dataset import discover
     from gradfaith_tui.data.prepared import prepare
     from gradfaith_tui.models.factory import load_checkpoint
-    from gradfaith_tui.models.train import is_complete
+    from gradfaith_tui.models.resume import is_complete
 
     data = Path(shutil.copytree(phantoms, tmp_path / "data"))
     case_id = discover(data).samples[0].case_id

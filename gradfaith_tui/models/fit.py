@@ -14,8 +14,8 @@ from gradfaith_tui.errors import TrainingError, batch_size_on_out_of_memory
 from gradfaith_tui.locks import tidy_lock, writer_lock
 from gradfaith_tui.models.card import settle_card
 from gradfaith_tui.models.factory import check_arch, checkpoint_dir
-from gradfaith_tui.models.train import (CudaTuning, TrainConfig, finished_differences, is_complete, resume_point,
-                                        steps_per_epoch, tidy_finished, train)
+from gradfaith_tui.models.resume import finished_differences, is_complete, resume_point, tidy_finished
+from gradfaith_tui.models.train import CudaTuning, TrainConfig, steps_per_epoch, train
 
 
 @dataclass
