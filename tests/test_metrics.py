@@ -342,8 +342,11 @@ def test_the_shuffled_control_keeps_each_maps_values_at_other_places_the_same_ea
     from gradfaith_tui.metrics.faithfulness import shuffled
 
     maps = torch.rand(3, 4, 4)
-    a, b = shuffled(maps), shuffled(maps)
+    a, b = shuffled(maps, [7, 8, 9]), shuffled(maps, [7, 8, 9])
     assert torch.equal(a, b)  # seeded: a rerun stores the same control
     for m, s in zip(maps, a):
         assert torch.equal(m.flatten().sort().values, s.flatten().sort().values)  # the same values: the same area
     assert not torch.equal(a, maps)
+    # a case's control does not depend on its batch: the case at row 0 here was at row 2 above (another batch
+    # size, or another torchrun rank's shard)
+    assert torch.equal(shuffled(maps[2:], [9])[0], a[2]) and not torch.equal(shuffled(maps[2:])[0], a[2])

@@ -245,6 +245,15 @@ def test_killed_process_leaves_a_readable_cache_and_a_rerun_finishes(phantoms, t
                             "ON f.expl_id = s.expl_id AND f.idx = s.idx AND f.name = 'faith' "
                             "WHERE s.name = 'faith_shuffled'").fetchone()
     assert control[0] == 4 * r.n_cases and control[1] > 0
+    # a case's control does not depend on the batch it came in (the killed run's, the rerun's, or another size)
+    fresh = tmp_path / "fresh"
+    precompute(phantoms, trained, fresh, names=["resnet10t"], seeds=[0],
+               cam=CamSettings(deep_steps=10, sanity_cases=0, batch_size=5), warn=lambda m: None, with_timing=False)
+    query = ("SELECT m.idx, m.value FROM metrics m JOIN explanations e ON e.expl_id = m.expl_id "
+             "WHERE e.model_id = 'resnet10t/seed0' AND m.name = 'faith_shuffled' ORDER BY m.idx")
+    want = r.con.execute(query).fetchall()
+    got = sqlite3.connect(fresh / "audit.sqlite").execute(query).fetchall()
+    assert [i for i, _ in got] == [i for i, _ in want] and np.allclose([v for _, v in got], [v for _, v in want], atol=1e-5)
 
 
 def test_rollout_method_and_two_process_precompute(phantoms, trained, tmp_path):

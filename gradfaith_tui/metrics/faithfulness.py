@@ -50,11 +50,16 @@ def score_drop(logits: torch.Tensor, masked: torch.Tensor, targets: torch.Tensor
     return p0 - p1, logits.float().gather(1, t)[:, 0] - masked.float().gather(1, t)[:, 0]
 
 
-def shuffled(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Each map's own cells at places drawn at random (seeded): the same values, so the same share of the slice
-    removed, without the map's placement. Faith of a map that is no higher than its shuffled copy's shows no
-    more than the map's area (every map is scaled to [0, 1] on its own, so a broad map removes more)."""
+def shuffled(maps: torch.Tensor, cases=None, seed: int = 0) -> torch.Tensor:
+    """Each map's own cells at places drawn at random: the same values, so the same share of the slice removed,
+    without the map's placement. Faith of a map that is no higher than its shuffled copy's shows no more than
+    the map's area (every map is scaled to [0, 1] on its own, so a broad map removes more).
+
+    cases: each row's case index (default: its row). The places are drawn from it, so a case's control is the
+    same whatever batch, batch size or torchrun rank it comes in."""
     flat = maps.flatten(1)
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    order = torch.rand(flat.shape, generator=g).argsort(dim=1).to(flat.device)
-    return flat.gather(1, order).reshape(maps.shape)
+    cells = flat.shape[1]
+    rows = range(len(flat)) if cases is None else (int(c) for c in cases)
+    order = torch.stack([torch.randperm(cells, generator=torch.Generator().manual_seed(seed << 32 | r))
+                         for r in rows]) if len(flat) else torch.zeros((0, cells), dtype=torch.long)
+    return flat.gather(1, order.to(flat.device)).reshape(maps.shape)

@@ -82,7 +82,7 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
         with autocast(dev):  # as Faith's pass, so on a GPU the steps replay the trunk's graphs (of 2x the batch)
             out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
             # the control for Faith: the map's own cells at random places (same area removed), at its native grid
-            control = model(remove(x, upsample(shuffled(ex.maps.float()), size).to(dev), baseline)).float()
+            control = model(remove(x, upsample(shuffled(ex.maps.float(), b.cases), size).to(dev), baseline)).float()
         out["faith_shuffled"] = score_drop(clean, control, ex.targets)[0]
     return out
 

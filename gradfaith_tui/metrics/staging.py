@@ -26,6 +26,7 @@ class Staged:
     marked: np.ndarray  # batch rows that carry a marker
     marked_on_device: torch.Tensor  # the same rows, on the device
     labels: torch.Tensor | None  # (B,) true classes, when the maps explain them
+    cases: np.ndarray | None = None  # (B,) the rows' case indices (what seeds a case's own random draws)
 
     @classmethod
     def of(cls, x: torch.Tensor, masks, body, lungs, regions=None, labels=None) -> "Staged":
@@ -69,4 +70,5 @@ class Stager:
         rows = bufs["marked"][:len(marked)]
         rows.numpy()[:] = marked
         return Staged(to_unit(dev["images"]), dev["masks"], dev["body"],
-                      dev["lungs"], dev.get("regions"), marked, rows.to(self.device, non_blocking=True), dev.get("labels"))
+                      dev["lungs"], dev.get("regions"), marked, rows.to(self.device, non_blocking=True), dev.get("labels"),
+                      np.asarray(idx))

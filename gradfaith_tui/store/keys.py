@@ -19,8 +19,8 @@ METRICS_VERSION = 4
 # than the reference seed's is left out of the case (eq. 6); before it, every seed counted.
 CONSIST_RULE = "same-class"
 # The metrics --deep adds, versioned apart so a change to them recomputes only --deep explanations.
-# 2: Faith's control, the map's cells shuffled (faith_shuffled).
-DEEP_VERSION = 2
+# 2: Faith's control, the map's cells shuffled (faith_shuffled). 3: its places drawn per case, not per batch row.
+DEEP_VERSION = 3
 
 
 def explanation_key(checkpoint: str | None, fingerprint: str, method: str, layer: str, tau: float, baseline: str,
