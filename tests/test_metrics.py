@@ -350,3 +350,5 @@ def test_the_shuffled_control_keeps_each_maps_values_at_other_places_the_same_ea
     # a case's control does not depend on its batch: the case at row 0 here was at row 2 above (another batch
     # size, or another torchrun rank's shard)
     assert torch.equal(shuffled(maps[2:], [9])[0], a[2]) and not torch.equal(shuffled(maps[2:])[0], a[2])
+    draws = [shuffled(maps, [7, 8, 9], seed=k) for k in range(4)]  # the control's draws differ from each other
+    assert all(not torch.equal(draws[i], draws[j]) for i in range(4) for j in range(i))

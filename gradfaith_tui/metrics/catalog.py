@@ -41,8 +41,8 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
                "Area under the target probability as the hottest pixels are restored first onto a blurred copy of the "
                "slice (whatever --baseline says). High is faithful."),
     MetricInfo("faith_shuffled", "Faith, shuffled map", False,
-               "--deep: Faith of the same map with its cells at random places (the same share of the slice removed): "
-               "the control for Faith. A model whose Faith is not above this shows no more than its maps' area."),
+               "--deep: Faith of the same map with its cells at random places (the same share of the slice removed), "
+               "the mean of four draws: the control for Faith. A model whose Faith is not above this shows no more than its maps' area."),
     MetricInfo("border_heat", "Border heat", False,
                "Share of the CAM's heat in the image border band, where no anatomy is: a shortcut sign when high."),
     MetricInfo("outside_body_heat", "Outside-body heat", False,

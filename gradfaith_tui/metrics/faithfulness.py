@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from gradfaith_tui.models.precision import autocast
@@ -60,6 +61,8 @@ def shuffled(maps: torch.Tensor, cases=None, seed: int = 0) -> torch.Tensor:
     flat = maps.flatten(1)
     cells = flat.shape[1]
     rows = range(len(flat)) if cases is None else (int(c) for c in cases)
-    order = torch.stack([torch.randperm(cells, generator=torch.Generator().manual_seed(seed << 32 | r))
-                         for r in rows]) if len(flat) else torch.zeros((0, cells), dtype=torch.long)
+    # (case, draw) mixed into one 32-bit seed: torch's CPU generator keeps only a seed's low 32 bits
+    seeds = (int(np.random.SeedSequence([r, seed]).generate_state(1)[0]) for r in rows)
+    order = torch.stack([torch.randperm(cells, generator=torch.Generator().manual_seed(s))
+                         for s in seeds]) if len(flat) else torch.zeros((0, cells), dtype=torch.long)
     return flat.gather(1, order.to(flat.device)).reshape(maps.shape)

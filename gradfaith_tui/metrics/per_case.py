@@ -19,6 +19,9 @@ from gradfaith_tui.metrics.staging import Staged
 from gradfaith_tui.models.precision import autocast, uses_amp
 
 
+CONTROL_DRAWS = 4  # shuffled copies per map for Faith's control (--deep)
+
+
 def batch_metrics(model, x: torch.Tensor, ex: Explained, masks: np.ndarray, body: np.ndarray, lungs: np.ndarray,
                   tau: float = 0.5, baseline: str = "black", deep_steps: int = 0,
                   shortcut_regions: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -81,9 +84,12 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
     if deep_steps:
         with autocast(dev):  # as Faith's pass, so on a GPU the steps replay the trunk's graphs (of 2x the batch)
             out["deletion_auc"], out["insertion_auc"] = deletion_insertion(model, x, heat, ex.targets, deep_steps)
-            # the control for Faith: the map's own cells at random places (same area removed), at its native grid
-            control = model(remove(x, upsample(shuffled(ex.maps.float(), b.cases), size).to(dev), baseline)).float()
-        out["faith_shuffled"] = score_drop(clean, control, ex.targets)[0]
+            # the control for Faith: the map's own cells at random places (same area removed), at its native
+            # grid; the mean of a few draws, as one draw's drop varies with where the cells happen to land
+            maps = ex.maps.float()
+            drops = [score_drop(clean, model(remove(x, upsample(shuffled(maps, b.cases, k), size).to(dev),
+                                                    baseline)).float(), ex.targets)[0] for k in range(CONTROL_DRAWS)]
+        out["faith_shuffled"] = torch.stack(drops).mean(0)
     return out
 
 

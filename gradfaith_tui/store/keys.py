@@ -19,7 +19,8 @@ METRICS_VERSION = 4
 # than the reference seed's is left out of the case (eq. 6); before it, every seed counted.
 CONSIST_RULE = "same-class"
 # The metrics --deep adds, versioned apart so a change to them recomputes only --deep explanations.
-# 2: Faith's control, the map's cells shuffled (faith_shuffled). 3: its places drawn per case, not per batch row.
+# 2: Faith's control, the map's cells shuffled (faith_shuffled). 3: the control's places drawn per case (not per
+# batch row), its drop the mean of four draws.
 DEEP_VERSION = 3
 
 
