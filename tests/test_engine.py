@@ -436,13 +436,14 @@ def test_every_metric_is_the_same_when_passes_are_padded_into_a_recorded_graph(m
         with FastGradCAM(model, find(model.net), graphs=graphs) as f:
             if graphs:  # the first batch, unmarked; --deep's steps (2 here) are passes of 2x the batch
                 batch_metrics(f.forward, x, f(x), masks, body, masks, deep_steps=2)
-                assert rec.sizes == [8, 24, 16] and rec.replays == 6  # + Faith's shuffled control, into 8
+                assert rec.sizes == [8, 24, 16] and rec.replays == 9  # + Faith's control's four draws, into 8
             last = slice(0, 5)
             ex = f(x[last])
             out[graphs] = batch_metrics(f.forward, x[last], ex, masks[last], body[last], masks[last],
                                         shortcut_regions=regions[last], deep_steps=2)
-    # the last: its clean pass into 8, edits 15 into 24, marked 2 into 8, three steps of 10 into 16, the control 5 into 8
-    assert rec.sizes == [8, 24, 16] and rec.replays == 13
+    # the last: its clean pass into 8, edits 15 into 24, marked 2 into 8, three steps of 10 into 16, the control's
+    # four draws of 5 into 8
+    assert rec.sizes == [8, 24, 16] and rec.replays == 19
     assert np.isfinite(out[True]["deletion_auc"]).all()
     for k, v in out[False].items():
         np.testing.assert_allclose(out[True][k], v, atol=1e-5, err_msg=k)
