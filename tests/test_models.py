@@ -415,6 +415,13 @@ def test_local_imagenet_weights_load_through_timm(tmp_path):
     model = build(spec_for("resnet10t"), 32, tmp_path / "imagenet.safetensors")
     assert torch.equal(model.net.conv1[0].weight, src.conv1[0].weight)
     assert model.net.fc.out_features == 3
+    # timm picks its reader by the name: a safetensors file named otherwise (or a torch file named .safetensors)
+    # is read by its content, as `import` reads files
+    (tmp_path / "imagenet.weights").write_bytes((tmp_path / "imagenet.safetensors").read_bytes())
+    torch.save(src.state_dict(), tmp_path / "torch.safetensors")
+    for name in ("imagenet.weights", "torch.safetensors"):
+        model = build(spec_for("resnet10t"), 32, tmp_path / name)
+        assert torch.equal(model.net.conv1[0].weight, src.conv1[0].weight), name
 
 
 def test_weighted_loss_weights_rare_classes_up():

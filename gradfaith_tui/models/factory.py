@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -14,7 +17,7 @@ from gradfaith_tui.config import CLASS_NAMES, ModelSpec, family_of
 from gradfaith_tui.errors import CheckpointError, GradfaithError
 from gradfaith_tui.models.card import (CARD_NAME, WEIGHTS_NAME, file_hash, other_data, read_card, replace_atomically,
                                        trained_on, write_card_file)
-from gradfaith_tui.models.weights_file import fit_state, read_state
+from gradfaith_tui.models.weights_file import file_kind, fit_state, read_state
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -78,14 +81,40 @@ def pretrained_file_problem(path: Path) -> str:
 
 def build(spec: ModelSpec, img_size: int, pretrained_file: Path | None = None) -> Classifier:
     """Create the timm net for spec; ImageNet weights only from a local file, never from a hub."""
-    import timm
-
     check_arch(spec.arch)
     kwargs = dict(spec.kwargs)
-    if pretrained_file is not None:
-        if not Path(pretrained_file).is_file():
-            raise CheckpointError(pretrained_file_problem(Path(pretrained_file)))
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_file)))
+    if pretrained_file is not None and not Path(pretrained_file).is_file():
+        raise CheckpointError(pretrained_file_problem(Path(pretrained_file)))
+    with _named_by_content(pretrained_file) as file:
+        if file is not None:
+            kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))
+        return _create(spec, img_size, kwargs, pretrained_file)
+
+
+@contextmanager
+def _named_by_content(path: Path | None) -> Iterator[Path | None]:
+    """The weights file under a name timm reads it by: timm picks its reader from the name (.safetensors, else
+    torch.load), so a safetensors file named .pth or .weights (or the reverse) is linked under the right one
+    for the call, as `import` reads files by their content."""
+    try:
+        kind = None if path is None else file_kind(Path(path))
+    except OSError:  # unreadable: timm's own read says so, in build's one line
+        kind = None
+    if kind is None or (kind == "safetensors") == str(path).endswith(".safetensors"):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="gradfaith-weights-") as tmp:
+        named = Path(tmp) / ("weights.safetensors" if kind == "safetensors" else "weights.pth")
+        try:
+            named.symlink_to(Path(path).resolve())
+        except OSError:  # no symlinks here (some Windows accounts): a copy reads the same
+            shutil.copyfile(path, named)
+        yield named
+
+
+def _create(spec: ModelSpec, img_size: int, kwargs: dict, pretrained_file: Path | None) -> Classifier:
+    import timm
+
     try:
         try:  # transformers size their position embeddings to the input (ViT, PiT, CaiT, VOLO, Swin...)
             net = timm.create_model(spec.arch, num_classes=len(CLASS_NAMES), img_size=img_size, **kwargs)

@@ -14,15 +14,23 @@ WRAPPERS = ("state_dict", "model", "model_state_dict", "module", "net")  # dict 
 OPTIONAL = ("num_batches_tracked",)  # BatchNorm's counter: absent from many exported files, unused in eval
 
 
-def _kind(path: Path) -> str:
-    """'safetensors' or 'torch' from the file's first bytes (not its name, which may be anything)."""
+def file_kind(path: Path) -> str | None:
+    """'safetensors' or 'torch' from the file's first bytes (not its name, which may be anything); None for
+    neither."""
     with open(path, "rb") as f:
         head = f.read(10)
     if len(head) == 10 and head[8:10] == b'{"':  # 8-byte header length, then the JSON header
         return "safetensors"
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip, or its legacy pickle stream
         return "torch"
-    raise CheckpointError(f"{path}: not a weights file (neither safetensors nor a PyTorch file)")
+    return None
+
+
+def _kind(path: Path) -> str:
+    kind = file_kind(path)
+    if kind is None:
+        raise CheckpointError(f"{path}: not a weights file (neither safetensors nor a PyTorch file)")
+    return kind
 
 
 def read_state(path: Path) -> dict[str, torch.Tensor]:
