@@ -20,6 +20,7 @@ from gradfaith_tui.config import CamSettings
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import SplitArrays, load_split, prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError, batch_size_on_out_of_memory
+from gradfaith_tui.locks import writer_lock
 from gradfaith_tui.models.distributed import from_env
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.registry import find_checkpoints, refuse_other_data, unfinished
@@ -102,20 +103,29 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
               "cam": asdict(cam), "target": target, "split_seed": prep.split_seed, "n_test": len(cases),
               "dataset_size": len(ds.samples), "class_counts": ds.counts(), "torch": torch.__version__,
               "world_size": dist.world, "identical_files": prep.identical}  # the report's data caveats read this
+    arrays = {display: base}
+
+    def arrays_at(size: int) -> SplitArrays:
+        if size not in arrays:  # the same files at another size (their warnings were given for `base`)
+            arrays[size] = load_split(base.samples, size, strict=strict)
+            if len(arrays[size]) != len(base):
+                raise GradfaithError(f"--data: {data}: files changed while precompute read them; run it again")
+        return arrays[size]
+
+    # Every model loaded and its target layer checked before the cache is made: a --target-layer that gives
+    # no spatial map, or weights that do not load, leave nothing behind. A run writing there now is said first.
+    if dist.main and Path(cache).is_dir():
+        with writer_lock(Path(cache), "precompute"):
+            pass
+    jobs = [_Job(c) for c in ckpts]
+    for job in jobs:
+        job.load(device, target_layer)
+        job.check_layer(cam, arrays_at(job.size))
     if not dist.main:
         dist.barrier()  # rank 0 creates the cache and registers the models first
     writer = CacheWriter(cache, prep.fingerprints, prep.split_hash, config, cases, base.images, base.masks, warn,
                          lock=dist.main)
     try:
-        arrays = {display: base}
-
-        def arrays_at(size: int) -> SplitArrays:
-            if size not in arrays:  # the same files at another size (their warnings were given for `base`)
-                arrays[size] = load_split(base.samples, size, strict=strict)
-                if len(arrays[size]) != len(base):
-                    raise GradfaithError(f"--data: {data}: files changed while precompute read them; run it again")
-            return arrays[size]
-
         if dist.main:
             _refresh_masks(writer, arrays_at, warn)
 
@@ -124,9 +134,8 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
         refs: dict[str, int] = {}
         for name, seed in [(c.card["name"], c.card["seed"]) for c in ckpts] + writer.reference_seeds(cam.method):
             refs[name] = min(refs.get(name, seed), seed)
-        jobs = [_Job(c, refs[c.card["name"]] == c.card["seed"]) for c in ckpts]
         for job in jobs:
-            job.load(device, target_layer)
+            job.is_ref = refs[job.card["name"]] == job.card["seed"]
             job.key = explanation_key(checkpoint_identity(job.card), writer.fingerprint, cam.method, job.layer.name,
                                       cam.tau, cam.baseline, target, cam.deep_steps, cam.engine)
         # Registered only once every model has loaded (seconds each), back to back: an explorer opened early
@@ -167,8 +176,8 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
 class _Job:
     """One checkpoint's work in precompute."""
 
-    def __init__(self, ckpt, is_ref: bool):
-        self.ckpt, self.is_ref = ckpt, is_ref
+    def __init__(self, ckpt):
+        self.ckpt, self.is_ref = ckpt, False  # is_ref: set once the cache says which seeds it holds
         self.size = ckpt.card["img_size"]
         self.model = self.layer = self.key = None
         self.expl_id: int | None = None
@@ -184,15 +193,22 @@ class _Job:
         self.model = to_device(self.model, device)
         self.layer = find_layer(self.model.net, target_layer)
 
-    def register(self, writer: CacheWriter, cam: CamSettings, target: str, arr: SplitArrays) -> None:
-        from gradfaith_tui.cam.engine import explainer
+    def check_layer(self, cam: CamSettings, arr: SplitArrays) -> None:
         from gradfaith_tui.cam.layers import check_spatial
         from gradfaith_tui.cam.rollout import ROLLOUT_METHODS
+
+        if cam.method not in ROLLOUT_METHODS:  # rollout reads the attention, not the target layer
+            check_spatial(self.model, self.model.net, self.layer, self._one(arr))
+
+    def _one(self, arr: SplitArrays) -> torch.Tensor:
         from gradfaith_tui.models.train import to_tensor
 
-        x = to_tensor(arr.images[:1], next(self.model.parameters()).device)
-        if cam.method not in ROLLOUT_METHODS:  # rollout reads the attention, not the target layer
-            check_spatial(self.model, self.model.net, self.layer, x)
+        return to_tensor(arr.images[:1], next(self.model.parameters()).device)
+
+    def register(self, writer: CacheWriter, cam: CamSettings, target: str, arr: SplitArrays) -> None:
+        from gradfaith_tui.cam.engine import explainer
+
+        x = self._one(arr)
         card = self.card
         info = ModelInfo(self.ckpt.model_id, card["name"], card["arch"], card["family"], card.get("describe", card["arch"]),
                          card["seed"], self.is_ref, self.size)
