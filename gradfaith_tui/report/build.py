@@ -139,5 +139,6 @@ def build(reader: CacheReader) -> Report:
         sanity=checks.sanity(reader), suspects=checks.suspects(reader),
         planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))
-    report.findings = findings(report, map_stats(reader), len(test_classes(reader.con)))
+    report.findings = findings(report, map_stats(reader), len(test_classes(reader.con)),
+                               reader.config.get("target", "pred"))
     return report

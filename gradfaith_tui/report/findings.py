@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS
 from gradfaith_tui.store.reader import CacheReader
 
 NEAR_CHANCE = 0.15  # accuracy within this of chance (one over the classes the test split holds) counts as near it
@@ -54,13 +55,23 @@ def _upsampled(m: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
 
 
+def _consist_over(method: str, target: str) -> str:
+    """Which seeds' maps Consist compares on a case (pipeline._write_consist's rule), in words."""
+    if method in CLASS_AGNOSTIC_METHODS:
+        return "every seed, as these maps have no class"
+    if target == "true":
+        return "every seed, as each explains the true class"
+    return "on cases they predict alike"
+
+
 def _mean(stats, metric: str, model: str) -> float | None:
     s = next((s for s in stats if s.metric == metric and s.model == model), None)
     return None if s is None else s.mean
 
 
-def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
-    """r: the Report being built (its tables are done); maps: map_stats(); n_test_classes: for chance accuracy."""
+def findings(r, maps: list[MapStats], n_test_classes: int, target: str = "pred") -> list[str]:
+    """r: the Report being built (its tables are done); maps: map_stats(); n_test_classes: for chance accuracy;
+    target: the class the maps explain (the cache's --target)."""
     out = []
     chance = 1 / max(1, n_test_classes)
     refs = {c["model_id"]: c["name"] for c in r.columns}
@@ -99,8 +110,7 @@ def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
     consist = [(m.model, _mean(r.metric_stats, "consist", m.model)) for m in maps]
     consist = [(m, v) for m, v in consist if v is not None]
     if consist:
-        out.append("Consist (IoU of each seed's binarised map with the reference seed's, on cases they predict "
-                   "alike): "
+        out.append(f"Consist (IoU of each seed's binarised map with the reference seed's, {_consist_over(r.method, target)}): "
                    + ", ".join(f"{m} {v:.2f}" for m, v in consist) + ".")
     if r.sanity.results:
         failed = [s.model_id for s in r.sanity.results if not s.passed]
