@@ -304,6 +304,9 @@ def test_masks_redrawn_by_a_precompute_meanwhile_are_offered_by_R(cache):
         app._poll_cache()
         await settle(pilot)
         assert app.stale
+        # said as what it is: no map is new
+        assert [n.message for n in app._notifications] == ["the cache has new lesion masks: R reloads"]
+        assert "new lesion masks: R reloads" in str(app._title())
         await pilot.press("R")
         await settle(pilot)
         shown = app.source.case_maps(0).mask  # what the tiles outline
@@ -638,3 +641,12 @@ def test_no_color_gives_the_cursor_row_one_foreground_so_its_marks_stay_visible(
         assert "▶" in segs[0].text and all(s.style.color == cursor.color and s.style.bgcolor == cursor.bgcolor
                                            for s in segs)  # ✓, ✗ and ⚠ too, not white on white
     run(body, cache)
+
+
+def test_the_reload_notice_names_what_is_new():
+    from gradfaith_tui.tui.app import _what_is_new
+
+    assert _what_is_new((10, 20, 0, 5), (12, 20, 0, 5)) == "new maps"
+    assert _what_is_new((10, 20, 0, 5), (10, 30, 0, 5)) == "new maps"  # a model registered meanwhile
+    assert _what_is_new((20, 20, 0, 5), (20, 20, 0, 6)) == "new lesion masks"
+    assert _what_is_new((20, 20, 0, 5), (20, 20, 40, 5)) == "new results"  # Consist, suspects

@@ -95,6 +95,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.completeness: tuple[int, ...] | None = None  # (maps done, expected, later rows, masks) when last counted
         self.stale = False  # the cache gained maps since they were read: R reloads
         self._notice_due = False  # new maps found while another screen was open: say so on coming back
+        self._news = "new maps"  # what the cache gained, for the notice and the title (_what_is_new)
         self._data_version = reader.data_version()
 
     # --- layout ---------------------------------------------------------------------------------
@@ -162,6 +163,7 @@ class ExplorerApp(TriageActions, App[None]):
             return
         if announce and self.completeness is not None and done != self.completeness:
             if not self.stale:  # once; the title keeps saying it
+                self._news = _what_is_new(self.completeness, done)
                 self._notice_due = True
                 self._announce()
             self.stale = True
@@ -173,7 +175,7 @@ class ExplorerApp(TriageActions, App[None]):
         read as about them (and the title that keeps saying it is hidden there), so it waits for the way back."""
         if self._notice_due and self.is_running and len(self.screen_stack) == 1:
             self._notice_due = False
-            self.notify("the cache has new maps: R reloads", timeout=4)
+            self.notify(f"the cache has {self._news}: R reloads", timeout=4)
 
     async def action_reload(self) -> None:
         try:
@@ -243,7 +245,7 @@ class ExplorerApp(TriageActions, App[None]):
                         "bold yellow")
             text.append(" · ")
         elif self.stale:
-            text.append("new maps: R reloads", "bold yellow")
+            text.append(f"{self._news}: R reloads", "bold yellow")
             text.append(" · ")
         text.append(f"cache {self.cache_name}")
         return text
@@ -401,6 +403,14 @@ class ExplorerApp(TriageActions, App[None]):
 
     def on_unmount(self) -> None:
         self.source.close()
+
+
+def _what_is_new(before: tuple[int, ...], now: tuple[int, ...]) -> str:
+    """What a change of source.completeness() brought, in words: maps, redrawn lesion masks (their metrics
+    recomputed), or results written after the maps (Consist, suspects)."""
+    if before[:2] != now[:2]:
+        return "new maps"
+    return "new lesion masks" if before[3:] != now[3:] else "new results"
 
 
 def make_app(cache: Path | str | CacheReader, **kwargs) -> ExplorerApp:
