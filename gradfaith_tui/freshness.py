@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.models.card import trained_on
@@ -16,12 +18,33 @@ from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.keys import CONSIST_RULE, checkpoint_identity, explanation_key
 
 
+def _same_masks(reader: CacheReader, ds) -> bool:
+    """The cache's lesion masks are the data's now: masks redrawn, or CSV boxes moved, since it was built are
+    not part of the fingerprint, and precompute recomputes their metrics (pipeline._refresh_masks)."""
+    from gradfaith_tui.data.prepared import load_split
+    from gradfaith_tui.store.schema import MASKS_NAME
+
+    by_id = {s.case_id: s for s in ds.samples}
+    ids = [r[0] for r in reader.con.execute("SELECT case_id FROM cases ORDER BY idx")]
+    if any(i not in by_id for i in ids):
+        return False
+    try:
+        stored = np.load(reader.root / MASKS_NAME, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    now = load_split([by_id[i] for i in ids], stored.shape[-1])
+    has = reader.has_mask()  # masks.npy may keep an older mask where the table says none: the table wins
+    return (len(now) == len(ids) and np.array_equal(now.has_mask, has)
+            and np.array_equal(now.masks[has], np.asarray(stored[has]).astype(bool)))
+
+
 def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str], seeds: list[int], epochs: int,
                      cam: CamSettings = CamSettings(), target: str = "pred", img_size: int | None = None) -> bool:
     """True when every checkpoint is trained for exactly `epochs` on this data and fully explained with these settings."""
     method = cam.method
     try:
-        fingerprints = discover(data).fingerprints()
+        ds = discover(data)
+        fingerprints = ds.fingerprints()
         ckpts = find_checkpoints(checkpoints, names, seeds)
         reader = CacheReader(cache, method)
     except GradfaithError:
@@ -60,6 +83,6 @@ def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str
                 "AND m.name = 'consist' WHERE e.method = ? GROUP BY e.model_id", (method,)).fetchall())
             if any(consist.get(c.model_id) != reader.n_cases for c in ckpts):
                 return False
-        return all(done.get(c.model_id) == reader.n_cases for c in ckpts)
+        return all(done.get(c.model_id) == reader.n_cases for c in ckpts) and _same_masks(reader, ds)
     finally:
         reader.close()

@@ -1051,9 +1051,13 @@ def test_lesion_boxes_drawn_or_moved_in_the_csv_keep_the_checkpoints_and_the_cac
     idx, case_id = con.execute("SELECT idx, case_id FROM cases WHERE has_mask=0 ORDER BY idx LIMIT 1").fetchone()
     expl = dict(con.execute("SELECT expl_id, map_file FROM explanations"))
     con.close()
+    from gradfaith_tui.freshness import cache_is_current
+
     locacc = []
     for box in ((2, 2, 20, 20), (34, 34, 60, 60)):  # drawn, then moved
         _with_box(data, case_id, box)
+        # `demo` must not call the cache current while its masks are the old ones
+        assert not cache_is_current(data, trained, copy, TINY_MODELS, [0, 1], 1, CamSettings())
         warnings = []
         precompute(data, trained, copy, warn=warnings.append, with_timing=False)
         assert any("lesion masks changed for 1 test case(s)" in w for w in warnings), warnings
@@ -1063,6 +1067,7 @@ def test_lesion_boxes_drawn_or_moved_in_the_csv_keep_the_checkpoints_and_the_cac
         locacc.append(r.con.execute("SELECT value FROM metrics WHERE idx=? AND name='locacc' ORDER BY expl_id",
                                     (idx,)).fetchall())
         r.close()
+        assert cache_is_current(data, trained, copy, TINY_MODELS, [0, 1], 1, CamSettings())
     assert locacc[0] != locacc[1] and all(v is not None for (v,) in locacc[1])
     assert set(evaluate_all(data, trained, TINY_MODELS, [0], "cpu", warn=lambda m: None)) == {
         f"{n}/seed0" for n in TINY_MODELS}  # no "trained on other data"
@@ -1092,6 +1097,21 @@ def test_checkpoints_and_caches_fingerprinted_with_lesion_boxes_by_earlier_versi
     assert is_complete(ckpt, card["epochs"], prep.fingerprints)
     with pytest.raises(CheckpointError, match=f"trained on other data \\(fingerprint {legacy}, data now 0{{16}}"):
         load_checkpoint(ckpt, ("0" * 16, "1" * 16))
+    # the first command that meets it notes today's fingerprint in the card (and a resume state), so a box
+    # moved later leaves it this data's model
+    from gradfaith_tui.models.card import adopt_fingerprint
+    from gradfaith_tui.models.registry import find_checkpoints, refuse_other_data
+
+    (ckpt / "train_state.json").write_text(json.dumps({"epoch": 1, "data_fingerprint": legacy}))
+    adopt_fingerprint(ckpt, prep.fingerprints, ("card.json", "train_state.json"))
+    assert json.loads((ckpt / "train_state.json").read_text())["data_fingerprint"] == new
+    (ckpt / "train_state.json").unlink()
+    assert json.loads((ckpt / "card.json").read_text())["data_fingerprint"] == new
+    trained_copy = Path(shutil.copytree(trained, tmp_path / "trained"))
+    seed0 = trained_copy / "resnet10t" / "seed0"
+    (seed0 / "card.json").write_text(json.dumps({**card, "data_fingerprint": legacy}))
+    refuse_other_data(find_checkpoints(trained_copy, ["resnet10t"], [0]), discover(data), data)  # evaluate, precompute
+    assert json.loads((seed0 / "card.json").read_text())["data_fingerprint"] == new
 
     images = np.zeros((2, 8, 8))
     cases = [CaseInfo("a.png", 0, None, False), CaseInfo("b.png", 1, None, False)]
@@ -1103,5 +1123,13 @@ def test_checkpoints_and_caches_fingerprinted_with_lesion_boxes_by_earlier_versi
     moved = prepare(discover(data)).fingerprints
     assert moved[0] == new and legacy not in moved
     CacheWriter(tmp_path / "c", moved, "s", {}, cases, images, images).close()
+    load_checkpoint(ckpt, moved)  # brought up to date above: still this data's model
+    load_checkpoint(seed0, moved)
+    from gradfaith_tui.store.exports import store_evaluation
+
+    CacheWriter(tmp_path / "e", legacy, "s", {}, cases, images, images).close()
+    store_evaluation(tmp_path / "e", {}, lambda m: None, new)  # `evaluate` into a cache notes today's name too
+    meta = dict(sqlite3.connect(tmp_path / "e" / "audit.sqlite").execute("SELECT key, value FROM meta"))
+    assert (meta["fingerprint"], meta["data_fingerprint"]) == (legacy, new)
     with pytest.raises(CacheError, match="built from other data"):
         CacheWriter(tmp_path / "c", ("0" * 16,), "s", {}, cases, images, images)

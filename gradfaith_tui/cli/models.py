@@ -87,8 +87,11 @@ def evaluate(
         with writer_lock(folder, "precompute or evaluate"):
             pass
 
+    today: list[str] = []
+
     def same_data(preps) -> None:  # an audit cache there must be of these data and splits, as precompute asks
         check_evaluation_data(folder, [(p.fingerprints, p.split_hash) for p in preps])
+        today.extend(p.fingerprint for p in preps[:1])
     bodies = evaluate_all(data, checkpoints, names(models), seeds(seeds_), check_device(device), force, strict, warn,
                           before=same_data, window=window)
     con = tables_console()
@@ -97,7 +100,7 @@ def evaluate(
         con.print(per_class_rich(model, body))
         con.print(confusion_rich(model, body))
     with writer_lock(evaluation_folder(cache, make=True), "precompute or evaluate"):  # never beside a live one
-        store_evaluation(folder, bodies, warn)
+        store_evaluation(folder, bodies, warn, today[0] if today else None)
         paths = write_evaluation_files(cache, bodies)
     con.print(f"written: {', '.join(str(p) for p in paths)}")
 

@@ -118,8 +118,11 @@ def changes_since_saved(ds: Dataset, seed: int, trained_split: str | None = None
     saved, now = {r["case_id"]: r for r in rows}, {s.case_id: s for s in ds.samples}
     parts = _differences(saved, now, _rederived(saved, now, now.keys() & saved.keys()))
     if not parts:
+        boxes = (" (or a CSV lesion box moved, for a model made before 2026-11-28, when boxes were part of the "
+                 "fingerprint: with the boxes it was trained with back in place, any command brings it up to date)"
+                 if any(s.boxes for s in ds.samples) else "")
         return (f"; the files are those its saved split {path} lists, so a file's content or the DICOM --window "
-                "differs")
+                f"differs{boxes}")
     return f"; since its split {path} was saved: {'; '.join(parts)}"
 
 

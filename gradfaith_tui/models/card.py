@@ -23,6 +23,28 @@ def trained_on(card: dict, fingerprints: str | Sequence[str]) -> bool:
     return card.get("data_fingerprint") in ((fingerprints,) if isinstance(fingerprints, str) else tuple(fingerprints))
 
 
+def adopt_fingerprint(directory: Path, fingerprints: Sequence[str], files: Sequence[str] = (CARD_NAME,)) -> None:
+    """A card (and, with files, a resume state) that matches these data only under the name an earlier version
+    gave them (a CSV's lesion boxes were part of it) takes today's, so that moving a box later does not make
+    its model "trained on other data". Only while no run writes in the folder; a folder this user cannot write
+    keeps its files (they match while the boxes stay as they are)."""
+    from gradfaith_tui.locks import tidy_lock
+
+    fps = tuple(fingerprints)
+    if len(fps) < 2:
+        return
+    with tidy_lock(Path(directory)) as free:
+        for name in files if free else ():
+            path = Path(directory) / name
+            try:
+                body = json.loads(path.read_text()) if path.is_file() else None
+                if isinstance(body, dict) and body.get("data_fingerprint") in fps[1:]:
+                    replace_atomically(path, lambda tmp: tmp.write_text(
+                        json.dumps({**body, "data_fingerprint": fps[0]}, indent=2, sort_keys=True)))
+            except (OSError, ValueError):  # unreadable or damaged: the commands that read it name it
+                continue
+
+
 def other_data(card: dict, fingerprint: str | Sequence[str], data: Path | str | None = None) -> str:
     """"on other data (...)" in words, naming the --data it was trained with where that differs from
     this run's: the same images passed one folder up or down count as other data (case ids are paths below

@@ -12,7 +12,8 @@ from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.errors import TrainingError, batch_size_on_out_of_memory
 from gradfaith_tui.locks import tidy_lock, writer_lock
-from gradfaith_tui.models.card import settle_card
+from gradfaith_tui.models.card import CARD_NAME, adopt_fingerprint, settle_card
+from gradfaith_tui.models.epoch_saver import STATE_NAME
 from gradfaith_tui.models.factory import check_arch, checkpoint_dir
 from gradfaith_tui.models.resume import finished_differences, is_complete, resume_point, tidy_finished
 from gradfaith_tui.models.train import CudaTuning, TrainConfig, steps_per_epoch, train
@@ -53,6 +54,7 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
                 with tidy_lock(out) as free:  # a best's card a stopped run left waiting; never a live run's
                     if free:
                         settle_card(out)
+                adopt_fingerprint(out, prep.fingerprints, (CARD_NAME, STATE_NAME))
             if is_complete(out, cfg.epochs, prep.fingerprints):
                 differs = finished_differences(out, cfg)
                 if not (restart and differs):

@@ -8,7 +8,8 @@ from pathlib import Path
 from gradfaith_tui.data.dataset import Dataset
 from gradfaith_tui.errors import CheckpointError
 from gradfaith_tui.locks import tidy_lock
-from gradfaith_tui.models.card import CARD_NAME, NEXT_CARD_NAME, other_data, read_card, settle_card, trained_on
+from gradfaith_tui.models.card import (CARD_NAME, NEXT_CARD_NAME, adopt_fingerprint, other_data, read_card, settle_card,
+                                       trained_on)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def refuse_other_data(ckpts: list[Checkpoint], ds: Dataset, data: Path) -> None:
 
     fingerprints = ds.fingerprints()
     for c in ckpts:
+        if trained_on(c.card, fingerprints[1:]):
+            adopt_fingerprint(c.directory, fingerprints)
         if not trained_on(c.card, fingerprints):
             since = changes_since_saved(ds, c.card.get("split_seed", 0), c.card.get("split_hash"))  # then the
             # folder-level hint is no help

@@ -73,11 +73,14 @@ def check_evaluation_data(cache: Path, data: list[tuple[tuple[str, ...], str]]) 
                              f"{have.get('fingerprint')}, now {fingerprints[0]}); use a new --cache folder")
 
 
-def store_evaluation(cache: Path, bodies: dict[str, dict], warn: Callable[[str], None]) -> None:
+def store_evaluation(cache: Path, bodies: dict[str, dict], warn: Callable[[str], None],
+                     fingerprint: str | None = None) -> None:
     """Where the folder holds an audit cache, put these results in its database too, as precompute does, so
     that the report and a later precompute (which keeps a model's stored Table I unless it recomputed that
     model) show what `evaluate` measured; only for the checkpoints the cache holds (same weights, same input
-    size), as the report sets Table I beside their maps. The caller holds the folder's writer lock."""
+    size), as the report sets Table I beside their maps. The caller holds the folder's writer lock, and has
+    checked the cache is of these data (check_evaluation_data): fingerprint, today's, is noted where the cache
+    has it under an earlier name (as CacheWriter notes it)."""
     db = Path(cache) / DB_NAME
     if not db.is_file():
         return
@@ -89,6 +92,9 @@ def store_evaluation(cache: Path, bodies: dict[str, dict], warn: Callable[[str],
             with con:
                 con.executemany("INSERT OR REPLACE INTO evaluation VALUES (?,?)",
                                 [(m, json.dumps(b, sort_keys=True)) for m, b in fits.items()])
+                if fingerprint is not None:
+                    con.execute("INSERT OR REPLACE INTO meta SELECT 'data_fingerprint', ? WHERE NOT EXISTS "
+                                "(SELECT 1 FROM meta WHERE key = 'fingerprint' AND value = ?)", (fingerprint, fingerprint))
         finally:
             con.close()
     except sqlite3.OperationalError as exc:  # read-only, locked, no room: the files beside it still get written
