@@ -94,7 +94,8 @@ def store_evaluation(cache: Path, bodies: dict[str, dict], warn: Callable[[str],
                                 [(m, json.dumps(b, sort_keys=True)) for m, b in fits.items()])
                 if fingerprint is not None:
                     con.execute("INSERT OR REPLACE INTO meta SELECT 'data_fingerprint', ? WHERE NOT EXISTS "
-                                "(SELECT 1 FROM meta WHERE key = 'fingerprint' AND value = ?)", (fingerprint, fingerprint))
+                                "(SELECT 1 FROM meta WHERE key = 'fingerprint' AND value = ?)",
+                                (fingerprint, fingerprint))
         finally:
             con.close()
     except sqlite3.OperationalError as exc:  # read-only, locked, no room: the files beside it still get written
