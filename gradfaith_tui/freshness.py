@@ -13,7 +13,7 @@ from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.models.card import trained_on
 from gradfaith_tui.models.registry import find_checkpoints
 from gradfaith_tui.config import CamSettings
-from gradfaith_tui.store.files import key_fingerprint, of_this_data
+from gradfaith_tui.store.files import changed_masks, key_fingerprint, of_this_data
 from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.keys import CONSIST_RULE, checkpoint_identity, explanation_key
 
@@ -33,9 +33,7 @@ def _same_masks(reader: CacheReader, ds) -> bool:
     except (OSError, ValueError):
         return False
     now = load_split([by_id[i] for i in ids], stored.shape[-1])
-    has = reader.has_mask()  # masks.npy may keep an older mask where the table says none: the table wins
-    return (len(now) == len(ids) and np.array_equal(now.has_mask, has)
-            and np.array_equal(now.masks[has], np.asarray(stored[has]).astype(bool)))
+    return len(now) == len(ids) and not len(changed_masks(stored, reader.has_mask(), now.masks, now.has_mask))
 
 
 def cache_is_current(data: Path, checkpoints: Path, cache: Path, names: list[str], seeds: list[int], epochs: int,

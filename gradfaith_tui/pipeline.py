@@ -24,6 +24,7 @@ from gradfaith_tui.locks import writer_lock
 from gradfaith_tui.models.distributed import from_env
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.registry import find_checkpoints, refuse_other_data, unfinished
+from gradfaith_tui.store.files import changed_masks
 from gradfaith_tui.store.records import CaseInfo, ModelInfo
 from gradfaith_tui.store.writer import CacheWriter
 from gradfaith_tui.store.exports import write_evaluation_files
@@ -357,7 +358,7 @@ def _refresh_masks(writer: CacheWriter, arrays_at: Callable[[int], SplitArrays],
 
     old, old_has = writer.stored_masks()
     now = arrays_at(old.shape[-1])
-    changed = np.flatnonzero((old.astype(bool) != now.masks).any(axis=(1, 2)) | (old_has != now.has_mask))
+    changed = changed_masks(old, old_has, now.masks, now.has_mask)
     if not len(changed):
         return
     updates = []

@@ -12,7 +12,8 @@ from typing import Callable
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.files import DAMAGED_DB, RESULTS_KEPT, connect_readonly, of_this_data, other_schema
+from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, connect_readonly, note_data_fingerprint, of_this_data,
+                                       other_schema)
 from gradfaith_tui.store.keys import checkpoint_identity
 from gradfaith_tui.store.schema import DB_NAME
 
@@ -93,9 +94,7 @@ def store_evaluation(cache: Path, bodies: dict[str, dict], warn: Callable[[str],
                 con.executemany("INSERT OR REPLACE INTO evaluation VALUES (?,?)",
                                 [(m, json.dumps(b, sort_keys=True)) for m, b in fits.items()])
                 if fingerprint is not None:
-                    con.execute("INSERT OR REPLACE INTO meta SELECT 'data_fingerprint', ? WHERE NOT EXISTS "
-                                "(SELECT 1 FROM meta WHERE key = 'fingerprint' AND value = ?)",
-                                (fingerprint, fingerprint))
+                    note_data_fingerprint(con, fingerprint)
         finally:
             con.close()
     except sqlite3.OperationalError as exc:  # read-only, locked, no room: the files beside it still get written

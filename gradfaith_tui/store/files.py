@@ -131,6 +131,27 @@ def of_this_data(meta: dict, fingerprints: str | tuple[str, ...]) -> bool:
     return meta.get("fingerprint") in fps or meta.get("data_fingerprint") == fps[0]
 
 
+def note_data_fingerprint(con: sqlite3.Connection, fingerprint: str) -> None:
+    """Record today's fingerprint of the data beside the one a cache was built under, where they differ (see
+    of_this_data). The caller has checked the cache is of these data, and commits."""
+    con.execute("INSERT OR REPLACE INTO meta SELECT 'data_fingerprint', ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM meta WHERE key = 'fingerprint' AND value = ?)", (fingerprint, fingerprint))
+
+
+def has_mask_column(con: sqlite3.Connection, n_cases: int) -> np.ndarray:
+    """(n_cases,) bool: the cases with a lesion mask, as the cases table records them."""
+    out = np.zeros(n_cases, bool)
+    for idx, h in con.execute("SELECT idx, has_mask FROM cases"):
+        out[idx] = bool(h)
+    return out
+
+
+def changed_masks(stored: np.ndarray, stored_has: np.ndarray, masks: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """Rows whose lesion mask differs between the cache (masks.npy and the cases table) and the data now:
+    what precompute recomputes from the stored maps, and what makes `demo` call a cache stale."""
+    return np.flatnonzero((np.asarray(stored).astype(bool) != masks).any(axis=(1, 2)) | (stored_has != has))
+
+
 def key_fingerprint(meta: dict) -> str:
     """The fingerprint a cache's explanation keys are made with: the one it was built under."""
     return meta["fingerprint"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from gradfaith_tui.errors import CacheError
-from gradfaith_tui.store.files import array_problem, map_path, masks_problem, open_db, other_schema, table_names
+from gradfaith_tui.store.files import (array_problem, has_mask_column, map_path, masks_problem, open_db, other_schema,
+                                       table_names)
 from gradfaith_tui.store.records import CaseRow, Column, ModelInfo, ModelResult, model_order, one_reference_each
 from gradfaith_tui.store.schema import DB_NAME, IMAGES_NAME, MASKS_NAME
 
@@ -225,10 +226,7 @@ class CacheReader:
     def has_mask(self) -> np.ndarray:
         """(n_cases,) bool: the cases with a lesion mask, as the cases table records them (masks.npy may keep an
         older mask: the table wins)."""
-        out = np.zeros(self.n_cases, bool)
-        for idx, h in self.con.execute("SELECT idx, has_mask FROM cases"):
-            out[idx] = bool(h)
-        return out
+        return has_mask_column(self.con, self.n_cases)
 
     def evaluation(self) -> dict[str, dict]:
         """Table I bodies by model id, in the reader's model order."""

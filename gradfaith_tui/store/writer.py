@@ -19,8 +19,9 @@ import numpy as np
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.locks import writer_lock
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, array_problem, key_fingerprint, map_path,
-                                       masks_problem, of_this_data, open_db, other_schema, table_names)
+from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, array_problem, has_mask_column, key_fingerprint,
+                                       map_path, masks_problem, note_data_fingerprint, of_this_data, open_db,
+                                       other_schema, table_names)
 from gradfaith_tui.store.records import CaseInfo, ModelInfo
 from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
 
@@ -106,7 +107,7 @@ class CacheWriter:
             self.fingerprint = key_fingerprint(meta)
             if meta.get("fingerprint") != fingerprint and meta.get("data_fingerprint") != fingerprint:
                 with self.con:  # built under an earlier name of these data: today's matches from now on
-                    self.con.execute("INSERT OR REPLACE INTO meta VALUES ('data_fingerprint', ?)", (fingerprint,))
+                    note_data_fingerprint(self.con, fingerprint)
             self._repair(images, masks)
             with self.con:  # patient pseudonyms may have been re-derived (keyed since 2026-11-27): store today's
                 self.con.executemany("UPDATE cases SET patient=? WHERE case_id=? AND patient IS NOT ?",
@@ -131,10 +132,7 @@ class CacheWriter:
 
     def stored_masks(self) -> tuple[np.ndarray, np.ndarray]:
         """(masks.npy, has_mask of the cases table), as this cache holds them."""
-        has = np.zeros(self.n_cases, bool)
-        for idx, h in self.con.execute("SELECT idx, has_mask FROM cases"):
-            has[idx] = bool(h)
-        return np.load(self.root / MASKS_NAME, mmap_mode="r"), has
+        return np.load(self.root / MASKS_NAME, mmap_mode="r"), has_mask_column(self.con, self.n_cases)
 
     def explanations_by_size(self) -> list[tuple[int, int, float]]:
         """(expl_id, its model's input size, its tau) of every explanation in the cache."""
