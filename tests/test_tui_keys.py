@@ -644,7 +644,7 @@ def test_no_color_gives_the_cursor_row_one_foreground_so_its_marks_stay_visible(
 
 
 def test_the_reload_notice_names_what_is_new():
-    from gradfaith_tui.tui.app import _what_is_new
+    from gradfaith_tui.tui.live import _what_is_new
 
     assert _what_is_new((10, 20, 0, 5), (12, 20, 0, 5)) == "new maps"
     assert _what_is_new((10, 20, 0, 5), (10, 30, 0, 5)) == "new maps"  # a model registered meanwhile

@@ -7,7 +7,6 @@ SQLite plus memory-mapped arrays. Sorting and filtering run in a worker over col
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import time
 from dataclasses import replace
@@ -30,6 +29,7 @@ from gradfaith_tui.tui.actions import TriageActions
 from gradfaith_tui.tui.commands import ExplorerCommands
 from gradfaith_tui.tui.render import Overlay, paper_label
 from gradfaith_tui.tui.screens.help import HelpScreen, help_text
+from gradfaith_tui.tui.live import CACHE_POLL_S, CacheWatching
 from gradfaith_tui.tui.source import SORTS, CaseSource, ViewSpec
 from gradfaith_tui.tui.widgets.case_table import CaseTable
 from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
@@ -38,10 +38,9 @@ from gradfaith_tui.tui.widgets.line import LineBar
 NARROW_BELOW = 100  # columns: stack the heatmaps under the table
 TABLE_ACTIONS = {"sort", "reverse", "cycle_model", "set_model", "cycle_filter", "set_filter", "clear_filters", "search",
                  "flag", "unflag", "note", "undo", "export", "zoom", "models", "reload"}
-CACHE_POLL_S = 2.0  # how often the explorer looks for maps a running precompute has added
 
 
-class ExplorerApp(TriageActions, App[None]):
+class ExplorerApp(TriageActions, CacheWatching, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "gradfaith-tui explorer"
     COMMANDS = App.COMMANDS | {ExplorerCommands}
@@ -95,7 +94,7 @@ class ExplorerApp(TriageActions, App[None]):
         self.completeness: tuple[int, ...] | None = None  # (maps done, expected, later rows, masks) when last counted
         self.stale = False  # the cache gained maps since they were read: R reloads
         self._notice_due = False  # new maps found while another screen was open: say so on coming back
-        self._news = "new maps"  # what the cache gained, for the notice and the title (_what_is_new)
+        self._news = "new maps"  # what the cache gained, for the notice and the title (live._what_is_new)
         self._data_version = reader.data_version()
 
     # --- layout ---------------------------------------------------------------------------------
@@ -127,93 +126,6 @@ class ExplorerApp(TriageActions, App[None]):
         time.sleep(0.05)
         self.source.warm()
         self.call_from_thread(self._arrays_ready)
-        self.count_maps(announce=False)
-
-    def _poll_cache(self) -> None:
-        """A commit by another connection (a precompute, or our own flags) may have added maps: count them."""
-        try:
-            version = self.reader.data_version()
-        except sqlite3.Error:  # locked or unreadable for a moment: the next poll asks again
-            return
-        if version != self._data_version:
-            self._data_version = version
-            self.count_maps(announce=True)
-            self._refresh_flags()
-
-    def _refresh_flags(self) -> None:
-        """Flags another explorer on this cache has set or removed since: shown, as the table's marks and counts."""
-        flags = self.source.flags
-        try:
-            changed = flags is not None and flags.refresh()
-        except sqlite3.Error:  # locked for a moment: the next commit asks again
-            return
-        if changed:
-            table = self.query_one(CaseTable)
-            table.refresh()
-            self._update_status(table.cursor)
-            self.query_one(HeatmapPanel).rerender()
-
-    @work(thread=True, exclusive=True, group="count")
-    def count_maps(self, announce: bool) -> None:
-        done = self.source.completeness()
-        self.call_from_thread(self._counted, done, announce)
-
-    def _counted(self, done: tuple[int, ...], announce: bool) -> None:
-        if not self.is_running:  # a worker's result arriving as the app closes: its widgets may be gone
-            return
-        if announce and self.completeness is not None and done != self.completeness:
-            if not self.stale:  # once; the title keeps saying it
-                self._news = _what_is_new(self.completeness, done)
-                self._notice_due = True
-                self._announce()
-            self.stale = True
-        self.completeness = done
-        self.query_one("#title", Static).update(self._title())
-
-    def _announce(self) -> None:
-        """The new-maps notice, on the table's screen: over a zoom, the models screen or a dialog it would be
-        read as about them (and the title that keeps saying it is hidden there), so it waits for the way back."""
-        if self._notice_due and self.is_running and len(self.screen_stack) == 1:
-            self._notice_due = False
-            self.notify(f"the cache has {self._news}: R reloads", timeout=4)
-
-    async def action_reload(self) -> None:
-        try:
-            fresh = CacheReader(self.reader.root, self.reader.method)
-        except GradfaithError as exc:  # the cache was damaged meanwhile: say so, and keep showing what was read
-            self.notify(f"cannot reload: {exc}", severity="error", timeout=10)
-            return
-        self.stale = self._notice_due = False
-        if self.source.same_models(fresh):
-            self.source.reload(fresh)
-            self.apply_view(self.view, keep_case=True)
-            self.query_one(HeatmapPanel).rerender()
-        else:
-            await self._reopen(fresh)
-        self.warm_arrays()
-
-    async def _reopen(self, fresh: CacheReader) -> None:
-        """The cache lists other models than the table was laid out for (a precompute that registered more, or
-        replaced some): a new source, table and tiles, on the same case where it is still there."""
-        table = self.query_one(CaseTable)
-        keep = self.source.idx_at(table.cursor) if table.n_rows else None
-        await self.workers.wait_for_complete()  # nothing still reading through the old source
-        old = self.source
-        self.reader, self.source = fresh, CaseSource(fresh, flags_of=old)  # its undo history goes on
-        self._data_version = fresh.data_version()  # counted per connection
-        await table.remove()
-        await self.query_one(HeatmapPanel).remove()
-        await self.query_one("#table-pane").mount(CaseTable(self.source, id="cases"), before="#status")
-        await self.query_one("#main").mount(HeatmapPanel(self.source, self.image_cls, id="heatmaps"))
-        self.query_one(HeatmapPanel).overlay = self.overlay  # the colormap, outline and opacity the user set
-        old.close()
-        old.reader.close()
-        self.query_one(CaseTable).focus()
-        self._layout_for(self.size.width)  # the legend lists the new models
-        if self.view.model >= len(self.source.columns):
-            self.view = replace(self.view, model=WORST)
-        self.query_one("#title", Static).update(self._title())
-        self.load_view(self.view, keep)
         self.count_maps(announce=False)
 
     def _arrays_ready(self) -> None:
@@ -403,14 +315,6 @@ class ExplorerApp(TriageActions, App[None]):
 
     def on_unmount(self) -> None:
         self.source.close()
-
-
-def _what_is_new(before: tuple[int, ...], now: tuple[int, ...]) -> str:
-    """What a change of source.completeness() brought, in words: maps, redrawn lesion masks (their metrics
-    recomputed), or results written after the maps (Consist, suspects)."""
-    if before[:2] != now[:2]:
-        return "new maps"
-    return "new lesion masks" if before[3:] != now[3:] else "new results"
 
 
 def make_app(cache: Path | str | CacheReader, **kwargs) -> ExplorerApp:
