@@ -248,7 +248,7 @@ def end_to_end(data: str, checkpoints: str, device: str, batch: int, compile: bo
     device_ms = _device_clock(readback.Pending, FastGradCAM, undo, current) if torch.device(device).type == "cuda" else {}
     import gradfaith_tui.pipeline as pipeline
 
-    clocked(pipeline._Segmentations, "get", "segment")  # once per input size, before the first batch: left out
+    clocked(pipeline.job.Segmentations, "get", "segment")  # once per input size, before the first batch: left out
 
     paths: dict[str, str] = {}  # how each model's trunk ran inside precompute (folded, graphed, hook...)
     leave = FastGradCAM.__exit__

@@ -20,7 +20,7 @@ from gradfaith_tui.store.keys import CONSIST_RULE, checkpoint_identity, explanat
 
 def _same_masks(reader: CacheReader, ds) -> bool:
     """The cache's lesion masks are the data's now: masks redrawn, or CSV boxes moved, since it was built are
-    not part of the fingerprint, and precompute recomputes their metrics (pipeline._refresh_masks)."""
+    not part of the fingerprint, and precompute recomputes their metrics (pipeline.stored.refresh_masks)."""
     from gradfaith_tui.data.prepared import load_split
     from gradfaith_tui.store.schema import MASKS_NAME
 

@@ -301,13 +301,13 @@ def test_a_reader_open_during_writes_sees_only_complete_rows(phantoms, trained, 
 def test_segmentation_spread_over_worker_processes_matches_one_process(phantoms, monkeypatch):
     from gradfaith_tui.data.dataset import discover
     from gradfaith_tui.data.prepared import load_split, prepare
-    from gradfaith_tui.pipeline import _Segmentations
+    from gradfaith_tui.pipeline.job import Segmentations
 
     ds = discover(phantoms)
     arr = load_split(prepare(ds).samples(ds, "test"), 48)
-    serial = _Segmentations(workers=1).get(arr)
-    monkeypatch.setattr(_Segmentations, "PARALLEL_PIXELS", 1)  # a small set takes the worker path too
-    parallel = _Segmentations(workers=2).get(arr)
+    serial = Segmentations(workers=1).get(arr)
+    monkeypatch.setattr(Segmentations, "PARALLEL_PIXELS", 1)  # a small set takes the worker path too
+    parallel = Segmentations(workers=2).get(arr)
     assert serial[0].shape == parallel[0].shape == arr.images.shape
     assert np.array_equal(serial[0], parallel[0]) and np.array_equal(serial[1], parallel[1])
     assert serial[1].any(axis=(1, 2)).mean() > 0.9, "lung fields found on nearly every phantom slice"
@@ -436,7 +436,7 @@ def test_the_gpu_pipeline_on_the_cpu_stores_the_same_numbers_and_a_crash_keeps_w
         recorded.append(len(x))
         return lambda inp: replayed.append(len(inp)) or self.fn(inp)
 
-    monkeypatch.setattr(pipeline, "AHEAD_DEVICES", ("cpu", "cuda"))
+    monkeypatch.setattr(pipeline.job, "AHEAD_DEVICES", ("cpu", "cuda"))
     monkeypatch.setattr(precision, "GRAPH_DEVICES", ("cpu",))
     monkeypatch.setattr(graphs.GraphedForward, "_record", record)
     out = tmp_path / "ahead"
@@ -816,7 +816,7 @@ def test_the_sanity_check_explains_the_class_the_stored_maps_explain(phantoms, t
     r = CacheReader(out)
     all_labels = np.array([row.label for row in r.rows(range(r.n_cases))])
     r.close()
-    from gradfaith_tui.pipeline import spread_over_classes
+    from gradfaith_tui.pipeline.job import spread_over_classes
 
     rows = spread_over_classes(all_labels, 3)
     assert sorted(all_labels[rows].tolist()) == [0, 1, 2]  # one of each class, not the first three (one class)
@@ -824,7 +824,7 @@ def test_the_sanity_check_explains_the_class_the_stored_maps_explain(phantoms, t
 
 
 def test_compile_names_why_it_cannot_apply_to_an_engine_without_a_split_trunk():
-    from gradfaith_tui.pipeline import _not_compiled
+    from gradfaith_tui.pipeline.job import _not_compiled
 
     assert _not_compiled(object()).startswith("--compile: not compiled (only the fast Grad-CAM engine's trunk is")
 

@@ -611,7 +611,7 @@ def test_the_report_opens_with_what_the_audit_found_each_with_the_number_that_bo
                                                 (r.columns[0].model.model_id,)))
     again = build(CacheReader(copy))
     assert again.findings[0].startswith(f"{name} classifies near or below chance (accuracy 0.00; chance 0.33)")
-    # Consist's sentence says which seeds it compares, as pipeline._write_consist picks them
+    # Consist's sentence says which seeds it compares, as pipeline.stored.write_consist picks them
     assert "Consist (IoU of each seed's binarised map with the reference seed's, on cases they predict alike)" in said
     truth = _edited_copy(cache, tmp_path / "t", ("UPDATE meta SET value = json_set(value, '$.target', 'true') "
                                                  "WHERE key = 'config'",))

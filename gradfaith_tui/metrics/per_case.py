@@ -95,7 +95,7 @@ def device_metrics(model, b: Staged, ex: Explained, tau: float = 0.5, baseline: 
 
 def mask_metrics(heat: torch.Tensor, masks: torch.Tensor, tau: float = 0.5) -> dict[str, torch.Tensor]:
     """The metrics that read the lesion mask (NaN where a slice has none), from maps at input size: what
-    precompute recomputes from the stored maps when masks change (pipeline.py)."""
+    precompute recomputes from the stored maps when masks change (pipeline/stored.py)."""
     return {"locacc": loc_acc(heat, masks, tau), "iou": mask_iou(heat, masks, tau),
             "pointing_game": pointing_game(heat, masks), "relevance_mass": relevance_mass(heat, masks),
             "relevance_rank": relevance_rank(heat, masks)}

@@ -56,7 +56,7 @@ def _upsampled(m: np.ndarray, size: int) -> np.ndarray:
 
 
 def _consist_over(method: str, target: str) -> str:
-    """Which seeds' maps Consist compares on a case (pipeline._write_consist's rule), in words."""
+    """Which seeds' maps Consist compares on a case (pipeline.stored.write_consist's rule), in words."""
     if method in CLASS_AGNOSTIC_METHODS:
         return "every seed, as these maps have no class"
     if target == "true":
