@@ -229,7 +229,8 @@ def test_a_path_that_cannot_be_written_is_one_line_naming_it(tmp_path):
     a_file = tmp_path / "a-file"  # a file where a folder option wants a folder: named before any work starts
     for args, option in ((("train", "--models", "resnet10t", "--epochs", "1"), "--checkpoints"),
                          (("evaluate",), "--checkpoints"), (("report", "--cache", tmp_path), "--out"),
-                         (("precompute",), "--cache"), (("explore",), "--cache")):
+                         (("precompute",), "--cache"), (("explore",), "--cache"),
+                         (("explore", "--cache", tmp_path), "--export-dir")):
         assert_one_line_error(run(*args, option, a_file), f"{option}: {a_file} is a file, not a folder")
         # a folder below a file: named as such, not "Not a directory" from deep inside
         assert_one_line_error(run(*args, option, a_file / "x"), f"{option}: {a_file / 'x'} cannot be a folder "

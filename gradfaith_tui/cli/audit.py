@@ -70,15 +70,18 @@ def explore(
     method: MethodShown = None,
     graphics: Annotated[str, typer.Option(help="Heatmap tiles: halfblock (any terminal), kitty or sixel (pixel "
                                                "resolution), auto (what the terminal supports, else halfblock).")] = "halfblock",
+    export_dir: Annotated[Optional[Path], typer.Option(
+        help="Where x writes flagged.csv and flagged.json [default: CACHE/exports; ./gradfaith-exports/<cache folder> "
+             "where the cache's folder cannot be written]", callback=lambda v: v and folder(v, "--export-dir"))] = None,
 ) -> None:
-    """Open the explorer on a cache (reads only the cache; never loads a model)."""
+    """Open the explorer on a cache (reads only the cache, and writes your flags and notes to it; never loads a model)."""
     from gradfaith_tui.errors import GradfaithError
     from gradfaith_tui.tui.app import run_explorer
     from gradfaith_tui.tui.widgets.pixel_tiles import MODES
 
     if graphics not in MODES:
         raise GradfaithError(f"--graphics: '{graphics}' (choose from {', '.join(MODES)})")
-    run_explorer(cache, graphics=graphics, method=method)
+    run_explorer(cache, graphics=graphics, method=method, export_dir=export_dir)
 
 
 def report(

@@ -1,6 +1,7 @@
 """The user's flags and notes on cases: committed at once to the cache database, undoable, exportable.
 
-A separate read-write connection to the cache's WAL database (the explorer's reader stays read-only).
+A separate read-write connection to the cache's WAL database (the explorer's reader stays read-only); in a
+folder this user cannot write, a read-only one: the flags there are shown and exported, none are written.
 Every change is its own committed transaction, so a crash loses nothing. The `flags` table is a log:
 a case's current flag is its one row with `undone = 0`. Setting a new flag or note supersedes the
 current row (`undone = 2`); undo marks the newest change `undone = 1` and revives what it superseded;
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.files import column_names, table_names
+from gradfaith_tui.store.files import column_names, connect_readonly, table_names
 from gradfaith_tui.store.schema import DB_NAME
 
 EXPORT_KEPT = "the flags stay in the cache: free some space and export again"  # a full disk, said after the file
@@ -62,10 +63,17 @@ class FlagStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.con = sqlite3.connect(self.root / DB_NAME, check_same_thread=False, isolation_level=None)
-        self.con.execute("PRAGMA busy_timeout=5000")
-        self.con.execute(_DDL)
-        cols = column_names(self.con, "flags")
+        self.readonly = ""  # why this cache's flags can be read but not written ("" where they can be)
+        try:
+            self.con = sqlite3.connect(self.root / DB_NAME, check_same_thread=False, isolation_level=None)
+            self.con.execute("PRAGMA busy_timeout=5000")
+            self.con.execute(_DDL)
+        except sqlite3.OperationalError as exc:  # a folder this user cannot write (a shared cache): its flags
+            self.con.close()  # are still shown and exported, read as the explorer reads the rest
+            self.con = connect_readonly(self.root / DB_NAME)
+            self.readonly = str(exc)
+        self._table = "flags" in table_names(self.con)  # none in a never-flagged cache opened read-only
+        cols = column_names(self.con, "flags") if self._table else set()
         for name, kind in (("viewed", "TEXT"), ("replaces", "INTEGER")):  # a cache from before they were kept
             if name not in cols:
                 try:
@@ -80,11 +88,13 @@ class FlagStore:
         self._changed = False  # this session has changed a flag: undo walks back its own changes only
         # Undo in a session that has changed nothing yet takes back the newest flag set before it opened (so it
         # survives a restart), never one another explorer sets meanwhile.
-        self._before = int(self.con.execute("SELECT COALESCE(MAX(flag_id), 0) FROM flags").fetchone()[0])
+        self._before = int(self.con.execute("SELECT COALESCE(MAX(flag_id), 0) FROM flags").fetchone()[0]) if self._table else 0
         self.overtaken = False  # this session's newest change was replaced by another explorer's since
 
     def refresh(self) -> bool:
         """Re-read the current flags (another explorer on this cache may have changed some); True if any did."""
+        if not self._table:
+            return False
         current = {r[1]: Flag(*r) for r in self.con.execute(
             f"SELECT {self._columns} FROM flags WHERE undone=0 ORDER BY flag_id")}
         changed = current != self.current
@@ -174,6 +184,8 @@ class FlagStore:
         """What undo() would undo: the newest change of this session still standing; in a session that has changed
         nothing (undone nothing either), the newest flag set before it opened. Never a flag another explorer set
         meanwhile."""
+        if not self._table:
+            return None
         while self._undo and not self._still_current(self._undo[-1]):
             self._undo.pop()  # another explorer has changed that case since: undoing would revive a second flag
             self.overtaken = True

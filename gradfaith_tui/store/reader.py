@@ -27,6 +27,7 @@ class CacheReader:
         if not db.is_file():
             raise CacheError(f"--cache: no audit cache at {self.root} (run `gradfaith-tui precompute` or `gradfaith-tui demo`)")
         self.con = open_db(db, readonly=True)
+        self._file = _identity(db)
         try:
             meta = {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
         except sqlite3.DatabaseError as exc:
@@ -49,15 +50,10 @@ class CacheReader:
             raise CacheError(f"--method: no {method} maps in {self.root} (it holds {', '.join(self.methods)})")
         self.method = method
         self.n_cases = int(self.con.execute("SELECT COUNT(*) FROM cases").fetchone()[0])
-        expl = {r["model_id"]: r["expl_id"] for r in self.con.execute(
-            "SELECT model_id, expl_id FROM explanations WHERE method=?", (method,))}
-        self.models = one_reference_each(sorted(
-            (ModelInfo(r["model_id"], r["name"], r["arch"], r["family"], r["describe"], r["seed"], bool(r["is_ref"]),
-                       r["img_size"]) for r in self.con.execute("SELECT * FROM models")), key=model_order), set(expl))
+        self.models, self.columns = self._listed()
         if self.n_cases == 0 or not self.models:
             self.con.close()
             raise CacheError(f"{self.root}: the cache is empty (no cases or no models); run `gradfaith-tui precompute`")
-        self.columns = [Column(m, expl.get(m.model_id), method) for m in self.models if m.is_ref]
         # A cache copied without its arrays (only audit.sqlite, say) is refused here rather than failing later
         # in the explorer's loading thread; the writer creates each array before the rows that point at it.
         maps = [(r[0], (r[1], r[2])) for r in self.con.execute("SELECT map_file, map_h, map_w FROM explanations") if r[0]]
@@ -89,14 +85,32 @@ class CacheReader:
     def config(self) -> dict:
         return json.loads(self.meta.get("config", "{}"))
 
+    def _listed(self) -> tuple[list[ModelInfo], list[Column]]:
+        """The models the cache lists now, and a column per name: its reference seed's newest explanation by
+        this reader's method (None where it has none yet)."""
+        expl = {r["model_id"]: r["expl_id"] for r in self.con.execute(
+            "SELECT model_id, expl_id FROM explanations WHERE method=? ORDER BY expl_id", (self.method,))}
+        models = one_reference_each(sorted(
+            (ModelInfo(r["model_id"], r["name"], r["arch"], r["family"], r["describe"], r["seed"], bool(r["is_ref"]),
+                       r["img_size"]) for r in self.con.execute("SELECT * FROM models")), key=model_order), set(expl))
+        return models, [Column(m, expl.get(m.model_id), self.method) for m in models if m.is_ref]
+
     def completeness(self) -> tuple[int, int]:
-        """(cases done, cases expected): done over the shown columns, where a map with its metrics is stored (as
-        precompute counts it); expected over the models the cache lists now, which a running precompute may have
-        added since this reader opened. Less than expected: precompute is still writing, or stopped early."""
-        done = sum(int(self.con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id=? AND name='faith'",
-                                        (c.expl_id,)).fetchone()[0]) for c in self.columns if c.expl_id is not None)
-        listed = int(self.con.execute("SELECT COUNT(DISTINCT name) FROM models WHERE is_ref=1").fetchone()[0])
-        return done, self.n_cases * max(listed, len(self.columns))
+        """(cases done, cases expected) over the columns the cache lists now with an explanation by this method
+        (precompute registers one before its first batch), which a running precompute may have added since this
+        reader opened: done where a map with its metrics is stored (as precompute counts it). Less than expected:
+        precompute is still writing, or stopped early. A model never explained by this method is not missing maps."""
+        began = not self.con.in_transaction
+        if began:  # one snapshot: the columns and their counts
+            self.con.execute("BEGIN")
+        try:
+            explained = [c.expl_id for c in self._listed()[1] if c.expl_id is not None]
+            done = sum(int(self.con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id=? AND name='faith'",
+                                            (e,)).fetchone()[0]) for e in explained)
+        finally:
+            if began:
+                self.con.execute("COMMIT")
+        return done, self.n_cases * len(explained)
 
     def later_results(self) -> int:
         """Rows precompute writes after the maps (the shown columns' Consist, every suspect): a count that changes
@@ -119,6 +133,13 @@ class CacheReader:
             return (self.root / MASKS_NAME).stat().st_mtime_ns
         except OSError:
             return 0
+
+    def gone(self) -> str:
+        """"deleted" or "replaced" where the database this reader opened is no longer the cache's (the folder
+        deleted, or rebuilt by a new precompute or demo); "" while it is. Its connection still reads the old file,
+        and writes through one would be lost with it."""
+        now = _identity(self.root / DB_NAME)
+        return "" if now == self._file else "deleted" if now is None else "replaced"
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to the database (SQLite's PRAGMA data_version)."""
@@ -252,3 +273,12 @@ class CacheReader:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file a path names (device, inode); None where there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

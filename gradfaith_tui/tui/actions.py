@@ -6,6 +6,7 @@ to the cache database by the FlagStore before the screen changes, so a crash los
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from dataclasses import replace
 
@@ -15,9 +16,12 @@ from gradfaith_tui.tui.render import COLORMAPS
 from gradfaith_tui.tui.screens.ask import AskScreen
 from gradfaith_tui.tui.widgets.case_table import CaseTable
 
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)  # an export folder that refuses this user, not a full disk
+
 
 class TriageActions:
-    """Needs self.source, self.reader, self.view, self.overlay, self.export_dir, apply_view, set_overlay."""
+    """Needs self.source, self.reader, self.view, self.overlay, self.export_dir, self.export_fallback, apply_view,
+    set_overlay, cache_gone."""
 
     def _current_idx(self) -> int | None:
         table = self.query_one(CaseTable)
@@ -34,6 +38,12 @@ class TriageActions:
         """Run one flag change; a database that refuses it (a folder this user cannot write, a full disk)
         turns flagging off with one line instead of ending the explorer. True where it was written.
         unsaved: words of the user's that were not stored (a note), repeated in that line."""
+        known = self.gone
+        if self.cache_gone():  # a write into a deleted database would be lost with it
+            if known or unsaved:  # (cache_gone has just said so where it found it)
+                self.notify(self.source.flags_error + (f"; not saved: {unsaved}" if unsaved else ""), severity="error",
+                            timeout=30 if unsaved else 10)
+            return False
         try:
             change()
         except sqlite3.OperationalError as exc:
@@ -150,15 +160,22 @@ class TriageActions:
         if not self.source.flags.current:
             self.notify("no flagged cases to export", severity="warning")
             return
-        try:
-            csv_path, json_path = export_flags(self.source.flags, self.reader, self.export_dir)
-        except OSError as exc:  # a file where the folder should be, no permission, a full disk
-            where = exc.filename or self.export_dir
-            self.notify(f"export failed: {where}: {exc.strerror or exc}", severity="error", timeout=10)
-            return
+        out, why = self.export_dir, ""
+        while True:
+            try:
+                csv_path, json_path = export_flags(self.source.flags, self.reader, out)
+                break
+            except OSError as exc:  # a file where the folder should be, no permission, a full disk
+                where = exc.filename or out
+                if out == self.export_dir and self.export_fallback is not None and exc.errno in NOT_WRITABLE:
+                    # a shared cache this user cannot write: its flags go to a folder of theirs, said in the notice
+                    out, why = self.export_fallback, f" ({where} cannot be written)"
+                    continue
+                self.notify(f"export failed: {where}: {exc.strerror or exc}", severity="error", timeout=10)
+                return
         self.last_export = (csv_path, json_path)
         n = len(self.source.flags.current)
-        self.notify(f"{n} case{'s' * (n != 1)} → {csv_path} and {json_path.name}", timeout=6)
+        self.notify(f"{n} case{'s' * (n != 1)} → {csv_path} and {json_path.name}{why}", timeout=8)
 
     def action_search(self) -> None:
         def done(text: str | None) -> None:

@@ -36,6 +36,7 @@ from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
 from gradfaith_tui.tui.widgets.line import LineBar
 
 NARROW_BELOW = 100  # columns: stack the heatmaps under the table
+UNHELD_KEYS = ("ctrl+c", "ctrl+q")  # never wait for a sort
 TABLE_ACTIONS = {"sort", "reverse", "cycle_model", "set_model", "cycle_filter", "set_filter", "clear_filters", "search",
                  "flag", "unflag", "note", "undo", "export", "zoom", "models", "reload"}
 
@@ -86,6 +87,8 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
         self.source = CaseSource(reader)
         self.cache_name = name or str(reader.root)
         self.export_dir = Path(export_dir) if export_dir else reader.root / "exports"
+        # where `x` writes when the cache's own folder refuses this user (a shared cache); None: --export-dir was given
+        self.export_fallback = None if export_dir else Path.cwd() / "gradfaith-exports" / reader.root.resolve().name
         self.view = ViewSpec()
         self.overlay = Overlay()
         self.last_view_s = 0.0  # how long the last sort/filter took (benchmarks read it)
@@ -96,6 +99,8 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
         self._notice_due = False  # new maps found while another screen was open: say so on coming back
         self._news = "new maps"  # what the cache gained, for the notice and the title (live._what_is_new)
         self._data_version = reader.data_version()
+        self._held: list[events.Key] | None = None  # keys typed while a view is computed (hold_keys)
+        self.gone = ""  # "deleted" or "replaced": the cache's database is no longer the one read (live.py)
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -114,6 +119,8 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
         self.apply_view(self.view)
         self.warm_arrays()
         self.call_after_refresh(self._painted)
+        if self.source.flags_readonly:  # said at once, not at the first flag key
+            self.notify(f"{self.source.flags_error}; browsing and x (export) work", severity="warning", timeout=8)
         self.set_interval(CACHE_POLL_S, self._poll_cache)
         self.screen_change_signal.subscribe(self, lambda _screen: self.call_after_refresh(self._announce))
 
@@ -152,7 +159,11 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
         text = Text.assemble(("gradfaith-tui", "bold"), f" · {r.n_cases:,} test cases · {r.method} · ",
                              f"{len(r.columns)} model{'s' * (len(r.columns) != 1)} (reference seeds) · ", no_wrap=True, overflow="ellipsis")
         done = self.completeness
-        if done is not None and done[0] < done[1]:  # precompute still writing, or stopped: say so before the path
+        if self.gone:  # what is on screen is all there is: say so before anything else
+            text.append(f"cache {self.gone}: flags off" + (", R opens the new one" if self.gone == "replaced" else ""),
+                        "bold red")
+            text.append(" · ")
+        elif done is not None and done[0] < done[1]:  # precompute still writing, or stopped: say so before the path
             text.append(f"maps {done[0]:,}/{done[1]:,}" + (" (new: R reloads)" if self.stale else " (incomplete)"),
                         "bold yellow")
             text.append(" · ")
@@ -187,7 +198,26 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
         self.query_one("#status", LineBar).update("sorting…", layout=False)
         table = self.query_one(CaseTable)
         keep = self.source.idx_at(table.cursor) if keep_case and table.n_rows else None
+        self.hold_keys()
         self.load_view(view, keep)
+
+    def hold_keys(self) -> None:
+        """Keys typed while a view is computed wait for it (keys pasted, or typed ahead over a slow link): `f 3`
+        flags the first case of the new order, not the case the old order had under the cursor."""
+        if self._held is None:
+            self._held = []
+
+    def _release_keys(self) -> None:
+        held, self._held = self._held or [], None
+        for key in held:
+            self.post_message(events.Key(key.key, key.character))
+
+    async def on_event(self, event: events.Event) -> None:
+        if (self._held is not None and isinstance(event, events.Key) and not event.is_forwarded
+                and len(self.screen_stack) == 1 and event.key not in UNHELD_KEYS):
+            self._held.append(event)
+            return
+        await super().on_event(event)
 
     @work(thread=True, exclusive=True, group="view")
     def load_view(self, view: ViewSpec, keep_idx: int | None) -> None:
@@ -206,6 +236,7 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
         if not len(order):
             self._update_status(-1)
             self.run_worker(self.query_one(HeatmapPanel).show_nothing("no case matches the filters (escape clears them)"))
+        self._release_keys()
 
     def action_sort(self, key: str) -> None:
         self.apply_view(replace(self.view, key=key, descending=False))
@@ -323,7 +354,8 @@ def make_app(cache: Path | str | CacheReader, **kwargs) -> ExplorerApp:
     return ExplorerApp(reader, **kwargs)
 
 
-def run_explorer(cache: Path, graphics: str = "halfblock", method: str | None = None) -> None:
+def run_explorer(cache: Path, graphics: str = "halfblock", method: str | None = None,
+                 export_dir: Path | None = None) -> None:
     """Open the cache (CacheError if missing or empty) and run the explorer until the user quits.
 
     graphics: halfblock (default), kitty, sixel, or auto (what textual-image detects, else half blocks);
@@ -339,7 +371,7 @@ def run_explorer(cache: Path, graphics: str = "halfblock", method: str | None = 
         raise GradfaithError(f"explore: needs a terminal (stdin and stdout are not both one); run it in one, over "
                              f"ssh with -t, or use `report --cache {cache} --terminal` for the tables")
     try:
-        app = ExplorerApp(reader, name=str(cache), image_cls=image_cls)
+        app = ExplorerApp(reader, name=str(cache), export_dir=export_dir, image_cls=image_cls)
         app.run()
     finally:
         reader.close()

@@ -15,6 +15,7 @@ from textual.widgets import Static
 from gradfaith_tui.errors import GradfaithError
 from gradfaith_tui.store.arrays import WORST
 from gradfaith_tui.store.reader import CacheReader
+from gradfaith_tui.store.schema import DB_NAME
 from gradfaith_tui.tui.source import CaseSource
 from gradfaith_tui.tui.widgets.case_table import CaseTable
 from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
@@ -28,6 +29,8 @@ class CacheWatching:
 
     def _poll_cache(self) -> None:
         """A commit by another connection (a precompute, or our own flags) may have added maps: count them."""
+        if self.cache_gone():
+            return
         try:
             version = self.reader.data_version()
         except sqlite3.Error:  # locked or unreadable for a moment: the next poll asks again
@@ -36,6 +39,21 @@ class CacheWatching:
             self._data_version = version
             self.count_maps(announce=True)
             self._refresh_flags()
+
+    def cache_gone(self) -> bool:
+        """Whether the cache's database was deleted or replaced (a new demo or precompute into the same folder) since
+        it was read. Flags then stop, said once: a flag written through the old connection would be lost with it."""
+        how = self.reader.gone()
+        if how and how != self.gone:
+            self.gone = how
+            db = self.reader.root / DB_NAME
+            what = f"{db} was {how} after the explorer read it"
+            if self.source.flags is not None:
+                self.source.flags_readonly, self.source.flags_error = True, f"flags disabled: {what}"
+            self.notify(f"{what}: flags are off" + ("; R opens the new one" if how == "replaced" else ""),
+                        severity="error", timeout=10)
+            self.query_one("#title", Static).update(self._title())
+        return bool(how)
 
     def _refresh_flags(self) -> None:
         """Flags another explorer on this cache has set or removed since: shown, as the table's marks and counts."""
@@ -81,7 +99,10 @@ class CacheWatching:
             self.notify(f"cannot reload: {exc}", severity="error", timeout=10)
             return
         self.stale = self._notice_due = False
-        if self.source.same_models(fresh):
+        if self.gone or self.reader.gone():  # a new database: everything read anew, flags through it
+            self.gone = ""
+            await self._reopen(fresh, new_flags=True)
+        elif self.source.same_models(fresh):
             self.source.reload(fresh)
             self.apply_view(self.view, keep_case=True)
             self.query_one(HeatmapPanel).rerender()
@@ -89,14 +110,15 @@ class CacheWatching:
             await self._reopen(fresh)
         self.warm_arrays()
 
-    async def _reopen(self, fresh: CacheReader) -> None:
+    async def _reopen(self, fresh: CacheReader, new_flags: bool = False) -> None:
         """The cache lists other models than the table was laid out for (a precompute that registered more, or
-        replaced some): a new source, table and tiles, on the same case where it is still there."""
+        replaced some), or is a new database (new_flags: its own flags, no undo of the old one's): a new source,
+        table and tiles, on the same case where it is still there."""
         table = self.query_one(CaseTable)
         keep = self.source.idx_at(table.cursor) if table.n_rows else None
         await self.workers.wait_for_complete()  # nothing still reading through the old source
         old = self.source
-        self.reader, self.source = fresh, CaseSource(fresh, flags_of=old)  # its undo history goes on
+        self.reader, self.source = fresh, CaseSource(fresh, flags_of=None if new_flags else old)  # undo goes on
         self._data_version = fresh.data_version()  # counted per connection
         await table.remove()
         await self.query_one(HeatmapPanel).remove()
@@ -110,6 +132,7 @@ class CacheWatching:
         if self.view.model >= len(self.source.columns):
             self.view = replace(self.view, model=WORST)
         self.query_one("#title", Static).update(self._title())
+        self.hold_keys()
         self.load_view(self.view, keep)
         self.count_maps(announce=False)
 

@@ -91,8 +91,12 @@ class CaseSource:
             return
         try:
             self.flags = FlagStore(reader.root)
-        except sqlite3.Error as exc:  # a read-only cache folder: browse without flags
+        except sqlite3.Error as exc:  # not even readable apart from the reader: browse without flags
             self.flags, self.flags_error = None, f"flags disabled: cannot open {reader.root / DB_NAME} ({exc})"
+            return
+        if self.flags.readonly:  # a shared cache this user cannot write: its flags shown and exported, none set
+            self.flags_readonly = True
+            self.flags_error = f"flags disabled: cannot write {reader.root / DB_NAME} ({self.flags.readonly})"
 
     def flags_failed(self, exc: Exception) -> str:
         """A flag write the database refused (a read-only folder, a full disk): flagging stops, with this reason."""
