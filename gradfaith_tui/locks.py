@@ -30,6 +30,7 @@ def writer_lock(folder: Path, what: str, enabled: bool = True):
         yield
         return
     folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first: what this call creates
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -46,9 +47,26 @@ def writer_lock(folder: Path, what: str, enabled: bool = True):
         else:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {what}".encode(), 0)  # the pid, and the kind of work for the message
-        yield
+        try:
+            yield
+        except BaseException:
+            _unmake(folder, made)
+            raise
     finally:
         os.close(fd)  # releases the lock
+
+
+def _unmake(folder: Path, made: list[Path]) -> None:
+    """A run refused or stopped before it wrote anything into the folder it made: the folder goes, with the
+    parents made for it, rather than stay behind holding only the lock (a checkpoint folder that looks started)."""
+    try:
+        if not made or [p.name for p in folder.iterdir()] != [LOCK_NAME]:
+            return
+        (folder / LOCK_NAME).unlink()
+        for p in made:
+            p.rmdir()  # stops at the first that holds anything else
+    except OSError:
+        pass
 
 
 @contextmanager

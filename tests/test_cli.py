@@ -276,8 +276,7 @@ def test_ctrl_c_says_the_work_is_kept_and_exits_130(phantoms, trained, tmp_path)
     # -2: the second one came after Python gave SIGINT back to the system on its way out, which a shell
     # reports as 130 too
     assert proc.returncode == 130 or (twice and proc.returncode == -signal.SIGINT), err
-    assert err.rstrip().splitlines()[-1] == ("gradfaith-tui: interrupted; finished epochs and computed maps are "
-                                             "saved, rerun to resume")
+    assert err.rstrip().splitlines()[-1] == "gradfaith-tui: interrupted; computed maps are saved, rerun to resume"
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
 
 
@@ -454,7 +453,9 @@ def test_an_interrupted_synth_says_nothing_was_written_and_a_read_only_folder_is
     from gradfaith_tui.cli import _kept_on_interrupt
 
     assert _kept_on_interrupt(["data", "synth", "x"]) == "no phantoms were written; the folder is as it was"
-    assert "finished epochs" in _kept_on_interrupt(["train"])
+    assert _kept_on_interrupt(["train", "--epochs", "3"]) == "finished epochs are saved, rerun to resume"
+    assert _kept_on_interrupt(["evaluate"]).startswith("nothing was written")  # it had said work was saved
+    assert _kept_on_interrupt(["data", "check", "x"]) == "stopped, rerun it"
 
 
 def test_synth_into_a_folder_it_cannot_write_names_that_folder(tmp_path, monkeypatch):
@@ -508,3 +509,28 @@ def test_a_full_disk_is_said_in_one_line_naming_the_folder_or_the_database(monke
         cli.main()
     assert capsys.readouterr().err == ("gradfaith-tui: error: the cache's database: database or disk is full (what was "
                                        "committed before is kept: free some space and rerun)\n")
+
+
+def test_a_model_or_seed_given_twice_counts_once(tmp_path):
+    from gradfaith_tui.cli.options import names, seeds
+
+    assert names("resnet10t, tinynet_e,resnet10t") == ["resnet10t", "tinynet_e"]
+    assert seeds("1,0,1,0") == [1, 0]  # `0,0` trained seed 0 twice and counted two checkpoints
+
+
+def test_pretrained_file_that_holds_no_weights_is_named_before_anything_is_made(tmp_path):
+    notes = tmp_path / "notes.pth"
+    notes.write_text("not weights")
+    ck = tmp_path / "ck"
+    res = run("train", "--data", tmp_path, "--checkpoints", ck, "--models", "resnet10t", "--pretrained-file", notes)
+    assert_one_line_error(res, f"--pretrained-file: {notes}: not a weights file (neither safetensors nor a PyTorch file)")
+    assert not ck.exists()
+    assert_one_line_error(run("train", "--lr", "0"), "--lr", "positive")  # the help said x>=0.0
+    assert "x>=0.0" not in run("train", "--help").stdout
+
+
+def test_demo_data_that_is_a_file_is_said_so(tmp_path):
+    f = tmp_path / "README.md"
+    f.write_text("# notes")
+    assert_one_line_error(run("demo", "--data", f, "--checkpoints", tmp_path / "ck", "--cache", tmp_path / "c",
+                              "--summary"), f"--data: {f} is a file, not a folder")

@@ -799,3 +799,54 @@ def test_a_resumed_run_says_so_and_its_bar_starts_at_the_saved_epochs(phantoms, 
         assert at_start == [task.total / 2] and task.completed == task.total  # from epoch 1 of 2, not from 0
     said = console.file.getvalue()
     assert "train resnet10t/seed0: resuming after epoch 1 of 2 (saved)" in said
+
+
+def test_a_run_refused_before_it_wrote_anything_leaves_no_folder_behind(tmp_path):
+    """Only the lock in a checkpoint folder it made looked like a started run (`--pretrained-file` whose head did
+    not fit a second model left `tinynet_e/seed0/.gradfaith-lock`)."""
+    from gradfaith_tui.errors import CheckpointError
+    from gradfaith_tui.locks import writer_lock
+
+    out = tmp_path / "ck" / "tinynet_e" / "seed0"
+    with pytest.raises(CheckpointError):
+        with writer_lock(out, "train"):
+            raise CheckpointError("weights do not fit")
+    assert not (tmp_path / "ck").exists()  # and the parents it made for it
+    (tmp_path / "ck").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with writer_lock(out, "train"):
+            (out / "state.pt").write_text("an epoch")  # work done: kept, to resume
+            raise KeyboardInterrupt
+    assert (out / "state.pt").is_file()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(CheckpointError):
+        with writer_lock(kept, "train"):  # a folder that was there: left as it was, lock and all
+            raise CheckpointError("x")
+    assert kept.is_dir()
+
+
+def test_training_data_of_one_class_is_refused_before_any_training(phantoms, tmp_path):
+    import shutil
+
+    from gradfaith_tui.config import spec_for
+    from gradfaith_tui.errors import TrainingError
+    from gradfaith_tui.models.fit import fit_all
+    from gradfaith_tui.models.train import TrainConfig
+
+    one = tmp_path / "one"
+    shutil.copytree(phantoms / "Normal cases", one / "Normal cases")
+    with pytest.raises(TrainingError, match=r"training split holds images of Normal only; a classifier needs two"):
+        fit_all(one, tmp_path / "ck", [spec_for("resnet10t")], [0], TrainConfig(epochs=1, batch_size=4, lr=1e-3, img_size=32))
+    assert not (tmp_path / "ck").exists()  # `data check` calls it not usable; train scored it 1.00
+
+
+def test_other_data_guesses_a_folder_level_only_where_one_folder_holds_the_other(tmp_path):
+    from gradfaith_tui.models.card import other_data
+
+    card = {"data_fingerprint": "abc", "data": str(tmp_path / "ph-s")}
+    unrelated = other_data(card, "def", tmp_path / "phantoms")
+    assert f"it was trained with --data {tmp_path / 'ph-s'}, this run has --data {tmp_path / 'phantoms'})" in unrelated
+    assert "folder level" not in unrelated  # two sibling datasets: no such guess
+    assert "another folder level" in other_data(card, "def", tmp_path)  # one folder up
+    assert "another folder level" in other_data(card, "def", tmp_path / "ph-s" / "inner")

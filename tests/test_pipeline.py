@@ -634,6 +634,17 @@ def test_a_target_layer_without_a_spatial_map_is_one_line(phantoms, trained, tmp
     assert not any(tmp_path.iterdir())  # refused before the cache was made: no folder, arrays or lock left behind
 
 
+def test_rollout_of_a_cnn_is_refused_before_the_cache_is_made(phantoms, trained, tmp_path):
+    from gradfaith_tui.errors import GradfaithError
+
+    for method in ("grad-rollout", "rollout"):
+        with pytest.raises(GradfaithError, match=rf"^--method {method}: only for ViT-style models .*; resnet10t/seed0 "
+                                                  r"is not one"):
+            precompute(phantoms, trained, tmp_path / method, names=["resnet10t"], seeds=[0],
+                       cam=CamSettings(method=method, sanity_cases=0), warn=lambda m: None, with_timing=False)
+    assert not any(tmp_path.iterdir())  # a cache with the model registered and no maps was left, and reported on
+
+
 def test_evaluation_files_merge_models_and_a_cache_of_other_data_is_refused(phantoms, trained, cache, tmp_path,
                                                                              monkeypatch):
     import json

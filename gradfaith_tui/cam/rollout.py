@@ -14,13 +14,20 @@ from gradfaith_tui.errors import GradfaithError
 ROLLOUT_METHODS = ("rollout", "grad-rollout")
 
 
+def check_rollout(model: torch.nn.Module, method: str = "rollout", who: str = "") -> None:
+    """Refuse a model rollout cannot explain (precompute asks before it makes the cache); who: its name."""
+    net = model.net
+    if not (hasattr(net, "blocks") and hasattr(net, "patch_embed") and hasattr(net.blocks[0], "attn")):
+        raise GradfaithError(f"--method {method}: only for ViT-style models (timm blocks with attention)"
+                             + (f"; {who} is not one (leave it out with --models, or use a CAM method)" if who else ""))
+
+
 class AttentionRollout:
     """Context manager: switches timm's fused attention off to see the weights, and restores it on exit."""
 
     def __init__(self, model: torch.nn.Module, gradient: bool = False):
+        check_rollout(model, "grad-rollout" if gradient else "rollout")
         net = model.net
-        if not (hasattr(net, "blocks") and hasattr(net, "patch_embed") and hasattr(net.blocks[0], "attn")):
-            raise GradfaithError("--method rollout: only for ViT-style models (timm blocks with attention)")
         self.model, self.net, self.gradient = model, net, gradient
         self.forward = model  # the plain forward the maps are judged with
         self._attn: list[torch.Tensor] = []

@@ -48,11 +48,21 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     return (click.ClickException, *[e for e in [getattr(typer, "TyperException", None)] if e is not None])
 
 
+KEPT_ON_INTERRUPT = {  # what each command has kept when Ctrl-C stops it, in the words the user needs next
+    "train": "finished epochs are saved, rerun to resume",
+    "precompute": "computed maps are saved, rerun to resume",
+    "demo": "finished epochs and computed maps are saved, rerun to resume",
+    "evaluate": "nothing was written (its tables are written at the end), rerun it",
+    "report": "the report was not written (one already in --out is as it was), rerun it",
+    "import": "rerun it to finish the import",
+}
+
+
 def _kept_on_interrupt(args: list[str]) -> str:
-    """What an interrupted command keeps: phantoms are written whole or not at all; the rest resumes."""
+    """What an interrupted command keeps: phantoms are written whole or not at all; training and maps resume."""
     if args[:2] == ["data", "synth"]:
         return "no phantoms were written; the folder is as it was"
-    return "finished epochs and computed maps are saved, rerun to resume"
+    return KEPT_ON_INTERRUPT.get(args[0] if args else "", "stopped, rerun it")
 
 
 def _on_ctrl_c(signum, frame) -> None:

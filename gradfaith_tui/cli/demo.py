@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from gradfaith_tui.cli.data import MAX_PATIENTS, MAX_SIZE
-from gradfaith_tui.cli.options import DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, check_device
+from gradfaith_tui.cli.options import DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, check_device, folder
 from gradfaith_tui.errors import CacheError, DataError
 
 # Balanced classes and a planted shortcut (a burned-in marker on half the Malignant slices),
@@ -69,6 +69,7 @@ def _phantoms(data: Path, patients: int) -> None:
     from gradfaith_tui.cli.progress import console
     from gradfaith_tui.data.phantom import PhantomConfig, folder_state, phantom_config, write_dataset
 
+    folder(data, "--data", DataError)  # a file there: said as such, not as "other data"
     state = folder_state(data)
     if state == "other":
         raise DataError(f"--data: demo builds phantoms, and {data} holds other data; pass an empty folder, "

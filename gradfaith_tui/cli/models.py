@@ -24,7 +24,7 @@ def train(
     img_size: Annotated[Optional[int], typer.Option(min=16, max=MAX_SIZE,
                                                     help="Input size in pixels (overrides the profile).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size (overrides the profile).")] = None,
-    lr: Annotated[Optional[float], typer.Option(min=0.0, help="Peak learning rate (overrides the profile).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate, > 0 (overrides the profile).")] = None,
     weighted_loss: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = False,
     pretrained_file: Annotated[Optional[Path], typer.Option(help="Local ImageNet weights for timm (never downloaded).")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the training forward (GPU runs).")] = False,
@@ -45,14 +45,17 @@ def train(
     from gradfaith_tui.models.fit import fit_all
     from gradfaith_tui.models.train import CudaTuning, TrainConfig
 
-    if pretrained_file is not None and not pretrained_file.is_file():  # said before any bar, not inside training
+    if pretrained_file is not None:  # said before any bar, not inside training
         from gradfaith_tui.models.factory import pretrained_file_problem
 
-        raise GradfaithError(pretrained_file_problem(pretrained_file))
-    if lr is not None and not 0 < lr < float("inf"):  # inf passes Click's min=0, then diverges on the first step
+        problem = pretrained_file_problem(pretrained_file)
+        if problem:
+            raise GradfaithError(problem)
+    if lr is not None and not 0 < lr < float("inf"):  # 0 never moves; inf diverges on the first step
         raise GradfaithError(f"--lr: must be a positive, finite learning rate, got {lr}")
     prof = get_profile(profile, epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr)
     specs = [spec_for(n) for n in names(models)] if models is not None else list(prof.specs)  # "" is a mistake
+    specs = list({s.name: s for s in specs}.values())  # a model named twice trains once (its spec is the same)
     cfg = TrainConfig(epochs=prof.epochs, batch_size=prof.batch_size, lr=prof.lr, img_size=prof.img_size,
                       weighted_loss=weighted_loss, device=check_device(device),
                       pretrained_file=str(pretrained_file) if pretrained_file else None, compile=compile_)

@@ -55,7 +55,7 @@ DEFAULTS = {"data": DEFAULT_DATA, "checkpoints": DEFAULT_CHECKPOINTS, "cache": D
 def names(value: str | None) -> list[str] | None:
     if value is None:
         return None
-    out = [v.strip() for v in value.split(",") if v.strip()]
+    out = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))  # each once, in the order given
     if not out:
         raise GradfaithError("--models: give at least one model name")
     return out
@@ -73,7 +73,7 @@ def seeds(value: str | None) -> list[int] | None:
     bad = [v for v in out if not 0 <= v < 2**32]  # NumPy's seeding takes no more
     if bad:
         raise GradfaithError(f"--seeds: {bad[0]} is out of range (0 to 4294967295)")
-    return out
+    return list(dict.fromkeys(out))  # each once: `0,0` must not train seed 0 twice
 
 
 def check_device(device: str) -> str:

@@ -53,8 +53,10 @@ def other_data(card: dict, fingerprint: str | Sequence[str], data: Path | str | 
     text = f"on other data (fingerprint {card.get('data_fingerprint')}, data now {now}"
     was = card.get("data")
     if was and data is not None and os.path.realpath(was) != os.path.realpath(str(data)):
-        text += (f"; it was trained with --data {was}, this run has --data {data}: the same images passed at another "
-                 f"folder level count as other data, as case ids are paths below --data")
+        text += f"; it was trained with --data {was}, this run has --data {data}"
+        then, now_path = Path(os.path.realpath(was)), Path(os.path.realpath(str(data)))
+        if then in now_path.parents or now_path in then.parents:  # the same images, one folder up or down
+            text += ": the same images passed at another folder level count as other data, as case ids are paths below --data"
     return text + ")"
 
 

@@ -74,8 +74,20 @@ def describe_error(exc: BaseException, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def pretrained_file_problem(path: Path) -> str:
-    what = "a folder, not a weights file" if path.is_dir() else "not found"
+def pretrained_file_problem(path: Path) -> str | None:
+    """Why --pretrained-file cannot be used, from its path and first bytes (as `import` reads a file); None where
+    it may be (whether its weights fit the architecture is known once they load)."""
+    from gradfaith_tui.models.weights_file import file_kind
+
+    if not path.is_file():
+        what = "a folder, not a weights file" if path.is_dir() else "not found"
+    else:
+        try:
+            if file_kind(path) is not None:
+                return None
+            what = "not a weights file (neither safetensors nor a PyTorch file)"
+        except OSError as exc:
+            what = f"cannot be read ({exc.strerror or exc})"
     return f"--pretrained-file: {path}: {what}"
 
 
@@ -83,8 +95,9 @@ def build(spec: ModelSpec, img_size: int, pretrained_file: Path | None = None) -
     """Create the timm net for spec; ImageNet weights only from a local file, never from a hub."""
     check_arch(spec.arch)
     kwargs = dict(spec.kwargs)
-    if pretrained_file is not None and not Path(pretrained_file).is_file():
-        raise CheckpointError(pretrained_file_problem(Path(pretrained_file)))
+    problem = None if pretrained_file is None else pretrained_file_problem(Path(pretrained_file))
+    if problem:
+        raise CheckpointError(problem)
     with _named_by_content(pretrained_file) as file:
         if file is not None:
             kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))

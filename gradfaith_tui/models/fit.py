@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gradfaith_tui.config import ModelSpec
+from gradfaith_tui.config import CLASS_NAMES, ModelSpec
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import load_split, prepare
 from gradfaith_tui.errors import TrainingError, batch_size_on_out_of_memory
@@ -64,6 +64,11 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
             plan.append((spec, seed, out, True, None, resumed["epoch"] if resumed else 0))
     train_arr = load_split(prep.samples(ds, "train"), cfg.img_size, strict, events.warn)
     val_arr = load_split(prep.samples(ds, "val"), cfg.img_size, strict, events.warn)
+    present = sorted({int(k) for k in train_arr.labels})
+    if len(present) < 2:  # a "classifier" of one class scores 1.00 and explains nothing (`data check`: not usable)
+        held = f"images of {CLASS_NAMES[present[0]]} only" if present else "no readable images"
+        raise TrainingError(f"--data: {data}: its training split holds {held}; a classifier needs two classes or more "
+                            f"(`gradfaith-tui data check {data}` says what the folder holds)")
     provenance = {**provenance, "n_train": len(train_arr), "n_val": len(val_arr)}
     done = []
     for spec, seed, out, to_train, differs, resumed_after in plan:

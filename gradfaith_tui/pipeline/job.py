@@ -78,9 +78,11 @@ class Job:
 
     def check_layer(self, cam: CamSettings, arr: SplitArrays) -> None:
         from gradfaith_tui.cam.layers import check_spatial
-        from gradfaith_tui.cam.rollout import ROLLOUT_METHODS
+        from gradfaith_tui.cam.rollout import ROLLOUT_METHODS, check_rollout
 
-        if cam.method not in ROLLOUT_METHODS:  # rollout reads the attention, not the target layer
+        if cam.method in ROLLOUT_METHODS:  # rollout reads the attention, not the target layer
+            check_rollout(self.model, cam.method, self.ckpt.model_id)
+        else:
             check_spatial(self.model, self.model.net, self.layer, self._one(arr))
 
     def _one(self, arr: SplitArrays) -> torch.Tensor:

@@ -121,6 +121,21 @@ def incomplete(reader: CacheReader) -> list[str]:
             f"numbers below describe part of the test set; rerun `gradfaith-tui precompute` to finish it."]
 
 
+def unfinished(con: sqlite3.Connection) -> list[str]:
+    """Checkpoints whose training was stopped before its last epoch (precompute and evaluate warned; the report
+    is what gets shared): their numbers are of an unfinished model. Imported ones record no epochs."""
+    rows = []
+    for model_id, card in con.execute("SELECT model_id, card FROM models ORDER BY model_id"):
+        card = json.loads(card or "{}")
+        if card.get("epochs", 0) > card.get("epochs_done", 0):
+            rows.append(f"{model_id} ({card.get('epochs_done', 0)} of {card['epochs']} epochs)")
+    if not rows:
+        return []
+    return [f"Unfinished training: {_listed(rows)} {'was' if len(rows) == 1 else 'were'} stopped before the last "
+            f"epoch, so {'its' if len(rows) == 1 else 'their'} numbers are those of an unfinished model; rerun "
+            f"`gradfaith-tui train` with the same options, then `precompute`, to finish."]
+
+
 # Explanation settings that change the numbers: tau (LocAcc, IoU, Consist), the baseline and target (Faith and
 # the counterfactuals), deletion/insertion's steps. The engine is left out: its maps agree (r >= 0.99, tested).
 SETTINGS = ("tau", "baseline", "target", "deep_steps")
@@ -204,5 +219,5 @@ def caveats(reader: CacheReader) -> list[str]:
     if not n:
         return []
     con = reader.con
-    return (incomplete(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n) + classes(con, n)
-            + masks(con, n) + patients(con, n) + identical(reader.config))
+    return (incomplete(reader) + unfinished(con) + settings(reader) + consist_rule(reader) + phantoms(con, n)
+            + classes(con, n) + masks(con, n) + patients(con, n) + identical(reader.config))
