@@ -472,6 +472,11 @@ def test_a_cache_in_a_folder_the_user_cannot_write_is_still_read(tmp_path):
     try:
         top.chmod(0o755)
         root = build_synthetic_cache(top / "cache", 30)
+        from gradfaith_tui.store.flags import FlagStore
+
+        store = FlagStore(root)  # a colleague's flag, set while the folder was theirs to write
+        store.flag(3, "shortcut")
+        store.close()
         assert not (root / "audit.sqlite-wal").exists() and not (root / "audit.sqlite-shm").exists()
         for p in [root, *root.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
@@ -487,11 +492,13 @@ def test_a_cache_in_a_folder_the_user_cannot_write_is_still_read(tmp_path):
         assert (out / "rep" / "report.md").is_file()
         probe = ("import sys; from gradfaith_tui.store.reader import CacheReader; from gradfaith_tui.tui.source import "
                  "CaseSource; r = CacheReader(sys.argv[1]); s = CaseSource(r); s.warm(); "
-                 "print(r.n_cases, len(s.compute(s.view)), s.flags is None, s.flags_error)")
+                 "print(r.n_cases, len(s.compute(s.view)), s.flags is None, s.flags_readonly, len(s.flags.current), "
+                 "s.flags_error)")
         res = subprocess.run([*nobody, sys.executable, "-c", probe, str(root)], capture_output=True, text=True, env=env,
                              timeout=120)
         assert res.returncode == 0, res.stderr
-        assert res.stdout.startswith("30 30 True flags disabled: cannot open") and str(root) in res.stdout
+        # its flags are read (none here), none written: the explorer shows and exports them
+        assert res.stdout.startswith("30 30 False True 1 flags disabled: cannot write") and str(root) in res.stdout
         assert not (root / "audit.sqlite-shm").exists()
     finally:
         shutil.rmtree(top, ignore_errors=True)

@@ -45,18 +45,23 @@ def adopt_fingerprint(directory: Path, fingerprints: Sequence[str], files: Seque
                 continue
 
 
-def other_data(card: dict, fingerprint: str | Sequence[str], data: Path | str | None = None) -> str:
-    """"on other data (...)" in words, naming the --data it was trained with where that differs from
-    this run's: the same images passed one folder up or down count as other data (case ids are paths below
-    --data), and that is the likeliest mistake."""
+def other_data(card: dict, fingerprint: str | Sequence[str], data: Path | str | None = None,
+               case_ids: Sequence[str] = ()) -> str:
+    """"on other data (...)" in words, naming the --data it was trained with where that differs from this run's.
+    The same images passed one folder up or down count as other data (case ids are paths below --data), the
+    likeliest mistake, so that is said where it looks like one: one folder holds the other, or every case id of
+    this run's (case_ids) starts with the same folder, as when the folder above the dataset is passed."""
     now = fingerprint if isinstance(fingerprint, str) else fingerprint[0]
     text = f"on other data (fingerprint {card.get('data_fingerprint')}, data now {now}"
     was = card.get("data")
     if was and data is not None and os.path.realpath(was) != os.path.realpath(str(data)):
         text += f"; it was trained with --data {was}, this run has --data {data}"
-        then, now_path = Path(os.path.realpath(was)), Path(os.path.realpath(str(data)))
-        if then in now_path.parents or now_path in then.parents:  # the same images, one folder up or down
-            text += ": the same images passed at another folder level count as other data, as case ids are paths below --data"
+        then, here = Path(os.path.realpath(was)), Path(os.path.realpath(str(data)))
+        parts = [Path(c).parts for c in case_ids]  # <folder>/<class folder>/<file> in every one: the folder above
+        one_top = bool(parts) and all(len(p) > 2 for p in parts) and len({p[0] for p in parts}) == 1
+        if then in here.parents or here in then.parents or one_top:
+            text += (": the same images passed at another folder level count as other data, as case ids are paths "
+                     "below --data")
     return text + ")"
 
 

@@ -41,7 +41,8 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
         arr = arrays[key]
         _, body = evaluate(to_device(model, device), arr.images, arr.labels, card["img_size"], device)
         if not trained_on(card, prep.fingerprints):  # only with --force: say it, and keep it with the numbers
-            warn(f"{c.model_id}: trained {other_data(card, prep.fingerprint, data)}; evaluated anyway, as --force asks")
+            ids = [s.case_id for s in ds.samples]
+            warn(f"{c.model_id}: trained {other_data(card, prep.fingerprint, data, ids)}; evaluated anyway, as --force asks")
             body["trained_on_other_data"] = card.get("data_fingerprint")
         # Which weights at which size: an audit cache takes these numbers only for the checkpoint it holds.
         body["weights_sha1"], body["img_size"] = card.get("weights_sha1"), card["img_size"]

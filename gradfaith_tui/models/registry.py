@@ -73,5 +73,6 @@ def refuse_other_data(ckpts: list[Checkpoint], ds: Dataset, data: Path) -> None:
         if not trained_on(c.card, fingerprints):
             since = changes_since_saved(ds, c.card.get("split_seed", 0), c.card.get("split_hash"))  # then the
             # folder-level hint is no help
-            raise CheckpointError(f"{c.directory}: trained {other_data(c.card, fingerprints, None if since else data)}"
+            ids = [s.case_id for s in ds.samples]
+            raise CheckpointError(f"{c.directory}: trained {other_data(c.card, fingerprints, None if since else data, ids)}"
                                   f"{since}; retrain, or pass --force")
