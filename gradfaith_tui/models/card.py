@@ -17,10 +17,16 @@ CARD_NAME = "card.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+def as_fingerprints(fingerprints: str | Sequence[str]) -> tuple[str, ...]:
+    """Today's fingerprint of the data alone, or today's first and then what earlier versions called the same
+    data (Dataset.fingerprints, Prepared.fingerprints): the one shape every check takes them in."""
+    return (fingerprints,) if isinstance(fingerprints, str) else tuple(fingerprints)
+
+
 def trained_on(card: dict, fingerprints: str | Sequence[str]) -> bool:
     """Was the card's model trained on these data: fingerprints is today's, or all a Prepared or Dataset knows
     (earlier versions gave data with CSV lesion boxes another)."""
-    return card.get("data_fingerprint") in ((fingerprints,) if isinstance(fingerprints, str) else tuple(fingerprints))
+    return card.get("data_fingerprint") in as_fingerprints(fingerprints)
 
 
 def adopt_fingerprint(directory: Path, fingerprints: Sequence[str], files: Sequence[str] = (CARD_NAME,)) -> None:
@@ -51,7 +57,7 @@ def other_data(card: dict, fingerprint: str | Sequence[str], data: Path | str | 
     The same images passed one folder up or down count as other data (case ids are paths below --data), the
     likeliest mistake, so that is said where it looks like one: one folder holds the other, or every case id of
     this run's (case_ids) starts with the same folder, as when the folder above the dataset is passed."""
-    now = fingerprint if isinstance(fingerprint, str) else fingerprint[0]
+    now = as_fingerprints(fingerprint)[0]
     text = f"on other data (fingerprint {card.get('data_fingerprint')}, data now {now}"
     was = card.get("data")
     if was and data is not None and os.path.realpath(was) != os.path.realpath(str(data)):

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import numpy as np
 
 from gradfaith_tui.errors import CacheError
+from gradfaith_tui.models.card import as_fingerprints  # torch-free
 from gradfaith_tui.store.schema import DB_NAME, IMAGES_NAME, MASKS_NAME, SCHEMA_VERSION
 
 
@@ -127,7 +128,7 @@ def of_this_data(meta: dict, fingerprints: str | tuple[str, ...]) -> bool:
     """Was the cache built from these data? fingerprints: today's first, then what earlier versions called
     them (Prepared.fingerprints). A cache made under an earlier name keeps it (its explanation keys hold it, see
     key_fingerprint) and notes today's as "data_fingerprint" the first time it matches."""
-    fps = (fingerprints,) if isinstance(fingerprints, str) else fingerprints
+    fps = as_fingerprints(fingerprints)
     return meta.get("fingerprint") in fps or meta.get("data_fingerprint") == fps[0]
 
 

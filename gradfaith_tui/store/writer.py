@@ -18,7 +18,7 @@ import numpy as np
 
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.locks import writer_lock
-from gradfaith_tui.models.card import replace_atomically  # torch-free
+from gradfaith_tui.models.card import as_fingerprints, replace_atomically  # torch-free
 from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, array_problem, has_mask_column, key_fingerprint,
                                        map_path, masks_problem, note_data_fingerprint, of_this_data, open_db,
                                        other_schema, table_names)
@@ -78,7 +78,7 @@ class CacheWriter:
 
     def _open(self, fingerprints: str | tuple[str, ...], split_hash: str, config: dict, cases: list[CaseInfo],
               images: np.ndarray, masks: np.ndarray) -> None:
-        fingerprint = fingerprints if isinstance(fingerprints, str) else fingerprints[0]
+        fingerprint = as_fingerprints(fingerprints)[0]
         db = self.root / DB_NAME
         self.con = open_db(db, readonly=False)
         try:
