@@ -19,6 +19,7 @@ from gradfaith_tui.errors import DataError
 
 MAX_LISTED = 50  # duplicates listed in the report; the counts are always complete
 EMPTY_SHA1 = hashlib.sha1(b"").hexdigest()
+ORIENTATION = 0x0112  # EXIF tag
 
 
 def _scan(s: Sample, sha: str | None, mask_problems: list[str]) -> tuple[str, tuple[int, int], object]:
@@ -38,11 +39,14 @@ def _scan(s: Sample, sha: str | None, mask_problems: list[str]) -> tuple[str, tu
     try:
         with Image.open(s.path) as im:
             size = im.size
-            if im.mode.startswith(("I", "F")):  # 16-bit: hash it as training sees it, stretched
+            # 16-bit (stretched), several pages (refused), turned by EXIF: hash it as training reads it
+            if im.mode.startswith(("I", "F")) or getattr(im, "n_frames", 1) > 1 or im.getexif().get(ORIENTATION, 1) != 1:
                 return sha, size, phash_bits(Image.fromarray(read_grey(s.path)))
             im.draft("L", (128, 128))  # JPEG decodes at reduced scale: fast, enough for the hash
             im.load()
             return sha, size, phash_bits(im.convert("L"))
+    except DataError:
+        raise
     except Exception as exc:  # any decoder failure makes the file unusable
         if sha == EMPTY_SHA1:
             raise DataError(f"{s.path}: empty file") from None
@@ -119,7 +123,7 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
                             f"{'Table I and the audit cannot judge it' if 'test' in missing else 'model selection cannot see it'}; "
                             f"more data of that class fixes it")
     patients = {s.patient for s in readable if s.patient}
-    if not patients:
+    if not patients and not ds.ids_set_aside:  # set aside: discover's warning says why
         warnings.append("no patient ids: the split is by slice, so slices of one patient can fall in train and test "
                         "(see the near-duplicates)")
     exact = exact_groups(sha)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gradfaith_tui.config import CLASS_NAMES
@@ -32,6 +32,7 @@ class Dataset:
     warnings: list[str]
     problems: list[str] = field(default_factory=list)  # bad entries skipped, each naming its file
     manifest: Path | None = None  # the CSV, when the layout is a manifest
+    ids_set_aside: bool = False  # every slice carried one patient id, so the split is by slice (said in warnings)
 
     _file_sha1: dict[str, str | None] | None = field(default=None, init=False, repr=False)
 
@@ -113,8 +114,25 @@ def discover(root: Path, window: tuple[float, float] | None = None, strict: bool
         raise DataError(ds.problems[0])
     if not ds.samples:
         raise DataError(f"{root}: no labelled images found" + (f" ({ds.problems[0]})" if ds.problems else ""))
+    _judge_patient_ids(ds)
     for name, n in zip(CLASS_NAMES, ds.counts()):  # said by every command, not by `data check` alone
         if not n:
             ds.warnings.append(f"class {name} has no images: the models never see it, and Table I and the audit "
                                "cannot judge it")
     return ds
+
+
+def _judge_patient_ids(ds: Dataset) -> None:
+    """One id on every slice cannot split train from test (an anonymiser's 'ANONYMOUS', or one patient):
+    the slices are then split one by one. Ids on some slices only are kept, and the gap said."""
+    named = [s.patient for s in ds.samples if s.patient]
+    if len(set(named)) == 1 and len(named) > 1:
+        ds.samples = [replace(s, patient=None) for s in ds.samples]
+        ds.ids_set_aside = True
+        ds.warnings.append(f"all {len(named)} slices with a patient id share one (an anonymiser's placeholder, or a "
+                           "single patient), which cannot keep train and test apart: the slices are split one by one, "
+                           "so near-duplicates can fall in both (`data check` lists them)")
+    elif named and len(named) < len(ds.samples):
+        missing = [s.case_id for s in ds.samples if not s.patient]
+        ds.warnings.append(f"{len(missing)} of {len(ds.samples)} slices have no patient id (e.g. {missing[0]}): each is "
+                           "split on its own, so it may sit in another split than the rest of its patient's slices")

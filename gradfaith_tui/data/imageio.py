@@ -10,18 +10,21 @@ and windowed to 8 bit; the lung window is the default.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gradfaith_tui.errors import DataError
 
 LUNG_WINDOW = (1500.0, -600.0)  # (width, level) in HU
 MEDIASTINAL_WINDOW = (350.0, 50.0)
 WINDOW_PRESETS = {"lung": LUNG_WINDOW, "mediastinal": MEDIASTINAL_WINDOW}
-DICOM_EXTS = {".dcm", ".dicom"}
+DICOM_EXTS = {".dcm", ".dicom", ".ima"}  # .ima: Siemens
+PILLOW_EXTS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601-2, as Pillow converts RGB to L
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in original pixels; x1/y1 exclusive
 
 
@@ -47,10 +50,12 @@ def parse_window(text: str, where: str = "--window") -> tuple[float, float]:
 
 
 def is_dicom(path: Path) -> bool:
-    """By extension, or by the 'DICM' magic for the extension-less files scanners export."""
-    if path.suffix.lower() in DICOM_EXTS:
+    """By extension, or by the 'DICM' magic for any other file that is not a known image: scanners and PACS
+    export extension-less names (IM0001) and UID names whose last digits look like one (1.2.840....123)."""
+    suffix = path.suffix.lower()
+    if suffix in DICOM_EXTS:
         return True
-    if path.suffix:
+    if suffix in PILLOW_EXTS:
         return False
     try:
         with path.open("rb") as f:
@@ -59,7 +64,11 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def read_dicom_hu(path: Path) -> np.ndarray:
+def read_dicom_grey(path: Path, win: tuple[float, float] | None = None) -> np.ndarray:
+    """A DICOM slice as 8-bit grey. CT is converted to HU by its modality LUT and windowed (`win`, default lung);
+    other pixels (a secondary capture, a screenshot saved as DICOM) are not HU, so a HU window would white
+    them out: they are shown by their own window where the file has one, else their stored range, with
+    MONOCHROME1 (low values white) inverted."""
     import pydicom
 
     try:
@@ -69,12 +78,59 @@ def read_dicom_hu(path: Path) -> np.ndarray:
 
     try:
         ds = pydicom.dcmread(path)
-        hu = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+        pixels = ds.pixel_array
+        colour = int(ds.get("SamplesPerPixel", 1)) == 3 and pixels.ndim == 3
+        # colour: a screenshot or secondary capture of grey content, taken as its luminance as Pillow does
+        values = (pixels @ LUMA if colour else apply_modality_lut(pixels, ds)).astype(np.float32)
     except Exception as exc:  # pydicom raises many types for broken or compressed files
-        raise DataError(f"{path}: not a readable DICOM slice ({exc.__class__.__name__}: {exc})") from None
-    if hu.ndim != 2:
-        raise DataError(f"{path}: DICOM has {hu.ndim} dimensions; export single greyscale slices")
-    return hu
+        raise DataError(f"{path}: not a readable DICOM slice ({_one_line(exc)})") from None
+    if values.ndim != 2:
+        raise DataError(f"{path}: DICOM holds {values.shape[0]} frames; export one slice per file")
+    if not colour and _is_hu(ds):
+        return window(values, *(win or LUNG_WINDOW))
+    own = _own_window(ds)
+    if own is not None:
+        grey = window(values, *own)
+    elif int(ds.get("BitsStored", 16)) <= 8 and not ds.get("PixelRepresentation", 0):
+        grey = np.clip(values, 0, 255).astype(np.uint8)  # already display grey levels
+    else:
+        grey = _stretch(values)
+    return 255 - grey if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1" else grey
+
+
+def _is_hu(ds) -> bool:
+    """CT numbers: a CT image, a rescale said to be HU, or a rescale in a file that names no modality."""
+    modality = str(ds.get("Modality", "")).upper()
+    return (modality == "CT" or str(ds.get("RescaleType", "")).upper() == "HU"
+            or (not modality and "RescaleIntercept" in ds))
+
+
+def _own_window(ds) -> tuple[float, float] | None:
+    """The file's first (width, level), in the units its modality LUT gives; None when absent or unusable."""
+    def first(name: str) -> float | None:
+        value = ds.get(name)
+        if value is None:
+            return None
+        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):  # several windows: the first
+            value = value[0] if len(value) else None
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+
+    width, level = first("WindowWidth"), first("WindowCenter")
+    return (width, level) if width is not None and level is not None and width > 0 else None
+
+
+def _one_line(exc: Exception) -> str:
+    """pydicom's message on one line; a compressed file without its decoder gets the install hint."""
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    hint = ""
+    if "plugin" in text.lower() or "handler" in text.lower() or "decompress" in text.lower():
+        hint = "; a compressed slice needs a decoder: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+    return f"{exc.__class__.__name__}: {text}{hint}"
 
 
 def dicom_patient(path: Path, pseudonym: Callable[[str], str]) -> str | None:
@@ -102,30 +158,43 @@ def read_grey(path: Path, win: tuple[float, float] | None = None) -> np.ndarray:
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
     if is_dicom(path):
-        return window(read_dicom_hu(path), *(win or LUNG_WINDOW))
+        return read_dicom_grey(path, win)
     return _pixels(path, lesion=False)
 
 
 def _pixels(path: Path, lesion: bool) -> np.ndarray:
-    """An image file as 8-bit grey, or (lesion) as a mask of its non-zero pixels at any bit depth.
+    """An image file as 8-bit grey, or (lesion) as a mask of its non-zero pixels at any bit depth, turned
+    upright by its EXIF orientation as every viewer shows it (a mask the same way, by its own tag).
     16-bit and float slices (CT exported as PNG/TIFF) are stretched from their own range onto 0-255:
     Pillow's conversion to 8 bits clips at 255, which whites out nearly every pixel of a 12-bit CT."""
     try:
         with Image.open(path) as im:
+            pages = getattr(im, "n_frames", 1)
+            if pages > 1:  # a stack or an animation: which page is the slice is not ours to guess
+                raise DataError(f"{path}: holds {pages} pages or frames; export one slice per file")
             im.load()
+            im = ImageOps.exif_transpose(im)
             wide = im.mode.startswith(("I", "F"))
             if lesion:
                 return np.asarray(im if wide else im.convert("L")) != 0
             return _stretch(np.asarray(im, np.float64)) if wide else np.asarray(im.convert("L"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: too many pixels to open safely (over {2 * Image.MAX_IMAGE_PIXELS:,}, "
+                        "Pillow's decompression-bomb limit); downscale the slice") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
-    lo, hi = float(values.min()), float(values.max())
+    """min-max onto 0-255; NaN and infinite pixels (a float export's holes) become black, not the whole slice."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape, np.uint8)
+    lo, hi = float(values[finite].min()), float(values[finite].max())
     if hi <= lo:
         return np.zeros(values.shape, np.uint8)
-    return np.round((values - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    out = np.round((np.where(finite, values, lo) - lo) * (255.0 / (hi - lo)))
+    return out.astype(np.uint8)
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:

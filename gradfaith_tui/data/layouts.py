@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 from gradfaith_tui.config import CLASS_FOLDERS
 from gradfaith_tui.data.dataset import Dataset, Sample, parse_label
-from gradfaith_tui.data.imageio import DICOM_EXTS, Box, dicom_patient, is_dicom, parse_window
+from gradfaith_tui.data.imageio import DICOM_EXTS, PILLOW_EXTS, Box, dicom_patient, is_dicom, parse_window
 from gradfaith_tui.data.pseudonym import Pseudonymizer
 from gradfaith_tui.errors import DataError
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"} | DICOM_EXTS
+IMAGE_EXTS = PILLOW_EXTS | DICOM_EXTS
 UNLABELLED_FOLDERS = {"test cases"}  # IQ-OTH/NCCD ships unlabelled slices there
 # IQ-OTH/NCCD names plus generic ones; matched case-insensitively. Class order stays Normal, Benign, Malignant.
 CLASS_OF_FOLDER = {**CLASS_FOLDERS, "normal": 0, "benign": 1, "bengin": 1, "malignant": 2}
 NOT_DATA = {"masks", "splits", "__macosx"}  # our side folders mirror the class folders; so does a Mac zip's
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
+# files a data folder often holds beside its slices; any other name is opened to look for the DICOM magic
+NOT_SLICES = {".csv", ".txt", ".md", ".json", ".xml", ".html", ".pdf", ".zip", ".gz", ".py", ".ipynb", ".db", ".ini"}
 
 
 def is_image(p: Path) -> bool:
     # Hidden files are never slices: macOS leaves "._name.jpg" resource forks beside each copied image.
     return (not p.name.startswith(".") and p.is_file()
-            and (p.suffix.lower() in IMAGE_EXTS or (not p.suffix and is_dicom(p))))
+            and (p.suffix.lower() in IMAGE_EXTS or (p.suffix.lower() not in NOT_SLICES and is_dicom(p))))
 
 
 def find_mask(base: Path, folder: str, stem: str, flat: bool = True) -> Path | None:
@@ -121,6 +124,7 @@ def _class_files(folder: Path, problems: list[str], warnings: list[str]) -> list
     """The slices of one class folder, its sub-folders included (DICOM often comes as patient/series/file).
     A link to a missing file (a git-annex or DataLad copy not fetched) is a problem named, not a silent gap."""
     files: list[Path] = []
+    unread: Counter[str] = Counter()
     onerror = lambda exc: problems.append(f"{exc.filename}: cannot read folder ({exc.strerror})")  # noqa: E731
     for dirpath, dirnames, names in _walk(folder, onerror):
         here = Path(dirpath)
@@ -136,9 +140,15 @@ def _class_files(folder: Path, problems: list[str], warnings: list[str]) -> list
             p = here / name
             if is_image(p):
                 files.append(p)
+            elif p.suffix.lower() not in NOT_SLICES and not name.startswith(".") and p.is_file():
+                unread[p.suffix.lower() or "(no extension)"] += 1
             elif p.is_symlink() and not p.exists() and not name.startswith("."):
                 problems.append(f"{p}: a link to a missing file ({os.readlink(p)}); for a git-annex or DataLad "
                                 "copy, fetch the content first")
+    if unread:  # a format we do not read would otherwise drop slices without a word
+        kinds = ", ".join(f"{n} {kind}" for kind, n in unread.most_common())
+        warnings.append(f"{folder}: {sum(unread.values())} file{'s' * (sum(unread.values()) != 1)} not read as slices "
+                        f"({kinds}); slices are read from PNG, JPEG, BMP, TIFF, WebP, GIF or DICOM")
     return sorted(files)
 
 
