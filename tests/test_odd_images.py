@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 from pydicom.data import get_testdata_file
 
 from gradfaith_tui.data.check import check_dataset
@@ -16,7 +16,7 @@ from gradfaith_tui.data.splits import split_samples
 from gradfaith_tui.errors import DataError
 
 CT = get_testdata_file("CT_small.dcm")
-ORIENTATION = 0x0112
+ORIENTATION = ExifTags.Base.Orientation
 
 
 def _gradient(w=20, h=10) -> np.ndarray:

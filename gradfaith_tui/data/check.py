@@ -11,7 +11,7 @@ from PIL import Image
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.data.dataset import Sample, discover
 from gradfaith_tui.data.duplicates import exact_groups, near_pairs, phash_bits
-from gradfaith_tui.data.imageio import LUNG_WINDOW, is_dicom, read_grey
+from gradfaith_tui.data.imageio import LUNG_WINDOW, is_dicom, needs_full_read, read_grey
 from gradfaith_tui.data.prepared import identical_summary, identical_warnings, read_sample
 from gradfaith_tui.data.splitfile import find_saved, read_split, verify
 from gradfaith_tui.data.splits import SPLITS, split_samples
@@ -19,7 +19,6 @@ from gradfaith_tui.errors import DataError
 
 MAX_LISTED = 50  # duplicates listed in the report; the counts are always complete
 EMPTY_SHA1 = hashlib.sha1(b"").hexdigest()
-ORIENTATION = 0x0112  # EXIF tag
 
 
 def _scan(s: Sample, sha: str | None, mask_problems: list[str]) -> tuple[str, tuple[int, int], object]:
@@ -39,8 +38,7 @@ def _scan(s: Sample, sha: str | None, mask_problems: list[str]) -> tuple[str, tu
     try:
         with Image.open(s.path) as im:
             size = im.size
-            # 16-bit (stretched), several pages (refused), turned by EXIF: hash it as training reads it
-            if im.mode.startswith(("I", "F")) or getattr(im, "n_frames", 1) > 1 or im.getexif().get(ORIENTATION, 1) != 1:
+            if needs_full_read(im):  # hash it as training reads it
                 return sha, size, phash_bits(Image.fromarray(read_grey(s.path)))
             im.draft("L", (128, 128))  # JPEG decodes at reduced scale: fast, enough for the hash
             im.load()

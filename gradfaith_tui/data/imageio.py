@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from gradfaith_tui.errors import DataError
 
@@ -162,6 +162,17 @@ def read_grey(path: Path, win: tuple[float, float] | None = None) -> np.ndarray:
     return _pixels(path, lesion=False)
 
 
+def needs_full_read(im: Image.Image) -> bool:
+    """Whether read_grey gives other pixels than Pillow's own 8-bit grey of this open file: 16-bit or float
+    (stretched), several pages (refused), an EXIF turn (turned upright)."""
+    return (_is_wide(im) or getattr(im, "n_frames", 1) > 1
+            or im.getexif().get(ExifTags.Base.Orientation, 1) != 1)
+
+
+def _is_wide(im: Image.Image) -> bool:
+    return im.mode.startswith(("I", "F"))
+
+
 def _pixels(path: Path, lesion: bool) -> np.ndarray:
     """An image file as 8-bit grey, or (lesion) as a mask of its non-zero pixels at any bit depth, turned
     upright by its EXIF orientation as every viewer shows it (a mask the same way, by its own tag).
@@ -174,7 +185,7 @@ def _pixels(path: Path, lesion: bool) -> np.ndarray:
                 raise DataError(f"{path}: holds {pages} pages or frames; export one slice per file")
             im.load()
             im = ImageOps.exif_transpose(im)
-            wide = im.mode.startswith(("I", "F"))
+            wide = _is_wide(im)
             if lesion:
                 return np.asarray(im if wide else im.convert("L")) != 0
             return _stretch(np.asarray(im, np.float64)) if wide else np.asarray(im.convert("L"))
