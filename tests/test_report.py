@@ -506,14 +506,19 @@ def test_a_cache_in_a_folder_the_user_cannot_write_is_still_read(tmp_path):
 
 def test_a_partly_computed_cache_says_so_first(cache, tmp_path):
     r = CacheReader(cache)
-    expl_id, total = r.columns[0].expl_id, r.n_cases * len(r.columns)
+    expl_id, total, names = r.columns[0].expl_id, r.n_cases * len(r.columns), [c.model.name for c in r.columns]
     r.close()
     copy = _edited_copy(cache, tmp_path / "c", ("DELETE FROM metrics WHERE expl_id = ? AND idx < 5", (expl_id,)))
     report = build(CacheReader(copy))
-    assert report.caveats[0] == (f"The cache is incomplete: {total - 5:,} of {total:,} maps (cases x shown models) are "
-                                 f"computed, so the numbers below describe part of the test set; rerun `gradfaith-tui "
-                                 f"precompute` to finish it.")
-    assert not [c for c in build(CacheReader(cache)).caveats if "incomplete" in c]
+    per = ", ".join(f"{name} {N_CASES - 5 * (i == 0)}" for i, name in enumerate(names))
+    assert report.incomplete == [f"The cache is incomplete: {total - 5:,} of {total:,} maps (cases x shown models) "
+                                 f"are computed ({per} of {N_CASES} cases), so the numbers below describe part of the "
+                                 f"test set; rerun `gradfaith-tui precompute` to finish it (it computes only what is "
+                                 f"missing)."]
+    text = markdown.render(report)
+    assert text.index("**Read this first.** The cache is incomplete") < text.index("## What the audit found")
+    assert not [c for c in report.caveats if "incomplete" in c]
+    assert not build(CacheReader(cache)).incomplete
 
 
 def test_phantoms_without_a_marker_are_not_said_to_carry_one(cache, tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 from gradfaith_tui import __version__
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
 from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
-from gradfaith_tui.report.caveats import caveats, macro_over, resolution, test_classes
+from gradfaith_tui.report.caveats import caveats, incomplete, macro_over, resolution, test_classes
 from gradfaith_tui.report.findings import findings, map_stats
 from gradfaith_tui.report.paper import paper_rows
 from gradfaith_tui.report.provenance import provenance
@@ -39,11 +39,13 @@ class Report:
     version: str
     classes: tuple[str, ...]
     macro_over: str  # what Table I's macro averages are over, in words (report.caveats.macro_over)
+    incomplete: list[str]  # a precompute stopped early: said before anything else (report.caveats.incomplete)
     caveats: list[str]  # the data's limits that apply to this cache, one sentence each (report.caveats)
     findings: list[str]  # what the audit found, one sentence each (report.findings), filled once the rest is built
     units: str  # what n counts and what the CIs and tests resample, in words
     limits: list[str]  # of the models and their maps (input size, CAM grid against lesion size): caveats.resolution
     columns: list[dict]  # the shown models: name, model_id, family label, describe, expl_id
+    seeds: dict[str, int]  # per shown model name: its seeds in the cache (Consist needs two)
     table1: list[dict]  # per model_id: stands_for, the TABLE1_COLUMNS values, latency_ms, device, n
     table1_missing: list[str]  # model ids with no Table I in the cache
     confusion: dict[str, list[list[int]]]
@@ -131,13 +133,15 @@ def build(reader: CacheReader) -> Report:
                 "describe": c.model.describe, "expl_id": c.expl_id} for c in reader.columns]
     report = Report(
         title=title(reader.method), cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
-        version=__version__, classes=CLASS_NAMES, macro_over=macro_over(reader.con), caveats=caveats(reader),
+        version=__version__, classes=CLASS_NAMES, macro_over=macro_over(reader.con),
+        incomplete=incomplete(reader) if reader.n_cases else [], caveats=caveats(reader),
         findings=[], units=_units(reader, groups), limits=resolution(reader), columns=columns, table1=table1,
+        seeds={c.model.name: sum(m.name == c.model.name for m in reader.models) for c in reader.columns},
         table1_missing=missing, confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays, groups), class_notes=faithfulness.class_notes(reader),
         paired=faithfulness.paired(arrays, groups),
         sanity=checks.sanity(reader), suspects=checks.suspects(reader),
-        planted=planted_check(reader.con, reader.columns, reader.n_cases, checks.rule_names()), flags=flag_rows,
+        planted=planted_check(reader.con, reader.columns, checks.rule_names()), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))
     report.findings = findings(report, map_stats(reader), len(test_classes(reader.con)),
                                reader.config.get("target", "pred"))

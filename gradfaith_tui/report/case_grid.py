@@ -60,7 +60,8 @@ def case_grid(report: Report, reader: CacheReader, idxs: list[int], path: Path) 
                 ax.imshow(upsample(heat, image.shape[:2]), cmap=HEAT_CMAP, vmin=0, vmax=1, alpha=HEAT_ALPHA,
                           interpolation="nearest")
             else:
-                ax.text(0.5, 0.5, "no map", ha="center", va="center", transform=ax.transAxes, color="white")
+                ax.text(0.5, 0.5, "no map", ha="center", va="center", transform=ax.transAxes, color="white",
+                        bbox={"facecolor": "black", "edgecolor": "none", "pad": 2})  # readable on bright tissue
             res = row.results.get(col["name"])
             pred = report.classes[res.pred] if res and res.pred is not None else "–"
             faith = res.metrics.get("faith") if res else None

@@ -113,12 +113,56 @@ def identical(config: dict) -> list[str]:
 
 
 def incomplete(reader: CacheReader) -> list[str]:
-    """A precompute stopped early (or still running) leaves some cases unexplained: the numbers are of a part."""
+    """A precompute stopped early (or still running): some maps are missing, so the numbers are of a part (with
+    each model's count, the n every mean below stands on); or the maps are whole but the stages after them
+    (Table I, Consist, the sanity check) are not there yet."""
     done, expected = reader.completeness()
-    if done >= expected:
+    rerun = "rerun `gradfaith-tui precompute` to finish it (it computes only what is missing)"
+    if done < expected:
+        per = [f"{c.model.name} {n:,}" for c, n in _maps_done(reader)]
+        return [f"The cache is incomplete: {done:,} of {expected:,} maps (cases x shown models) are computed "
+                f"({', '.join(per)} of {reader.n_cases:,} cases), so the numbers below describe part of the test set; "
+                f"{rerun}."]
+    later = _later_stages_missing(reader)
+    if not later:
         return []
-    return [f"The cache is incomplete: {done:,} of {expected:,} maps (cases x shown models) are computed, so the "
-            f"numbers below describe part of the test set; rerun `gradfaith-tui precompute` to finish it."]
+    return [f"The cache is incomplete: its maps are whole, but precompute stopped before {_and(later)}; {rerun}."]
+
+
+def _maps_done(reader: CacheReader) -> list[tuple]:
+    return [(c, int(reader.con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id=? AND name='faith'",
+                                       (c.expl_id,)).fetchone()[0])) for c in reader.columns if c.expl_id is not None]
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _later_stages_missing(reader: CacheReader) -> list[str]:
+    """What precompute writes once every map is in, missing for a shown model (pipeline.precompute's order)."""
+    con, shown = reader.con, [c for c in reader.columns if c.expl_id is not None]
+    evaluated = {m for (m,) in con.execute("SELECT model_id FROM evaluation")}
+    seeds = {}
+    for m in reader.models:
+        seeds[m.name] = seeds.get(m.name, 0) + 1
+    consist = {e for (e,) in con.execute("SELECT DISTINCT expl_id FROM metrics WHERE name='consist'")}
+    checked = {m for (m,) in con.execute("SELECT DISTINCT model_id FROM sanity WHERE method=?", (reader.method,))}
+    wanted = (reader.config.get("cam") or {}).get("sanity_cases", 0)  # the last run's --sanity-cases
+    missing = [("Table I", [c.model.name for c in shown if c.model.model_id not in evaluated]),
+               ("Consist", [c.model.name for c in shown if seeds[c.model.name] > 1 and c.expl_id not in consist]),
+               ("the sanity check", [c.model.name for c in shown if wanted and c.model.model_id not in checked])]
+    return [f"{what} of {_listed(names)}" for what, names in missing if names]
+
+
+def unexplained(reader: CacheReader) -> list[str]:
+    """Models the cache lists with no maps by this method: shown as empty columns, their rows absent."""
+    missing = [c.model.name for c in reader.columns if c.expl_id is None]
+    if not missing:
+        return []
+    return [f"{_listed(missing)} {'has' if len(missing) == 1 else 'have'} no {reader.method} maps in this cache, so "
+            f"{'its' if len(missing) == 1 else 'their'} columns are empty and no metric below is of "
+            f"{'it' if len(missing) == 1 else 'them'}: `gradfaith-tui precompute --method {reader.method} --models "
+            f"{','.join(missing)}` computes them."]
 
 
 def unfinished(con: sqlite3.Connection) -> list[str]:
@@ -215,9 +259,10 @@ def resolution(reader: CacheReader) -> list[str]:
 
 
 def caveats(reader: CacheReader) -> list[str]:
+    """The data's and the run's limits, for the Data caveats section; incomplete() goes above the findings."""
     n = reader.n_cases
     if not n:
         return []
     con = reader.con
-    return (incomplete(reader) + unfinished(con) + settings(reader) + consist_rule(reader) + phantoms(con, n)
+    return (unexplained(reader) + unfinished(con) + settings(reader) + consist_rule(reader) + phantoms(con, n)
             + classes(con, n) + masks(con, n) + patients(con, n) + identical(reader.config))

@@ -10,6 +10,8 @@ from gradfaith_tui.metrics.catalog import FAIL_RHO, METRICS
 from gradfaith_tui.store.reader import CacheReader
 
 EXAMPLES_PER_RULE = 2
+# the suspects table's rows of one method's maps (the ? its name)
+METHOD_SUSPECTS = "(SELECT s.* FROM suspects s JOIN explanations e ON e.expl_id = s.expl_id WHERE e.method = ?)"
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Sanity:
     results: list[SanityResult] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)  # reference models without a check, when others have one
     threshold: float = FAIL_RHO
+    other_methods: list[str] = field(default_factory=list)  # methods with checks stored too, reported by their --method
 
 
 @dataclass
@@ -68,10 +71,13 @@ class Suspects:
 
 
 def sanity(reader: CacheReader) -> Sanity:
+    """The checks of the report's method only: another method's verdict is not this method's maps' verdict."""
     if "sanity" not in reader.tables():
         return Sanity()
     rows = reader.con.execute("SELECT model_id, method, stage, randomised, spearman, n_cases FROM sanity "
-                              "ORDER BY model_id, method, stage").fetchall()
+                              "WHERE method = ? ORDER BY model_id, method, stage", (reader.method,)).fetchall()
+    others = [m for (m,) in reader.con.execute("SELECT DISTINCT method FROM sanity WHERE method != ? ORDER BY method",
+                                               (reader.method,))]
     order = {m.model_id: i for i, m in enumerate(reader.models)}
     by: dict[tuple[str, str], list[SanityStage]] = {}
     for model_id, method, stage, randomised, rho, n in rows:
@@ -83,7 +89,7 @@ def sanity(reader: CacheReader) -> Sanity:
                sorted(by.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0]))]
     checked = {r.model_id for r in results}
     unchecked = [m.model_id for m in reader.models if m.is_ref and m.model_id not in checked] if results else []
-    return Sanity(results, unchecked)
+    return Sanity(results, unchecked, other_methods=others)
 
 
 def _pct_or_number(metric: str, v: float) -> str:
@@ -115,20 +121,22 @@ def rule_texts() -> list[RuleText]:
 
 
 def suspects(reader: CacheReader) -> Suspects:
+    """The suspects of the report's method's maps (every seed): another method's maps have their own."""
     if "suspects" not in reader.tables():
         return Suspects(False, rule_texts())
     con = reader.con
     res = Suspects(True, rule_texts())
-    for model_id, rule, n in con.execute("SELECT model_id, rule, COUNT(*) FROM suspects GROUP BY 1, 2 ORDER BY 1, 2"):
+    mine, m = METHOD_SUSPECTS, (reader.method,)
+    for model_id, rule, n in con.execute(f"SELECT model_id, rule, COUNT(*) FROM {mine} GROUP BY 1, 2 ORDER BY 1, 2", m):
         res.counts.setdefault(model_id, {})[rule] = int(n)
-    res.cases = {r[0]: int(r[1]) for r in con.execute("SELECT model_id, COUNT(DISTINCT idx) FROM suspects GROUP BY 1")}
-    res.total = int(con.execute("SELECT COUNT(*) FROM suspects").fetchone()[0])
+    res.cases = {r[0]: int(r[1]) for r in con.execute(f"SELECT model_id, COUNT(DISTINCT idx) FROM {mine} GROUP BY 1", m)}
+    res.total = int(con.execute(f"SELECT COUNT(*) FROM {mine}", m).fetchone()[0])
     order = {m.model_id: i for i, m in enumerate(reader.models)}
     res.counts = dict(sorted(res.counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     rows = con.execute(
         "SELECT s.idx, s.model_id, s.rule, s.value, s.reason, c.case_id, c.label FROM "
-        "(SELECT *, ROW_NUMBER() OVER (PARTITION BY rule ORDER BY value DESC, idx, model_id) AS k FROM suspects) s "
-        "LEFT JOIN cases c ON c.idx = s.idx WHERE s.k <= ? ORDER BY s.rule, s.k", (EXAMPLES_PER_RULE,)).fetchall()
+        f"(SELECT *, ROW_NUMBER() OVER (PARTITION BY rule ORDER BY value DESC, idx, model_id) AS k FROM {mine}) s "
+        "LEFT JOIN cases c ON c.idx = s.idx WHERE s.k <= ? ORDER BY s.rule, s.k", (*m, EXAMPLES_PER_RULE)).fetchall()
     rank = {name: i for i, name in enumerate(res.rule_names)}
     res.examples = sorted(({"idx": r[0], "model_id": r[1], "rule": r[2], "value": r[3], "reason": r[4],
                             "case_id": r[5] or f"#{r[0]}", "label": CLASS_NAMES[r[6]] if r[6] is not None else "–"}

@@ -29,7 +29,8 @@ def sanity_section(s: Sanity) -> list[str]:
            "completely. "
            f"**A method FAILS for a model when the mean Spearman after the last stage is ≥ {s.threshold:.2f}**.\n"]
     if not s.results:
-        return out + [f"*{NOT_COMPUTED}* (precompute runs it for each reference model unless `--sanity-cases 0`).\n"]
+        return out + [f"*{NOT_COMPUTED}* for this method (precompute runs it for each reference model unless "
+                      f"`--sanity-cases 0`).\n", *other_methods(s)]
     rows = [[r.model_id, _esc(r.method), str(len(r.stages)), str(r.stages[-1].n_cases), f"{r.final:.3f}",
              verdict(r.passed)] for r in s.results]
     out.append(markdown_table(["Model", "Method", "Stages", "Cases", "Last-stage Spearman", "Verdict"], rows) + "\n")
@@ -42,7 +43,15 @@ def sanity_section(s: Sanity) -> list[str]:
             for r in s.results for st in r.stages]
     out.append("Stages (each one keeps the earlier stages' re-initialisation):\n\n"
                + markdown_table(["Model", "Method", "Stage", "Re-initialised at this stage", "Spearman"], rows) + "\n")
-    return out
+    return out + other_methods(s)
+
+
+def other_methods(s: Sanity) -> list[str]:
+    """Other methods' verdicts are about their maps, not these: named, with the command that reports them."""
+    if not s.other_methods:
+        return []
+    return [f"Checks of {', '.join(s.other_methods)} maps are stored too: "
+            + ", ".join(f"`gradfaith-tui report --method {m}`" for m in s.other_methods) + " reports them.\n"]
 
 
 def suspects_section(s: Suspects) -> list[str]:

@@ -85,6 +85,8 @@ def summarise(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | Non
         if metric in DATA_PROPERTIES or not any(np.isfinite(m[metric]).any() for m in arrays.values() if metric in m):
             continue
         for model, per_model in arrays.items():
+            if not per_model:  # no maps by this method: the caveats say so; a row of n = 0 would not
+                continue
             x = per_model.get(metric)
             keep = np.isfinite(x) if x is not None else np.zeros(0, bool)
             g = groups[keep] if groups is not None and x is not None else None
@@ -111,26 +113,33 @@ def paired(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | None =
     return rows
 
 
-def _listed(counts: dict[str, int], n: int) -> str:
-    return ", ".join(f"{name} {k}" for name, k in counts.items()) + f" of {n} cases"
+def _listed(counts: dict[str, tuple[int, int]]) -> str:
+    """name -> (cases that apply, cases the model predicted): a partly computed cache has not predicted them all."""
+    whole = {n for _, n in counts.values()}
+    if len(whole) == 1:
+        return ", ".join(f"{name} {k}" for name, (k, _) in counts.items()) + f" of {whole.pop()} cases"
+    return ", ".join(f"{name} {k} of {n} cases" for name, (k, n) in counts.items())
 
 
 def class_notes(reader: CacheReader) -> list[str]:
     """Where the explained class departs from the paper's: with the predicted class as target (the default),
     Faith scores another class than eq. 5's true one on a model's wrong cases, and Consist (eq. 6, one class)
     leaves out a seed that predicts otherwise than the reference seed. One sentence each, only where it applies."""
-    con, n = reader.con, reader.n_cases
+    con = reader.con
     shown = [c for c in reader.columns if c.expl_id is not None]
     if {reader.settings(c.expl_id).get("target", "pred") for c in shown} != {"pred"}:
         return []
-    wrong = {c.model.name: int(con.execute("SELECT COUNT(*) FROM predictions p JOIN cases c ON c.idx = p.idx "
-                                           "WHERE p.model_id=? AND p.pred != c.label", (c.model.model_id,)).fetchone()[0])
-             for c in shown}
+    predicted = {c.model.name: int(con.execute("SELECT COUNT(*) FROM predictions WHERE model_id=?",
+                                               (c.model.model_id,)).fetchone()[0]) for c in shown}
+    shown = [c for c in shown if predicted[c.model.name]]  # none predicted yet: nothing to say of it
+    wrong = {c.model.name: (int(con.execute("SELECT COUNT(*) FROM predictions p JOIN cases c ON c.idx = p.idx "
+                                            "WHERE p.model_id=? AND p.pred != c.label", (c.model.model_id,)).fetchone()[0]),
+                            predicted[c.model.name]) for c in shown}
     out = []
-    if any(wrong.values()):
+    if any(k for k, _ in wrong.values()):
         out.append(f"Faith and the counterfactual flips score each model's predicted class (`--target pred`, the "
                    f"default), where the paper's eq. 5 scores the true class; the two differ on the cases a model gets "
-                   f"wrong ({_listed(wrong, n)}). `precompute --target true` scores the true class.")
+                   f"wrong ({_listed(wrong)}). `precompute --target true` scores the true class.")
     differ = {}
     for c in shown:
         ref = c.model
@@ -139,9 +148,9 @@ def class_notes(reader: CacheReader) -> list[str]:
                         "WHERE m.name = ? AND m.model_id != ? AND o.pred != r.pred",
                         (ref.model_id, ref.name, ref.model_id)).fetchone()[0]
         if k:
-            differ[ref.name] = int(k)
+            differ[ref.name] = (int(k), predicted[ref.name])
     if differ and reader.method not in CLASS_AGNOSTIC_METHODS:  # else every seed's map is of no class
         out.append(f"Consist compares maps of one class (eq. 6): a seed that predicts another class than the reference "
                    f"seed is left out of that case's Consist, and a case where every other seed does so has none "
-                   f"({_listed(differ, n)} have such a seed).")
+                   f"({_listed(differ)} have such a seed).")
     return out

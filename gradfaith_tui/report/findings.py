@@ -112,6 +112,11 @@ def findings(r, maps: list[MapStats], n_test_classes: int, target: str = "pred")
     if consist:
         out.append(f"Consist (IoU of each seed's binarised map with the reference seed's, {_consist_over(r.method, target)}): "
                    + ", ".join(f"{m} {v:.2f}" for m, v in consist) + ".")
+    single = [m for m, k in r.seeds.items() if k == 1]
+    if single:  # else Consist would vanish from the report unexplained
+        out.append(f"Consist (agreement of maps across training seeds) needs two seeds of a model; {' and '.join(single)} "
+                   f"{'has' if len(single) == 1 else 'have'} one in this cache: `gradfaith-tui train --seeds 0,1`, "
+                   "then `precompute`, adds it.")
     if r.sanity.results:
         failed = [s.model_id for s in r.sanity.results if not s.passed]
         out.append(f"Sanity check (maps of progressively randomised weights): "

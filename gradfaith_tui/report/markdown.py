@@ -107,7 +107,7 @@ def _faithfulness(r: Report) -> list[str]:
                "difference where the cache knows the patients, a patient's slices not being independent); p-values "
                "Holm-Bonferroni adjusted within each metric. Mean difference is the first model minus the second. "
                "A pair of models with no case in common on a metric (the mask metrics where no case has a mask) has "
-               "no row.\n")
+               "no row; W and p are – where fewer than two cases (patients) differ between the two: nothing to test.\n")
     rows = [[escape(p.label), p.a, p.b, str(p.result.n), fmt(p.result.mean_diff), fmt(p.result.statistic, 1),
              fmt_p(p.result.p), fmt_p(p.p_holm)] for p in r.paired]
     out.append(markdown_table(["Metric", "Model A", "Model B", "Shared cases", "Mean A−B", "W", "p", "p (Holm)"], rows)
@@ -157,6 +157,7 @@ def render(r: Report, image_src: Callable[[Figure], str] = lambda f: f.file) -> 
     parts = [f"# {r.title}\n",
              f"Cache `{escape(r.cache)}` · {r.n_cases} test cases · method {r.method} · gradfaith-tui {r.version}. "
              f"Models shown: {shown}.\n"]
+    parts += [f"**Read this first.** {escape(x)}\n" for x in r.incomplete]  # it bounds every number below
     parts += _findings(r) + _caveats(r) + _table1(r, image_src) + _confusion(r, image_src) + _faithfulness(r)
     parts += ["## Figs. 2 and 3: heatmaps of chosen cases\n", _figure(r.figure("fig2"), image_src),
               _figure(r.figure("fig3"), image_src)]

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.build import Report
-from gradfaith_tui.report.checks_md import NO_SUSPECTS, NOT_COMPUTED
+from gradfaith_tui.report.checks_md import NO_SUSPECTS, NOT_COMPUTED, other_methods
 from gradfaith_tui.report.markdown import T1_HEADER, T1_KEYS, fmt
 from gradfaith_tui.store.planted import share_text
 
@@ -29,6 +29,8 @@ def _better(metric: str) -> str:
 
 def print_report(r: Report, console: Console | None = None) -> None:
     con = console or Console()
+    for x in r.incomplete:
+        con.print(f"[bold]Read this first.[/] {escape(x)}")
     if r.findings:
         con.print("What the audit found:")
         for f in r.findings:
@@ -61,7 +63,9 @@ def print_report(r: Report, console: Console | None = None) -> None:
                          [[s.model_id, s.method, str(len(s.stages)), fmt(s.final), "PASS" if s.passed else "FAIL"]
                           for s in r.sanity.results]))
     else:
-        con.print(f"sanity check: {NOT_COMPUTED.lower()}")
+        con.print(f"sanity check: {NOT_COMPUTED.lower()} for {r.method}")
+    for line in other_methods(r.sanity):
+        con.print(escape(line.strip()))
     sus = r.suspects
     if sus.total:
         names = sus.rule_names

@@ -64,18 +64,19 @@ def _median(values: list[float]) -> float:
     return float(np.median(values)) if values else float("nan")
 
 
-def planted_check(con: sqlite3.Connection, columns: list[Column], n_cases: int,
+def planted_check(con: sqlite3.Connection, columns: list[Column],
                   rule_order: list[str] | tuple[str, ...] = ()) -> Planted:
     """columns: the shown models (reference seeds); rule_order: the documented rules, listed first and
     scored even when they flagged nothing."""
     marked_cases = {i for (i,) in con.execute("SELECT idx FROM cases WHERE shortcut=1")}
     res = Planted()
     has_suspects = "suspects" in table_names(con)  # caches from before the engine stored them have none
-    flagged: dict[str, set[int]] = {}
-    by_rule: dict[tuple[str, str], set[int]] = {}
-    for model_id, idx, rule in con.execute("SELECT model_id, idx, rule FROM suspects") if has_suspects else ():
-        flagged.setdefault(model_id, set()).add(idx)
-        by_rule.setdefault((model_id, rule), set()).add(idx)
+    flagged: dict[int, set[int]] = {}
+    by_rule: dict[tuple[int, str], set[int]] = {}
+    # the shown maps' own suspects: another method's or seed's maps are not these
+    for expl_id, idx, rule in con.execute("SELECT expl_id, idx, rule FROM suspects") if has_suspects else ():
+        flagged.setdefault(expl_id, set()).add(idx)
+        by_rule.setdefault((expl_id, rule), set()).add(idx)
     rank = {name: i for i, name in enumerate(rule_order)}
     rules = sorted({r for _, r in by_rule} | set(rule_order), key=lambda r: (rank.get(r, len(rank)), r))
     scores = {r: RuleScore(r, 0, 0) for r in rules}
@@ -91,12 +92,14 @@ def planted_check(con: sqlite3.Connection, columns: list[Column], n_cases: int,
         res.computed = True
         areas += [v["shortcut_area"] for v in by.values() if "shortcut_area" in v]
         relied = [i for i, v in by.items() if v.get("shortcut_flip") == 1.0]
-        mine = flagged.get(col.model.model_id, set())
+        mine = flagged.get(col.expl_id, set())
         for r in rules:
-            hit = by_rule.get((col.model.model_id, r), set())
+            hit = by_rule.get((col.expl_id, r), set())
             scores[r].caught += len(set(relied) & hit)
             scores[r].flagged_unmarked += len(hit - marked_cases)
-        unmarked = n_cases - len(marked_cases)
+        # of the cases this map explains: a precompute stopped early has not looked at the others
+        explained = {i for (i,) in con.execute("SELECT idx FROM metrics WHERE expl_id=? AND name='faith'", (col.expl_id,))}
+        unmarked = len(explained - marked_cases)
         res.rows.append(PlantedRow(
             col.model.model_id, len(by), len(relied), float(np.mean([v.get("shortcut_drop", np.nan) for v in by.values()])),
             _median([by[i]["shortcut_heat"] for i in relied if "shortcut_heat" in by[i]]),

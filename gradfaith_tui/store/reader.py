@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from gradfaith_tui.errors import CacheError
-from gradfaith_tui.store.files import (array_problem, has_mask_column, map_path, masks_problem, open_db, other_schema,
-                                       table_names)
+from gradfaith_tui.store.files import (DAMAGED_DB, array_problem, has_mask_column, map_path, masks_problem, open_db,
+                                       other_schema, table_names)
 from gradfaith_tui.store.records import CaseRow, Column, ModelInfo, ModelResult, model_order, one_reference_each
 from gradfaith_tui.store.schema import DB_NAME, IMAGES_NAME, MASKS_NAME
 
@@ -41,9 +41,25 @@ class CacheReader:
             self.con.close()
             raise other_schema(meta, db, "reads")
         self.meta = meta
+        try:
+            self._list(method)
+            self._check_arrays()
+        except sqlite3.OperationalError:
+            self.con.close()
+            raise
+        except sqlite3.DatabaseError as exc:  # damaged past the meta table: its pages of models or cases
+            self.con.close()
+            raise CacheError(f"{db}: {DAMAGED_DB} ({exc}); rerun precompute into a new --cache folder") from None
+        self._images = None
+        self._masks = None
+        self._maps: dict[int, np.ndarray] = {}
+        self._names: list[str] | None = None
+
+    def _list(self, method: str | None) -> None:
+        """The cache's methods, the one shown, its cases and models; refuses a method or a cache with none."""
         self.methods = [r[0] for r in self.con.execute("SELECT DISTINCT method FROM explanations ORDER BY method")]
         if method is None:
-            last = json.loads(meta.get("config", "{}")).get("method")
+            last = json.loads(self.meta.get("config", "{}")).get("method")
             method = next((m for m in ("gradcam", last) if m in self.methods), self.methods[0] if self.methods else "gradcam")
         elif self.methods and method not in self.methods:
             self.con.close()
@@ -54,6 +70,8 @@ class CacheReader:
         if self.n_cases == 0 or not self.models:
             self.con.close()
             raise CacheError(f"{self.root}: the cache is empty (no cases or no models); run `gradfaith-tui precompute`")
+
+    def _check_arrays(self) -> None:
         # A cache copied without its arrays (only audit.sqlite, say) is refused here rather than failing later
         # in the explorer's loading thread; the writer creates each array before the rows that point at it.
         maps = [(r[0], (r[1], r[2])) for r in self.con.execute("SELECT map_file, map_h, map_w FROM explanations") if r[0]]
@@ -76,10 +94,6 @@ class CacheReader:
                 self.con.close()
                 raise CacheError(f"{self.root / name}: damaged ({problem}); rerun `gradfaith-tui precompute` on this "
                                  f"cache to repair it, or build it again into a new --cache folder")
-        self._images = None
-        self._masks = None
-        self._maps: dict[int, np.ndarray] = {}
-        self._names: list[str] | None = None
 
     @property
     def config(self) -> dict:

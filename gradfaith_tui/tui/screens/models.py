@@ -126,7 +126,7 @@ class ModelsScreen(Screen[None]):
     @staticmethod
     def _planted(a, names: list[str]) -> list:
         """Phantoms with a planted marker only: which models relied on it, and did map or rules show it."""
-        truth = planted_check(a.con, a.columns, a.n)
+        truth = planted_check(a.con, a.columns)
         if not truth.computed:
             return []
         t = Table(box=None, padding=(0, 1), header_style="bold")
