@@ -510,9 +510,9 @@ def test_a_partly_computed_cache_says_so_first(cache, tmp_path):
     r.close()
     copy = _edited_copy(cache, tmp_path / "c", ("DELETE FROM metrics WHERE expl_id = ? AND idx < 5", (expl_id,)))
     report = build(CacheReader(copy))
-    per = ", ".join(f"{name} {N_CASES - 5 * (i == 0)}" for i, name in enumerate(names))
+    per = ", ".join(f"{name} {N_CASES - 5 * (i == 0)}/{N_CASES}" for i, name in enumerate(names))
     assert report.incomplete == [f"The cache is incomplete: {total - 5:,} of {total:,} maps (cases x shown models) "
-                                 f"are computed ({per} of {N_CASES} cases), so the numbers below describe part of the "
+                                 f"are computed ({per} cases), so the numbers below describe part of the "
                                  f"test set; rerun `gradfaith-tui precompute` to finish it (it computes only what is "
                                  f"missing)."]
     text = markdown.render(report)

@@ -62,7 +62,7 @@ def test_each_methods_report_shows_its_own_checks_and_names_the_others(two_metho
     assert r.method == "gradcam" and {s.method for s in r.sanity.results} == {"gradcam"}
     assert r.sanity.other_methods == ["gradcam++"] and all(s.passed for s in r.sanity.results)
     assert "Sanity check (maps of progressively randomised weights): every model passes." in r.findings
-    assert r.suspects.total == _suspects_of(two_methods, "gradcam") == sum(map(sum, map(dict.values, r.suspects.counts.values())))
+    assert r.suspects.total == _suspects_of(two_methods, "gradcam") == sum(sum(c.values()) for c in r.suspects.counts.values())
     assert ("resnet10t/seed0", "border", 0.99) not in [(e["model_id"], e["rule"], e["value"]) for e in r.suspects.examples]
     text = markdown.render(r)
     sanity = text.split("## Sanity check", 1)[1].split("## Shortcut suspects")[0]
@@ -140,8 +140,8 @@ def test_a_partly_computed_cache_counts_each_model_on_what_it_computed(cache, tm
                  ("DELETE FROM predictions WHERE model_id = ?", (second.model.model_id,)))
     r = build(CacheReader(copy))
     assert r.incomplete[0].startswith(f"The cache is incomplete: {len(done) + n:,} of {2 * n:,} maps (cases x shown "
-                                      f"models) are computed ({first.model.name} {len(done)}, {second.model.name} {n} "
-                                      f"of {n} cases)")
+                                      f"models) are computed ({first.model.name} {len(done)}/{n}, {second.model.name} "
+                                      f"{n}/{n} cases)")
     notes = " ".join(r.class_notes)
     assert second.model.name not in notes  # no predictions: nothing to count, not "0 wrong"
     if notes:

@@ -119,9 +119,9 @@ def incomplete(reader: CacheReader) -> list[str]:
     done, expected = reader.completeness()
     rerun = "rerun `gradfaith-tui precompute` to finish it (it computes only what is missing)"
     if done < expected:
-        per = [f"{c.model.name} {n:,}" for c, n in _maps_done(reader)]
+        per = [f"{c.model.name} {n:,}/{reader.n_cases:,}" for c, n in _maps_done(reader)]
         return [f"The cache is incomplete: {done:,} of {expected:,} maps (cases x shown models) are computed "
-                f"({', '.join(per)} of {reader.n_cases:,} cases), so the numbers below describe part of the test set; "
+                f"({', '.join(per)} cases), so the numbers below describe part of the test set; "
                 f"{rerun}."]
     later = _later_stages_missing(reader)
     if not later:

@@ -119,7 +119,7 @@ def findings(r, maps: list[MapStats], n_test_classes: int, target: str = "pred")
                    "then `precompute`, adds it.")
     if r.sanity.results:
         failed = [s.model_id for s in r.sanity.results if not s.passed]
-        out.append(f"Sanity check (maps of progressively randomised weights): "
+        out.append("Sanity check (maps of progressively randomised weights): "
                    + (f"{', '.join(failed)} fail{'s' if len(failed) == 1 else ''}: {'its' if len(failed) == 1 else 'their'} "
                       "maps barely change when the weights are randomised, so they reflect the architecture more "
                       "than what the model learned." if failed else "every model passes."))
