@@ -650,3 +650,31 @@ def test_the_reload_notice_names_what_is_new():
     assert _what_is_new((10, 20, 0, 5), (10, 30, 0, 5)) == "new maps"  # a model registered meanwhile
     assert _what_is_new((20, 20, 0, 5), (20, 20, 0, 6)) == "new lesion masks"
     assert _what_is_new((20, 20, 0, 5), (20, 20, 40, 5)) == "new results"  # Consist, suspects
+
+
+def test_the_wrong_count_sort_arrow_points_the_way_its_values_run(cache):
+    """Most wrong first is a falling count: ↓ as after r on the metric sorts (↑ once it said the opposite)."""
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        for keys, arrow in ((("w",), "↓"), (("r",), "↑"), (("f",), "↑"), (("r",), "↓")):
+            await pilot.press(*keys)
+            await settle(pilot)
+            header = "".join(s.text for s in table.render_line(0))
+            marked = "M5" if app.view.key == "wrong" else "Faith"
+            assert f"{marked}{arrow}" in header, (keys, header)
+    run(body, cache)
+
+
+def test_a_sure_model_shows_100_in_its_aligned_confidence_cell(cache):
+    async def body(app, pilot):
+        table = app.query_one(CaseTable)
+        app.action_sort("confidence")
+        await settle(pilot)
+        row = table.source.row_at(0)
+        next(iter(row.results.values())).confidence = 0.998  # rounds to 100: once clamped to "99"
+        header, line = ("".join(s.text for s in table.render_line(y)) for y in (0, 1))
+        cells = [line[header.index(f"M{k}"):][:4] for k in range(1, 6)]  # each under its own header
+        assert cells[0] in ("100✓", "100✗"), cells
+        assert all(c[:3].strip().isdigit() and c[3] in "✓✗" for c in cells), cells
+        assert header.index("Faith") > header.index("M5") + 3
+    run(body, cache)

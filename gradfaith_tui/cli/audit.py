@@ -73,15 +73,20 @@ def explore(
     export_dir: Annotated[Optional[Path], typer.Option(
         help="Where x writes flagged.csv and flagged.json [default: CACHE/exports; ./gradfaith-exports/<cache folder> "
              "where the cache's folder cannot be written]", callback=lambda v: v and folder(v, "--export-dir"))] = None,
+    colormap: Annotated[Optional[str], typer.Option(help="Heatmap colours: jet, hot, viridis or grey, cycled with C "
+                                                         "(default: jet; grey where NO_COLOR is set).")] = None,
 ) -> None:
     """Open the explorer on a cache (reads only the cache, and writes your flags and notes to it; never loads a model)."""
     from gradfaith_tui.errors import GradfaithError
     from gradfaith_tui.tui.app import run_explorer
+    from gradfaith_tui.tui.render import COLORMAPS
     from gradfaith_tui.tui.widgets.pixel_tiles import MODES
 
     if graphics not in MODES:
         raise GradfaithError(f"--graphics: '{graphics}' (choose from {', '.join(MODES)})")
-    run_explorer(cache, graphics=graphics, method=method, export_dir=export_dir)
+    if colormap is not None and colormap not in COLORMAPS:
+        raise GradfaithError(f"--colormap: '{colormap}' (choose from {', '.join(COLORMAPS)})")
+    run_explorer(cache, graphics=graphics, method=method, export_dir=export_dir, colormap=colormap)
 
 
 def report(

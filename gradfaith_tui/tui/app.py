@@ -6,8 +6,6 @@ SQLite plus memory-mapped arrays. Sorting and filtering run in a worker over col
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +28,9 @@ from gradfaith_tui.tui.commands import ExplorerCommands
 from gradfaith_tui.tui.render import Overlay, paper_label
 from gradfaith_tui.tui.screens.help import HelpScreen, help_text
 from gradfaith_tui.tui.live import CACHE_POLL_S, CacheWatching
+from gradfaith_tui.tui.screens.too_small import TooSmallScreen
 from gradfaith_tui.tui.source import SORTS, CaseSource, ViewSpec
+from gradfaith_tui.tui.terminal import graphics_in_tmux, terminal_problem, too_small
 from gradfaith_tui.tui.widgets.case_table import CaseTable
 from gradfaith_tui.tui.widgets.heatmaps import HeatmapPanel
 from gradfaith_tui.tui.widgets.line import LineBar
@@ -79,8 +79,9 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
     ]
 
     def __init__(self, reader: CacheReader, name: str | None = None, export_dir: Path | None = None,
-                 image_cls=None):
+                 image_cls=None, colormap: str | None = None, notice: str | None = None):
         super().__init__()
+        self.notice = notice  # said once the screen is up (the terminal is Textual's by then)
         self.image_cls = image_cls  # from graphics_widget(); None: half-block tiles
         self.graphics = "halfblock" if image_cls is None else image_cls.__name__
         self.reader = reader
@@ -90,7 +91,9 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
         # where `x` writes when the cache's own folder refuses this user (a shared cache); None: --export-dir was given
         self.export_fallback = None if export_dir else Path.cwd() / "gradfaith-exports" / reader.root.resolve().name
         self.view = ViewSpec()
-        self.overlay = Overlay()
+        # NO_COLOR greys every colour: jet's hot red and cold blue become the same dark grey, the green outline
+        # one more grey; so grey heat (unless asked for another) and a black-and-white outline
+        self.overlay = Overlay(colormap=colormap or ("grey" if self.no_color else "jet"), mono=self.no_color)
         self.last_view_s = 0.0  # how long the last sort/filter took (benchmarks read it)
         self.first_paint_at = 0.0
         self.sub_title = self.cache_name
@@ -110,7 +113,7 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
             with Vertical(id="table-pane"):
                 yield CaseTable(self.source, id="cases")
                 yield LineBar("loading…", id="status")
-            yield HeatmapPanel(self.source, self.image_cls, id="heatmaps")
+            yield HeatmapPanel(self.source, self.image_cls, overlay=self.overlay, id="heatmaps")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -123,6 +126,9 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
             self.notify(f"{self.source.flags_error}; browsing and x (export) work", severity="warning", timeout=8)
         self.set_interval(CACHE_POLL_S, self._poll_cache)
         self.screen_change_signal.subscribe(self, lambda _screen: self.call_after_refresh(self._announce))
+        if self.notice:
+            self.notify(self.notice, severity="warning", timeout=8)
+        self._fit_screen(self.size.width, self.size.height)
 
     def _painted(self) -> None:
         self.first_paint_at = time.time()  # benchmarks read it
@@ -144,6 +150,19 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
 
     def on_resize(self, event: events.Resize) -> None:
         self._layout_for(event.size.width)
+        self._fit_screen(event.size.width, event.size.height)
+
+    def _fit_screen(self, width: int, height: int) -> None:
+        """Below the smallest usable size one centred line says so, over whatever screen was open; it goes when
+        the terminal is large enough again."""
+        shown = isinstance(self.screen, TooSmallScreen)
+        if too_small(width, height):
+            if shown:
+                self.screen.resized(width, height)
+            else:
+                self.push_screen(TooSmallScreen(width, height))
+        elif shown:
+            self.pop_screen()
 
     def _layout_for(self, width: int) -> None:
         narrow = width < NARROW_BELOW
@@ -232,7 +251,8 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
         table = self.query_one(CaseTable)
         table.loc_metric = "iou" if view.key == "iou" else "locacc"
         table.show_confidence = view.key == "confidence"
-        table.set_order(order, SORTS[view.key].column, view.descending, view.model, keep_idx)
+        sort = SORTS[view.key]
+        table.set_order(order, sort.column, view.descending != sort.high_first, view.model, keep_idx)
         if not len(order):
             self._update_status(-1)
             self.run_worker(self.query_one(HeatmapPanel).show_nothing("no case matches the filters (escape clears them)"))
@@ -307,7 +327,8 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
 
     # --- screens -----------------------------------------------------------------------------------
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(help_text(self.size.width, self.reader.columns, self.overlay.colormap)))
+        self.push_screen(HelpScreen(help_text(self.size.width, self.reader.columns, self.overlay.colormap,
+                                               self.overlay.outline_colour)))
 
     def action_models(self) -> None:
         from gradfaith_tui.tui.screens.models import ModelsScreen
@@ -340,6 +361,8 @@ class ExplorerApp(TriageActions, CacheWatching, App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The table's keys act only where the table is: on the zoom, models or help screen they would change
         (or flag) a case the user cannot see. The zoom screen binds its own flag and note keys."""
+        if isinstance(self.screen, TooSmallScreen):  # nothing acts on what cannot be seen; quitting still works
+            return action in ("quit", "help_quit")
         if action in TABLE_ACTIONS and sum(not isinstance(s, CommandPalette) for s in self.screen_stack) > 1:
             return False  # (the palette, itself a screen, closes before its action runs)
         return True
@@ -355,23 +378,23 @@ def make_app(cache: Path | str | CacheReader, **kwargs) -> ExplorerApp:
 
 
 def run_explorer(cache: Path, graphics: str = "halfblock", method: str | None = None,
-                 export_dir: Path | None = None) -> None:
+                 export_dir: Path | None = None, colormap: str | None = None) -> None:
     """Open the cache (CacheError if missing or empty) and run the explorer until the user quits.
 
     graphics: halfblock (default), kitty, sixel, or auto (what textual-image detects, else half blocks);
     textual_image is imported only for the last three, here, before Textual takes the terminal."""
     from gradfaith_tui.tui.widgets.pixel_tiles import graphics_widget
 
+    graphics, notice = graphics_in_tmux(graphics)
     image_cls = graphics_widget(graphics)
     reader = CacheReader(Path(cache), method)
-    # Textual would draw into a pipe and wait for keys forever; a driver chosen in TEXTUAL_DRIVER (`textual serve`'s
-    # web driver, which talks over pipes) needs no terminal.
-    if not (sys.stdin.isatty() and sys.stdout.isatty()) and not os.environ.get("TEXTUAL_DRIVER"):
+    problem = terminal_problem(cache)
+    if problem:
         reader.close()
-        raise GradfaithError(f"explore: needs a terminal (stdin and stdout are not both one); run it in one, over "
-                             f"ssh with -t, or use `report --cache {cache} --terminal` for the tables")
+        raise GradfaithError(problem)
     try:
-        app = ExplorerApp(reader, name=str(cache), export_dir=export_dir, image_cls=image_cls)
+        app = ExplorerApp(reader, name=str(cache), export_dir=export_dir, image_cls=image_cls, colormap=colormap,
+                          notice=notice)
         app.run()
     finally:
         reader.close()

@@ -123,8 +123,8 @@ class CacheWatching:
         await table.remove()
         await self.query_one(HeatmapPanel).remove()
         await self.query_one("#table-pane").mount(CaseTable(self.source, id="cases"), before="#status")
-        await self.query_one("#main").mount(HeatmapPanel(self.source, self.image_cls, id="heatmaps"))
-        self.query_one(HeatmapPanel).overlay = self.overlay  # the colormap, outline and opacity the user set
+        # the colormap, outline and opacity the user set
+        await self.query_one("#main").mount(HeatmapPanel(self.source, self.image_cls, overlay=self.overlay, id="heatmaps"))
         old.close()
         old.reader.close()
         self.query_one(CaseTable).focus()

@@ -118,6 +118,11 @@ class Overlay:
     opacity: float = OVERLAY_ALPHA
     outline: bool = True
     alone: bool = False
+    mono: bool = False  # NO_COLOR: the outline dashed black and white, as green would grey into the heat's greys
+
+    @property
+    def outline_colour(self) -> str:
+        return "dashed" if self.mono else "green"
 
     def describe(self) -> str:
         what = "heatmap alone" if self.alone else f"over slice {self.opacity:.0%}"
@@ -143,13 +148,23 @@ def _outline(mask: np.ndarray, px: int) -> np.ndarray:
     return m & ~inner
 
 
-def input_tile(image: np.ndarray, mask: np.ndarray | None, px: int, outline: bool = True) -> Image.Image:
-    """The slice at px x px, with the lesion outline drawn in green when there is a mask."""
+def _draw_outline(rgb: np.ndarray, mask: np.ndarray | None, px: int, overlay: Overlay) -> None:
+    if not overlay.outline or mask is None or not mask.any():
+        return
+    edge = _outline(mask, px)
+    if not overlay.mono:
+        rgb[edge] = MASK_RGB
+        return
+    ys, xs = np.nonzero(edge)  # alternate black and white pixels: one of them stands out from any grey
+    rgb[ys, xs] = np.where(((xs + ys) % 2 == 0)[:, None], 255.0, 0.0)
+
+
+def input_tile(image: np.ndarray, mask: np.ndarray | None, px: int, overlay: Overlay = Overlay()) -> Image.Image:
+    """The slice at px x px, with the lesion outline drawn (green, or dashed) when there is a mask."""
     from PIL import Image
 
     rgb = _grey(image, px)
-    if outline and mask is not None and mask.any():
-        rgb[_outline(mask, px)] = MASK_RGB
+    _draw_outline(rgb, mask, px, overlay)
     return Image.fromarray(rgb.astype(np.uint8))
 
 
@@ -168,8 +183,7 @@ def heatmap_tile(image: np.ndarray, heatmap: np.ndarray | None, px: int, overlay
     heat = COLORMAPS.get(overlay.colormap, jet)(norm).astype(np.float32)
     alpha = 1.0 if overlay.alone else overlay.opacity
     rgb = (1 - alpha) * grey + alpha * heat
-    if overlay.outline and mask is not None and mask.any():
-        rgb[_outline(mask, px)] = MASK_RGB
+    _draw_outline(rgb, mask, px, overlay)
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 

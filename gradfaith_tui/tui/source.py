@@ -30,6 +30,7 @@ class SortSpec:
     label: str  # what the status line says
     column: str  # the table column that gets the arrow
     reversed_label: str  # what it says after r
+    high_first: bool = False  # the unreversed order is highest first (the header's arrow points down)
 
 
 SORTS: dict[str, SortSpec] = {
@@ -40,7 +41,7 @@ SORTS: dict[str, SortSpec] = {
     # IoU takes the LocAcc column's place while it sorts, so the sorted values are on screen
     "iou": SortSpec("iou", "lowest IoU (no mask last)", "locacc", "highest IoU (no mask last)"),
     "confidence": SortSpec("confidence", "lowest confidence", "models", "highest confidence"),
-    "wrong": SortSpec("wrong", "most models wrong", "models", "fewest models wrong"),
+    "wrong": SortSpec("wrong", "most models wrong", "models", "fewest models wrong", high_first=True),
 }
 
 

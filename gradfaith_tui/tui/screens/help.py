@@ -20,7 +20,7 @@ COLOUR_WORDS = {"jet": "jet (blue low, green, yellow, red high)", "hot": "hot (b
                 "viridis": "viridis (purple low, teal, yellow high)", "grey": "grey (black low, white high)"}
 
 
-def help_text(width: int, columns, colormap: str = "jet") -> Text:
+def help_text(width: int, columns, colormap: str = "jet", outline: str = "green") -> Text:
     """Keys, metric meanings and models, wrapped with a hanging indent to the help box's width."""
     width = max(40, min(int(width * 0.9), 110) - 7)  # box: 90%, border 2, padding 2, scrollbar 2, 1 spare
     text = Text()
@@ -45,7 +45,7 @@ def help_text(width: int, columns, colormap: str = "jet") -> Text:
                        ("Fl", "your flag: U unfaithful, S shortcut, M mislocalised, F fine, N note only; ⚠ an engine "
                               "suspect, with its reason in words on the tile."),
                        ("tiles", f"the map upsampled (bicubic) and coloured with {COLOUR_WORDS.get(colormap, colormap)} "
-                                 "(C cycles the colormaps) over the slice; the green outline is the lesion mask. Each map "
+                                 f"(C cycles the colormaps) over the slice; the {outline} outline is the lesion mask. Each map "
                                  "is scaled to its own lowest and highest value, so a colour compares places within "
                                  "one map, not across tiles: the numbers do that."),
                        ("flat", "after the prediction: the map has the same value everywhere (Grad-CAM gives all "

@@ -175,8 +175,8 @@ class ZoomScreen(Screen[int]):
         ok = pred is not None and row.label is not None and pred == row.label
         seed_txt = f"seed {pick[1]} ({seeds.index(pick[1]) + 1}/{len(seeds)})" if pick else "no map"
         method_txt = f"{pick[2]} ({methods.index(pick[2]) + 1}/{len(methods)})" if pick else ""
-        outline = ("lesion outline: green" if self.overlay.outline else "lesion outline off (o)") \
-            if data.mask is not None else "no mask"
+        outline = "no mask" if data.mask is None else \
+            f"lesion outline: {self.overlay.outline_colour}" if self.overlay.outline else "lesion outline off (o)"
         lab_l = Text.assemble(("input slice", "bold"), f" · true {class_name(row.label)}\n", (outline, "green"))
         flag = self.source.flags.get(idx) if self.source.flags else None
         if flag is not None:
@@ -205,7 +205,7 @@ class ZoomScreen(Screen[int]):
         below = len(suspects.wrap(console, width)) if suspects else 0
         px = _tile_size(width, height,
                         lambda w: max(len(lab_l.wrap(console, w)), len(lab_r.wrap(console, w))) + below)
-        left = input_tile(data.image, data.mask, px, self.overlay.outline)
+        left = input_tile(data.image, data.mask, px, self.overlay)
         right = heatmap_tile(data.image, hm, px, self.overlay, data.mask)
         grid = Table.grid(padding=(0, 1, 0, 0))
         grid.add_column(width=px)  # labels wrap within their tile's width: a long suspect reason is not cut

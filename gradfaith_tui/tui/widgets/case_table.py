@@ -25,14 +25,23 @@ from gradfaith_tui.tui.source import CaseSource
 
 GOOD, BAD, DIM = Style(color="green"), Style(color="red", bold=True), Style(dim=True)
 FLAG, SUSPECT = Style(color="magenta", bold=True), Style(color="yellow", bold=True)
+# Under the cursor the marks' colours meet the accent: in 16 colours red (and the flags' magenta, the suspects'
+# yellow) on bright red. White on dark red or green stays readable there and in true colour; flags and suspects
+# take the cursor's own colours (NO_COLOR gives every mark those).
+BAD_ON_CURSOR = Style(color="#ffffff", bgcolor="#a00000", bold=True)
+GOOD_ON_CURSOR = Style(color="#ffffff", bgcolor="#006000", bold=True)
+MARK_ON_CURSOR = Style(bold=True)
 FLAG_MARKS = {"unfaithful": "U", "shortcut": "S", "mislocalised": "M", "fine": "F", "note": "N"}
 LOW = {"faith": 0.1, "locacc": 0.3, "iou": 0.3, "consist": 0.3}  # below this a value is flagged red
 
 
-def _metric_cell(value: float | None, metric: str, width: int) -> Segment:
+def _metric_cell(value: float | None, metric: str, width: int, selected: bool = False) -> list[Segment]:
     if value is None:
-        return Segment(fmt_metric(None, width), DIM)
-    return Segment(fmt_metric(value, width), BAD if value < LOW[metric] else None)
+        return [Segment(fmt_metric(None, width), DIM)]
+    if value >= LOW[metric]:
+        return [Segment(fmt_metric(value, width))]
+    text = fmt_metric(value, 0)  # the padding outside the low value's colours, which mark the number alone
+    return [Segment(" " * (width - len(text))), Segment(text, BAD_ON_CURSOR if selected else BAD)]
 
 
 class CaseTable(ScrollView, can_focus=True):
@@ -143,7 +152,7 @@ class CaseTable(ScrollView, can_focus=True):
     def header_key(self, x: int) -> str | None:
         """The sort a click at column x of the header asks for (None off the sortable headers)."""
         id_w, _ = self._widths(self.scrollable_content_region.width)
-        models = 3 * len(self.source.columns)
+        models = self._model_w() * len(self.source.columns)
         spans = [("case", 0, 1 + id_w), ("wrong", 1 + id_w + 8, 1 + id_w + 8 + models),
                  ("faith", 1 + id_w + 8 + models, 1 + id_w + 15 + models),
                  ("locacc", 1 + id_w + 15 + models, 1 + id_w + 23 + models),
@@ -164,16 +173,20 @@ class CaseTable(ScrollView, can_focus=True):
                 self.app.action_zoom()
 
     # --- drawing --------------------------------------------------------------------------------
+    def _model_w(self) -> int:
+        """A model's cell: "B✓ ", or while confidence sorts "100✓" (a sure model is 100, not a clamped 99)."""
+        return 4 if self.show_confidence else 3
+
     def _widths(self, width: int) -> tuple[int, int]:
         """(case id width, fixed width of the rest)."""
-        fixed = 9 + 3 * len(self.source.columns) + 23 + 4  # cursor mark, class, marks, metrics, " Fl" header
+        fixed = 9 + self._model_w() * len(self.source.columns) + 23 + 4  # cursor mark, class, marks, metrics, " Fl"
         return max(8, min(28, width - fixed)), fixed
 
     def _header(self, width: int) -> list[Segment]:
         id_w, _ = self._widths(width)
         arrow = "↓" if self.descending else "↑"
         mark = {c: (arrow if c == self.sort_column else " ") for c in ("case", "models", "faith", "locacc", "consist")}
-        models = "".join(f"M{i + 1:<2}" for i in range(len(self.source.columns)))
+        models = "".join(f"M{i + 1:<{self._model_w() - 1}}" for i in range(len(self.source.columns)))
         text = (f" {'Case' + mark['case']:<{id_w}} {'True':<6} {models[:-1]}{mark['models']}"
                 f" {'Faith' + mark['faith']:>6} {('IoU' if self.loc_metric == 'iou' else 'LocAcc') + mark['locacc']:>7}"
                 f" {'Consist' + mark['consist']:>8} Fl")
@@ -189,16 +202,17 @@ class CaseTable(ScrollView, can_focus=True):
                 segs.append(Segment(f"{'·':<3}", DIM))
                 continue
             ok = row.label is not None and res.pred == row.label
-            if self.show_confidence and res.confidence is not None:  # the sorted values on screen: "83✓", 99 at most
-                segs += [Segment(f"{min(99, round(100 * res.confidence)):>2}"), Segment("✓" if ok else "✗", GOOD if ok else BAD)]
+            mark = (GOOD_ON_CURSOR if ok else BAD_ON_CURSOR) if selected else GOOD if ok else BAD
+            if self.show_confidence and res.confidence is not None:  # the sorted values on screen: " 83✓", "100✓"
+                pct = min(100, max(0, round(100 * res.confidence)))
+                segs += [Segment(f"{pct:>3}"), Segment("✓" if ok else "✗", mark)]
             else:
-                segs += [Segment(class_name(res.pred)[0]), Segment("✓ " if ok else "✗ ", GOOD if ok else BAD)]
-        segs += [_metric_cell(self._value(row, "faith"), "faith", 6), Segment(" "),
-                 _metric_cell(self._value(row, self.loc_metric), self.loc_metric, 7), Segment(" "),
-                 _metric_cell(self._value(row, "consist"), "consist", 8), Segment(" ")]
+                segs += [Segment(class_name(res.pred)[0]), Segment("✓" if ok else "✗", mark), Segment(" ")]
+        for metric, width in (("faith", 6), (self.loc_metric, 7), ("consist", 8)):
+            segs += [*_metric_cell(self._value(row, metric), metric, width, selected), Segment(" ")]
         flag = self.source.flags.get(row.idx) if self.source.flags else None
-        segs.append(Segment(FLAG_MARKS.get(flag.category, "?") if flag else " ", FLAG))
-        segs.append(Segment("⚠" if self.source.suspects(row.idx) else " ", SUSPECT))
+        segs.append(Segment(FLAG_MARKS.get(flag.category, "?") if flag else " ", MARK_ON_CURSOR if selected else FLAG))
+        segs.append(Segment("⚠" if self.source.suspects(row.idx) else " ", MARK_ON_CURSOR if selected else SUSPECT))
         return segs
 
     def _value(self, row: CaseRow, metric: str) -> float | None:

@@ -72,8 +72,9 @@ class HeatmapPanel(Vertical):
 
         idx: int
 
-    def __init__(self, source: CaseSource, image_cls=None, **kwargs):
+    def __init__(self, source: CaseSource, image_cls=None, overlay: Overlay = Overlay(), **kwargs):
         super().__init__(**kwargs)
+        self.set_reactive(HeatmapPanel.overlay, overlay)
         self.source = source
         self.image_cls = image_cls  # a textual-image widget class: tiles at pixel resolution; None: half blocks
         self._tiles: OrderedDict[tuple, list[Strip]] = OrderedDict()
@@ -161,7 +162,7 @@ class HeatmapPanel(Vertical):
         suspects = self.source.suspects(idx)
         if self.image_cls is not None:
             big = px * SCALE_PIXELS
-            images = [input_tile(data.image, data.mask, big, overlay.outline) if i == 0 else
+            images = [input_tile(data.image, data.mask, big, overlay) if i == 0 else
                       heatmap_tile(data.image, data.heatmaps[i - 1], big, overlay, data.mask) for i in range(n_tiles)]
             labels = [_label(self._label_lines(data, i, px), label_lines(px)) for i in range(n_tiles)]
             self.app.call_from_thread(self._show, idx, data, (images, labels, px, cols), size)
@@ -176,11 +177,11 @@ class HeatmapPanel(Vertical):
         self.app.call_from_thread(self._show, idx, data, strips, size)
 
     def _tile(self, data: CaseMaps, i: int, px: int, overlay: Overlay, suspects: list, extra: int) -> list[Strip]:
-        key = (data.row.idx, i, px, overlay if i else overlay.outline)
+        key = (data.row.idx, i, px, overlay if i else (overlay.outline, overlay.mono))
         with self._tiles_lock:
             pixels = self._tiles.get(key)
         if pixels is None:
-            img = (input_tile(data.image, data.mask, px, overlay.outline) if i == 0 else
+            img = (input_tile(data.image, data.mask, px, overlay) if i == 0 else
                    heatmap_tile(data.image, data.heatmaps[i - 1], px, overlay, data.mask))
             pixels = pixel_strips(np.asarray(img))
             with self._tiles_lock:
@@ -216,7 +217,7 @@ class HeatmapPanel(Vertical):
         row = data.row
         if i == 0:
             narrow = px < 12  # "input sli…", "true Beni…" would be cut: say less
-            shown = "mask: green" if self.overlay.outline else "mask: off"
+            shown = f"mask: {self.overlay.outline_colour}" if self.overlay.outline else "mask: off"
             mask = ("mask" if narrow else shown) if data.mask is not None else "no mask"
             return [("input" if narrow else "input slice", "bold"),
                     (class_name(row.label, short=True) if narrow else f"true {class_name(row.label, short=px < 15)}", ""),
