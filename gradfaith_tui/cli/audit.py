@@ -71,8 +71,8 @@ def explore(
     graphics: Annotated[str, typer.Option(help="Heatmap tiles: halfblock (any terminal), kitty or sixel (pixel "
                                                "resolution), auto (what the terminal supports, else halfblock).")] = "halfblock",
     export_dir: Annotated[Optional[Path], typer.Option(
-        help="Where x writes flagged.csv and flagged.json [default: CACHE/exports; ./gradfaith-exports/<cache folder> "
-             "where the cache's folder cannot be written]", callback=lambda v: v and folder(v, "--export-dir"))] = None,
+        help="Where x writes flagged.csv and flagged.json (default: CACHE/exports; ./gradfaith-exports/<cache folder> "
+             "where the cache's folder cannot be written).", callback=lambda v: v and folder(v, "--export-dir"))] = None,
     colormap: Annotated[Optional[str], typer.Option(help="Heatmap colours: jet, hot, viridis or grey, cycled with C "
                                                          "(default: jet; grey where NO_COLOR is set).")] = None,
 ) -> None:
