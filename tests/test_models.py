@@ -575,10 +575,10 @@ def test_a_rerun_with_other_settings_stops_naming_them_and_restart_starts_over(p
     # Nor are weights whose card was damaged or lost trained over unasked.
     card_text = (out / "card.json").read_text()
     (out / "card.json").write_text("[1, 2, 3]")
-    with pytest.raises(TrainingError, match="holds a model whose card cannot be read .* pass --restart"):
+    with pytest.raises(TrainingError, match="holds a model with a card that cannot be read .* pass --restart"):
         resume_point(out, replace(cfg, epochs=1), prov)
     (out / "card.json").unlink()
-    with pytest.raises(TrainingError, match="holds a model whose card cannot be read"):
+    with pytest.raises(TrainingError, match="holds a model with model.safetensors without its card.json; restore"):
         resume_point(out, replace(cfg, epochs=1), prov)
     (out / "card.json").write_text(card_text)
     # Nor is a finished model trained on other data replaced unasked (a re-made dataset, another --data).
@@ -851,3 +851,71 @@ def test_other_data_guesses_a_folder_level_only_where_one_folder_holds_the_other
     assert "folder level" not in unrelated  # two sibling datasets: no such guess
     assert "another folder level" in other_data(card, "def", tmp_path)  # one folder up
     assert "another folder level" in other_data(card, "def", tmp_path / "ph-s" / "inner")
+
+
+@pytest.mark.parametrize("lost", ["optim", "weights", "state"])
+def test_an_unfinished_run_missing_a_resume_file_stops_naming_it_and_keeps_the_epochs(phantoms, tmp_path, lost):
+    import shutil
+
+    from gradfaith_tui.errors import TrainingError
+
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32)
+    out = tmp_path / "resnet10t" / "seed0"
+
+    class Stop(Exception):
+        pass
+
+    with pytest.raises(Stop):
+        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, on_epoch=lambda e, r: (_ for _ in ()).throw(Stop()))
+    slot = json.loads((out / "train_state.json").read_text())["slot"]
+    gone = out / {"optim": f"optim{slot}.pt", "weights": f"last{slot}.safetensors", "state": "train_state.json"}[lost]
+    gone.unlink()  # once: trained anew from scratch, unsaid, over the finished epoch's best checkpoint
+    kept = Path(shutil.copytree(out, tmp_path / "kept"))
+    with pytest.raises(TrainingError, match=rf"^{re.escape(str(gone))}: missing.*pass --restart") as err:
+        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov)
+    assert "\n" not in str(err.value) and ("1 finished epoch" in str(err.value) or "after 1 of 2 epochs" in str(err.value))
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in kept.iterdir())
+    assert (out / "model.safetensors").read_bytes() == (kept / "model.safetensors").read_bytes()
+    assert train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, restart=True)["epochs_done"] == 2
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_finished_card_over_lost_weights_is_not_trained_and_train_says_so(phantoms, trained, tmp_path, damage):
+    import shutil
+
+    from gradfaith_tui.config import spec_for
+    from gradfaith_tui.errors import TrainingError
+    from gradfaith_tui.models.fit import fit_all
+    from gradfaith_tui.models.resume import is_complete
+
+    ckpt = Path(shutil.copytree(trained, tmp_path / "ck"))
+    out = ckpt / "resnet10t" / "seed0"
+    weights = out / "model.safetensors"
+    card = read_card(out)
+    if damage == "missing":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:-100])  # a copy cut short
+    assert not is_complete(out, 1, card["data_fingerprint"])
+    cfg = TrainConfig(**card["train_config"])
+    with pytest.raises(TrainingError, match=rf"^{re.escape(str(weights))}: {damage if damage == 'missing' else 'damaged'}"
+                                            r".*card.json says trained for 1 epochs.*pass --restart"):
+        fit_all(phantoms, ckpt, [spec_for("resnet10t")], [0], cfg)
+
+
+def test_weights_without_their_card_are_named_not_skipped(trained, tmp_path):
+    import shutil
+
+    from gradfaith_tui.models.registry import find_checkpoints
+
+    ckpt = Path(shutil.copytree(trained, tmp_path / "ck"))
+    (ckpt / "resnet10t" / "seed1" / "card.json").unlink()
+    with pytest.raises(CheckpointError, match=r"resnet10t/seed1: model.safetensors without its card.json.*restore the card"):
+        find_checkpoints(ckpt)  # once: evaluated and precomputed without it, unsaid
+    with pytest.raises(CheckpointError, match="seed1: model.safetensors without its card.json"):
+        find_checkpoints(ckpt, ["resnet10t"])
+    assert [c.model_id for c in find_checkpoints(ckpt, ["resnet10t"], [0])] == ["resnet10t/seed0"]
+    other = sorted(p.name for p in ckpt.iterdir() if p.name != "resnet10t")
+    assert {c.card["name"] for c in find_checkpoints(ckpt, other)} == set(other)  # not asked for: not in the way

@@ -117,6 +117,20 @@ def card_problem(card: object) -> str | None:
     return None
 
 
+def weights_problem(path: Path) -> str | None:
+    """Why a weights file is not whole ("missing", "damaged (...)"), or None: its safetensors header must cover
+    the file exactly, which a copy cut short or an emptied file fails. Reads the header only, not the tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    if not Path(path).is_file():
+        return "missing"
+    try:
+        with safe_open(str(path), "numpy"):
+            return None
+    except (SafetensorError, OSError) as exc:
+        return f"damaged ({str(exc).removeprefix('Error while deserializing header: ')})"
+
+
 def file_hash(path: Path) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 

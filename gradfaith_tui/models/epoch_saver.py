@@ -50,9 +50,16 @@ def read_resume_state(out: Path) -> dict | None:
         raise TrainingError(f"{path}: unreadable resume state{f' ({why})' if why else ''}; restore it, or pass "
                             f"--restart to train from scratch (the finished epochs are discarded)")
     slot = state.get("slot", "")
-    if not ((out / weights_name(slot)).is_file() and (out / optim_name(slot)).is_file()):
-        return None
-    return state
+    missing = [out / name for name in (weights_name(slot), optim_name(slot)) if not (out / name).is_file()]
+    if not missing:
+        return state
+    planned = state.get("config", {}).get("epochs") if isinstance(state.get("config"), dict) else None
+    if isinstance(planned, int) and state["epoch"] >= planned:
+        return None  # a finished run: its resume files were dropped on purpose
+    done = state["epoch"]
+    raise TrainingError(f"{missing[0]}: missing; {STATE_NAME} resumes the run after its {done} finished "
+                        f"epoch{'s' if done != 1 else ''} from it; restore it, or pass --restart to train from scratch "
+                        f"(the finished epochs are discarded)")
 
 
 def _state_problem(state) -> str | None:

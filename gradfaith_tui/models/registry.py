@@ -8,8 +8,8 @@ from pathlib import Path
 from gradfaith_tui.data.dataset import Dataset
 from gradfaith_tui.errors import CheckpointError
 from gradfaith_tui.locks import tidy_lock
-from gradfaith_tui.models.card import (CARD_NAME, NEXT_CARD_NAME, adopt_fingerprint, other_data, read_card, settle_card,
-                                       trained_on)
+from gradfaith_tui.models.card import (CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME, adopt_fingerprint, other_data,
+                                       read_card, settle_card, trained_on)
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,13 @@ def find_checkpoints(root: Path, names: list[str] | None = None, seeds: list[int
         with tidy_lock(p.parent) as free:                 # run's: that one holds the folder's writer lock)
             if free:
                 settle_card(p.parent)
+    for d in sorted(p.parent for p in root.glob(f"*/seed*/{WEIGHTS_NAME}")):
+        asked = (not names or d.parent.name in names) and (seeds is None or d.name in {f"seed{s}" for s in seeds})
+        if asked and not (d / CARD_NAME).exists() and not (d / NEXT_CARD_NAME).exists():
+            # skipping it would audit fewer models than trained, unsaid (a live run's first card is NEXT_CARD_NAME)
+            raise CheckpointError(f"{d}: {WEIGHTS_NAME} without its {CARD_NAME}, so its model is unknown; restore "
+                                  f"the card, or move the folder away (`gradfaith-tui import` registers weights "
+                                  f"trained elsewhere)")
     found = [Checkpoint(p.parent, read_card(p.parent)) for p in sorted(root.glob(f"*/seed*/{CARD_NAME}"))]
     if names:
         known = {c.card["name"] for c in found}

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from gradfaith_tui.errors import CheckpointError, TrainingError
-from gradfaith_tui.models.card import CARD_NAME, WEIGHTS_NAME, other_data, read_card, trained_on
-from gradfaith_tui.models.epoch_saver import SLOTS, optim_name, read_resume_state, weights_name
+from gradfaith_tui.models.card import CARD_NAME, WEIGHTS_NAME, other_data, read_card, trained_on, weights_problem
+from gradfaith_tui.models.epoch_saver import SLOTS, STATE_NAME, optim_name, read_resume_state, weights_name
 
 if TYPE_CHECKING:
     from gradfaith_tui.models.train import TrainConfig
@@ -28,7 +28,8 @@ def is_complete(directory: Path, epochs: int, fingerprint: str | Sequence[str]) 
         return False
     if state is not None and state.get("epoch", 0) < done:  # stopped while saving its last epoch: the card was
         return False                                          # written, the state (the commit) not; resume it
-    return done >= epochs and done >= card.get("epochs", 0) and trained_on(card, fingerprint)
+    return (done >= epochs and done >= card.get("epochs", 0) and trained_on(card, fingerprint)
+            and weights_problem(directory / WEIGHTS_NAME) is None)  # a card over lost weights: not a model
 
 
 def tidy_finished(out: Path) -> None:
@@ -117,8 +118,9 @@ def resume_point(out: Path, cfg: TrainConfig, provenance: dict, restart: bool = 
         if not any((out / name).exists() for name in (CARD_NAME, WEIGHTS_NAME)):
             return None  # nothing trained there yet
         # weights whose card is damaged or gone are still someone's model: never trained over unasked
-        raise TrainingError(f"{out}: holds a model whose card cannot be read ({exc}); pass --restart to train over "
-                            "it (its weights are discarded), or move it away") from None
+        why = f"{WEIGHTS_NAME} without its {CARD_NAME}" if not (out / CARD_NAME).exists() else f"a card that cannot be read ({exc})"
+        raise TrainingError(f"{out}: holds a model with {why}; restore the card, or pass --restart to train over it "
+                            "(its weights are discarded), or move it away") from None
     if card.get("imported_from"):
         raise TrainingError(f"{out}: holds a model imported from {card['imported_from']}; pass --restart to train "
                             f"over it (the imported weights are discarded), or import it under another --name")
@@ -127,13 +129,23 @@ def resume_point(out: Path, cfg: TrainConfig, provenance: dict, restart: bool = 
         raise TrainingError(f"{out}: holds a model trained {other_data(card, provenance['data_fingerprint'], provenance.get('data'))}; "
                             f"pass --restart to train it anew on this data (the trained checkpoint is replaced), or use "
                             f"another --checkpoints folder")
+    if done and done < card.get("epochs", 0) and not (out / STATE_NAME).exists():
+        # an unfinished run whose resume state is gone: its finished epochs cannot go on, nor go unasked
+        raise TrainingError(f"{out / STATE_NAME}: missing, so the run stopped after {done} of {card['epochs']} epochs "
+                            f"cannot be resumed; restore it, or pass --restart to train from scratch (the finished "
+                            f"epochs and their best checkpoint are discarded)")
+    if done and done >= card.get("epochs", 0):
+        problem = weights_problem(out / WEIGHTS_NAME)
+        if problem:  # a finished card over weights that are gone or cut short is not a trained model
+            raise TrainingError(f"{out / WEIGHTS_NAME}: {problem}, though {CARD_NAME} says trained for {done} epochs; "
+                                f"restore it, or pass --restart to train it again")
     if (done and done >= card.get("epochs", 0) and trained_on(card, _fingerprints(provenance))
             and cfg.epochs > done):
         raise TrainingError(f"{out}: already trained with --epochs {done}, now {cfg.epochs}; a finished run cannot "
                             f"be extended (its one-cycle learning-rate schedule spans its {done} epochs); pass "
                             f"--epochs {done} to keep it, or --restart to train from scratch (the trained "
                             f"checkpoint is replaced)")
-    return None  # a run whose resume files are gone: trained anew, as before
+    return None
 
 
 def finished_differences(directory: Path, cfg: TrainConfig) -> str | None:
