@@ -60,3 +60,34 @@ def test_scorecam_draws_no_progress_bar_of_its_own(capfd):
     maps, _ = cam_batch(model, find(model.net), torch.rand(2, 1, 32, 32), np.array([0, 2]), "scorecam")
     assert maps.shape[0] == 2 and np.isfinite(maps).all()
     assert capfd.readouterr().err == ""  # precompute's bars are the only ones on stderr
+
+
+def test_channels_last_stages_are_explained_on_their_spatial_grid():
+    """Swin keeps (B, H, W, C) between stages: read as NCHW its maps were H x W... of channels, (B, W, C)."""
+    from gradfaith_tui.cam.engine import explainer
+    from gradfaith_tui.cam.layers import check_spatial
+
+    torch.manual_seed(0)
+    spec = ModelSpec("s", "swin_tiny_patch4_window7_224", "swin",
+                     {"embed_dim": 24, "depths": (1, 1), "num_heads": (1, 1), "window_size": 4})
+    model = build(spec, 32).eval()
+    layer = find(model.net)
+    x = torch.rand(2, 1, 32, 32)
+    check_spatial(model, model.net, layer, x[:1])
+    shapes = set()
+    for engine in ("fast", "library"):
+        with explainer(model, layer, "gradcam", engine) as explain:
+            shapes.add(tuple(explain(x).maps.shape))
+    assert shapes == {(2, 4, 4)}  # 32 px / 4-px patches, halved by one merge
+    assert find(model.net, "patch_embed.proj").reshape is None  # a convolution: NCHW already
+
+
+def test_a_default_layer_without_a_spatial_map_names_one_that_has_one():
+    from gradfaith_tui.cam.layers import check_spatial
+
+    model = build(ModelSpec("l", "levit_128s", "levit"), 64).eval()
+    with pytest.raises(GradfaithError, match=r"^--target-layer: LevitDistilled's default target layer 'stages.2' gives .*"
+                                             r"pass --target-layer with a convolutional layer such as (\S+)$") as err:
+        check_spatial(model, model.net, find(model.net), torch.rand(1, 1, 64, 64))
+    suggested = str(err.value).rsplit(" ", 1)[-1]
+    check_spatial(model, model.net, find(model.net, suggested), torch.rand(1, 1, 64, 64))  # which does

@@ -53,7 +53,13 @@ def find(net: nn.Module, name: str | None = None) -> TargetLayer:
     reshape = None
     if hasattr(net, "patch_embed") and name.startswith("blocks"):
         reshape = vit_reshape(getattr(net, "num_prefix_tokens", 1), tuple(net.patch_embed.grid_size))
+    elif getattr(net, "output_fmt", "NCHW") == "NHWC" and not isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
+        reshape = nhwc_to_nchw  # Swin and kin keep (B, H, W, C) between stages; only their convolutions are NCHW
     return TargetLayer(name, module, reshape)
+
+
+def nhwc_to_nchw(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 3, 1, 2) if x.ndim == 4 else x  # anything else is refused by check_spatial
 
 
 def check_spatial(model: nn.Module, net: nn.Module, layer: TargetLayer, x: torch.Tensor) -> None:
@@ -81,8 +87,14 @@ def check_spatial(model: nn.Module, net: nn.Module, layer: TargetLayer, x: torch
     else:
         what = f"a {type(out).__name__}"
     try:
-        example = default_layer_name(net)
+        default = default_layer_name(net)
     except GradfaithError:
-        example = "layer4"
+        default = None
+    convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d) and n != layer.name]
+    example = default if default not in (None, layer.name) else convs[-1] if convs else None
+    such = f" such as {example}" if example else ""
+    if layer.name == default:  # not the user's choice: the message must not send them back to it
+        raise GradfaithError(f"--target-layer: {type(net).__name__}'s default target layer '{layer.name}' gives {what} "
+                             f"output, not a spatial map; pass --target-layer with a convolutional layer{such}")
     raise GradfaithError(f"--target-layer: '{layer.name}' gives {what} output, not a spatial map; pick a "
-                         f"convolutional layer such as {example}")
+                         f"convolutional layer{such}")
