@@ -82,3 +82,24 @@ def test_a_csv_given_as_data_gets_its_own_split_file(tmp_path):
         Image.new("L", (8, 8), i * 30).save(tmp_path / f"{i}.png")
     (tmp_path / "cohort.csv").write_text("path,label\n" + "".join(f"{i}.png,{i % 3}\n" for i in range(6)))
     assert prepare(discover(tmp_path / "cohort.csv"), 0).split_file == tmp_path / "splits" / "cohort-split-seed0.csv"
+
+
+@pytest.mark.parametrize("content", ["", "case_id,label,patient,split\n"], ids=["empty", "header-only"])
+def test_an_empty_saved_split_is_named_as_empty_not_as_every_file_added(tmp_path, content):
+    root = _dataset(tmp_path)
+    path = prepare(discover(root), 0).split_file
+    path.write_text(content)
+    with pytest.raises(DataError, match=rf"^{path}: the saved split is empty \(no cases\)"):
+        prepare(discover(root), 0)
+
+
+def test_a_folder_where_the_split_goes_is_named_not_passed_over_for_the_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    root = _dataset(tmp_path / "d")
+    (root / "splits" / "split-seed0.csv").mkdir(parents=True)
+    warned = []
+    with pytest.raises(DataError, match=r"split-seed0.csv: a folder \(or other non-file\) where the saved split goes"):
+        prepare(discover(root), 0, warned.append)
+    assert not warned and not (tmp_path / "xdg").exists()  # once: "not writable; split saved to ~/.cache/..."
+    result = CliRunner().invoke(app, ["split", str(root), "--force"])  # --force writes without reading
+    assert isinstance(result.exception, DataError) and "a folder (or other non-file)" in str(result.exception)

@@ -44,7 +44,18 @@ def candidates(ds: Dataset, seed: int) -> list[Path]:
 
 
 def find_saved(ds: Dataset, seed: int) -> Path | None:
-    return next((p for p in candidates(ds, seed) if p.is_file()), None)
+    for p in candidates(ds, seed):
+        _not_a_folder(p)
+        if p.is_file():
+            return p
+    return None
+
+
+def _not_a_folder(path: Path) -> None:
+    """A folder where the split file goes would be passed over, and the split saved elsewhere as if the data's
+    folder were read-only."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: a folder (or other non-file) where the saved split goes; move it away")
 
 
 def read_split(path: Path) -> list[dict]:
@@ -55,6 +66,9 @@ def read_split(path: Path) -> list[dict]:
         raise DataError(f"{path}: cannot read the saved split ({exc.__class__.__name__})") from None
     if rows and not set(COLUMNS) <= set(rows[0]):
         raise DataError(f"{path}: not a split manifest (needs the columns {','.join(COLUMNS)})")
+    if not rows:  # else read as "every file added since", which it is not
+        raise DataError(f"{path}: the saved split is empty (no cases); delete it, or restore it from a backup, "
+                        "and retrain what was trained on it")
     return rows
 
 
@@ -146,6 +160,7 @@ def write_split(ds: Dataset, seed: int, assignment: dict[str, str], warn: Callab
     by_id = {s.case_id: s for s in ds.samples}
     first, fallback = candidates(ds, seed)
     for i, target in enumerate((first, fallback)):
+        _not_a_folder(target)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".tmp")
