@@ -103,3 +103,20 @@ def test_a_folder_where_the_split_goes_is_named_not_passed_over_for_the_fallback
     assert not warned and not (tmp_path / "xdg").exists()  # once: "not writable; split saved to ~/.cache/..."
     result = CliRunner().invoke(app, ["split", str(root), "--force"])  # --force writes without reading
     assert isinstance(result.exception, DataError) and "a folder (or other non-file)" in str(result.exception)
+
+
+def test_a_split_with_no_test_images_is_not_usable_and_evaluate_names_the_split_file(tmp_path):
+    from gradfaith_tui.data.check import check_dataset
+    from gradfaith_tui.data.prepared import load_split
+
+    root = _dataset(tmp_path)
+    prep = prepare(discover(root), 0)
+    text = prep.split_file.read_text()
+    prep.split_file.write_text(text.replace(",test\r\n", ",val\r\n").replace(",test\n", ",val\n"))
+    report = check_dataset(root)
+    assert not report["usable"]  # once: "usable", with one warning per class
+    assert "the test split holds no images: too few slices or patients" in " ".join(report["errors"])
+    prep = prepare(discover(root), 0)
+    with pytest.raises(DataError, match=rf"^the test split of {prep.split_file} holds no readable images \(no images "
+                                        r"are assigned to it"):
+        load_split(prep.samples(discover(root), "test"), 16, split="test", source=prep.split_file)

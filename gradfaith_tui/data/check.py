@@ -136,7 +136,11 @@ def check_dataset(root: Path, split_seed: int = 0, window: tuple[float, float] |
         warnings.append("no lesion masks: LocAcc and IoU will be shown as absent")
     n_dicom = sum(is_dicom(s.path) for s in readable)
     shortcut = {n: sum(bool(s.shortcut) for s in readable if s.label == k) for k, n in enumerate(CLASS_NAMES)}
-    usable = len(readable) > 0 and len(empty) < len(CLASS_NAMES) - 1 and not mismatch
+    hollow = [sp for sp in SPLITS if readable and not any(c[sp] for c in classes.values())]
+    if hollow:  # train, evaluate or precompute would stop on it: not "usable" with a warning per class
+        errors.append(f"the {' and '.join(hollow)} split{'s' * (len(hollow) > 1)} hold{'s' * (len(hollow) == 1)} no "
+                      f"images: too few slices or patients to split 60/20/20, or a hand-edited split")
+    usable = len(readable) > 0 and len(empty) < len(CLASS_NAMES) - 1 and not mismatch and not hollow
     but = []  # what "usable" does not say: the verdict line names it
     if usable and errors:
         what = "the error above names" if len(errors) == 1 else f"the {len(errors)} errors above name"

@@ -50,8 +50,9 @@ def read_sample(s: Sample, mask_problems: list[str] | None = None) -> tuple[np.n
 
 
 def load_split(samples: list[Sample], size: int, strict: bool = False,
-               warn: Callable[[str], None] = lambda msg: None) -> SplitArrays:
-    """Read and resize every sample; a bad file is skipped with a warning naming it, or raised if strict."""
+               warn: Callable[[str], None] = lambda msg: None, split: str = "", source: Path | None = None) -> SplitArrays:
+    """Read and resize every sample; a bad file is skipped with a warning naming it, or raised if strict.
+    split and source (the saved split file) name an empty split in its error."""
     kept, imgs, masks, has, regions = [], [], [], [], []
     for s in samples:
         mask_problems = None if strict else []
@@ -78,8 +79,10 @@ def load_split(samples: list[Sample], size: int, strict: bool = False,
         else:
             regions.append(None)
     if not kept:
-        raise DataError("no readable images left in this split (a split with no images: too few slices or patients to "
-                        "split 60/20/20, or every file unreadable; `gradfaith-tui data check DATA` shows the counts)")
+        which = f"the {split} split" + (f" of {source}" if source else "") if split else "this split"
+        why = ("no images are assigned to it: too few slices or patients to split 60/20/20, or a hand-edited split"
+               if not samples else f"none of its {len(samples)} files could be read")
+        raise DataError(f"{which} holds no readable images ({why}; `gradfaith-tui data check DATA` shows the counts)")
     truth = None
     if any(r is not None for r in regions):
         truth = np.stack([r if r is not None else np.zeros((size, size), bool) for r in regions])

@@ -37,7 +37,8 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
         model, card = load_checkpoint(c.directory, prep.fingerprints, force)
         key = (split_seed, card["img_size"])
         if key not in arrays:
-            arrays[key] = load_split(sorted(prep.samples(ds, "test"), key=lambda s: s.case_id), card["img_size"], strict, warn)
+            arrays[key] = load_split(sorted(prep.samples(ds, "test"), key=lambda s: s.case_id), card["img_size"], strict, warn,
+                                     "test", prep.split_file)
         arr = arrays[key]
         _, body = evaluate(to_device(model, device), arr.images, arr.labels, card["img_size"], device)
         if not trained_on(card, prep.fingerprints):  # only with --force: say it, and keep it with the numbers

@@ -62,8 +62,8 @@ def fit_all(data: Path, checkpoints: Path, specs: list[ModelSpec], seeds: list[i
                     continue
             resumed = resume_point(out, cfg, provenance, restart)
             plan.append((spec, seed, out, True, None, resumed["epoch"] if resumed else 0))
-    train_arr = load_split(prep.samples(ds, "train"), cfg.img_size, strict, events.warn)
-    val_arr = load_split(prep.samples(ds, "val"), cfg.img_size, strict, events.warn)
+    train_arr = load_split(prep.samples(ds, "train"), cfg.img_size, strict, events.warn, "train", prep.split_file)
+    val_arr = load_split(prep.samples(ds, "val"), cfg.img_size, strict, events.warn, "val", prep.split_file)
     present = sorted({int(k) for k in train_arr.labels})
     if len(present) < 2:  # a "classifier" of one class scores 1.00 and explains nothing (`data check`: not usable)
         held = f"images of {CLASS_NAMES[present[0]]} only" if present else "no readable images"

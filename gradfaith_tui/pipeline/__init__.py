@@ -57,7 +57,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
             raise CheckpointError(f"{c.directory}: trained on another split of this data; retrain, or pass --force")
     test_samples = sorted(prep.samples(ds, "test"), key=lambda s: s.case_id)
     display = max(c.card["img_size"] for c in ckpts)
-    base = load_split(test_samples, display, strict=strict, warn=warn)
+    base = load_split(test_samples, display, strict=strict, warn=warn, split="test", source=prep.split_file)
     cases = [CaseInfo(s.case_id, s.label, s.patient, bool(h), s.shortcut) for s, h in zip(base.samples, base.has_mask)]
     config = {"data": str(data), "layout": ds.layout, "checkpoints": str(checkpoints), "method": cam.method,
               "cam": asdict(cam), "target": target, "split_seed": prep.split_seed, "n_test": len(cases),
