@@ -184,6 +184,22 @@ def test_box_outside_its_image_names_the_file(tmp_path):
         read_sample(discover(tmp_path).samples[0])
 
 
+def test_csv_boxes_half_filled_or_infinite_are_named_not_dropped_or_a_traceback(tmp_path):
+    for name in "abcd":
+        _jpg(tmp_path / f"{name}.jpg", size=(20, 20))
+    (tmp_path / "manifest.csv").write_text(
+        "path,label,x0,y0,x1,y1,shortcut_box\n"
+        "a.jpg,2,5,5,,,\n"  # once: the box dropped, unsaid
+        "b.jpg,2,inf,5,10,10,\n"  # once: OverflowError
+        "c.jpg,2,,,,,1 2 inf 4\n"
+        "d.jpg,2,1,1,9,9,\n")
+    ds = discover(tmp_path)
+    assert [s.case_id for s in ds.samples] == ["d.jpg"]
+    assert any("manifest.csv:2: a lesion box needs all of x0,y0,x1,y1; x1, y1 empty" in p for p in ds.problems)
+    assert any("manifest.csv:3: column x0 must be a number of pixels, got 'inf'" in p for p in ds.problems)
+    assert any("manifest.csv:4: shortcut_box must be four numbers" in p for p in ds.problems)
+
+
 def test_missing_folder_and_no_classes_are_clear_errors(tmp_path):
     with pytest.raises(DataError, match="folder not found"):
         discover(tmp_path / "nope")

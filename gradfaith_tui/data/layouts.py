@@ -204,7 +204,7 @@ def _box_text(text: str, where: str) -> Box | None:
     parts = text.replace(",", " ").split()
     try:
         box = tuple(int(float(p)) for p in parts)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: inf
         box = ()
     if len(box) != 4:
         raise DataError(f"{where}: shortcut_box must be four numbers 'x0 y0 x1 y1', got '{text}'")
@@ -214,8 +214,8 @@ def _box_text(text: str, where: str) -> Box | None:
 def _int(row: dict, col: str, where: str) -> int:
     try:
         return int(float(row[col]))
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: column {col} must be a number, got '{row[col]}'") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
+        raise DataError(f"{where}: column {col} must be a number of pixels, got '{row[col] or ''}'") from None
 
 
 def from_manifest(root: Path, manifest: Path, window: tuple[float, float] | None) -> Dataset:
@@ -243,7 +243,11 @@ def from_manifest(root: Path, manifest: Path, window: tuple[float, float] | None
             label = parse_label(row["label"] or "", where)
             win_text = (row.get("window") or "").strip()
             win = parse_window(win_text, where) if win_text else window
-            box = tuple(_int(row, c, where) for c in BOX_COLUMNS) if has_boxes and (row.get("x0") or "").strip() else None
+            given = [c for c in BOX_COLUMNS if (row.get(c) or "").strip()] if has_boxes else []
+            if given and len(given) < len(BOX_COLUMNS):  # else a half-filled box was dropped without a word
+                raise DataError(f"{where}: a lesion box needs all of {','.join(BOX_COLUMNS)}; "
+                                f"{', '.join(c for c in BOX_COLUMNS if c not in given)} empty")
+            box = tuple(_int(row, c, where) for c in BOX_COLUMNS) if given else None
         except DataError as exc:
             problems.append(str(exc))
             continue
