@@ -58,6 +58,21 @@ def _arrays(phantoms):
     return prep, load_split(prep.samples(ds, "train"), 32), load_split(prep.samples(ds, "val"), 32)
 
 
+class _Stop(Exception):
+    pass
+
+
+def _stopped_after_one_of_two_epochs(phantoms, tmp_path):
+    """A run of two epochs stopped after its first: its resume files, state and best checkpoint on disk."""
+    prep, tr, va = _arrays(phantoms)
+    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32)
+    out = tmp_path / "resnet10t" / "seed0"
+    with pytest.raises(_Stop):
+        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, on_epoch=lambda e, r: (_ for _ in ()).throw(_Stop()))
+    return tr, va, cfg, out, prov
+
+
 def test_checkpoint_card_and_resume(phantoms, tmp_path):
     prep, tr, va = _arrays(phantoms)
     prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
@@ -96,16 +111,7 @@ def test_damaged_resume_files_stop_with_one_line_naming_them_and_keep_the_epochs
 
     from gradfaith_tui.errors import TrainingError
 
-    prep, tr, va = _arrays(phantoms)
-    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32)
-    out = tmp_path / "resnet10t" / "seed0"
-
-    class Stop(Exception):
-        pass
-
-    with pytest.raises(Stop):
-        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, on_epoch=lambda e, r: (_ for _ in ()).throw(Stop()))
+    tr, va, cfg, out, prov = _stopped_after_one_of_two_epochs(phantoms, tmp_path)
     state_file = out / "train_state.json"
     optim_file = out / f"optim{json.loads(state_file.read_text())['slot']}.pt"
     target, content = {"state-truncated": (state_file, state_file.read_bytes()[:50]),
@@ -859,16 +865,7 @@ def test_an_unfinished_run_missing_a_resume_file_stops_naming_it_and_keeps_the_e
 
     from gradfaith_tui.errors import TrainingError
 
-    prep, tr, va = _arrays(phantoms)
-    prov = {"data_fingerprint": prep.fingerprint, "split_hash": prep.split_hash, "split_seed": 0}
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, img_size=32)
-    out = tmp_path / "resnet10t" / "seed0"
-
-    class Stop(Exception):
-        pass
-
-    with pytest.raises(Stop):
-        train(spec_for("resnet10t"), 0, tr, va, cfg, out, prov, on_epoch=lambda e, r: (_ for _ in ()).throw(Stop()))
+    tr, va, cfg, out, prov = _stopped_after_one_of_two_epochs(phantoms, tmp_path)
     slot = json.loads((out / "train_state.json").read_text())["slot"]
     gone = out / {"optim": f"optim{slot}.pt", "weights": f"last{slot}.safetensors", "state": "train_state.json"}[lost]
     gone.unlink()  # once: trained anew from scratch, unsaid, over the finished epoch's best checkpoint
