@@ -639,8 +639,8 @@ def test_the_report_opens_with_what_the_audit_found_each_with_the_number_that_bo
     assert again.findings[0].startswith(f"{name} classifies near or below chance (accuracy 0.00; chance 0.33)")
     # Consist's sentence says which seeds it compares, as pipeline.stored.write_consist picks them
     assert "Consist (IoU of each seed's binarised map with the reference seed's, on cases they predict alike)" in said
-    truth = _edited_copy(cache, tmp_path / "t", ("UPDATE meta SET value = json_set(value, '$.target', 'true') "
-                                                 "WHERE key = 'config'",))
+    truth = _edited_copy(cache, tmp_path / "t", ("UPDATE explanations SET settings = json_set(settings, '$.target', "
+                                                 "'true')",))  # the maps' own setting, not the last run's config
     assert "reference seed's, every seed, as each explains the true class)" in "\n".join(build(CacheReader(truth)).findings)
 
 

@@ -13,6 +13,7 @@ from gradfaith_tui.report.caveats import caveats, incomplete, macro_over, resolu
 from gradfaith_tui.report.findings import findings, map_stats
 from gradfaith_tui.report.paper import paper_rows
 from gradfaith_tui.report.provenance import provenance
+from gradfaith_tui.report.target import explaining, targets
 from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.planted import Planted, planted_check
 from gradfaith_tui.store.exports import TABLE1_COLUMNS
@@ -46,6 +47,7 @@ class Report:
     limits: list[str]  # of the models and their maps (input size, CAM grid against lesion size): caveats.resolution
     columns: list[dict]  # the shown models: name, model_id, family label, describe, expl_id
     seeds: dict[str, int]  # per shown model name: its seeds in the cache (Consist needs two)
+    targets: dict[str, str]  # per shown model name with maps: "pred" or "true", its own explanation's --target
     table1: list[dict]  # per model_id: stands_for, the TABLE1_COLUMNS values, latency_ms, device, n
     table1_missing: list[str]  # model ids with no Table I in the cache
     confusion: dict[str, list[list[int]]]
@@ -91,10 +93,9 @@ def _figures(reader: CacheReader, arrays: dict[str, dict[str, np.ndarray]], flag
     worst = samples.worst_faith(reader, arrays)
     rand = samples.random_cases(reader, worst.idxs)
     flagged = list(dict.fromkeys(f["idx"] for f in flag_rows))[:12]
-    explained = "true" if reader.config.get("target") == "true" else "predicted"
     cols = ("the input (lesion mask outlined, where there is one) first, then each shown model's heatmap (its "
-            f"reference seed's, explaining the {explained} class, scaled to [0, 1] on its own: colours compare places "
-            "within a map, not across maps)")
+            f"reference seed's, {explaining(reader.method, targets(reader))}, scaled to [0, 1] on its own: colours "
+            "compare places within a map, not across maps)")
     return [
         Figure("fig1", f"{FIGURES_DIR}/fig1_sens_spec_f1.png", "Fig. 1: Sensitivity, Specificity and F1 per model",
                f"Macro averages over {macro_over(reader.con)} on this cache's test split (Table I)."),
@@ -137,12 +138,12 @@ def build(reader: CacheReader) -> Report:
         incomplete=incomplete(reader) if reader.n_cases else [], caveats=caveats(reader),
         findings=[], units=_units(reader, groups), limits=resolution(reader), columns=columns, table1=table1,
         seeds={c.model.name: sum(m.name == c.model.name for m in reader.models) for c in reader.columns},
+        targets=targets(reader),
         table1_missing=missing, confusion=confusion, paper_table1=paper_rows(), per_checkpoint=reader.summary(),
         metric_stats=faithfulness.summarise(arrays, groups), class_notes=faithfulness.class_notes(reader),
         paired=faithfulness.paired(arrays, groups),
         sanity=checks.sanity(reader), suspects=checks.suspects(reader),
         planted=planted_check(reader.con, reader.columns, checks.rule_names()), flags=flag_rows,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))
-    report.findings = findings(report, map_stats(reader), len(test_classes(reader.con)),
-                               reader.config.get("target", "pred"))
+    report.findings = findings(report, map_stats(reader), len(test_classes(reader.con)))
     return report

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS
+from gradfaith_tui.report.target import consist_over, kind
 from gradfaith_tui.store.reader import CacheReader
 
 NEAR_CHANCE = 0.15  # accuracy within this of chance (one over the classes the test split holds) counts as near it
@@ -55,32 +55,29 @@ def _upsampled(m: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
 
 
-def _consist_over(method: str, target: str) -> str:
-    """Which seeds' maps Consist compares on a case (pipeline.stored.write_consist's rule), in words."""
-    if method in CLASS_AGNOSTIC_METHODS:
-        return "every seed, as these maps have no class"
-    if target == "true":
-        return "every seed, as each explains the true class"
-    return "on cases they predict alike"
-
-
 def _mean(stats, metric: str, model: str) -> float | None:
     s = next((s for s in stats if s.metric == metric and s.model == model), None)
     return None if s is None else s.mean
 
 
-def findings(r, maps: list[MapStats], n_test_classes: int, target: str = "pred") -> list[str]:
-    """r: the Report being built (its tables are done); maps: map_stats(); n_test_classes: for chance accuracy;
-    target: the class the maps explain (the cache's --target)."""
+# What a near-chance model's maps are of, by the class they explain (report.target.kind)
+_WRONG = {"pred": "mostly explain wrong predictions", "true": "explain the true class where the model mostly predicts "
+          "another", "none": "(of no class) come from a classifier that is mostly wrong"}
+
+
+def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
+    """r: the Report being built (its tables are done); maps: map_stats(); n_test_classes: for chance accuracy."""
     out = []
     chance = 1 / max(1, n_test_classes)
     refs = {c["model_id"]: c["name"] for c in r.columns}
     acc = {refs[s["model"]]: s["accuracy"] for s in r.per_checkpoint if s["model"] in refs and s["accuracy"] is not None}
     near = [(m, a) for m, a in acc.items() if a < chance + NEAR_CHANCE]
     if near:
+        said = {kind(r.method, r.targets.get(m, "pred")) for m, _ in near}
+        wrong = _WRONG[said.pop()] if len(said) == 1 else "come from mostly wrong predictions"
         out.append(f"{' and '.join(m for m, _ in near)} classif{'ies' if len(near) == 1 else 'y'} near or below chance "
                    f"(accuracy {', '.join(f'{a:.2f}' for _, a in near)}; chance {chance:.2f}): "
-                   f"{'its' if len(near) == 1 else 'their'} maps mostly explain wrong predictions, so "
+                   f"{'its' if len(near) == 1 else 'their'} maps {wrong}, so "
                    f"{'its' if len(near) == 1 else 'their'} Faith, LocAcc and Consist say little about the architecture.")
     faith = [(m.model, _mean(r.metric_stats, "faith", m.model), m.mean_value) for m in maps]
     faith = [(m, f, v) for m, f, v in faith if f is not None]
@@ -110,8 +107,11 @@ def findings(r, maps: list[MapStats], n_test_classes: int, target: str = "pred")
     consist = [(m.model, _mean(r.metric_stats, "consist", m.model)) for m in maps]
     consist = [(m, v) for m, v in consist if v is not None]
     if consist:
-        out.append(f"Consist (IoU of each seed's binarised map with the reference seed's, {_consist_over(r.method, target)}): "
-                   + ", ".join(f"{m} {v:.2f}" for m, v in consist) + ".")
+        over = {m: consist_over(r.method, r.targets.get(m, "pred")) for m, _ in consist}
+        one = len(set(over.values())) == 1  # else each model's own rule beside its value
+        out.append("Consist (IoU of each seed's binarised map with the reference seed's"
+                   + (f", {next(iter(over.values()))}): " if one else "): ")
+                   + ", ".join(f"{m} {v:.2f}" + ("" if one else f" ({over[m]})") for m, v in consist) + ".")
     single = [m for m, k in r.seeds.items() if k == 1]
     if single:  # else Consist would vanish from the report unexplained
         out.append(f"Consist (agreement of maps across training seeds) needs two seeds of a model; {' and '.join(single)} "

@@ -14,6 +14,7 @@ from gradfaith_tui.report.checks_md import planted_section, sanity_section, susp
 from gradfaith_tui.report.paper import PAPER_TABLE1_SOURCE
 from gradfaith_tui.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PAIRED_TEST_NAME
 from gradfaith_tui.report.tables import markdown_table
+from gradfaith_tui.report.target import consist_cases
 
 T1_KEYS = ("sensitivity", "specificity", "precision", "recall", "f1", "accuracy")
 T1_HEADER = ["Model", "Stands for", "Sensitivity", "Specificity", "Precision", "Recall", "F1", "Accuracy", "n",
@@ -114,7 +115,7 @@ def _faithfulness(r: Report) -> list[str]:
                + "\n" if rows else "*Fewer than two models with metrics: no paired tests.*\n")
     out.append("### Every checkpoint (all seeds)\n")
     out.append("Means over the cases where each metric exists (LocAcc: cases with a mask; Consist: one value per "
-               "case and architecture, stored on every seed, over the cases the seeds predict alike). Rankings "
+               f"case and architecture, stored on every seed, {consist_cases(r.method, r.targets)}). Rankings "
                "that differ between seeds are rankings the data cannot settle.\n")
     rows = [[s["model"], str(s["n"]), fmt(s["accuracy"]), fmt(s["locacc"]), fmt(s["faith"]), fmt(s["consist"])]
             for s in r.per_checkpoint]

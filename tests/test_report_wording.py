@@ -1,0 +1,79 @@
+"""What the report's sentences say of the cache they describe: the class each shown map explains (its own
+explanation's settings, not the last run's config), unchecked models, counts of model-slice pairs, notes."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gradfaith_tui.report import markdown
+from gradfaith_tui.report.build import build
+from gradfaith_tui.store.reader import CacheReader
+from gradfaith_tui.store.synthetic import build_synthetic_cache
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """Two architectures (resnet10t, resnet14t), two seeds each, 30 cases; predicted class as target."""
+    return build_synthetic_cache(tmp_path_factory.mktemp("wording"), 30, models=2, seeds=2, size=32, grid=4)
+
+
+def _copy(cache: Path, dest: Path, *sql: str | tuple) -> Path:
+    copy = Path(shutil.copytree(cache, dest))
+    con = sqlite3.connect(copy / "audit.sqlite")
+    for statement in sql:
+        con.execute(*((statement,) if isinstance(statement, str) else statement))
+    con.commit()
+    con.close()
+    return copy
+
+
+def _config_target(target: str) -> str:
+    return f"UPDATE meta SET value = json_set(value, '$.target', '{target}') WHERE key = 'config'"
+
+
+def _expl_target(target: str) -> str:
+    return f"UPDATE explanations SET settings = json_set(settings, '$.target', '{target}')"
+
+
+def _consist(r) -> str:
+    return next(f for f in r.findings if f.startswith("Consist (IoU"))
+
+
+def test_the_class_a_map_explains_is_its_own_explanations_not_the_last_runs(cache, tmp_path):
+    # an older predicted-class run of the shown maps, then a later true-class run (of other models, say)
+    old = build(CacheReader(_copy(cache, tmp_path / "o", _config_target("true"))))
+    assert "explaining the predicted class" in old.figure("fig2").caption
+    assert "on cases they predict alike" in _consist(old)
+    new = build(CacheReader(_copy(cache, tmp_path / "n", _config_target("pred"), _expl_target("true"))))
+    assert "explaining the true class" in new.figure("fig3").caption
+    assert "every seed, as each explains the true class" in _consist(new)
+    assert "predict alike" not in markdown.render(new)
+    mixed = build(CacheReader(_copy(cache, tmp_path / "m", (_expl_target("true") + " WHERE model_id LIKE ?",
+                                                             ("resnet14t/%",)))))
+    assert ("explaining the predicted class (resnet10t) or the true class (resnet14t)"
+            in mixed.figure("flagged").caption)
+    assert "resnet10t " in _consist(mixed) and "(on cases they predict alike)" in _consist(mixed)
+    assert "(every seed, as each explains the true class)" in _consist(mixed)
+
+
+def _wrong(model_id: str) -> tuple:
+    return ("UPDATE predictions SET pred = (label + 1) % 3 FROM cases WHERE cases.idx = predictions.idx "
+            "AND model_id = ?", (model_id,))
+
+
+def test_a_near_chance_model_is_described_by_the_class_its_maps_explain(cache, tmp_path):
+    pred = build(CacheReader(_copy(cache, tmp_path / "p", _wrong("resnet10t/seed0"))))
+    assert "its maps mostly explain wrong predictions" in pred.findings[0]
+    true = build(CacheReader(_copy(cache, tmp_path / "t", _wrong("resnet10t/seed0"), _expl_target("true"))))
+    assert true.findings[0].startswith("resnet10t classifies near or below chance")
+    assert "predictions" not in true.findings[0] and "explain the true class" in true.findings[0]
+    eigen = _copy(cache, tmp_path / "e", _wrong("resnet10t/seed0"), "UPDATE explanations SET method = 'eigencam'")
+    r = build(CacheReader(eigen))
+    assert r.method == "eigencam" and "(of no class)" in r.findings[0] and "predictions" not in r.findings[0]
+    assert "of no class (eigencam maps are class-agnostic)" in r.figure("fig2").caption
+    text = markdown.render(r)
+    assert "predict alike" not in text and "explaining the predicted class" not in text
