@@ -16,6 +16,7 @@ import numpy as np
 from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS, CLASS_NAMES
 from gradfaith_tui.data.duplicates import pair_text
 from gradfaith_tui.metrics.catalog import METRICS
+from gradfaith_tui.report.words import and_list
 from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.keys import CONSIST_RULE
 from gradfaith_tui.store.schema import MASKS_NAME
@@ -38,7 +39,7 @@ def phantoms(con: sqlite3.Connection, n: int) -> list[str]:
     marked = _count(con, "shortcut = 1")
     where = [CLASS_NAMES[k] for (k,) in con.execute("SELECT DISTINCT label FROM cases WHERE shortcut = 1 "
                                                     "AND label IS NOT NULL ORDER BY label")]
-    of = f", all {where[0]}" if len(where) == 1 else (f", {' and '.join(where)}" if where else "")
+    of = f", all {where[0]}" if len(where) == 1 else (f", {and_list(where)}" if where else "")
     what = f"with a planted marker (on {marked} of {n} test slices{of})" if marked else "(no marker planted)"
     return [f"The data are synthetic phantoms {what}: the findings are about the method, not about lung CT."]
 
@@ -126,16 +127,12 @@ def incomplete(reader: CacheReader) -> list[str]:
     later = _later_stages_missing(reader)
     if not later:
         return []
-    return [f"The cache is incomplete: its maps are whole, but precompute stopped before {_and(later)}; {rerun}."]
+    return [f"The cache is incomplete: its maps are whole, but precompute stopped before {and_list(later)}; {rerun}."]
 
 
 def _maps_done(reader: CacheReader) -> list[tuple]:
     return [(c, int(reader.con.execute("SELECT COUNT(*) FROM metrics WHERE expl_id=? AND name='faith'",
                                        (c.expl_id,)).fetchone()[0])) for c in reader.columns if c.expl_id is not None]
-
-
-def _and(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _later_stages_missing(reader: CacheReader) -> list[str]:
@@ -237,7 +234,7 @@ def resolution(reader: CacheReader) -> list[str]:
     out = []
     sizes = sorted({r[1] for r in rows})
     if max(sizes) < 224:
-        out.append(f"The models see {' and '.join(map(str, sizes))} px inputs (the paper's see 224 px): they are small "
+        out.append(f"The models see {and_list(sizes)} px inputs (the paper's see 224 px): they are small "
                    "stand-ins, and their numbers show how the audit works more than how the paper's models behave.")
     masks = np.load(reader.root / MASKS_NAME, mmap_mode="r")
     has = reader.has_mask()
