@@ -77,3 +77,16 @@ def test_a_near_chance_model_is_described_by_the_class_its_maps_explain(cache, t
     assert "of no class (eigencam maps are class-agnostic)" in r.figure("fig2").caption
     text = markdown.render(r)
     assert "predict alike" not in text and "explaining the predicted class" not in text
+
+
+def test_a_model_without_a_sanity_check_is_named_not_counted_as_passing(cache, tmp_path):
+    copy = _copy(cache, tmp_path / "c", "UPDATE sanity SET spearman = 0.0",
+                 "DELETE FROM sanity WHERE model_id = 'resnet14t/seed0'")
+    said = next(f for f in build(CacheReader(copy)).findings if f.startswith("Sanity check"))
+    assert "every model passes" not in said
+    assert said == ("Sanity check (maps of progressively randomised weights): resnet10t/seed0 passes. resnet14t/seed0 "
+                    "was not checked (no sanity check of its maps is stored; precompute runs it unless "
+                    "`--sanity-cases 0`).")
+    whole = _copy(cache, tmp_path / "w", "UPDATE sanity SET spearman = 0.0")
+    assert "Sanity check (maps of progressively randomised weights): every model passes." in build(
+        CacheReader(whole)).findings

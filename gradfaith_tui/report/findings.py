@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradfaith_tui.report.target import consist_over, kind
+from gradfaith_tui.report.words import and_list
 from gradfaith_tui.store.reader import CacheReader
 
 NEAR_CHANCE = 0.15  # accuracy within this of chance (one over the classes the test split holds) counts as near it
@@ -75,7 +76,7 @@ def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
     if near:
         said = {kind(r.method, r.targets.get(m, "pred")) for m, _ in near}
         wrong = _WRONG[said.pop()] if len(said) == 1 else "come from mostly wrong predictions"
-        out.append(f"{' and '.join(m for m, _ in near)} classif{'ies' if len(near) == 1 else 'y'} near or below chance "
+        out.append(f"{and_list(m for m, _ in near)} classif{'ies' if len(near) == 1 else 'y'} near or below chance "
                    f"(accuracy {', '.join(f'{a:.2f}' for _, a in near)}; chance {chance:.2f}): "
                    f"{'its' if len(near) == 1 else 'their'} maps {wrong}, so "
                    f"{'its' if len(near) == 1 else 'their'} Faith, LocAcc and Consist say little about the architecture.")
@@ -114,15 +115,22 @@ def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
                    + ", ".join(f"{m} {v:.2f}" + ("" if one else f" ({over[m]})") for m, v in consist) + ".")
     single = [m for m, k in r.seeds.items() if k == 1]
     if single:  # else Consist would vanish from the report unexplained
-        out.append(f"Consist (agreement of maps across training seeds) needs two seeds of a model; {' and '.join(single)} "
+        out.append(f"Consist (agreement of maps across training seeds) needs two seeds of a model; {and_list(single)} "
                    f"{'has' if len(single) == 1 else 'have'} one in this cache: `gradfaith-tui train --seeds 0,1`, "
                    "then `precompute`, adds it.")
     if r.sanity.results:
         failed = [s.model_id for s in r.sanity.results if not s.passed]
-        out.append("Sanity check (maps of progressively randomised weights): "
-                   + (f"{', '.join(failed)} fail{'s' if len(failed) == 1 else ''}: {'its' if len(failed) == 1 else 'their'} "
-                      "maps barely change when the weights are randomised, so they reflect the architecture more "
-                      "than what the model learned." if failed else "every model passes."))
+        text = ("Sanity check (maps of progressively randomised weights): "
+                + (f"{and_list(failed)} fail{'s' if len(failed) == 1 else ''}: {'its' if len(failed) == 1 else 'their'} "
+                   "maps barely change when the weights are randomised, so they reflect the architecture more "
+                   "than what the model learned." if failed else
+                   "every model passes." if not r.sanity.unchecked else
+                   f"{and_list(s.model_id for s in r.sanity.results)} pass{'es' * (len(r.sanity.results) == 1)}."))
+        if r.sanity.unchecked:  # a model never checked must not read as passed
+            one = len(r.sanity.unchecked) == 1
+            text += (f" {and_list(r.sanity.unchecked)} {'was' if one else 'were'} not checked (no sanity check of "
+                     f"{'its' if one else 'their'} maps is stored; precompute runs it unless `--sanity-cases 0`).")
+        out.append(text)
     p = r.planted
     if p.computed and p.rows:
         caught = sum(row.caught or 0 for row in p.rows)
