@@ -90,3 +90,26 @@ def test_a_model_without_a_sanity_check_is_named_not_counted_as_passing(cache, t
     whole = _copy(cache, tmp_path / "w", "UPDATE sanity SET spearman = 0.0")
     assert "Sanity check (maps of progressively randomised weights): every model passes." in build(
         CacheReader(whole)).findings
+
+
+def _planted():
+    from gradfaith_tui.store.planted import Planted, PlantedRow, RuleScore
+
+    rows = [PlantedRow("a/seed0", 7, 1, 0.1, 0.05, 0.01, 1, 0, 7), PlantedRow("b/seed0", 7, 0, 0.0, float("nan"),
+                                                                              0.01, 0, 1, 7)]
+    return Planted(True, 0.011, rows, [RuleScore("border", 1, 1)])
+
+
+def test_planted_counts_over_models_are_called_model_slice_pairs(cache):
+    from gradfaith_tui.report.checks_md import planted_section
+    from gradfaith_tui.report.findings import findings
+
+    text = "\n".join(planted_section(_planted()))
+    assert "| border | 1 of 1 | 1 of 14 |" in text  # 7 unmarked slices, two models: 14 pairs, not 14 slices
+    assert "Relied-on pairs caught" in text and "counted in model-slice pairs" in text
+    assert "1 relied-on model-slice pair in all" in text and "cases in all" not in text
+    r = build(CacheReader(cache))
+    r.planted = _planted()
+    said = next(f for f in findings(r, [], 3) if f.startswith("Planted marker"))
+    assert "in 1 model-slice pair (that model relied on the marker on that slice)" in said
+    assert "marked slice changed" not in said

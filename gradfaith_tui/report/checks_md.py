@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gradfaith_tui.report.checks import Sanity, Suspects
 from gradfaith_tui.report.tables import markdown_table
+from gradfaith_tui.report.words import count
 from gradfaith_tui.store.planted import Planted, share_text
 
 NOT_COMPUTED = "Not computed in this cache"
@@ -95,8 +96,9 @@ def planted_section(p: Planted) -> list[str]:
                                "Heat on marker (not relied)", "Suspect rules caught", "Flagged, unmarked"], rows) + "\n")
     relied = p.relied
     if relied and p.rules:
-        out.append("Each suspect rule against the truth (reference seeds together):\n\n" + markdown_table(
-            ["Rule", "Relied-on cases caught", "Unmarked cases flagged"],
+        out.append("Each suspect rule against the truth (reference seeds together, so counted in model-slice pairs: a "
+                   "slice counts once for each model):\n\n" + markdown_table(
+            ["Rule", "Relied-on pairs caught", "Unmarked pairs flagged"],
             [[s.rule, f"{s.caught} of {relied}", f"{s.flagged_unmarked} of {p.unmarked}"] for s in p.rules]) + "\n")
     if not relied:
         out.append("No model changed its prediction when the marker was painted out: none relied on it here.\n")
@@ -104,7 +106,7 @@ def planted_section(p: Planted) -> list[str]:
     shown = [r for r in p.rows if r.relied and r.heat_relied == r.heat_relied]
     unseen = [r.model_id for r in shown if r.heat_relied < 2 * p.area]
     caught = "" if any(r.caught is None for r in p.rows) else f"; the suspect rules caught {sum(r.caught for r in p.rows)} of them"
-    out.append(f"{relied} relied-on cases in all{caught}. "
+    out.append(f"{count(relied, 'relied-on model-slice pair')} in all{caught}. "
                + (f"Where they relied on the marker, the maps of {', '.join(unseen)} put less than twice an even "
                   "share of heat on it: those maps hide the shortcut the model used.\n" if unseen else
                   "Where a model relied on the marker, its map put more heat on it than an even spread would.\n"))

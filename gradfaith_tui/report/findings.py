@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradfaith_tui.report.target import consist_over, kind
-from gradfaith_tui.report.words import and_list
+from gradfaith_tui.report.words import and_list, count
 from gradfaith_tui.store.reader import CacheReader
 
 NEAR_CHANCE = 0.15  # accuracy within this of chance (one over the classes the test split holds) counts as near it
@@ -135,7 +135,8 @@ def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
     if p.computed and p.rows:
         caught = sum(row.caught or 0 for row in p.rows)
         by_rule = ", ".join(f"{s.rule} {s.caught}" for s in p.rules)
-        out.append(f"Planted marker: across the shown models, {p.relied} marked slice{'s' * (p.relied != 1)} "
-                   f"changed prediction when the marker was painted out (the model relied on it); the suspect rules "
-                   f"flagged {caught} of them" + (f" (by rule: {by_rule})" if by_rule else "") + ".")
+        # counted per model and marked slice: one slice that two models relied on counts twice
+        out.append(f"Planted marker: across the shown models, the prediction changed when the marker was painted out "
+                   f"in {count(p.relied, 'model-slice pair')} (that model relied on the marker on that slice); the "
+                   f"suspect rules flagged {caught} of them" + (f" (by rule: {by_rule})" if by_rule else "") + ".")
     return out
