@@ -20,6 +20,8 @@ WRITE_STEMS: tuple[str, ...] = ("Normal case", "Bengin case", "Malignant case")
 # Maps that do not depend on the target class (EigenCAM: the activations' first principal component; plain
 # attention rollout): seeds that predict differently still explain the same thing, for Consist.
 CLASS_AGNOSTIC_METHODS: tuple[str, ...] = ("eigencam", "rollout")
+# Methods that follow a ViT's attention (cam.rollout): a CNN has none, so they do not apply to it.
+ROLLOUT_METHODS: tuple[str, ...] = ("rollout", "grad-rollout")
 
 DEFAULT_DATA = Path("data/phantoms")
 DEFAULT_CHECKPOINTS = Path("checkpoints")

@@ -113,3 +113,17 @@ def test_planted_counts_over_models_are_called_model_slice_pairs(cache):
     said = next(f for f in findings(r, [], 3) if f.startswith("Planted marker"))
     assert "in 1 model-slice pair (that model relied on the marker on that slice)" in said
     assert "marked slice changed" not in said
+
+
+def test_a_cnn_without_rollout_maps_is_told_rollout_does_not_apply_not_to_run_it(cache, tmp_path):
+    # rollout maps of resnet14t stand in for a ViT's; resnet10t has Grad-CAM maps only
+    copy = _copy(cache, tmp_path / "c", "UPDATE explanations SET method = 'rollout' WHERE model_id LIKE 'resnet14t/%'",
+                 "UPDATE models SET arch = 'vit_tiny_patch16_224' WHERE name = 'resnet14t'")
+    said = build(CacheReader(copy, "rollout")).caveats[0]
+    assert said.startswith("resnet10t has no rollout maps in this cache")
+    assert "rollout follows a ViT's attention and does not apply to resnet10t, a CNN (" in said
+    assert "precompute --method rollout" not in said and "`gradfaith-tui report --method gradcam`" in said
+    vit = _copy(cache, tmp_path / "v", "UPDATE explanations SET method = 'rollout' WHERE model_id LIKE 'resnet14t/%'",
+                "UPDATE models SET arch = 'vit_tiny_patch16_224'")  # a ViT without maps: precompute adds them
+    assert "`gradfaith-tui precompute --method rollout --models resnet10t` computes them." in build(
+        CacheReader(vit, "rollout")).caveats[0]

@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 
 from gradfaith_tui.cam.fast_gradcam import Explained, normalise
+from gradfaith_tui.config import ROLLOUT_METHODS  # noqa: F401 (engine and job import it from here)
 from gradfaith_tui.errors import GradfaithError
-
-ROLLOUT_METHODS = ("rollout", "grad-rollout")
 
 
 def check_rollout(model: torch.nn.Module, method: str = "rollout", who: str = "") -> None:

@@ -13,7 +13,7 @@ import sqlite3
 
 import numpy as np
 
-from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS, CLASS_NAMES
+from gradfaith_tui.config import CLASS_AGNOSTIC_METHODS, CLASS_NAMES, ROLLOUT_METHODS
 from gradfaith_tui.data.duplicates import pair_text
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.words import and_list
@@ -151,15 +151,32 @@ def _later_stages_missing(reader: CacheReader) -> list[str]:
     return [f"{what} of {_listed(names)}" for what, names in missing if names]
 
 
+def _vit(m) -> bool:
+    """A ViT-style model (what rollout needs), from its names: the report reads no checkpoint."""
+    return any(k in f"{m.arch} {m.family}".lower() for k in ("vit", "deit"))
+
+
 def unexplained(reader: CacheReader) -> list[str]:
-    """Models the cache lists with no maps by this method: shown as empty columns, their rows absent."""
-    missing = [c.model.name for c in reader.columns if c.expl_id is None]
-    if not missing:
+    """Models the cache lists with no maps by this method: shown as empty columns, their rows absent; the
+    precompute that adds them, where the method applies (rollout follows a ViT's attention: a CNN has none)."""
+    shown = [c.model for c in reader.columns if c.expl_id is None]
+    if not shown:
         return []
-    return [f"{_listed(missing)} {'has' if len(missing) == 1 else 'have'} no {reader.method} maps in this cache, so "
-            f"{'its' if len(missing) == 1 else 'their'} columns are empty and no metric below is of "
-            f"{'it' if len(missing) == 1 else 'them'}: `gradfaith-tui precompute --method {reader.method} --models "
-            f"{','.join(missing)}` computes them."]
+    missing = [m.name for m in shown]
+    one = len(missing) == 1
+    text = (f"{_listed(missing)} {'has' if one else 'have'} no {reader.method} maps in this cache, so "
+            f"{'its' if one else 'their'} columns are empty and no metric below is of {'it' if one else 'them'}")
+    cnn = [m.name for m in shown if reader.method in ROLLOUT_METHODS and not _vit(m)]
+    vit = [n for n in missing if n not in cnn]
+    if cnn:
+        text += (f"; {reader.method} follows a ViT's attention and does not apply to {_listed(cnn)}, "
+                 f"{'a CNN' if len(cnn) == 1 else 'CNNs'}")
+        if "gradcam" in reader.methods:
+            text += f" (`gradfaith-tui report --method gradcam` shows {'its' if len(cnn) == 1 else 'their'} Grad-CAM maps)"
+    if vit:
+        text += (f"{'; for ' + _listed(vit) + ', ' if cnn else ': '}`gradfaith-tui precompute --method "
+                 f"{reader.method} --models {','.join(vit)}` computes them")
+    return [text + "."]
 
 
 def unfinished(con: sqlite3.Connection) -> list[str]:
