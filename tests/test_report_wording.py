@@ -127,3 +127,19 @@ def test_a_cnn_without_rollout_maps_is_told_rollout_does_not_apply_not_to_run_it
                 "UPDATE models SET arch = 'vit_tiny_patch16_224'")  # a ViT without maps: precompute adds them
     assert "`gradfaith-tui precompute --method rollout --models resnet10t` computes them." in build(
         CacheReader(vit, "rollout")).caveats[0]
+
+
+def test_a_note_without_a_flag_is_listed_as_a_note_not_as_a_flagged_case(cache, tmp_path):
+    from gradfaith_tui.store.flags import FlagStore
+
+    copy = _copy(cache, tmp_path / "c")
+    store = FlagStore(copy)
+    store.note(3, "just a remark")
+    store.flag(4, "shortcut")
+    store.close()
+    r = build(CacheReader(copy))
+    assert [f["idx"] for f in r.flags] == [4] and [f["note"] for f in r.notes] == ["just a remark"]
+    assert r.figure("flagged").idxs == [4]
+    text = markdown.render(r)
+    flagged, notes = text.split("## Flagged cases", 1)[1].split("### Notes on cases without a flag")
+    assert "just a remark" not in flagged and "just a remark" in notes.split("## Provenance")[0]

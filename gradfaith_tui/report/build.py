@@ -59,7 +59,8 @@ class Report:
     sanity: checks.Sanity
     suspects: checks.Suspects
     planted: Planted
-    flags: list[dict]
+    flags: list[dict]  # flagged cases (with their notes)
+    notes: list[dict]  # notes written on cases without a flag: listed apart, not as flags
     figures: list[Figure]
     provenance: dict
 
@@ -129,7 +130,7 @@ def build(reader: CacheReader) -> Report:
     arrays = faithfulness.metric_arrays(reader)
     groups = faithfulness.patients(reader)  # CIs and paired tests draw whole patients where cases name them
     table1, missing, confusion = _table1(reader)
-    flag_rows = cache_extras.flags(reader)
+    flag_rows, notes = cache_extras.notes_only(cache_extras.flags(reader))
     columns = [{"name": c.model.name, "model_id": c.model.model_id, "stands_for": _stands_for(c.model.family),
                 "describe": c.model.describe, "expl_id": c.expl_id} for c in reader.columns]
     report = Report(
@@ -143,7 +144,7 @@ def build(reader: CacheReader) -> Report:
         metric_stats=faithfulness.summarise(arrays, groups), class_notes=faithfulness.class_notes(reader),
         paired=faithfulness.paired(arrays, groups),
         sanity=checks.sanity(reader), suspects=checks.suspects(reader),
-        planted=planted_check(reader.con, reader.columns, checks.rule_names()), flags=flag_rows,
+        planted=planted_check(reader.con, reader.columns, checks.rule_names()), flags=flag_rows, notes=notes,
         figures=_figures(reader, arrays, flag_rows), provenance=provenance(reader))
     report.findings = findings(report, map_stats(reader), len(test_classes(reader.con)))
     return report

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.store.files import column_names
+from gradfaith_tui.store.flags import NOTE_ONLY
 from gradfaith_tui.store.reader import CacheReader
 
 
 def flags(reader: CacheReader) -> list[dict]:
-    """The user's flags that are not undone, oldest first, with the case they point at."""
+    """The user's flags and notes that are not undone, oldest first, with the case they point at; a note written
+    without a flag has the category NOTE_ONLY (split off by notes_only)."""
     if "flags" not in reader.tables():
         return []
     viewed = "f.viewed" if "viewed" in column_names(reader.con, "flags") else "NULL"
@@ -19,3 +21,8 @@ def flags(reader: CacheReader) -> list[dict]:
              "label": CLASS_NAMES[r["label"]] if r["label"] is not None else "–",
              "category": r["category"], "note": r["note"], "created": r["created"],
              "viewed": r["viewed"]} for r in rows]
+
+
+def notes_only(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(flags, notes without a flag): a note alone is the user's remark, not a judgement of the case."""
+    return [f for f in rows if f["category"] != NOTE_ONLY], [f for f in rows if f["category"] == NOTE_ONLY]

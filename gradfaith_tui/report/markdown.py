@@ -126,15 +126,21 @@ def _faithfulness(r: Report) -> list[str]:
 def _flags(r: Report, src) -> list[str]:
     out = ["## Flagged cases\n"]
     if not r.flags:
-        return out + ["None: no case is flagged in this cache.\n"]
-    rows = [[escape(f["case_id"]), f["label"], escape(f["category"]),
-             "–" if f.get("viewed") is None else escape(f["viewed"] or "all models"),
-             escape(f["note"]), escape(f["created"])] for f in r.flags]
-    return out + ["Map in view: the model (and seed) whose map the flag was set on, in the zoom or with one model "
-                  "chosen in the table; *all models* where it was set on the table's worst-of-models view; – where "
-                  "the flag predates this record.\n",
-                  markdown_table(["Case", "True class", "Category", "Map in view", "Note", "Flagged"], rows) + "\n",
-                  _figure(r.figure("flagged"), src)]
+        out.append("None: no case is flagged in this cache.\n")
+    else:
+        rows = [[escape(f["case_id"]), f["label"], escape(f["category"]),
+                 "–" if f.get("viewed") is None else escape(f["viewed"] or "all models"),
+                 escape(f["note"]), escape(f["created"])] for f in r.flags]
+        out += ["Map in view: the model (and seed) whose map the flag was set on, in the zoom or with one model "
+                "chosen in the table; *all models* where it was set on the table's worst-of-models view; – where "
+                "the flag predates this record.\n",
+                markdown_table(["Case", "True class", "Category", "Map in view", "Note", "Flagged"], rows) + "\n",
+                _figure(r.figure("flagged"), src)]
+    if r.notes:  # a note alone is a remark, not a flag
+        rows = [[escape(f["case_id"]), f["label"], escape(f["note"]), escape(f["created"])] for f in r.notes]
+        out += ["### Notes on cases without a flag\n",
+                markdown_table(["Case", "True class", "Note", "Written"], rows) + "\n"]
+    return out
 
 
 def _provenance(r: Report) -> list[str]:

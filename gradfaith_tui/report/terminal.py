@@ -79,4 +79,4 @@ def print_report(r: Report, console: Console | None = None) -> None:
                          ["Model", "Marked", "Relied on it", "Heat on marker (relied)", "Rules caught"],
                          [[p.model_id, str(p.marked), str(p.relied), share_text(p.heat_relied),
                            "–" if p.caught is None else f"{p.caught} of {p.relied}"] for p in r.planted.rows], left=1))
-    con.print(f"flagged cases: {len(r.flags) or 'none'}")
+    con.print(f"flagged cases: {len(r.flags) or 'none'}" + (f"; notes without a flag: {len(r.notes)}" if r.notes else ""))
