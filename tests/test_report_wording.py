@@ -143,3 +143,17 @@ def test_a_note_without_a_flag_is_listed_as_a_note_not_as_a_flagged_case(cache, 
     text = markdown.render(r)
     flagged, notes = text.split("## Flagged cases", 1)[1].split("### Notes on cases without a flag")
     assert "just a remark" not in flagged and "just a remark" in notes.split("## Provenance")[0]
+
+
+def test_consist_of_seeds_that_never_predict_alike_is_said_not_left_out(cache, tmp_path):
+    empty = ("UPDATE metrics SET value = NULL WHERE name = 'consist' AND expl_id IN "
+             "(SELECT expl_id FROM explanations WHERE model_id LIKE ?)")
+    one = build(CacheReader(_copy(cache, tmp_path / "o", (empty, ("resnet14t/%",)))))
+    assert [(s.model, s.n) for s in one.metric_stats if s.metric == "consist"][1] == ("resnet14t", 0)
+    said = _consist(one)
+    assert said.startswith("Consist (IoU of each seed's binarised map with the reference seed's, on cases they "
+                           "predict alike): resnet10t 0.")
+    assert said.endswith("resnet14t none (its seeds predict alike on no case, and Consist compares maps of one class).")
+    both = build(CacheReader(_copy(cache, tmp_path / "b", (empty, ("%",)))))
+    assert [(s.model, s.n) for s in both.metric_stats if s.metric == "consist"] == [("resnet10t", 0), ("resnet14t", 0)]
+    assert "resnet10t none (" in _consist(both) and "| Consist | resnet14t | 0 |" in markdown.render(both)

@@ -13,6 +13,8 @@ from gradfaith_tui.report.stats import Interval, PairedResult, bootstrap_ci, hol
 from gradfaith_tui.store.reader import CacheReader
 
 DATA_PROPERTIES = ("shortcut_area",)  # stored per case, the same for every model: the data's, not a model's quality
+# Kept as rows of n = 0 where stored without a value (seeds that never predict alike): no caveat explains its absence
+SHOWN_EMPTY = ("consist",)
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class MetricStat:
     sd: float | None
     median: float | None
     ci: Interval | None
+    stored: bool = True  # False: a row of n = 0 for a model the metric is not stored for at all
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,17 @@ def patients(reader: CacheReader) -> np.ndarray:
 def summarise(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | None = None) -> list[MetricStat]:
     """groups: each case's patient (patients()), so the CIs resample patients, not slices. A metric no case
     has for any model (localisation without masks, the planted-marker checks on real data) gets no rows: a
-    table of dashes says nothing the data caveats do not."""
+    table of dashes says nothing the data caveats do not; but Consist stored without a value (SHOWN_EMPTY)
+    keeps its rows of n = 0, which the findings explain."""
     rows = []
     for metric in metric_order(arrays):
-        if metric in DATA_PROPERTIES or not any(np.isfinite(m[metric]).any() for m in arrays.values() if metric in m):
+        valued = any(np.isfinite(m[metric]).any() for m in arrays.values() if metric in m)
+        if metric in DATA_PROPERTIES or not valued and metric not in SHOWN_EMPTY:
             continue
         for model, per_model in arrays.items():
             if not per_model:  # no maps by this method: the caveats say so; a row of n = 0 would not
+                continue
+            if not valued and metric not in per_model:  # only the models it is stored for
                 continue
             x = per_model.get(metric)
             keep = np.isfinite(x) if x is not None else np.zeros(0, bool)
@@ -94,7 +101,8 @@ def summarise(arrays: dict[str, dict[str, np.ndarray]], groups: np.ndarray | Non
             n = len(x)
             rows.append(MetricStat(metric, label(metric), model, n,
                                    float(x.mean()) if n else None, float(x.std(ddof=1)) if n > 1 else None,
-                                   float(np.median(x)) if n else None, bootstrap_ci(x, groups=g)))
+                                   float(np.median(x)) if n else None, bootstrap_ci(x, groups=g),
+                                   per_model.get(metric) is not None))
     return rows
 
 

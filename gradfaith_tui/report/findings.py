@@ -56,6 +56,12 @@ def _upsampled(m: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
 
 
+def _no_consist(r, model: str) -> str:
+    if kind(r.method, r.targets.get(model, "pred")) == "pred":
+        return "its seeds predict alike on no case, and Consist compares maps of one class"
+    return "no case has a value"
+
+
 def _mean(stats, metric: str, model: str) -> float | None:
     s = next((s for s in stats if s.metric == metric and s.model == model), None)
     return None if s is None else s.mean
@@ -105,14 +111,16 @@ def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
             + ". A region of that size placed at random would cover the same share of the lesion, so LocAcc well "
             "above the map's area is what shows localisation; IoU and relevance mass penalise a map that lights up "
             "everything.")
-    consist = [(m.model, _mean(r.metric_stats, "consist", m.model)) for m in maps]
-    consist = [(m, v) for m, v in consist if v is not None]
+    # a stored Consist with no value (n = 0: seeds that never predict alike) is said, not left out
+    consist = [(s.model, s.mean) for s in r.metric_stats
+               if s.metric == "consist" and s.stored and s.model in {m.model for m in maps}]
     if consist:
         over = {m: consist_over(r.method, r.targets.get(m, "pred")) for m, _ in consist}
         one = len(set(over.values())) == 1  # else each model's own rule beside its value
         out.append("Consist (IoU of each seed's binarised map with the reference seed's"
                    + (f", {next(iter(over.values()))}): " if one else "): ")
-                   + ", ".join(f"{m} {v:.2f}" + ("" if one else f" ({over[m]})") for m, v in consist) + ".")
+                   + ", ".join((f"{m} {v:.2f}" if v is not None else f"{m} none ({_no_consist(r, m)})")
+                               + ("" if one else f" ({over[m]})") for m, v in consist) + ".")
     single = [m for m, k in r.seeds.items() if k == 1]
     if single:  # else Consist would vanish from the report unexplained
         out.append(f"Consist (agreement of maps across training seeds) needs two seeds of a model; {and_list(single)} "
