@@ -299,18 +299,21 @@ def test_models_explained_with_different_settings_get_a_caveat(cache, tmp_path):
     assert "Configuration of the last precompute:" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_a_model_whose_training_was_stopped_is_a_caveat(cache, tmp_path):
+def test_a_model_whose_training_was_stopped_is_said_first(cache, tmp_path):
     """precompute and evaluate warn of it; the report is what gets shared, and it said nothing."""
-    assert not [c for c in build(CacheReader(cache)).caveats if "Unfinished" in c]
+    assert not [c for c in build(CacheReader(cache)).incomplete if "Unfinished" in c]
     copy = _edited_copy(cache, tmp_path / "c", (
         "UPDATE models SET card = json_set(card, '$.epochs', 20, '$.epochs_done', 2) WHERE model_id = 'densenet-s/seed0'",), (
         "UPDATE models SET card = json_set(card, '$.epochs', 0, '$.epochs_done', 0) WHERE model_id = 'resnet10t/seed0'",))
     report = build(CacheReader(copy))  # (an imported model records no epochs: not unfinished)
-    assert report.caveats[0] == ("Unfinished training: densenet-s/seed0 (2 of 20 epochs) was stopped before the last "
+    assert not [c for c in report.caveats if "Unfinished" in c]  # said first, above the findings
+    assert report.incomplete[0] == ("Unfinished training: densenet-s/seed0 (2 of 20 epochs) was stopped before the last "
                                  "epoch, so its numbers are those of an unfinished model; rerun `gradfaith-tui train` "
                                  "with the same options, then `precompute`, to finish.")
     write_report(CacheReader(copy), tmp_path / "out", "md")
-    assert "densenet-s/seed0 (2 of 20 epochs)" in _flat((tmp_path / "out" / "report.md").read_text())
+    md = _flat((tmp_path / "out" / "report.md").read_text())
+    assert "**Read this first.** Unfinished training: densenet-s/seed0 (2 of 20 epochs)" in md
+    assert md.index("Unfinished training") < md.index("## What the audit found")
 
 
 def test_identical_files_in_the_config_give_their_caveats_and_older_caches_none(cache, tmp_path):

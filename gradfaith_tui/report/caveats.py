@@ -273,10 +273,11 @@ def resolution(reader: CacheReader) -> list[str]:
 
 
 def caveats(reader: CacheReader) -> list[str]:
-    """The data's and the run's limits, for the Data caveats section; incomplete() goes above the findings."""
+    """The data's and the run's limits, for the Data caveats section; incomplete() and unfinished() go above the
+    findings, as they bound every number."""
     n = reader.n_cases
     if not n:
         return []
     con = reader.con
-    return (unexplained(reader) + unfinished(con) + settings(reader) + consist_rule(reader) + phantoms(con, n)
+    return (unexplained(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n)
             + classes(con, n) + masks(con, n) + patients(con, n) + identical(reader.config))
