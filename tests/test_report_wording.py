@@ -157,3 +157,19 @@ def test_consist_of_seeds_that_never_predict_alike_is_said_not_left_out(cache, t
     both = build(CacheReader(_copy(cache, tmp_path / "b", (empty, ("%",)))))
     assert [(s.model, s.n) for s in both.metric_stats if s.metric == "consist"] == [("resnet10t", 0), ("resnet14t", 0)]
     assert "resnet10t none (" in _consist(both) and "| Consist | resnet14t | 0 |" in markdown.render(both)
+
+
+def test_names_ids_and_notes_are_escaped_and_the_cache_path_is_a_plain_code_span(cache, tmp_path):
+    from gradfaith_tui.store.flags import FlagStore
+
+    copy = _copy(cache, tmp_path / "c_a*b`x", "UPDATE models SET name = 'res*net_10' WHERE name = 'resnet10t'",
+                 "UPDATE cases SET case_id = 'case_*1*' WHERE idx = 3")
+    store = FlagStore(copy)
+    store.flag(3, "shortcut")
+    store.note(3, "see `this` *now*")
+    store.close()
+    text = markdown.render(build(CacheReader(copy)))
+    assert f"Cache ``{copy}`` ·" in text  # no backslash inside a code span, a longer fence around its backtick
+    assert "Models shown: res\\*net\\_10 (ResNet-50)" in text and "| Faith | res\\*net\\_10 |" in text
+    assert "| case\\_\\*1\\* |" in text and "see \\`this\\` \\*now\\*" in text
+    assert "res*net" not in text.replace("res\\*net", "")

@@ -32,15 +32,15 @@ def sanity_section(s: Sanity) -> list[str]:
     if not s.results:
         return out + [f"*{NOT_COMPUTED}* for this method (precompute runs it for each reference model unless "
                       f"`--sanity-cases 0`).\n", *other_methods(s)]
-    rows = [[r.model_id, _esc(r.method), str(len(r.stages)), str(r.stages[-1].n_cases), f"{r.final:.3f}",
+    rows = [[_esc(r.model_id), _esc(r.method), str(len(r.stages)), str(r.stages[-1].n_cases), f"{r.final:.3f}",
              verdict(r.passed)] for r in s.results]
     out.append(markdown_table(["Model", "Method", "Stages", "Cases", "Last-stage Spearman", "Verdict"], rows) + "\n")
-    failed = [f"{r.model_id} ({r.method})" for r in s.results if not r.passed]
+    failed = [f"{_esc(r.model_id)} ({_esc(r.method)})" for r in s.results if not r.passed]
     out.append(f"{len(s.results) - len(failed)} of {len(s.results)} pass"
                + (f"; failing: {', '.join(failed)}.\n" if failed else ".\n"))
     if s.unchecked:
-        out.append(f"No sanity check stored for: {', '.join(s.unchecked)}.\n")
-    rows = [[r.model_id, _esc(r.method), str(st.stage), _esc(st.added.replace(",", ", ")), f"{st.spearman:.3f}"]
+        out.append(f"No sanity check stored for: {_esc(', '.join(s.unchecked))}.\n")
+    rows = [[_esc(r.model_id), _esc(r.method), str(st.stage), _esc(st.added.replace(",", ", ")), f"{st.spearman:.3f}"]
             for r in s.results for st in r.stages]
     out.append("Stages (each one keeps the earlier stages' re-initialisation):\n\n"
                + markdown_table(["Model", "Method", "Stage", "Re-initialised at this stage", "Spearman"], rows) + "\n")
@@ -66,10 +66,10 @@ def suspects_section(s: Suspects) -> list[str]:
     if not s.total:
         return out + [f"**{NO_SUSPECTS}** in this cache.\n"]
     names = s.rule_names
-    rows = [[model, *(str(c.get(r, 0)) for r in names), str(s.cases.get(model, 0))] for model, c in s.counts.items()]
+    rows = [[_esc(model), *(str(c.get(r, 0)) for r in names), str(s.cases.get(model, 0))] for model, c in s.counts.items()]
     out.append("Suspects per model and rule (a case may cross more than one rule):\n\n"
                + markdown_table(["Model", *names, "Cases"], rows) + "\n")
-    rows = [[_esc(e["case_id"]), e["label"], e["model_id"], e["rule"], f"{e['value']:.2f}", _esc(e["reason"])]
+    rows = [[_esc(e["case_id"]), e["label"], _esc(e["model_id"]), _esc(e["rule"]), f"{e['value']:.2f}", _esc(e["reason"])]
             for e in s.examples]
     out.append("Examples (the strongest evidence per rule):\n\n"
                + markdown_table(["Case", "True class", "Model", "Rule", "Value", "Reason"], rows) + "\n")
@@ -89,7 +89,7 @@ def planted_section(p: Planted) -> list[str]:
            "Painting it out and predicting again shows whether a model **relied** on it; where it did, a faithful "
            f"map puts heat on the marker, which covers {share_text(p.area)} of the slice (what an evenly spread map would "
            "give it). The suspect rules are scored against the same truth. Reference seeds; median heat shares.\n"]
-    rows = [[r.model_id, str(r.marked), f"{r.relied} ({share_text(r.relied / r.marked if r.marked else float('nan'))})",
+    rows = [[_esc(r.model_id), str(r.marked), f"{r.relied} ({share_text(r.relied / r.marked if r.marked else float('nan'))})",
              f"{r.mean_drop:+.3f}", share_text(r.heat_relied), share_text(r.heat_other), _of(r.caught, r.relied),
              _of(r.flagged_unmarked, r.unmarked)] for r in p.rows]
     out.append(markdown_table(["Model", "Marked", "Relied on it", "Mean drop", "Heat on marker (relied)",
@@ -104,7 +104,7 @@ def planted_section(p: Planted) -> list[str]:
         out.append("No model changed its prediction when the marker was painted out: none relied on it here.\n")
         return out
     shown = [r for r in p.rows if r.relied and r.heat_relied == r.heat_relied]
-    unseen = [r.model_id for r in shown if r.heat_relied < 2 * p.area]
+    unseen = [_esc(r.model_id) for r in shown if r.heat_relied < 2 * p.area]
     caught = "" if any(r.caught is None for r in p.rows) else f"; the suspect rules caught {sum(r.caught for r in p.rows)} of them"
     out.append(f"{count(relied, 'relied-on model-slice pair')} in all{caught}. "
                + (f"Where they relied on the marker, the maps of {', '.join(unseen)} put less than twice an even "
