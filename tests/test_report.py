@@ -592,7 +592,7 @@ def test_notes_say_where_the_explained_class_departs_from_the_papers(made, cache
     assert f"({', '.join(wrong)} of {N_CASES} cases)" in faith_note and "`precompute --target true`" in faith_note
     assert f"({', '.join(differ)} of {N_CASES} cases have such a seed)" in consist_note
     text = _flat((out / "report.md").read_text())
-    assert all(_flat(markdown.escape(n)) in text for n in report.class_notes)
+    assert all(_flat(markdown.escape_prose(n)) in text for n in report.class_notes)
     truth = _edited_copy(cache, tmp_path / "t", ("UPDATE explanations SET settings = json_set(settings, '$.target', 'true')",))
     assert build(CacheReader(truth)).class_notes == []  # every seed explains the label: one class, eq. 5's
 
