@@ -173,3 +173,26 @@ def test_names_ids_and_notes_are_escaped_and_the_cache_path_is_a_plain_code_span
     assert "Models shown: res\\*net\\_10 (ResNet-50)" in text and "| Faith | res\\*net\\_10 |" in text
     assert "| case\\_\\*1\\* |" in text and "see \\`this\\` \\*now\\*" in text
     assert "res*net" not in text.replace("res\\*net", "")
+
+
+def test_terminal_limits_have_their_heading_and_numbers_read_as_english(cache):
+    import io
+
+    from rich.console import Console
+
+    from gradfaith_tui.report.checks import Sanity
+    from gradfaith_tui.report.checks_md import other_methods
+    from gradfaith_tui.report.markdown import fmt
+    from gradfaith_tui.report.terminal import print_report
+    from gradfaith_tui.report.words import and_list, num
+
+    r = build(CacheReader(cache))
+    buf = Console(file=io.StringIO(), width=200)
+    print_report(r, buf)
+    term = buf.file.getvalue()
+    assert r.limits and f"Limits of these models and maps:\n- {r.limits[0]}" in term
+    assert fmt(-0.0001) == "0.000" and num(-0.004, 2, sign=True) == "+0.00" and fmt(-0.002) == "-0.002"
+    assert and_list(["a", "b", "c"]) == "a, b and c" and and_list(["a", "b"]) == "a and b"
+    two = other_methods(Sanity(other_methods=["eigencam", "gradcam++"]))[0]
+    assert two == ("Checks of eigencam and gradcam++ maps are stored too: `gradfaith-tui report --method eigencam` and "
+                   "`gradfaith-tui report --method gradcam++` report each.\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from gradfaith_tui.report.build import Report
+from gradfaith_tui.report.words import num
 from gradfaith_tui.store.reader import CacheReader
 
 HEAT_CMAP = "jet"
@@ -65,7 +66,7 @@ def case_grid(report: Report, reader: CacheReader, idxs: list[int], path: Path) 
             res = row.results.get(col["name"])
             pred = report.classes[res.pred] if res and res.pred is not None else "–"
             faith = res.metrics.get("faith") if res else None
-            ax.set_xlabel(f"{pred} · Faith {'–' if faith is None else f'{faith:.2f}'}", fontsize=7)
+            ax.set_xlabel(f"{pred} · Faith {'–' if faith is None else num(faith, 2)}", fontsize=7)
             if r == 0:
                 ax.set_title(f"{col['name']}\n({col['stands_for']})")
     for ax in axes.flat:

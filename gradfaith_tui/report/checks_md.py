@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gradfaith_tui.report.checks import Sanity, Suspects
 from gradfaith_tui.report.tables import markdown_table
-from gradfaith_tui.report.words import count
+from gradfaith_tui.report.words import and_list, count, num
 from gradfaith_tui.store.planted import Planted, share_text
 
 NOT_COMPUTED = "Not computed in this cache"
@@ -32,7 +32,7 @@ def sanity_section(s: Sanity) -> list[str]:
     if not s.results:
         return out + [f"*{NOT_COMPUTED}* for this method (precompute runs it for each reference model unless "
                       f"`--sanity-cases 0`).\n", *other_methods(s)]
-    rows = [[_esc(r.model_id), _esc(r.method), str(len(r.stages)), str(r.stages[-1].n_cases), f"{r.final:.3f}",
+    rows = [[_esc(r.model_id), _esc(r.method), str(len(r.stages)), str(r.stages[-1].n_cases), num(r.final),
              verdict(r.passed)] for r in s.results]
     out.append(markdown_table(["Model", "Method", "Stages", "Cases", "Last-stage Spearman", "Verdict"], rows) + "\n")
     failed = [f"{_esc(r.model_id)} ({_esc(r.method)})" for r in s.results if not r.passed]
@@ -40,7 +40,7 @@ def sanity_section(s: Sanity) -> list[str]:
                + (f"; failing: {', '.join(failed)}.\n" if failed else ".\n"))
     if s.unchecked:
         out.append(f"No sanity check stored for: {_esc(', '.join(s.unchecked))}.\n")
-    rows = [[_esc(r.model_id), _esc(r.method), str(st.stage), _esc(st.added.replace(",", ", ")), f"{st.spearman:.3f}"]
+    rows = [[_esc(r.model_id), _esc(r.method), str(st.stage), _esc(st.added.replace(",", ", ")), num(st.spearman)]
             for r in s.results for st in r.stages]
     out.append("Stages (each one keeps the earlier stages' re-initialisation):\n\n"
                + markdown_table(["Model", "Method", "Stage", "Re-initialised at this stage", "Spearman"], rows) + "\n")
@@ -48,11 +48,13 @@ def sanity_section(s: Sanity) -> list[str]:
 
 
 def other_methods(s: Sanity) -> list[str]:
-    """Other methods' verdicts are about their maps, not these: named, with the command that reports them."""
+    """Other methods' verdicts are about their maps, not these: named, with the command that reports each."""
     if not s.other_methods:
         return []
-    return [f"Checks of {', '.join(s.other_methods)} maps are stored too: "
-            + ", ".join(f"`gradfaith-tui report --method {m}`" for m in s.other_methods) + " reports them.\n"]
+    one = len(s.other_methods) == 1
+    return [f"Checks of {and_list(s.other_methods)} maps are stored too: "
+            + and_list(f"`gradfaith-tui report --method {m}`" for m in s.other_methods)
+            + f" report{'s' * one} {'them' if one else 'each'}.\n"]
 
 
 def suspects_section(s: Suspects) -> list[str]:
@@ -69,7 +71,7 @@ def suspects_section(s: Suspects) -> list[str]:
     rows = [[_esc(model), *(str(c.get(r, 0)) for r in names), str(s.cases.get(model, 0))] for model, c in s.counts.items()]
     out.append("Suspects per model and rule (a case may cross more than one rule):\n\n"
                + markdown_table(["Model", *names, "Cases"], rows) + "\n")
-    rows = [[_esc(e["case_id"]), e["label"], _esc(e["model_id"]), _esc(e["rule"]), f"{e['value']:.2f}", _esc(e["reason"])]
+    rows = [[_esc(e["case_id"]), e["label"], _esc(e["model_id"]), _esc(e["rule"]), num(e["value"], 2), _esc(e["reason"])]
             for e in s.examples]
     out.append("Examples (the strongest evidence per rule):\n\n"
                + markdown_table(["Case", "True class", "Model", "Rule", "Value", "Reason"], rows) + "\n")
@@ -90,7 +92,7 @@ def planted_section(p: Planted) -> list[str]:
            f"map puts heat on the marker, which covers {share_text(p.area)} of the slice (what an evenly spread map would "
            "give it). The suspect rules are scored against the same truth. Reference seeds; median heat shares.\n"]
     rows = [[_esc(r.model_id), str(r.marked), f"{r.relied} ({share_text(r.relied / r.marked if r.marked else float('nan'))})",
-             f"{r.mean_drop:+.3f}", share_text(r.heat_relied), share_text(r.heat_other), _of(r.caught, r.relied),
+             num(r.mean_drop, sign=True), share_text(r.heat_relied), share_text(r.heat_other), _of(r.caught, r.relied),
              _of(r.flagged_unmarked, r.unmarked)] for r in p.rows]
     out.append(markdown_table(["Model", "Marked", "Relied on it", "Mean drop", "Heat on marker (relied)",
                                "Heat on marker (not relied)", "Suspect rules caught", "Flagged, unmarked"], rows) + "\n")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradfaith_tui.report.target import consist_over, kind
-from gradfaith_tui.report.words import and_list, count
+from gradfaith_tui.report.words import and_list, count, num
 from gradfaith_tui.store.reader import CacheReader
 
 NEAR_CHANCE = 0.15  # accuracy within this of chance (one over the classes the test split holds) counts as near it
@@ -91,14 +91,14 @@ def findings(r, maps: list[MapStats], n_test_classes: int) -> list[str]:
     if faith:
         best = max(faith, key=lambda t: t[1])
         text = ("Faith (the drop in the explained class's probability when the map's region is removed): "
-                + ", ".join(f"{m} {f:.2f}" for m, f, _ in faith) + f"; highest {best[0]}. Each map is scaled to "
+                + ", ".join(f"{m} {num(f, 2)}" for m, f, _ in faith) + f"; highest {best[0]}. Each map is scaled to "
                 "[0, 1] on its own, so a map that lights up more of the slice removes more: the maps' mean values "
                 "are " + ", ".join(f"{m} {v:.2f}" for m, _, v in faith) + ".")
         control = [(m, f, _mean(r.metric_stats, "faith_shuffled", m)) for m, f, _ in faith]
         control = [(m, f, c) for m, f, c in control if c is not None]
         if control:  # --deep: the same maps with their cells shuffled, the same area removed
             text += (" Against the same maps with their cells shuffled (the same area removed): "
-                     + ", ".join(f"{m} {f - c:+.2f}" for m, f, c in control) + "; a model near or below zero shows little "
+                     + ", ".join(f"{m} {num(f - c, 2, sign=True)}" for m, f, c in control) + "; a model near or below zero shows little "
                      "more than its maps' area.")
         else:
             text += " Compare Faith only with that in view (`precompute --deep` adds a shuffled-map control)."

@@ -14,6 +14,7 @@ from gradfaith_tui.report.checks_md import planted_section, sanity_section, susp
 from gradfaith_tui.report.paper import PAPER_TABLE1_SOURCE
 from gradfaith_tui.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PAIRED_TEST_NAME
 from gradfaith_tui.report.tables import markdown_table
+from gradfaith_tui.report.words import num
 from gradfaith_tui.report.target import consist_cases
 
 T1_KEYS = ("sensitivity", "specificity", "precision", "recall", "f1", "accuracy")
@@ -22,7 +23,7 @@ T1_HEADER = ["Model", "Stands for", "Sensitivity", "Specificity", "Precision", "
 
 
 def fmt(v, digits: int = 3) -> str:
-    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+    return "–" if v is None or not math.isfinite(v) else num(v, digits)
 
 
 def fmt_p(p: float | None) -> str:

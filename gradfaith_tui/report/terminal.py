@@ -35,6 +35,8 @@ def print_report(r: Report, console: Console | None = None) -> None:
         con.print("What the audit found:")
         for f in r.findings:
             con.print(f"- {escape(f)}")
+        if r.limits:  # headed as in report.md, not more findings
+            con.print("Limits of these models and maps:")
         for x in r.limits:
             con.print(f"- {escape(x)}")
     if r.caveats:  # first, as in the report: they bound every number below
