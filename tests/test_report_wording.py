@@ -196,3 +196,13 @@ def test_terminal_limits_have_their_heading_and_numbers_read_as_english(cache):
     two = other_methods(Sanity(other_methods=["eigencam", "gradcam++"]))[0]
     assert two == ("Checks of eigencam and gradcam++ maps are stored too: `gradfaith-tui report --method eigencam` and "
                    "`gradfaith-tui report --method gradcam++` report each.\n")
+
+
+def test_units_and_limits_are_of_what_was_computed(cache, tmp_path):
+    # a precompute stopped early: resnet14t registered with no map yet, resnet10t mapped on cases 0-9 only
+    copy = _copy(cache, tmp_path / "c", "UPDATE models SET img_size = 64 WHERE name = 'resnet14t'",
+                 "DELETE FROM metrics WHERE expl_id IN (SELECT expl_id FROM explanations WHERE model_id LIKE "
+                 "'resnet14t/%') OR idx >= 10")
+    r = build(CacheReader(copy))
+    assert r.units.startswith("n counts slices; the 10 test slices mapped so far (of 30) come from ")
+    assert r.limits[0].startswith("The models see 32 px inputs") and all("resnet14t" not in x for x in r.limits)

@@ -9,7 +9,7 @@ import numpy as np
 from gradfaith_tui import __version__
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
 from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
-from gradfaith_tui.report.caveats import caveats, incomplete, macro_over, resolution, test_classes, unfinished
+from gradfaith_tui.report.caveats import caveats, computed, incomplete, macro_over, resolution, test_classes, unfinished
 from gradfaith_tui.report.findings import findings, map_stats
 from gradfaith_tui.report.paper import paper_rows
 from gradfaith_tui.report.provenance import provenance
@@ -112,12 +112,18 @@ def _figures(reader: CacheReader, arrays: dict[str, dict[str, np.ndarray]], flag
 
 
 def _units(reader: CacheReader, groups: np.ndarray) -> str:
-    """n counts slices; the CIs and tests resample patients where the cases name them."""
-    named = [g for g in groups if g.startswith("patient ")]
+    """n counts slices; the CIs and tests resample patients where the cases name them. Of the slices mapped:
+    a precompute stopped early has not looked at the others."""
+    done = computed(reader)
+    if not done.any():
+        return "n counts slices; no test slice has a map yet."
+    named = [g for g in groups[done] if g.startswith("patient ")]
     if not named:
         return "n counts slices; with no patient ids the CIs and tests resample slices."
-    masked = set(groups[reader.has_mask()])
-    return (f"n counts slices; the {reader.n_cases} test slices come from {len(set(named))} patients ({len(masked)} "
+    masked = {g for g in groups[done & reader.has_mask()] if g.startswith("patient ")}
+    slices = (f"the {reader.n_cases} test slices" if done.all() else
+              f"the {int(done.sum())} test slices mapped so far (of {reader.n_cases})")
+    return (f"n counts slices; {slices} come from {len(set(named))} patients ({len(masked)} "
             f"of them with lesion masks), and the CIs and paired tests resample those patients.")
 
 

@@ -240,12 +240,25 @@ def consist_rule(reader: CacheReader) -> list[str]:
             "different classes; rerun `gradfaith-tui precompute` on this cache to recompute Consist alone."]
 
 
+def computed(reader: CacheReader) -> np.ndarray:
+    """(n_cases,) bool: the cases some shown model has a map of (with its metrics, as precompute counts one)."""
+    ids = [c.expl_id for c in reader.columns if c.expl_id is not None]
+    out = np.zeros(reader.n_cases, bool)
+    if ids:
+        idx = [i for (i,) in reader.con.execute(f"SELECT DISTINCT idx FROM metrics WHERE name='faith' AND expl_id IN "
+                                                f"({','.join('?' * len(ids))})", ids)]
+        out[idx] = True
+    return out
+
+
 def resolution(reader: CacheReader) -> list[str]:
     """Coarse CAM grids: a cell larger than the typical lesion can point near it, never outline it; and inputs
-    smaller than the paper's 224 px."""
+    smaller than the paper's 224 px. Of the models with maps and the cases mapped: not of what was never computed."""
     grid = {r[0]: (r[1], r[2]) for r in reader.con.execute("SELECT expl_id, map_h, map_w FROM explanations")}
+    mapped = {c.expl_id for c, n in _maps_done(reader) if n}
     # the shown columns: the reader's reference seeds (which the is_ref column alone may not give, per method)
-    rows = sorted((c.model.name, c.model.img_size, *grid[c.expl_id]) for c in reader.columns if c.expl_id in grid)
+    rows = sorted((c.model.name, c.model.img_size, *grid[c.expl_id]) for c in reader.columns
+                  if c.expl_id in grid and c.expl_id in mapped)
     if not rows:
         return []
     out = []
@@ -254,7 +267,7 @@ def resolution(reader: CacheReader) -> list[str]:
         out.append(f"The models see {and_list(sizes)} px inputs (the paper's see 224 px): they are small "
                    "stand-ins, and their numbers show how the audit works more than how the paper's models behave.")
     masks = np.load(reader.root / MASKS_NAME, mmap_mode="r")
-    has = reader.has_mask()
+    has = reader.has_mask() & computed(reader)
     if not has.any():
         return out
     side = masks.shape[-1]
