@@ -108,6 +108,10 @@ def test_planted_counts_over_models_are_called_model_slice_pairs(cache):
     assert "| border | 1 of 1 | 1 of 14 |" in text  # 7 unmarked slices, two models: 14 pairs, not 14 slices
     assert "Relied-on pairs caught" in text and "counted in model-slice pairs" in text
     assert "1 relied-on model-slice pair in all" in text and "cases in all" not in text
+    two = _planted()
+    two.rows[0].heat_relied = two.rows[1].heat_relied = 0.0
+    two.rows[1].relied = 1
+    assert "the maps of a/seed0 and b/seed0 put less than twice" in "\n".join(planted_section(two))
     r = build(CacheReader(cache))
     r.planted = _planted()
     said = next(f for f in findings(r, [], 3) if f.startswith("Planted marker"))

@@ -109,7 +109,7 @@ def planted_section(p: Planted) -> list[str]:
     unseen = [_esc(r.model_id) for r in shown if r.heat_relied < 2 * p.area]
     caught = "" if any(r.caught is None for r in p.rows) else f"; the suspect rules caught {sum(r.caught for r in p.rows)} of them"
     out.append(f"{count(relied, 'relied-on model-slice pair')} in all{caught}. "
-               + (f"Where they relied on the marker, the maps of {', '.join(unseen)} put less than twice an even "
+               + (f"Where they relied on the marker, the maps of {and_list(unseen)} put less than twice an even "
                   "share of heat on it: those maps hide the shortcut the model used.\n" if unseen else
                   "Where a model relied on the marker, its map put more heat on it than an even spread would.\n"))
     return out
