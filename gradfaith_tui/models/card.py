@@ -71,6 +71,21 @@ def other_data(card: dict, fingerprint: str | Sequence[str], data: Path | str | 
     return text + ")"
 
 
+def provenance_gap(card: dict, fingerprints: str | Sequence[str], split_hash: str, split_seed: int | None = None) -> str | None:
+    """What a checkpoint was trained on that is not these data and this split, in words: "on other data (...)" or
+    "on another split of these data (...)" with both values; None where it matches (or its card predates split
+    hashes). The class list needs no check: card_problem refuses any but CLASS_NAMES."""
+    if not trained_on(card, fingerprints):
+        return other_data(card, fingerprints)
+    then = card.get("split_hash")
+    if then in (None, split_hash):
+        return None
+    seed = card.get("split_seed", 0)
+    how = (f"--split-seed {seed}, now {split_seed}" if split_seed not in (None, seed)
+           else f"--split-seed {seed} both: was it re-split since?")
+    return f"on another split of these data (split {then}, now {split_hash}; {how})"
+
+
 def read_card(directory: Path) -> dict:
     path = Path(directory) / CARD_NAME
     if not path.is_file():

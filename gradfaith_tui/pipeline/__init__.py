@@ -19,6 +19,7 @@ from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import SplitArrays, load_split, prepare
 from gradfaith_tui.errors import CheckpointError, GradfaithError
 from gradfaith_tui.locks import writer_lock
+from gradfaith_tui.models.card import provenance_gap
 from gradfaith_tui.models.distributed import from_env
 from gradfaith_tui.models.registry import find_checkpoints, refuse_other_data, unfinished
 from gradfaith_tui.pipeline.job import Segmentations, Job, cores
@@ -52,9 +53,13 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
     if not force:
         refuse_other_data(ckpts, ds, data)
     prep = prepare(ds, split_seeds.pop(), warn)
+    gaps = {c.model_id: provenance_gap(c.card, prep.fingerprints, prep.split_hash, prep.split_seed) for c in ckpts}
     for c in ckpts:
-        if c.card.get("split_hash") not in (None, prep.split_hash) and not force:
-            raise CheckpointError(f"{c.directory}: trained on another split of this data; retrain, or pass --force")
+        if gaps[c.model_id] and not force:
+            raise CheckpointError(f"{c.directory}: trained {gaps[c.model_id]}; retrain, or pass --force")
+        if gaps[c.model_id] and dist.main:  # kept in the cache too: the report must not look like a clean audit
+            warn(f"{c.model_id}: trained {gaps[c.model_id]}; explained anyway, as --force asks: its test metrics "
+                 f"may include training cases")
     test_samples = sorted(prep.samples(ds, "test"), key=lambda s: s.case_id)
     display = max(c.card["img_size"] for c in ckpts)
     base = load_split(test_samples, display, strict=strict, warn=warn, split="test", source=prep.split_file)
@@ -77,7 +82,7 @@ def precompute(data: Path, checkpoints: Path, cache: Path, names: list[str] | No
     if dist.main and Path(cache).is_dir():
         with writer_lock(Path(cache), "precompute"):
             pass
-    jobs = [Job(c) for c in ckpts]
+    jobs = [Job(c, gaps[c.model_id]) for c in ckpts]
     for job in jobs:
         job.load(device, target_layer)
         job.check_layer(cam, arrays_at(job.size))

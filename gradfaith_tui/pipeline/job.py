@@ -59,8 +59,10 @@ class Segmentations:
 class Job:
     """One checkpoint's work in precompute."""
 
-    def __init__(self, ckpt):
+    def __init__(self, ckpt, trained_elsewhere: str | None = None):
+        """trained_elsewhere: the data or split it was trained on, where --force let it past them (provenance_gap)."""
         self.ckpt, self.is_ref = ckpt, False  # is_ref: set once the cache says which seeds it holds
+        self.trained_elsewhere = trained_elsewhere
         self.size = ckpt.card["img_size"]
         self.model = self.layer = self.key = None
         self.expl_id: int | None = None
@@ -97,7 +99,7 @@ class Job:
         card = self.card
         info = ModelInfo(self.ckpt.model_id, card["name"], card["arch"], card["family"], card.get("describe", card["arch"]),
                          card["seed"], self.is_ref, self.size)
-        writer.add_model(info, checkpoint_identity(card), card)
+        writer.add_model(info, checkpoint_identity(card), card, self.trained_elsewhere)
         # One image gives the grid: not worth folding the trunk for (explain() folds it for the real batches).
         with explainer(self.model, self.layer, cam.method, cam.engine, fold=False) as explain:
             grid = tuple(explain(x).maps.shape[1:])

@@ -19,6 +19,7 @@ from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.words import and_list
 from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.keys import CONSIST_RULE
+from gradfaith_tui.store.leakage import trained_elsewhere
 from gradfaith_tui.store.schema import MASKS_NAME
 
 # The metrics that need a lesion mask: absent (NULL), never zero, on a case without one.
@@ -179,6 +180,21 @@ def unexplained(reader: CacheReader) -> list[str]:
     return [text + "."]
 
 
+def leakage(con: sqlite3.Connection) -> list[str]:
+    """Models precompute or evaluate used with --force although trained on other data or another split: their
+    test cases may be ones they trained on, which nothing else in the report would show."""
+    gaps = trained_elsewhere(con)
+    if not gaps:
+        return []
+    rows = [f"{model_id} was trained {gap}" for model_id, gap in gaps.items()]
+    one = len(rows) == 1
+    what = "another split" if all("another split" in g for g in gaps.values()) else "other data or another split"
+    return [f"Trained on {what}: {'; '.join(rows)}, and {'was' if one else 'were'} used anyway (--force), so "
+            f"{'its' if one else 'their'} "
+            f"test metrics may include training cases; retrain {'it' if one else 'them'} on this split (`gradfaith-tui "
+            f"train`), then `precompute`."]
+
+
 def unfinished(con: sqlite3.Connection) -> list[str]:
     """Checkpoints whose training was stopped before its last epoch (precompute and evaluate warned; the report
     is what gets shared): their numbers are of an unfinished model. Imported ones record no epochs."""
@@ -292,5 +308,5 @@ def caveats(reader: CacheReader) -> list[str]:
     if not n:
         return []
     con = reader.con
-    return (unexplained(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n)
+    return (leakage(con) + unexplained(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n)
             + classes(con, n) + masks(con, n) + patients(con, n) + identical(reader.config))

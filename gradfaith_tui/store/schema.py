@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS models (
     is_ref INTEGER NOT NULL,          -- the reference seed of its name (Consist compares against it)
     img_size INTEGER NOT NULL,
     checkpoint_hash TEXT NOT NULL,
-    card TEXT NOT NULL                -- the checkpoint card, JSON
+    card TEXT NOT NULL,               -- the checkpoint card as JSON (a comma here breaks DROP COLUMN of the next)
+    trained_elsewhere TEXT            -- NULL, or the other data or split --force let it past (older caches lack it)
 );
 CREATE TABLE IF NOT EXISTS explanations (
     expl_id INTEGER PRIMARY KEY,

@@ -19,9 +19,9 @@ import numpy as np
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.locks import writer_lock
 from gradfaith_tui.models.card import as_fingerprints, replace_atomically  # torch-free
-from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, array_problem, has_mask_column, key_fingerprint,
-                                       map_path, masks_problem, note_data_fingerprint, of_this_data, open_db,
-                                       other_schema, table_names)
+from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, array_problem, column_names, has_mask_column,
+                                       key_fingerprint, map_path, masks_problem, note_data_fingerprint, of_this_data,
+                                       open_db, other_schema, table_names)
 from gradfaith_tui.store.records import CaseInfo, ModelInfo
 from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
 
@@ -49,6 +49,16 @@ def _nan_maps(path: Path, n: int, shape: tuple[int, int]) -> None:
                                                  "fortran_order": False, "shape": (n, *shape)})
         for start in range(0, n, per):
             f.write(row * min(per, n - start))
+
+
+def _add_columns(con: sqlite3.Connection) -> None:
+    """Columns newer than a reopened cache (the schema version stays: readers take a cache without them)."""
+    if "trained_elsewhere" not in column_names(con, "models"):
+        try:
+            con.execute("ALTER TABLE models ADD COLUMN trained_elsewhere TEXT")
+        except sqlite3.OperationalError as exc:  # another torchrun rank added it first
+            if "duplicate column" not in str(exc):
+                raise
 
 
 class CacheWriter:
@@ -105,6 +115,7 @@ class CacheWriter:
                 raise CacheError(f"{self.root}: cache was built from other data or another split "
                                  f"(fingerprint {meta.get('fingerprint')}, now {fingerprint}); use a new --cache folder")
             self.fingerprint = key_fingerprint(meta)
+            _add_columns(self.con)  # only once it is known to be of this schema and these data
             if meta.get("fingerprint") != fingerprint and meta.get("data_fingerprint") != fingerprint:
                 with self.con:  # built under an earlier name of these data: today's matches from now on
                     note_data_fingerprint(self.con, fingerprint)
@@ -196,9 +207,10 @@ class CacheWriter:
                 ("schema_version", str(SCHEMA_VERSION)), ("fingerprint", fingerprint),
                 ("split_hash", split_hash), ("created", _now())])
 
-    def add_model(self, info: ModelInfo, checkpoint_hash: str, card: dict) -> None:
+    def add_model(self, info: ModelInfo, checkpoint_hash: str, card: dict, trained_elsewhere: str | None = None) -> None:
         """Register a model; if its checkpoint changed, everything computed from the old one is dropped. A reference
-        seed takes the place of any other seed of its name that was one (one column per name)."""
+        seed takes the place of any other seed of its name that was one (one column per name). trained_elsewhere:
+        the other data or split it was trained on, in words, where --force used it anyway (None: these)."""
         row = self.con.execute("SELECT checkpoint_hash FROM models WHERE model_id=?", (info.model_id,)).fetchone()
         gone: list[str] = []
         with self.con:
@@ -206,9 +218,10 @@ class CacheWriter:
                 gone = self._drop_model_results(info.model_id)
             if info.is_ref:
                 self.con.execute("UPDATE models SET is_ref=0 WHERE name=? AND model_id!=?", (info.name, info.model_id))
-            self.con.execute("INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)", (
+            self.con.execute("INSERT OR REPLACE INTO models (model_id, name, arch, family, describe, seed, is_ref, "
+                             "img_size, checkpoint_hash, card, trained_elsewhere) VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
                 info.model_id, info.name, info.arch, info.family, info.describe, info.seed, int(info.is_ref),
-                info.img_size, checkpoint_hash, json.dumps(card, sort_keys=True)))
+                info.img_size, checkpoint_hash, json.dumps(card, sort_keys=True), trained_elsewhere))
         for name in gone:  # after the commit, as _drop_explanation asks
             map_path(self.root, name).unlink(missing_ok=True)
 

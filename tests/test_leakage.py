@@ -1,0 +1,81 @@
+"""A checkpoint trained on another split, used with --force: refused without it naming both splits, and with it
+said in a warning, recorded in the cache (older caches gain the column) and shown by the report and explorer."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from gradfaith_tui.config import CamSettings
+from gradfaith_tui.errors import CheckpointError
+from gradfaith_tui.pipeline import precompute
+from gradfaith_tui.report import markdown
+from gradfaith_tui.report.build import build
+from gradfaith_tui.report.terminal import print_report
+from gradfaith_tui.store.leakage import trained_elsewhere
+from gradfaith_tui.store.reader import CacheReader
+
+OTHER = "0123456789abcdef"
+NO_SANITY = CamSettings(sanity_cases=0)
+
+
+def _resplit(trained: Path, dest: Path) -> tuple[Path, str]:
+    """resnet10t/seed0 alone, its card saying it was trained on another split of the same data; and the real one."""
+    out = Path(shutil.copytree(trained / "resnet10t" / "seed0", dest / "resnet10t" / "seed0"))
+    card = json.loads((out / "card.json").read_text())
+    (out / "card.json").write_text(json.dumps({**card, "split_hash": OTHER}))
+    return dest, card["split_hash"]
+
+
+def _old_cache(cache: Path, dest: Path) -> Path:
+    """The session's cache as a version before trained_elsewhere wrote it."""
+    copy = Path(shutil.copytree(cache, dest))
+    con = sqlite3.connect(copy / "audit.sqlite")
+    con.execute("ALTER TABLE models DROP COLUMN trained_elsewhere")
+    con.commit()
+    con.close()
+    return copy
+
+
+def _report_text(root: Path) -> tuple[list[str], str, str]:
+    reader = CacheReader(root)
+    try:
+        r = build(reader)
+    finally:
+        reader.close()
+    out = io.StringIO()
+    print_report(r, Console(file=out, width=400, color_system=None))
+    return r.caveats, markdown.render(r), out.getvalue()
+
+
+def test_another_split_is_refused_naming_both_and_forced_it_is_recorded_and_reported(phantoms, trained, cache, tmp_path):
+    ck, split = _resplit(trained, tmp_path / "ck")
+    root = _old_cache(cache, tmp_path / "cache")
+    assert trained_elsewhere(sqlite3.connect(root / "audit.sqlite")) == {}  # an older cache reads as before
+    assert not any("another split" in c for c in _report_text(root)[0])
+    with pytest.raises(CheckpointError, match=rf"resnet10t/seed0: trained on another split of these data \(split "
+                                              rf"{OTHER}, now {split}; .*\); retrain, or pass --force$"):
+        precompute(phantoms, ck, root, cam=NO_SANITY, warn=lambda m: None, with_timing=False)
+    said: list[str] = []
+    precompute(phantoms, ck, root, cam=NO_SANITY, force=True, warn=said.append, with_timing=False)
+    told = [w for w in said if "another split" in w]
+    assert len(told) == 1 and told[0].startswith(f"resnet10t/seed0: trained on another split of these data (split {OTHER}")
+    assert "may include training cases" in told[0] and "\n" not in told[0]
+    gaps = trained_elsewhere(sqlite3.connect(root / "audit.sqlite"))
+    assert list(gaps) == ["resnet10t/seed0"] and OTHER in gaps["resnet10t/seed0"] and split in gaps["resnet10t/seed0"]
+    caveats, md, terminal = _report_text(root)
+    assert caveats[0].startswith(f"Trained on another split: resnet10t/seed0 was trained on another split of these "
+                                 f"data (split {OTHER}, now {split}")
+    assert "test metrics may include training cases" in caveats[0]
+    assert "Trained on another split: resnet10t/seed0" in md and "Trained on another split: resnet10t/seed0" in terminal
+    # retrained on this split (here: the real checkpoint), a rerun without --force clears the mark
+    precompute(phantoms, trained, root, names=["resnet10t"], seeds=[0], cam=NO_SANITY, warn=lambda m: None,
+               with_timing=False)
+    assert trained_elsewhere(sqlite3.connect(root / "audit.sqlite")) == {}
+
