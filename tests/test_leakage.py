@@ -79,3 +79,22 @@ def test_another_split_is_refused_naming_both_and_forced_it_is_recorded_and_repo
                with_timing=False)
     assert trained_elsewhere(sqlite3.connect(root / "audit.sqlite")) == {}
 
+
+def test_evaluate_refuses_another_split_and_forced_marks_it_for_the_report(phantoms, trained, cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from gradfaith_tui.cli import app
+    from gradfaith_tui.models.evaluate_all import evaluate_all
+
+    ck, split = _resplit(trained, tmp_path / "ck")
+    with pytest.raises(CheckpointError, match=rf"trained on another split of these data \(split {OTHER}, now {split}"):
+        evaluate_all(phantoms, ck, None, None, warn=lambda m: None)
+    root = Path(shutil.copytree(cache, tmp_path / "cache"))
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(phantoms), "--checkpoints", str(ck), "--cache", str(root),
+                                   "--force"])
+    assert res.exit_code == 0, res.output
+    assert "resnet10t/seed0: trained on another split of these data" in " ".join(res.output.split())
+    assert json.loads((root / "evaluation.json").read_text())["resnet10t/seed0"]["trained_on_other_split"] == OTHER
+    gaps = trained_elsewhere(sqlite3.connect(root / "audit.sqlite"))
+    assert gaps == {"resnet10t/seed0": f"on another split of these data (split {OTHER})"}
+    assert _report_text(root)[0][0].startswith("Trained on another split: resnet10t/seed0")

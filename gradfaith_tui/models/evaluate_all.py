@@ -7,7 +7,8 @@ from typing import Callable
 
 from gradfaith_tui.data.dataset import discover
 from gradfaith_tui.data.prepared import Prepared, load_split, prepare
-from gradfaith_tui.models.card import other_data, trained_on
+from gradfaith_tui.errors import CheckpointError
+from gradfaith_tui.models.card import other_data, provenance_gap, trained_on
 from gradfaith_tui.models.evaluate import evaluate
 from gradfaith_tui.models.factory import load_checkpoint
 from gradfaith_tui.models.precision import to_device
@@ -29,6 +30,11 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
     if not force:
         refuse_other_data(ckpts, ds, data)
     preps = {k: prepare(ds, k, warn) for k in sorted({c.card.get("split_seed", 0) for c in ckpts})}
+    for c in ckpts if not force else ():  # another split of these data: its test cases may be training cases
+        prep = preps[c.card.get("split_seed", 0)]
+        gap = provenance_gap(c.card, prep.fingerprints, prep.split_hash)
+        if gap:
+            raise CheckpointError(f"{c.directory}: trained {gap}; retrain, or pass --force")
     before(list(preps.values()))
     bodies, arrays = {}, {}
     for c in ckpts:
@@ -45,6 +51,10 @@ def evaluate_all(data: Path, checkpoints: Path, names: list[str] | None, seeds: 
             ids = [s.case_id for s in ds.samples]
             warn(f"{c.model_id}: trained {other_data(card, prep.fingerprint, data, ids)}; evaluated anyway, as --force asks")
             body["trained_on_other_data"] = card.get("data_fingerprint")
+        elif gap := provenance_gap(card, prep.fingerprints, prep.split_hash):
+            warn(f"{c.model_id}: trained {gap}; evaluated anyway, as --force asks: its test metrics may include "
+                 f"training cases")
+            body["trained_on_other_split"] = card.get("split_hash")
         # Which weights at which size: an audit cache takes these numbers only for the checkpoint it holds.
         body["weights_sha1"], body["img_size"] = card.get("weights_sha1"), card["img_size"]
         bodies[c.model_id] = body
