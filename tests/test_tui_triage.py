@@ -298,6 +298,25 @@ def test_models_screen_contents(cache):
     run(body, cache)
 
 
+def test_models_screen_marks_a_model_trained_on_another_split(cache):
+    con = sqlite3.connect(cache / "audit.sqlite")
+    model_id = con.execute("SELECT model_id FROM models WHERE is_ref = 1 ORDER BY model_id LIMIT 1").fetchone()[0]
+    con.execute("UPDATE models SET trained_elsewhere = 'on another split of these data (split a, now b)' "
+                "WHERE model_id = ?", (model_id,))
+    con.commit()
+    con.close()
+
+    async def body(app, pilot):
+        text = await models_screen_text(app, pilot, 200)
+        label = app.source.model_label(model_id)
+        assert f"{label} !" in text  # its Table I row
+        assert (f"! {label}: trained on another split of these data (split a, now b); used with --force, so its test "
+                "metrics may include training cases") in text
+        assert text.count(" !") == 1
+
+    run(body, cache)
+
+
 def test_models_screen_gives_each_sanity_check_a_verdict(cache):
     async def body(app, pilot):
         text = await models_screen_text(app, pilot, 160)

@@ -18,6 +18,7 @@ from gradfaith_tui.metrics.catalog import FAIL_RHO, METRICS
 from gradfaith_tui.models.table1 import confusion
 from gradfaith_tui.models.table1 import table1 as table1_of  # NumPy only: no torch in the explorer
 from gradfaith_tui.store.files import table_names
+from gradfaith_tui.store.leakage import trained_elsewhere
 from gradfaith_tui.store.planted import planted_check, share_text
 from gradfaith_tui.tui.source import CaseSource
 
@@ -63,11 +64,14 @@ class ModelsScreen(Screen[None]):
         for h in ("model", "n", "Sens", "Spec", "Prec", "F1", "Acc"):
             t1.add_column(h, justify="left" if h == "model" else "right", no_wrap=True)
         results = [table1(a.labels, a.preds[i]) for i in range(len(cols))]
+        gaps = trained_elsewhere(a.con)  # models --force used although trained on another split or other data
         for i, (c, r) in enumerate(zip(cols, results)):
-            t1.add_row(f"M{i + 1} {c.model.name}", f"{r['n']:,}",
+            t1.add_row(f"M{i + 1} {c.model.name}" + (" !" if c.model.model_id in gaps else ""), f"{r['n']:,}",
                        *("–" if r[k] is None else f"{r[k]:.3f}"
                          for k in ("sensitivity", "specificity", "precision", "f1", "accuracy")))
-        parts += [t1, Text("")]
+        parts += [t1] + [Text(f"! {self.source.model_label(m)}: trained {gap}; used with --force, so its test "
+                              f"metrics may include training cases", style="bold red") for m, gap in gaps.items()]
+        parts += [Text("")]
         parts.append(Text("Confusion matrices (rows: true N/B/M, columns: predicted)", style="bold underline"))
         cms = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
         for i, c in enumerate(cols):
