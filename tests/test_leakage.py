@@ -98,3 +98,21 @@ def test_evaluate_refuses_another_split_and_forced_marks_it_for_the_report(phant
     gaps = trained_elsewhere(sqlite3.connect(root / "audit.sqlite"))
     assert gaps == {"resnet10t/seed0": f"on another split of these data (split {OTHER})"}
     assert _report_text(root)[0][0].startswith("Trained on another split: resnet10t/seed0")
+
+
+def test_a_cache_of_another_split_of_these_data_is_refused_naming_both_splits(phantoms, trained, cache, tmp_path):
+    from gradfaith_tui.errors import CacheError
+    from gradfaith_tui.store.exports import check_evaluation_data
+
+    card = json.loads((trained / "resnet10t" / "seed0" / "card.json").read_text())
+    root = Path(shutil.copytree(cache, tmp_path / "cache"))
+    con = sqlite3.connect(root / "audit.sqlite")
+    con.execute("UPDATE meta SET value = ? WHERE key = 'split_hash'", (OTHER,))
+    con.commit()
+    con.close()
+    said = rf"{root}: cache was built from another split of these data \(split {OTHER}, now {card['split_hash']}\); "
+    with pytest.raises(CacheError, match=said + "use a new --cache folder$"):  # not one fingerprint twice
+        precompute(phantoms, trained, root, names=["resnet10t"], seeds=[0], cam=NO_SANITY, warn=lambda m: None,
+                   with_timing=False)
+    with pytest.raises(CacheError, match=said):  # evaluate's check
+        check_evaluation_data(root, [((card["data_fingerprint"],), card["split_hash"])])

@@ -12,7 +12,7 @@ from typing import Callable
 from gradfaith_tui.config import CLASS_NAMES
 from gradfaith_tui.errors import CacheError
 from gradfaith_tui.models.card import replace_atomically  # torch-free
-from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, connect_readonly, note_data_fingerprint, of_this_data,
+from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, connect_readonly, note_data_fingerprint, other_cache,
                                        other_schema)
 from gradfaith_tui.store.keys import checkpoint_identity
 from gradfaith_tui.store.schema import DB_NAME
@@ -69,9 +69,8 @@ def check_evaluation_data(cache: Path, data: list[tuple[tuple[str, ...], str]]) 
     if have is None:
         return
     for fingerprints, split in data:
-        if not of_this_data(have, fingerprints) or split != have.get("split_hash"):
-            raise CacheError(f"{cache}: cache was built from other data or another split (fingerprint "
-                             f"{have.get('fingerprint')}, now {fingerprints[0]}); use a new --cache folder")
+        if why := other_cache(have, fingerprints, split):
+            raise CacheError(f"{cache}: cache was built from {why}; use a new --cache folder")
 
 
 def store_evaluation(cache: Path, bodies: dict[str, dict], warn: Callable[[str], None],

@@ -132,6 +132,17 @@ def of_this_data(meta: dict, fingerprints: str | tuple[str, ...]) -> bool:
     return meta.get("fingerprint") in fps or meta.get("data_fingerprint") == fps[0]
 
 
+def other_cache(meta: dict, fingerprints: str | tuple[str, ...], split_hash: str) -> str | None:
+    """What a cache was built from that is not these data or this split, in words with both values, so that a
+    refusal never shows one fingerprint twice; None where it is of them."""
+    fps = as_fingerprints(fingerprints)
+    if not of_this_data(meta, fps):
+        return f"other data (fingerprint {meta.get('fingerprint')}, now {fps[0]})"
+    if meta.get("split_hash") != split_hash:
+        return f"another split of these data (split {meta.get('split_hash')}, now {split_hash})"
+    return None
+
+
 def note_data_fingerprint(con: sqlite3.Connection, fingerprint: str) -> None:
     """Record today's fingerprint of the data beside the one a cache was built under, where they differ (see
     of_this_data). The caller has checked the cache is of these data, and commits."""

@@ -20,8 +20,8 @@ from gradfaith_tui.errors import CacheError
 from gradfaith_tui.locks import writer_lock
 from gradfaith_tui.models.card import as_fingerprints, replace_atomically  # torch-free
 from gradfaith_tui.store.files import (DAMAGED_DB, RESULTS_KEPT, array_problem, column_names, has_mask_column,
-                                       key_fingerprint, map_path, masks_problem, note_data_fingerprint, of_this_data,
-                                       open_db, other_schema, table_names)
+                                       key_fingerprint, map_path, masks_problem, note_data_fingerprint, open_db,
+                                       other_cache, other_schema, table_names)
 from gradfaith_tui.store.records import CaseInfo, ModelInfo
 from gradfaith_tui.store.schema import DB_NAME, DDL, IMAGES_NAME, MAPS_DIR, MASKS_NAME, SCHEMA_VERSION
 
@@ -111,9 +111,8 @@ class CacheWriter:
         if meta:
             if other_schema(meta, self.root):
                 raise other_schema(meta, self.root)
-            if not of_this_data(meta, fingerprints) or meta.get("split_hash") != split_hash:
-                raise CacheError(f"{self.root}: cache was built from other data or another split "
-                                 f"(fingerprint {meta.get('fingerprint')}, now {fingerprint}); use a new --cache folder")
+            if why := other_cache(meta, fingerprints, split_hash):
+                raise CacheError(f"{self.root}: cache was built from {why}; use a new --cache folder")
             self.fingerprint = key_fingerprint(meta)
             _add_columns(self.con)  # only once it is known to be of this schema and these data
             if meta.get("fingerprint") != fingerprint and meta.get("data_fingerprint") != fingerprint:
