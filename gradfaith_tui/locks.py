@@ -56,6 +56,27 @@ def writer_lock(folder: Path, what: str, enabled: bool = True):
         os.close(fd)  # releases the lock
 
 
+def holder(folder: Path) -> tuple[str, str] | None:
+    """(pid, kind of work) of the run holding the folder's writer lock now; None where none does, or it cannot be
+    known (no lock file, no flock here). Probed with a shared lock, let go at once; the file is never created."""
+    try:
+        import fcntl
+
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # free: released as the file closes
+    except BlockingIOError:
+        pid, _, kind = os.pread(fd, 64, 0).decode(errors="replace").strip().partition(" ")
+        return pid or "?", kind
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _unmake(folder: Path, made: list[Path]) -> None:
     """A run refused or stopped before it wrote anything into the folder it made: the folder goes, with the
     parents made for it, rather than stay behind holding only the lock (a checkpoint folder that looks started)."""

@@ -682,6 +682,7 @@ def test_unreadable_weights_are_one_whole_sentence(tmp_path, recwarn):
 
 
 def test_an_unfinished_checkpoint_is_named_before_its_numbers_are_used(phantoms, tmp_path):
+    from gradfaith_tui.locks import writer_lock
     from gradfaith_tui.models.evaluate_all import evaluate_all
     from gradfaith_tui.models.registry import find_checkpoints, unfinished
 
@@ -692,6 +693,12 @@ def test_an_unfinished_checkpoint_is_named_before_its_numbers_are_used(phantoms,
     said = []
     evaluate_all(phantoms, tmp_path / "ck", None, None, warn=said.append)
     assert any("mine/seed0: trained 1 of 4 epochs (the run was stopped)" in w for w in said)
+    with writer_lock(out, "train"):  # a train still at work there holds its folder's lock: not "stopped"
+        said = unfinished(find_checkpoints(tmp_path / "ck"))
+    assert len(said) == 1 and f"mine/seed0: still training (1 of 4 epochs so far, pid {os.getpid()})" in said[0]
+    assert "stopped" not in said[0]
+    with writer_lock(out, "import"):  # another kind of work is not a train
+        assert "the run was stopped" in unfinished(find_checkpoints(tmp_path / "ck"))[0]
 
 
 def test_a_full_disk_while_saving_is_one_oserror_and_leaves_no_partial_file(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gradfaith_tui.data.dataset import Dataset
 from gradfaith_tui.errors import CheckpointError
-from gradfaith_tui.locks import tidy_lock
+from gradfaith_tui.locks import holder, tidy_lock
 from gradfaith_tui.models.card import (CARD_NAME, NEXT_CARD_NAME, WEIGHTS_NAME, adopt_fingerprint, other_data,
                                        read_card, settle_card, trained_on)
 
@@ -60,11 +60,21 @@ def find_checkpoints(root: Path, names: list[str] | None = None, seeds: list[int
 
 
 def unfinished(ckpts: list[Checkpoint]) -> list[str]:
-    """A warning for each checkpoint whose training was stopped before its last epoch: its numbers are of a
-    model that was never finished (the saved epoch is the best so far)."""
-    return [f"{c.directory}: trained {c.card.get('epochs_done', 0)} of {c.card['epochs']} epochs (the run was stopped); "
-            f"its results are those of an unfinished model: rerun `gradfaith-tui train` with the same options to finish it"
-            for c in ckpts if c.card.get("epochs", 0) > c.card.get("epochs_done", 0)]
+    """A warning for each checkpoint whose training was stopped before its last epoch, or is still running (a
+    train holds its folder's lock): its numbers are of an unfinished model (the saved epoch is the best so far)."""
+    out = []
+    for c in ckpts:
+        if c.card.get("epochs", 0) <= c.card.get("epochs_done", 0):
+            continue
+        done = f"{c.card.get('epochs_done', 0)} of {c.card['epochs']} epochs"
+        running = holder(c.directory)
+        if running and running[1] == "train":
+            out.append(f"{c.directory}: still training ({done} so far, pid {running[0]}); its results are those of "
+                       f"the best epoch yet: rerun this command once that train has finished")
+        else:
+            out.append(f"{c.directory}: trained {done} (the run was stopped); its results are those of an unfinished "
+                       f"model: rerun `gradfaith-tui train` with the same options to finish it")
+    return out
 
 
 def refuse_other_data(ckpts: list[Checkpoint], ds: Dataset, data: Path) -> None:
