@@ -34,7 +34,9 @@ ModelsOpt = Annotated[Optional[str], typer.Option("--models", help="Comma-separa
 SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated training seeds, e.g. 0,1.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda or cuda:N.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable file instead of skipping it.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Use checkpoints trained on other data anyway.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Use checkpoints trained on other data or another split "
+                                                        "anyway (each named in a warning and kept on record for the "
+                                                        "report).")]
 
 
 def _window(value: str | None) -> tuple[float, float] | None:
