@@ -243,6 +243,7 @@ def test_a_mistyped_option_or_value_is_one_line_naming_it():
     assert_one_line_error(run("no-such-command"), "no-such-command")
     assert_one_line_error(run("train", "--seeds=-1"), "--seeds", "-1")
     assert_one_line_error(run("train", "--lr", "inf"), "--lr", "inf")  # before a checkpoint is found and skipped
+    assert_one_line_error(run("train", "--window", "nan,40"), "--window", "finite")
     assert_one_line_error(run("train", "--models", ""), "--models")  # not "every model"
     res = run("train", "--models", "resnet10t", "--pretrained-file", ".")  # before any bar is drawn
     assert_one_line_error(res, "--pretrained-file: .: a folder, not a weights file")

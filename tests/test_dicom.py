@@ -42,6 +42,9 @@ def test_window_presets_and_custom_values():
         parse_window("bone")
     with pytest.raises(DataError, match="width must be positive"):
         parse_window("0,40")
+    for text in ("nan,40", "400,nan", "inf,40", "400,-inf"):  # float() takes these; a window cannot
+        with pytest.raises(DataError, match="--window: window width and level must be finite numbers"):
+            parse_window(text)
 
 
 def test_dicom_in_class_folders_with_or_without_extension(tmp_path):

@@ -10,6 +10,7 @@ and windowed to 8 bit; the lung window is the default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
@@ -44,6 +45,8 @@ def parse_window(text: str, where: str = "--window") -> tuple[float, float]:
         width, level = (float(p) for p in parts)
     except ValueError:
         raise DataError(f"{where}: window '{text}' is not lung, mediastinal or W,L (e.g. 1500,-600)") from None
+    if not (math.isfinite(width) and math.isfinite(level)):  # float() takes nan/inf; they window to garbage
+        raise DataError(f"{where}: window width and level must be finite numbers, got '{text}'")
     if width <= 0:
         raise DataError(f"{where}: window width must be positive, got '{text}'")
     return width, level
