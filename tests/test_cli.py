@@ -519,6 +519,18 @@ def test_a_model_or_seed_given_twice_counts_once(tmp_path):
     assert seeds("1,0,1,0") == [1, 0]  # `0,0` trained seed 0 twice and counted two checkpoints
 
 
+def test_an_empty_entry_in_a_comma_list_is_refused_naming_the_option():
+    from gradfaith_tui.cli.options import names, seeds
+    from gradfaith_tui.errors import GradfaithError
+
+    for parse, option, value in ((seeds, "--seeds", "0,,1"), (seeds, "--seeds", "0,1,"), (names, "--models", "a,,b"),
+                                 (names, "--models", ",a")):
+        with pytest.raises(GradfaithError, match=f"^{option}: '{value}' has an empty entry"):
+            parse(value)
+    assert_one_line_error(run("train", "--seeds", "0,,1"), "--seeds: '0,,1' has an empty entry")
+    assert_one_line_error(run("precompute", "--models", "a, ,b"), "--models: 'a, ,b' has an empty entry")
+
+
 def test_pretrained_file_that_holds_no_weights_is_named_before_anything_is_made(tmp_path):
     notes = tmp_path / "notes.pth"
     notes.write_text("not weights")

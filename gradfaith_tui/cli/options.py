@@ -54,24 +54,30 @@ WindowOpt = Annotated[Optional[str], typer.Option("--window", callback=_window, 
 DEFAULTS = {"data": DEFAULT_DATA, "checkpoints": DEFAULT_CHECKPOINTS, "cache": DEFAULT_CACHE, "device": "cpu"}
 
 
+def entries(value: str, option: str, what: str) -> list[str]:
+    """A comma list's stripped entries; an empty one (`a,,b`, a trailing comma) is likely a name left out, so refused."""
+    out = [v.strip() for v in value.split(",")]
+    if out == [""]:
+        raise GradfaithError(f"{option}: give at least one {what}")
+    if "" in out:
+        raise GradfaithError(f"{option}: '{value}' has an empty entry (give {what}s separated by single commas)")
+    return out
+
+
 def names(value: str | None) -> list[str] | None:
     if value is None:
         return None
-    out = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))  # each once, in the order given
-    if not out:
-        raise GradfaithError("--models: give at least one model name")
-    return out
+    return list(dict.fromkeys(entries(value, "--models", "model name")))  # each once, in the order given
 
 
 def seeds(value: str | None) -> list[int] | None:
     if value is None:
         return None
+    listed = entries(value, "--seeds", "seed")
     try:
-        out = [int(v) for v in value.split(",") if v.strip()]
+        out = [int(v) for v in listed]
     except ValueError:
         raise GradfaithError(f"--seeds: expected comma-separated integers, got '{value}'") from None
-    if not out:
-        raise GradfaithError("--seeds: give at least one seed")
     bad = [v for v in out if not 0 <= v < 2**32]  # NumPy's seeding takes no more
     if bad:
         raise GradfaithError(f"--seeds: {bad[0]} is out of range (0 to 4294967295)")
