@@ -244,6 +244,8 @@ def test_a_mistyped_option_or_value_is_one_line_naming_it():
     assert_one_line_error(run("train", "--seeds=-1"), "--seeds", "-1")
     assert_one_line_error(run("train", "--lr", "inf"), "--lr", "inf")  # before a checkpoint is found and skipped
     assert_one_line_error(run("train", "--window", "nan,40"), "--window", "finite")
+    for tau in ("nan", "0"):  # nan was refused as "should be less than or equal to 1"; 0 was taken
+        assert_one_line_error(run("precompute", "--tau", tau), "--tau: must be a number above 0 and at most 1")
     assert_one_line_error(run("train", "--models", ""), "--models")  # not "every model"
     res = run("train", "--models", "resnet10t", "--pretrained-file", ".")  # before any bar is drawn
     assert_one_line_error(res, "--pretrained-file: .: a folder, not a weights file")

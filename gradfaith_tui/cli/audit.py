@@ -12,6 +12,16 @@ from gradfaith_tui.cli.options import (DEFAULTS, CacheOpt, CheckpointsOpt, DataO
                                        seeds)
 
 
+def _tau(value: float) -> float:
+    """Above 0: at 0 a flat map (all zero) would cover everything. Click's own range check refused nan as
+    "should be less than or equal to 1"."""
+    from gradfaith_tui.errors import GradfaithError
+
+    if not 0 < value <= 1:  # false for nan
+        raise GradfaithError(f"--tau: must be a number above 0 and at most 1 (a share of each map's peak), got {value}")
+    return value
+
+
 def precompute(
     data: DataOpt = DEFAULTS["data"],
     checkpoints: CheckpointsOpt = DEFAULTS["checkpoints"],
@@ -23,7 +33,8 @@ def precompute(
     engine: Annotated[str, typer.Option(help="fast: batched Grad-CAM with Faith fused, kept on the device; library: pytorch-grad-cam.")] = "fast",
     deep: Annotated[bool, typer.Option("--deep", help="Also deletion/insertion AUC (10 steps; 22 forwards per case).")] = False,
     sanity_cases: Annotated[int, typer.Option(min=0, help="Cases for the cascading randomisation check per model (0: skip).")] = 8,
-    tau: Annotated[float, typer.Option(min=0.0, max=1.0, help="Binarisation threshold for LocAcc, IoU, Consist.")] = 0.5,
+    tau: Annotated[float, typer.Option(callback=_tau, help="Binarisation threshold for LocAcc, IoU, "
+                                       "Consist: a share of each map's peak, above 0 and at most 1.")] = 0.5,
     baseline: Annotated[str, typer.Option(help="What replaces removed pixels in Faith and outside the lungs in the lungs-only check: black, mean or "
                                                 "blur (deletion/insertion always use a blurred copy).")] = "black",
     target: Annotated[str, typer.Option(help="Class each map explains: pred (predicted) or true.")] = "pred",
