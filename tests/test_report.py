@@ -455,6 +455,36 @@ def test_table_i_in_the_terminal_keeps_model_names_whole_and_a_shared_device_bel
     assert "Device" in mixed and "timed on" not in mixed and "NVIDIA H200" in mixed
 
 
+CUT_NUMBER = re.compile(r"[\d.,\[%-]…")  # "0.…", "12…", "[0.0…": what rich made of numbers in a narrow terminal
+
+
+def test_numbers_are_never_cut_in_a_narrow_terminal(made):
+    from rich.console import Console
+
+    from gradfaith_tui.report.markdown import fmt
+    from gradfaith_tui.report.tables import summary_rich, table1_rich
+    from gradfaith_tui.report.terminal import print_report
+
+    macro = {k: 0.123456 for k in ("sensitivity", "specificity", "precision", "recall", "f1", "accuracy")}
+    evals = {f"vit-tiny-p8/seed{i}": {"macro": macro, "timing": {"latency_ms": 123.456, "device": "cpu"}}
+             for i in range(3)}
+    summary = [{"model": f"vit-tiny-p8/seed{i}", "family": "vit", "n": 1200, "accuracy": 0.5, "locacc": 0.25,
+                "faith": -0.125, "consist": 0.75} for i in range(3)]
+    for width in (60, 40, 24):  # 40 and 24: too narrow side by side, so each model's numbers one per line
+        console = Console(width=width, record=True, color_system=None)
+        console.print(table1_rich(evals))
+        console.print(summary_rich(summary))
+        text = console.export_text()
+        assert not CUT_NUMBER.search(text), text
+        assert text.count("0.123") == 18 and text.count("123.46") == 3 and text.count("-0.125") == 3, text
+    console = Console(width=60, record=True, color_system=None)
+    print_report(made[1], console)
+    text = console.export_text()
+    assert not CUT_NUMBER.search(text), text
+    for t in made[1].table1:
+        assert fmt(t["accuracy"]) in text and fmt(t["latency_ms"], 2) in text
+
+
 def test_tables_piped_to_a_file_are_not_cut_at_80_columns(monkeypatch):
     from gradfaith_tui.cli.progress import tables_console
 

@@ -121,12 +121,15 @@ def _bar(n: int, most: int, width: int = 30) -> str:
 
 def _print_check(r: dict) -> None:
     from rich.markup import escape
-    from rich.table import Table
+
+    from gradfaith_tui.report.fit import NumbersTable
 
     con = Console(soft_wrap=True)  # long file names stay on one line for grep
     con.print(f"[bold]{escape(r['root'])}[/] · layout {r['layout']} · {r['n_images']} labelled images "
               f"({r['n_readable']} readable) · fingerprint {r['fingerprint']}")
-    t = Table("class", "train", "val", "test", "total", "with mask")
+    t = NumbersTable("class")
+    for h in ("train", "val", "test", "total", "with mask"):
+        t.add_column(h, justify="right")
     for name in CLASS_NAMES:
         c = r["classes"][name]
         t.add_row(name, *(str(c[k]) for k in ("train", "val", "test", "total", "masks")))

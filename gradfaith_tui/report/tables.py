@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rich.table import Table
 
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
+from gradfaith_tui.report.fit import NumbersTable
 from gradfaith_tui.store.exports import TABLE1_COLUMNS
 
 
@@ -24,13 +24,13 @@ def table1_rows(evals: dict[str, dict]) -> list[list[str]]:
 TABLE1_HEADER = ["Model", "Sensitivity", "Specificity", "Precision", "Recall", "F1", "Accuracy", "ms/image", "Device"]
 
 
-def table1_rich(evals: dict[str, dict], title: str = "Table I (macro over classes, test split)") -> Table:
+def table1_rich(evals: dict[str, dict], title: str = "Table I (macro over classes, test split)") -> NumbersTable:
     """Model names do not wrap, and a device every row shares goes under the table instead of in a column
     (so at 80 columns names and numbers stay whole, headers shortened instead)."""
     rows = table1_rows(evals)
     devices = {r[-1] for r in rows}
     shared = len(devices) == 1 and "–" not in devices
-    t = Table(title=title, caption=f"timed on {devices.pop()}" if shared else None)
+    t = NumbersTable(title=title, caption=f"timed on {devices.pop()}" if shared else None)
     for h in TABLE1_HEADER[:-1] if shared else TABLE1_HEADER:
         t.add_column(h, justify="left" if h in ("Model", "Device") else "right", no_wrap=h == "Model")
     for row in rows:
@@ -38,8 +38,8 @@ def table1_rich(evals: dict[str, dict], title: str = "Table I (macro over classe
     return t
 
 
-def per_class_rich(model: str, body: dict) -> Table:
-    t = Table(title=f"{model}: per class (one vs rest)")
+def per_class_rich(model: str, body: dict) -> NumbersTable:
+    t = NumbersTable(title=f"{model}: per class (one vs rest)")
     t.add_column("Class")
     for h in ("Sensitivity", "Specificity", "Precision", "F1", "Support"):
         t.add_column(h, justify="right")
@@ -49,8 +49,8 @@ def per_class_rich(model: str, body: dict) -> Table:
     return t
 
 
-def confusion_rich(model: str, body: dict) -> Table:
-    t = Table(title=f"{model}: rows true, columns predicted")
+def confusion_rich(model: str, body: dict) -> NumbersTable:
+    t = NumbersTable(title=f"{model}: rows true, columns predicted")
     t.add_column("")
     for c in CLASS_NAMES:
         t.add_column(c, justify="right")
@@ -67,8 +67,8 @@ def summary_rows(summary: list[dict]) -> list[list[str]]:
              _fmt(s["locacc"]), _fmt(s["faith"]), _fmt(s["consist"])] for s in summary]
 
 
-def summary_rich(summary: list[dict]) -> Table:
-    t = Table(title="Faithfulness audit (means over test cases; LocAcc only where a mask exists)")
+def summary_rich(summary: list[dict]) -> NumbersTable:
+    t = NumbersTable(title="Faithfulness audit (means over test cases; LocAcc only where a mask exists)")
     for h in SUMMARY_HEADER:
         t.add_column(h, justify="left" if h in ("Model", "Stands for") else "right", no_wrap=h == "Model")
     for row in summary_rows(summary):

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from gradfaith_tui.metrics.catalog import METRICS
 from gradfaith_tui.report.build import Report
 from gradfaith_tui.report.checks_md import NO_SUSPECTS, NOT_COMPUTED, other_methods
+from gradfaith_tui.report.fit import NumbersTable
 from gradfaith_tui.report.markdown import T1_HEADER, T1_KEYS, fmt
 from gradfaith_tui.store.planted import share_text
 
 
-def _table(title: str, header: list[str], rows: list[list[str]], left: int = 2) -> Table:
-    t = Table(title=title)
+def _table(title: str, header: list[str], rows: list[list[str]], left: int = 2) -> NumbersTable:
+    t = NumbersTable(title=title)
     for i, h in enumerate(header):
         t.add_column(h, justify="left" if i < left else "right")
     for row in rows:
