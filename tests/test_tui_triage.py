@@ -606,9 +606,54 @@ def test_a_note_alone_from_the_table_records_the_map_in_view(cache):
         await pilot.press("e", *"M1 too", "enter")
         await settle(pilot)
         assert first != second and app.source.flags.get(first).viewed == ""
-        assert app.source.flags.get(second).viewed == "resnet10t/seed0"
+        assert app.source.flags.get(second).viewed == "resnet10t/seed0 (gradcam)"
 
     run(body, cache)
+
+
+def _with_a_second_method(root: Path, method: str) -> Path:
+    """Every gradcam explanation copied, maps and metrics, as if precompute had also run `--method method`."""
+    from gradfaith_tui.store.writer import CacheWriter
+
+    writer = CacheWriter.__new__(CacheWriter)  # reopen as precompute does, without its data checks
+    writer.root, writer.con, writer._maps = root, sqlite3.connect(root / "audit.sqlite"), {}
+    writer.con.row_factory = sqlite3.Row
+    for e in writer.con.execute("SELECT * FROM explanations WHERE method='gradcam'").fetchall():
+        new = writer.explanation(e["model_id"], method, e["layer"], f"{e['key']}+{method}", (e["map_h"], e["map_w"]),
+                                 json.loads(e["settings"]))
+        writer._map(new)[:] = writer.read_maps(e["expl_id"])
+        writer._map(new).flush()
+        with writer.con:
+            writer.con.execute("INSERT INTO metrics SELECT ?, idx, name, value FROM metrics WHERE expl_id=?",
+                               (new, e["expl_id"]))
+    writer.con.close()
+    return root
+
+
+def test_a_flag_names_the_method_of_the_map_in_view(cache):
+    """The table and the zoom recorded a map of the method the explorer shows as the bare model id, which reads
+    as the cache's default method: a gradcam++ flag was taken for a gradcam one."""
+    async def body(app, pilot):
+        await pilot.press("m")  # one model chosen in the table
+        await settle(pilot)
+        first = app._current_idx()
+        await pilot.press("1")
+        await settle(pilot)
+        assert app.source.flags.get(first).viewed == "resnet10t/seed0 (gradcam++)"
+        await pilot.press("j", "enter")  # the zoom: the method shown, then the other one (m)
+        await settle(pilot)
+        second = app.screen.idx
+        await pilot.press("2")
+        await settle(pilot)
+        assert app.source.flags.get(second).viewed == "resnet10t/seed0 (gradcam++)"
+        await pilot.press("m", "j", "3")  # the next case on its gradcam map
+        await settle(pilot)
+        third = app.screen.idx
+        assert app.source.flags.get(third).viewed == "resnet10t/seed0 (gradcam)"
+        zoom_text = "".join(seg.text for strip in app.screen.query_one("#zoom-tiles").strips for seg in strip)
+        assert "⚑ mislocalised on M1 resnet10t (gradcam)" in zoom_text  # not the method shown: named
+
+    run(body, CacheReader(_with_a_second_method(cache, "gradcam++"), "gradcam++"))  # explore --method gradcam++
 
 
 def test_a_flag_records_the_map_in_view_and_the_export_and_panel_name_it(cache, tmp_path):
@@ -622,7 +667,7 @@ def test_a_flag_records_the_map_in_view_and_the_export_and_panel_name_it(cache, 
         second = app.source.idx_at(1)
         await pilot.press("2")
         await settle(pilot)
-        assert app.source.flags.get(second).viewed == "resnet10t/seed1"
+        assert app.source.flags.get(second).viewed == "resnet10t/seed1 (gradcam)"
         zoom_text = "".join(seg.text for strip in app.screen.query_one("#zoom-tiles").strips for seg in strip)
         assert "⚑ shortcut on M1 resnet10t seed 1" in zoom_text
         await pilot.press("escape", "j", "m")  # one model chosen in the table: its reference seed's map
@@ -630,10 +675,10 @@ def test_a_flag_records_the_map_in_view_and_the_export_and_panel_name_it(cache, 
         third = app.source.idx_at(app.query_one(CaseTable).cursor)
         await pilot.press("3")
         await settle(pilot)
-        assert app.source.flags.get(third).viewed == "resnet10t/seed0"
+        assert app.source.flags.get(third).viewed == "resnet10t/seed0 (gradcam)"
         assert "⚑ mislocalised on M1 resnet10t" in str(app.query_one(HeatmapPanel).query_one("#case-title").content)
         app.source.flags.note(third, "the lesion is missed")  # a note from the table keeps the flag's map
-        assert app.source.flags.get(third).viewed == "resnet10t/seed0"
+        assert app.source.flags.get(third).viewed == "resnet10t/seed0 (gradcam)"
         app.source.flags.note(first, "M2 too", viewed="vit-tiny-p8/seed0")  # so does one from a zoom
         assert app.source.flags.get(first).viewed == ""
         fourth = app.source.idx_at(3)
@@ -644,18 +689,19 @@ def test_a_flag_records_the_map_in_view_and_the_export_and_panel_name_it(cache, 
         app.source.flags.note(fourth, "")  # removed: the export below lists the three flags
         csv_path, json_path = export_flags(app.source.flags, app.reader, tmp_path / "exp")
         views = {r["idx"]: r["viewed"] for r in json.loads(json_path.read_text())}
-        assert views == {first: "", second: "resnet10t/seed1", third: "resnet10t/seed0"}
-        assert {row["viewed"] for row in csv.DictReader(csv_path.open())} == {"", "resnet10t/seed1", "resnet10t/seed0"}
+        assert views == {first: "", second: "resnet10t/seed1 (gradcam)", third: "resnet10t/seed0 (gradcam)"}
+        assert ({row["viewed"] for row in csv.DictReader(csv_path.open())}
+                == {"", "resnet10t/seed1 (gradcam)", "resnet10t/seed0 (gradcam)"})
 
     run(body, cache)
     from gradfaith_tui.report.build import build
 
     report = build(CacheReader(cache))
-    assert sorted(f["viewed"] for f in report.flags) == ["", "resnet10t/seed0", "resnet10t/seed1"]
+    assert sorted(f["viewed"] for f in report.flags) == ["", "resnet10t/seed0 (gradcam)", "resnet10t/seed1 (gradcam)"]
     from gradfaith_tui.report import markdown
 
     text = markdown.render(report)
-    assert "| all models |" in text and "| resnet10t/seed1 |" in text
+    assert "| all models |" in text and "| resnet10t/seed1 (gradcam) |" in text
 
 
 def test_flags_of_a_cache_from_before_the_map_in_view_are_kept_and_extended(tmp_path, monkeypatch):

@@ -151,9 +151,10 @@ def _flags(r: Report, src) -> list[str]:
         rows = [[escape(f["case_id"]), f["label"], escape(f["category"]),
                  "–" if f.get("viewed") is None else escape(f["viewed"] or "all models"),
                  escape(f["note"]), escape(f["created"])] for f in r.flags]
-        out += ["Map in view: the model (and seed) whose map the flag was set on, in the zoom or with one model "
-                "chosen in the table; *all models* where it was set on the table's worst-of-models view; – where "
-                "the flag predates this record.\n",
+        out += ["Map in view: the model, seed and CAM method whose map the flag was set on, in the zoom or with one "
+                "model chosen in the table (older flags name the method only where it was not the one shown); "
+                "*all models* where it was set on the table's worst-of-models view; – where the flag predates this "
+                "record.\n",
                 markdown_table(["Case", "True class", "Category", "Map in view", "Note", "Flagged"], rows) + "\n",
                 _figure(r.figure("flagged"), src)]
     if r.notes:  # a note alone is a remark, not a flag

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +36,18 @@ _DDL = """CREATE TABLE IF NOT EXISTS flags (
 # replaces: the flag_id of the row a new row superseded, 0 where it superseded none; NULL in rows from before
 
 
+def viewed_map(model_id: str, method: str) -> str:
+    """How a flag records the map in view: model id and CAM method, always (which method a cache shows by
+    default changes as methods are added to it, so an unnamed one could later be read as another)."""
+    return f"{model_id} ({method})"
+
+
+def viewed_parts(viewed: str) -> tuple[str, str | None]:
+    """(model id, method) of a recorded map; method None where a flag from before did not name it."""
+    m = re.fullmatch(r"(.+) \(([^()]+)\)", viewed)
+    return (m[1], m[2]) if m else (viewed, None)
+
+
 @dataclass(frozen=True)
 class Flag:
     flag_id: int
@@ -42,7 +55,7 @@ class Flag:
     category: str
     note: str
     created: str
-    # the map in view when it was set (the zoom's model and seed); "": the table across models; None: not recorded
+    # the map in view when it was set (viewed_map: model, seed, method); "": the table across models; None: not recorded
     viewed: str | None = None
 
 
@@ -151,8 +164,7 @@ class FlagStore:
 
     def flag(self, idx: int, category: str, viewed: str | None = None) -> Flag:
         """Flag a case (keeping its note); flagging it again with the same category clears the flag.
-        viewed: the map in view (a model id, with the method where it is not the cache's); "" from the table across
-        models."""
+        viewed: the map in view (viewed_map); "" from the table across models."""
         old = self.sync(idx)
         if old is not None and old.category == category:
             self.clear(idx)

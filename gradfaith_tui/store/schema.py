@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS flags (
     note TEXT NOT NULL DEFAULT '',
     created TEXT NOT NULL,
     undone INTEGER NOT NULL DEFAULT 0,
-    viewed TEXT,                      -- the map in view when flagged (model id, method if not the cache's); '': all
+    viewed TEXT,                      -- the map in view when flagged: 'model id (method)'; '': all
     replaces INTEGER                  -- the flag_id this row superseded, 0: none (undo brings that one back)
 );
 """

@@ -10,7 +10,7 @@ import errno
 import sqlite3
 from dataclasses import replace
 
-from gradfaith_tui.store.flags import NOTE_ONLY, export_flags
+from gradfaith_tui.store.flags import NOTE_ONLY, export_flags, viewed_map
 from gradfaith_tui.store.schema import DB_NAME
 from gradfaith_tui.tui.render import COLORMAPS
 from gradfaith_tui.tui.screens.ask import AskScreen
@@ -73,9 +73,13 @@ class TriageActions:
             then()
 
     def _viewed(self) -> str:
-        """The map the table's flag judges: the chosen model's reference seed, or "" across every model."""
+        """The map the table's flag judges: the chosen model's reference seed and the method shown, or "" across
+        every model."""
         model = self.view.model
-        return self.source.columns[model].model.model_id if 0 <= model < len(self.source.columns) else ""
+        if not 0 <= model < len(self.source.columns):
+            return ""
+        col = self.source.columns[model]
+        return viewed_map(col.model.model_id, col.method)
 
     def action_flag(self, category: str) -> None:
         self.flag_case(self._current_idx(), category, viewed=self._viewed())

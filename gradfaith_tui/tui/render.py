@@ -56,7 +56,7 @@ def file_name(case_id: str) -> str:
 
 
 def flag_mark(flag, label: Callable[[str], str] | None = None) -> str:
-    """The flag in a few words; with label (CaseSource.model_label), also the map that was in view when set."""
+    """The flag in a few words; with label (CaseSource.viewed_label), also the map that was in view when set."""
     mark = "✎ note" if flag.category == NOTE_ONLY else f"⚑ {flag.category}"
     return f"{mark} on {label(flag.viewed)}" if label is not None and flag.viewed else mark
 

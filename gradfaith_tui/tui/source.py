@@ -20,7 +20,7 @@ from gradfaith_tui.store.arrays import WORST, CaseArrays, Filter
 from gradfaith_tui.store.files import connect_readonly
 from gradfaith_tui.store.reader import CacheReader
 from gradfaith_tui.store.records import CaseRow
-from gradfaith_tui.store.flags import FlagStore
+from gradfaith_tui.store.flags import FlagStore, viewed_parts
 from gradfaith_tui.store.schema import DB_NAME
 
 
@@ -196,6 +196,13 @@ class CaseSource:
             return model_id
         label = f"M{col + 1} {self.columns[col].model.name}"
         return label if seed is None else f"{label} seed {seed}"
+
+    def viewed_label(self, viewed: str) -> str:
+        """A flag's recorded map as the explorer names it: the model's label, with the method where it is not
+        the one shown."""
+        model_id, method = viewed_parts(viewed)
+        label = self.model_label(model_id)
+        return label if method is None or method == self.reader.method else f"{label} ({method})"
 
     def idx_at(self, pos: int) -> int:
         return int(self.order[pos])

@@ -22,7 +22,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Static
 
 from gradfaith_tui.errors import CacheError
-from gradfaith_tui.store.flags import CATEGORIES
+from gradfaith_tui.store.flags import CATEGORIES, viewed_map
 from gradfaith_tui.store.planted import share_text
 from gradfaith_tui.tui.halfblock import styled
 from gradfaith_tui.tui.render import Overlay, class_name, file_name, flag_mark, fmt_metric, heatmap_tile, input_tile
@@ -117,12 +117,12 @@ class ZoomScreen(Screen[int]):
         return self.source.position_of(self.idx)
 
     def _viewed(self) -> str | None:
-        """The map on screen, as a flag records it: model id and seed, and the method where not the cache's."""
+        """The map on screen, as a flag records it: model id (so the seed) and method."""
         _, _, pick = self._variants()
         if pick is None:
             return None
         model_id, _, method, _ = pick
-        return model_id if method == self.source.columns[self.model].method else f"{model_id} ({method})"
+        return viewed_map(model_id, method)
 
     def action_flag(self, category: str) -> None:
         self.app.flag_case(self.idx, category, then=self.refresh_zoom, viewed=self._viewed())
@@ -180,7 +180,7 @@ class ZoomScreen(Screen[int]):
         lab_l = Text.assemble(("input slice", "bold"), f" · true {class_name(row.label)}\n", (outline, "green"))
         flag = self.source.flags.get(idx) if self.source.flags else None
         if flag is not None:
-            lab_l.append(f"\n{flag_mark(flag, self.source.model_label)}", "bold magenta")
+            lab_l.append(f"\n{flag_mark(flag, self.source.viewed_label)}", "bold magenta")
             if flag.note:
                 lab_l.append(f"\nnote: {flag.note}", "magenta")
         # short lines: each half is only ~36 columns at 80x24; longer ones wrap, and the tiles shrink to fit them

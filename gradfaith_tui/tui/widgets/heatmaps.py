@@ -248,7 +248,7 @@ class HeatmapPanel(Vertical):
         flag = self.source.flags.get(idx) if self.source.flags else None
         title = Text(no_wrap=True, overflow="ellipsis")
         if flag is not None:  # first, so a narrow terminal cuts the rest and never the flag
-            title.append(f"{flag_mark(flag, self.source.model_label)} · ", "bold magenta")
+            title.append(f"{flag_mark(flag, self.source.viewed_label)} · ", "bold magenta")
             if flag.note:
                 title.append(f"“{flag.note}” · ", "magenta")
         title.append(file_name(row.case_id), "bold cyan")  # the table's row says its folder
