@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -279,7 +280,9 @@ def test_ctrl_c_says_the_work_is_kept_and_exits_130(phantoms, trained, tmp_path)
     # -2: the second one came after Python gave SIGINT back to the system on its way out, which a shell
     # reports as 130 too
     assert proc.returncode == 130 or (twice and proc.returncode == -signal.SIGINT), err
-    assert err.rstrip().splitlines()[-1] == "gradfaith-tui: interrupted; computed maps are saved, rerun to resume"
+    said = re.fullmatch(r"gradfaith-tui: interrupted; (\d+) maps? made by this run (is|are) saved, rerun to resume",
+                        err.rstrip().splitlines()[-1])
+    assert said and int(said[1]) >= done, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
 
 
@@ -459,6 +462,17 @@ def test_an_interrupted_synth_says_nothing_was_written_and_a_read_only_folder_is
     assert _kept_on_interrupt(["train", "--epochs", "3"]) == "finished epochs are saved, rerun to resume"
     assert _kept_on_interrupt(["evaluate"]).startswith("nothing was written")  # it had said work was saved
     assert _kept_on_interrupt(["data", "check", "x"]) == "stopped, rerun it"
+
+
+def test_an_interrupted_precompute_says_how_many_maps_it_saved(monkeypatch):
+    from gradfaith_tui.cli import _kept_on_interrupt
+    from gradfaith_tui.cli import progress
+
+    monkeypatch.setattr(progress, "MAPS_MADE", {})  # stopped while the models loaded: it had said maps were saved
+    assert _kept_on_interrupt(["precompute"]) == "no maps were made yet, so none were saved, rerun it"
+    assert _kept_on_interrupt(["demo"]) == "finished epochs are saved; no maps were made yet, so none were saved, rerun it"
+    monkeypatch.setattr(progress, "MAPS_MADE", {"a/seed0": 1200, "b/seed0": 34})
+    assert _kept_on_interrupt(["precompute", "--deep"]) == "1,234 maps made by this run are saved, rerun to resume"
 
 
 def test_synth_into_a_folder_it_cannot_write_names_that_folder(tmp_path, monkeypatch):

@@ -50,8 +50,7 @@ def _usage_errors() -> tuple[type[Exception], ...]:
 
 KEPT_ON_INTERRUPT = {  # what each command has kept when Ctrl-C stops it, in the words the user needs next
     "train": "finished epochs are saved, rerun to resume",
-    "precompute": "computed maps are saved, rerun to resume",
-    "demo": "finished epochs and computed maps are saved, rerun to resume",
+    "demo": "finished epochs are saved",  # and _maps_kept()
     "evaluate": "nothing was written (its tables are written at the end), rerun it",
     "report": "the report was not written (one already in --out is as it was), rerun it",
     "import": "rerun it to finish the import",
@@ -62,7 +61,21 @@ def _kept_on_interrupt(args: list[str]) -> str:
     """What an interrupted command keeps: phantoms are written whole or not at all; training and maps resume."""
     if args[:2] == ["data", "synth"]:
         return "no phantoms were written; the folder is as it was"
+    if args[:1] == ["precompute"]:
+        return _maps_kept()
+    if args[:1] == ["demo"]:
+        return f"{KEPT_ON_INTERRUPT['demo']}; {_maps_kept()}"
     return KEPT_ON_INTERRUPT.get(args[0] if args else "", "stopped, rerun it")
+
+
+def _maps_kept() -> str:
+    """Counted, not assumed: a Ctrl-C while models load (or data are read) has made no map yet."""
+    from gradfaith_tui.cli.progress import MAPS_MADE
+
+    n = sum(MAPS_MADE.values())
+    if not n:
+        return "no maps were made yet, so none were saved, rerun it"
+    return f"{n:,} map{'s' if n != 1 else ''} made by this run {'are' if n != 1 else 'is'} saved, rerun to resume"
 
 
 def _on_ctrl_c(signum, frame) -> None:

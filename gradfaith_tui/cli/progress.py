@@ -92,6 +92,9 @@ def fit_events(progress: Progress | None):
     return FitEvents(warn=warn, start=start, batch=batch, epoch=epoch, skip=skip)
 
 
+MAPS_MADE: dict[str, int] = {}  # maps this run has written, per model: what an interrupted precompute says it kept
+
+
 def precompute_progress(progress: Progress | None):
     if progress is None:
         return lambda *a: None
@@ -104,6 +107,7 @@ def precompute_progress(progress: Progress | None):
             tasks[model_id] = progress.add_task(f"explain {model_id}", total=total, info="")
             start[model_id] = (now, done)
         t0, d0 = start[model_id]
+        MAPS_MADE[model_id] = done - d0  # called once each batch is committed
         rate = f"{(done - d0) / (now - t0):,.0f} maps/s" if done > d0 and now > t0 else ""
         progress.update(tasks[model_id], completed=done, info=rate)
 
