@@ -558,6 +558,21 @@ def test_pretrained_file_that_holds_no_weights_is_named_before_anything_is_made(
     assert "x>=0.0" not in run("train", "--help").stdout
 
 
+def test_one_pretrained_file_for_models_of_several_architectures_is_refused_before_training(tmp_path):
+    import torch
+
+    weights = tmp_path / "resnet10t.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, weights)
+    ck = tmp_path / "ck"  # it was found once the first model had trained, at the second one's turn
+    res = run("train", "--data", tmp_path, "--checkpoints", ck, "--models", "resnet10t,vit-tiny-p8",
+              "--pretrained-file", weights)
+    assert_one_line_error(res, "--pretrained-file: one weights file fits one architecture, and --models names 2 "
+                               "(resnet10t, vit-tiny-p8)")
+    assert_one_line_error(run("train", "--data", tmp_path, "--checkpoints", ck, "--pretrained-file", weights),
+                          "the demo profile trains 5")
+    assert not ck.exists()
+
+
 def test_demo_data_that_is_a_file_is_said_so(tmp_path):
     f = tmp_path / "README.md"
     f.write_text("# notes")

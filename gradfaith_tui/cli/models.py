@@ -56,6 +56,11 @@ def train(
     prof = get_profile(profile, epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr)
     specs = [spec_for(n) for n in names(models)] if models is not None else list(prof.specs)  # "" is a mistake
     specs = list({s.name: s for s in specs}.values())  # a model named twice trains once (its spec is the same)
+    archs = {s.describe(): s.name for s in specs}
+    if pretrained_file is not None and len(archs) > 1:  # else found only once the first model has trained
+        whose = "--models names" if models is not None else f"the {prof.name} profile trains"
+        raise GradfaithError(f"--pretrained-file: one weights file fits one architecture, and {whose} {len(archs)} "
+                             f"({', '.join(archs.values())}): train each with its own file, one --models at a time")
     cfg = TrainConfig(epochs=prof.epochs, batch_size=prof.batch_size, lr=prof.lr, img_size=prof.img_size,
                       weighted_loss=weighted_loss, device=check_device(device),
                       pretrained_file=str(pretrained_file) if pretrained_file else None, compile=compile_)
