@@ -3,9 +3,11 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -578,3 +580,27 @@ def test_demo_data_that_is_a_file_is_said_so(tmp_path):
     f.write_text("# notes")
     assert_one_line_error(run("demo", "--data", f, "--checkpoints", tmp_path / "ck", "--cache", tmp_path / "c",
                               "--summary"), f"--data: {f} is a file, not a folder")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to run a check as another user")
+def test_demo_names_a_cache_it_cannot_write_before_it_writes_phantoms_or_trains():
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(dir="/tmp", prefix="gradfaith-demo-"))
+    try:
+        top.chmod(0o755)  # root's: another user cannot make the cache in it
+        work = top / "work"
+        work.mkdir()
+        work.chmod(0o777)
+        env = {**os.environ, "HOME": str(work), "MPLCONFIGDIR": str(work / "mpl"), "PYTHONDONTWRITEBYTECODE": "1"}
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        res = subprocess.run([*nobody, sys.executable, "-m", "gradfaith_tui", "demo", "--data", str(work / "ph"),
+                              "--checkpoints", str(work / "ck"), "--cache", str(top / "cache"), "--summary",
+                              "--patients", "10", "--epochs", "1", "--img-size", "16"],
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert_one_line_error(res, f"--cache: cannot make the folder {top / 'cache'} ({top} is not a folder this "
+                                   "user can write)")
+        assert not (work / "ph").exists() and not (work / "ck").exists()  # found after both, before
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

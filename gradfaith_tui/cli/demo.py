@@ -11,7 +11,7 @@ import typer
 
 from gradfaith_tui.cli.data import MAX_PATIENTS, MAX_SIZE
 from gradfaith_tui.cli.options import DEFAULTS, CacheOpt, CheckpointsOpt, DataOpt, DeviceOpt, check_device, folder
-from gradfaith_tui.errors import CacheError, DataError
+from gradfaith_tui.errors import DataError
 
 # Balanced classes and a planted shortcut (a burned-in marker on half the Malignant slices),
 # so the demo audit has something real to find.
@@ -37,11 +37,11 @@ def demo(
     from gradfaith_tui.cli.progress import console
     from gradfaith_tui.config import PROFILES
     from gradfaith_tui.freshness import cache_is_current
+    from gradfaith_tui.store.exports import evaluation_folder
 
     t0 = time.perf_counter()
     check_device(device)  # every option checked before anything is written
-    if cache.exists() and not cache.is_dir():  # else found only after the ten models are trained
-        raise CacheError(f"--cache: {cache} is a file, not a folder")
+    evaluation_folder(cache)  # a file, or a folder this user cannot make or write: else found after the training
     _phantoms(data, patients)
     prof = PROFILES["demo"]
     names = [s.name for s in prof.specs]
