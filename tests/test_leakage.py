@@ -51,7 +51,7 @@ def _report_text(root: Path) -> tuple[list[str], str, str]:
         reader.close()
     out = io.StringIO()
     print_report(r, Console(file=out, width=400, color_system=None))
-    return r.caveats, markdown.render(r), out.getvalue()
+    return r.incomplete, markdown.render(r), out.getvalue()
 
 
 def test_another_split_is_refused_naming_both_and_forced_it_is_recorded_and_reported(phantoms, trained, cache, tmp_path):
@@ -69,11 +69,11 @@ def test_another_split_is_refused_naming_both_and_forced_it_is_recorded_and_repo
     assert "may include training cases" in told[0] and "\n" not in told[0]
     gaps = trained_elsewhere(sqlite3.connect(root / "audit.sqlite"))
     assert list(gaps) == ["resnet10t/seed0"] and OTHER in gaps["resnet10t/seed0"] and split in gaps["resnet10t/seed0"]
-    caveats, md, terminal = _report_text(root)
-    assert caveats[0].startswith(f"Trained on another split: resnet10t/seed0 was trained on another split of these "
+    first, md, terminal = _report_text(root)
+    assert first[0].startswith(f"Trained on another split: resnet10t/seed0 was trained on another split of these "
                                  f"data (split {OTHER}, now {split}")
-    assert "test metrics may include training cases" in caveats[0]
-    assert "Trained on another split: resnet10t/seed0" in md and "Trained on another split: resnet10t/seed0" in terminal
+    assert "test metrics may include training cases" in first[0]
+    assert "**Read this first.** Trained on another split: resnet10t/seed0" in md and "Trained on another split: resnet10t/seed0" in terminal
     # retrained on this split (here: the real checkpoint), a rerun without --force clears the mark
     precompute(phantoms, trained, root, names=["resnet10t"], seeds=[0], cam=NO_SANITY, warn=lambda m: None,
                with_timing=False)

@@ -9,7 +9,8 @@ import numpy as np
 from gradfaith_tui import __version__
 from gradfaith_tui.config import CLASS_NAMES, PAPER_LABELS
 from gradfaith_tui.report import cache_extras, checks, faithfulness, samples
-from gradfaith_tui.report.caveats import caveats, computed, incomplete, macro_over, resolution, test_classes, unfinished
+from gradfaith_tui.report.caveats import (caveats, computed, incomplete, leakage, macro_over, resolution, test_classes,
+                                          unfinished)
 from gradfaith_tui.report.findings import findings, map_stats
 from gradfaith_tui.report.paper import paper_rows
 from gradfaith_tui.report.provenance import provenance
@@ -40,7 +41,8 @@ class Report:
     version: str
     classes: tuple[str, ...]
     macro_over: str  # what Table I's macro averages are over, in words (report.caveats.macro_over)
-    incomplete: list[str]  # a precompute or a training stopped early: said before anything else (caveats.incomplete, .unfinished)
+    incomplete: list[str]  # what bounds every number: a precompute or a training stopped early, a model used with
+    # --force on another split (caveats.incomplete, .unfinished, .leakage); said before anything else
     caveats: list[str]  # the data's limits that apply to this cache, one sentence each (report.caveats)
     findings: list[str]  # what the audit found, one sentence each (report.findings), filled once the rest is built
     units: str  # what n counts and what the CIs and tests resample, in words
@@ -142,7 +144,8 @@ def build(reader: CacheReader) -> Report:
     report = Report(
         title=title(reader.method), cache=str(reader.root), n_cases=reader.n_cases, method=reader.method,
         version=__version__, classes=CLASS_NAMES, macro_over=macro_over(reader.con),
-        incomplete=incomplete(reader) + unfinished(reader.con) if reader.n_cases else [], caveats=caveats(reader),
+        incomplete=incomplete(reader) + unfinished(reader.con) + leakage(reader.con) if reader.n_cases else [],
+        caveats=caveats(reader),
         findings=[], units=_units(reader, groups), limits=resolution(reader), columns=columns, table1=table1,
         seeds={c.model.name: sum(m.name == c.model.name for m in reader.models) for c in reader.columns},
         targets=targets(reader),

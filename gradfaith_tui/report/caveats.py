@@ -308,5 +308,5 @@ def caveats(reader: CacheReader) -> list[str]:
     if not n:
         return []
     con = reader.con
-    return (leakage(con) + unexplained(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n)
+    return (unexplained(reader) + settings(reader) + consist_rule(reader) + phantoms(con, n)
             + classes(con, n) + masks(con, n) + patients(con, n) + identical(reader.config))
