@@ -604,3 +604,20 @@ def test_demo_names_a_cache_it_cannot_write_before_it_writes_phantoms_or_trains(
         assert not (work / "ph").exists() and not (work / "ck").exists()  # found after both, before
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_progress_bars_keep_counts_and_times_whole_in_a_narrow_terminal(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import gradfaith_tui.cli.progress as progress
+
+    out = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=out, width=60))
+    with progress.bars() as bars:
+        task = bars.add_task("explain densenet121-a-long-name/seed0", total=1234, info="12.3 maps/s")
+        bars.update(task, completed=567)
+    line = next(x for x in out.getvalue().splitlines() if "567" in x)
+    assert " 567/1234 12.3 maps/s 0:00:0" in line and len(line) <= 60  # once: "5…" and "0:0…"
+    assert line.startswith("explain densenet121-") and "…" in line.split()[1]  # the name gives way instead

@@ -7,6 +7,7 @@ from time import perf_counter
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 console = Console(stderr=True)
 
@@ -42,8 +43,9 @@ def bars():
     if not main_rank():
         yield None
         return
-    p = _StartedByFirstTask(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=False)
+    p = _StartedByFirstTask(TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+                            BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                            console=console, transient=False)
     try:
         yield p
     finally:
@@ -59,6 +61,27 @@ class _StartedByFirstTask(Progress):
         if not self.live.is_started:
             self.start()
         return super().add_task(*args, **kwargs)
+
+    def make_tasks_table(self, tasks):
+        """The counts, rate and time whole however narrow the terminal: the bar gives way first (down to 5
+        cells), then the description, cut with an ellipsis. Left to rich, a long model name at 60 columns
+        pushed every column down to "5…" and "0:0…"."""
+        tasks = list(tasks)
+        table = super().make_tasks_table(tasks)
+        shown = [t for t in tasks if t.visible]
+        if not shown:
+            return table
+        desc, bar, count, info, elapsed = table.columns
+        need = [max(len(str(t.description)) for t in shown),
+                max(2 * len(str(int(t.total or 0))) + 1 for t in shown),  # " 567/1234": done padded to total's width
+                max(len(str(t.fields.get("info", ""))) for t in shown), 7]  # elapsed: 0:00:00
+        free = self.console.width - sum(need[1:]) - 4  # four gaps of one cell
+        bar_w = max(5, min(40, free - need[0]))
+        self.columns[1].bar_width = bar_w
+        desc.max_width = max(8, free - bar_w)
+        for column, width in zip((count, info, elapsed), need[1:]):
+            column.min_width = width
+        return table
 
 
 def fit_events(progress: Progress | None):
